@@ -1,0 +1,6 @@
+//! hashes commands.
+
+use crate::model::command::Spec;
+
+/// The hashes commands.
+pub static COMMANDS: &[Spec] = &[];

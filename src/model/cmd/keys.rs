@@ -1,0 +1,6 @@
+//! keys commands.
+
+use crate::model::command::Spec;
+
+/// The keys commands.
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,6 @@
+//! lists commands.
+
+use crate::model::command::Spec;
+
+/// The lists commands.
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,346 @@
+//! Connection, transaction and server commands: PING, SELECT, MULTI/EXEC/WATCH, FLUSHALL,
+//! TIME, INFO, CONFIG, CLIENT, COMMAND, HELLO, CLUSTER and the few others that real clients
+//! and Redis's own test harness send on connect.
+
+use super::{arg_i64, is_opt};
+use crate::model::command::{
+    ADMIN, FAST, Handler, NO_QUEUE, NOSCRIPT, RANDOM, READONLY, Spec, WRITE,
+};
+use crate::model::reply::{Reply, bulk, err, msg, ok};
+use crate::model::{Core, Ctx, DATABASES, Model, NodeConfig, Session};
+
+use std::collections::BTreeMap;
+
+const fn data(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    handler: fn(&mut Core, &mut Ctx, &[Vec<u8>]) -> Reply,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        handler: Handler::Data(handler),
+    }
+}
+
+const fn session(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        handler: Handler::Session(handler),
+    }
+}
+
+/// The server commands.
+pub static COMMANDS: &[Spec] = &[
+    data("ping", -1, FAST, ping),
+    data("echo", 2, FAST, echo),
+    data("time", 1, FAST | RANDOM, time),
+    data("dbsize", 1, READONLY | FAST, dbsize),
+    data("flushdb", -1, WRITE, flushdb),
+    data("flushall", -1, WRITE, flushall),
+    session("select", 2, FAST | NOSCRIPT, select),
+    session("multi", 1, FAST | NOSCRIPT | NO_QUEUE, multi),
+    session("exec", 1, NOSCRIPT | NO_QUEUE, exec),
+    session("discard", 1, FAST | NOSCRIPT | NO_QUEUE, discard),
+    Spec {
+        name: "watch",
+        arity: -2,
+        flags: FAST | NOSCRIPT | NO_QUEUE,
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        handler: Handler::Session(watch),
+    },
+    session("unwatch", 1, FAST | NOSCRIPT, unwatch),
+    session("quit", -1, FAST | NOSCRIPT | NO_QUEUE, quit),
+    session("reset", 1, FAST | NOSCRIPT | NO_QUEUE | ADMIN, reset),
+];
+
+/// The CONFIG parameters a fresh node reports. Any other name CONFIG SET stores is kept too.
+pub fn default_params(config: &NodeConfig) -> BTreeMap<String, String> {
+    let pairs: &[(&str, String)] = &[
+        ("appendonly", "no".to_owned()),
+        ("busy-reply-threshold", "5000".to_owned()),
+        ("lua-time-limit", "5000".to_owned()),
+        ("databases", DATABASES.to_string()),
+        ("hz", "10".to_owned()),
+        ("maxclients", "10000".to_owned()),
+        ("maxmemory", "0".to_owned()),
+        ("maxmemory-policy", "noeviction".to_owned()),
+        ("port", config.port.to_string()),
+        ("bind", "* -::*".to_owned()),
+        ("proto-max-bulk-len", config.limits.bulk_len_max.to_string()),
+        ("save", String::new()),
+        ("timeout", "0".to_owned()),
+        (
+            "cluster-enabled",
+            if config.cluster.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ),
+        ("lazyfree-lazy-user-del", "no".to_owned()),
+        ("lazyfree-lazy-user-flush", "no".to_owned()),
+        ("hash-max-listpack-entries", "128".to_owned()),
+        ("hash-max-listpack-value", "64".to_owned()),
+        ("hash-max-ziplist-entries", "128".to_owned()),
+        ("hash-max-ziplist-value", "64".to_owned()),
+        ("list-max-listpack-size", "-2".to_owned()),
+        ("list-max-ziplist-size", "-2".to_owned()),
+        ("set-max-intset-entries", "512".to_owned()),
+        ("zset-max-listpack-entries", "128".to_owned()),
+        ("zset-max-listpack-value", "64".to_owned()),
+        ("zset-max-ziplist-entries", "128".to_owned()),
+        ("zset-max-ziplist-value", "64".to_owned()),
+        ("active-expire-effort", "1".to_owned()),
+        ("lua-replicate-commands", "yes".to_owned()),
+        ("notify-keyspace-events", String::new()),
+        ("dir", "/".to_owned()),
+        ("dbfilename", "dump.rdb".to_owned()),
+        ("loglevel", "notice".to_owned()),
+    ];
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect()
+}
+
+fn ping(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    match argv.len() {
+        1 => Reply::Status("PONG".to_owned()),
+        2 => bulk(&argv[1]),
+        _ => crate::model::reply::wrong_arity("ping"),
+    }
+}
+
+fn echo(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    bulk(&argv[1])
+}
+
+fn time(_core: &mut Core, ctx: &mut Ctx, _argv: &[Vec<u8>]) -> Reply {
+    let seconds = ctx.now_ms / 1000;
+    let micros = (ctx.now_ms % 1000) * 1000;
+    Reply::Array(vec![bulk(seconds.to_string()), bulk(micros.to_string())])
+}
+
+fn dbsize(core: &mut Core, ctx: &mut Ctx, _argv: &[Vec<u8>]) -> Reply {
+    Reply::Integer(i64::try_from(core.db(ctx).len()).expect("fits"))
+}
+
+/// FLUSHDB/FLUSHALL take an optional ASYNC or SYNC; both act at once here.
+fn flush_mode_ok(argv: &[Vec<u8>]) -> bool {
+    match argv.len() {
+        1 => true,
+        2 => is_opt(&argv[1], "async") || is_opt(&argv[1], "sync"),
+        _ => false,
+    }
+}
+
+fn flushdb(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    if !flush_mode_ok(argv) {
+        return err(msg::SYNTAX);
+    }
+    core.db(ctx).clear();
+    core.signal_db_changed(ctx.db);
+    ok()
+}
+
+fn flushall(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    if !flush_mode_ok(argv) {
+        return err(msg::SYNTAX);
+    }
+    for db in 0..DATABASES {
+        core.dbs[db].clear();
+        core.signal_db_changed(db);
+    }
+    ok()
+}
+
+/// Parses a database index argument (SELECT, MOVE, SWAPDB).
+pub fn db_index(arg: &[u8]) -> Result<usize, Reply> {
+    let index = arg_i64(arg)?;
+    usize::try_from(index)
+        .ok()
+        .filter(|index| *index < DATABASES)
+        .ok_or_else(|| err(msg::DB_INDEX))
+}
+
+fn select(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    let index = match db_index(&argv[1]) {
+        Ok(index) => index,
+        Err(reply) => return reply,
+    };
+    if model.core.config.cluster.is_some() && index != 0 {
+        return err("ERR SELECT is not allowed in cluster mode");
+    }
+    session.db = index;
+    if let Some(info) = model.core.clients.get_mut(&session.id) {
+        info.db = index;
+    }
+    ok()
+}
+
+fn multi(_model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    if session.multi.is_some() {
+        return err("ERR MULTI calls can not be nested");
+    }
+    session.multi = Some(Vec::new());
+    session.multi_failed = false;
+    ok()
+}
+
+fn exec(model: &mut Model, session: &mut Session, now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    let Some(queued) = session.multi.take() else {
+        return err("ERR EXEC without MULTI");
+    };
+    let failed = std::mem::take(&mut session.multi_failed);
+    let broken = model.core.watch_broken(now_ms, session);
+    model.core.unwatch_all(session);
+    if failed {
+        return err("EXECABORT Transaction discarded because of previous errors.");
+    }
+    if broken {
+        return Reply::NilArray;
+    }
+    model.exec_queued(now_ms, session, queued)
+}
+
+fn discard(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    if session.multi.take().is_none() {
+        return err("ERR DISCARD without MULTI");
+    }
+    session.multi_failed = false;
+    model.core.unwatch_all(session);
+    ok()
+}
+
+fn watch(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    if session.multi.is_some() {
+        return err("ERR WATCH inside MULTI is not allowed");
+    }
+    let ctx = Ctx {
+        now_ms,
+        db: session.db,
+        in_script: false,
+        client_id: session.id,
+    };
+    for key in &argv[1..] {
+        model.core.watch(&ctx, session, key);
+    }
+    ok()
+}
+
+fn unwatch(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    model.core.unwatch_all(session);
+    ok()
+}
+
+fn quit(_model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    session.quit = true;
+    ok()
+}
+
+fn reset(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
+    model.core.unwatch_all(session);
+    session.multi = None;
+    session.multi_failed = false;
+    session.db = 0;
+    if let Some(info) = model.core.clients.get_mut(&session.id) {
+        info.db = 0;
+        info.name.clear();
+    }
+    Reply::Status("RESET".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Model, NodeConfig, Reply};
+
+    /// Runs `commands` in order on one session and compares each reply with `expected`.
+    fn check(commands: &[(&str, Reply)]) {
+        let mut model = Model::new(NodeConfig::standalone(1));
+        let mut session = model.connect("127.0.0.1:1");
+        for (line, expected) in commands {
+            let argv: Vec<Vec<u8>> = line
+                .split(' ')
+                .map(|word| word.as_bytes().to_vec())
+                .collect();
+            assert_eq!(&model.exec(1_000, &mut session, &argv), expected, "{line}");
+        }
+    }
+
+    fn status(text: &str) -> Reply {
+        Reply::Status(text.to_owned())
+    }
+
+    fn error(text: &str) -> Reply {
+        Reply::Error(text.to_owned())
+    }
+
+    #[test]
+    fn multi_queues_and_exec_runs_in_order() {
+        check(&[
+            ("MULTI", status("OK")),
+            ("PING", status("QUEUED")),
+            ("ECHO hi", status("QUEUED")),
+            (
+                "EXEC",
+                Reply::Array(vec![status("PONG"), Reply::Bulk(b"hi".to_vec())]),
+            ),
+            ("EXEC", error("ERR EXEC without MULTI")),
+        ]);
+    }
+
+    #[test]
+    fn a_rejected_queued_command_aborts_exec() {
+        check(&[
+            ("MULTI", status("OK")),
+            (
+                "NOSUCH x",
+                error("ERR unknown command 'NOSUCH', with args beginning with: 'x' "),
+            ),
+            ("PING", status("QUEUED")),
+            (
+                "EXEC",
+                error("EXECABORT Transaction discarded because of previous errors."),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn select_checks_the_index_and_nesting_is_refused() {
+        check(&[
+            ("SELECT 16", error("ERR DB index is out of range")),
+            (
+                "SELECT x",
+                error("ERR value is not an integer or out of range"),
+            ),
+            ("SELECT 15", status("OK")),
+            ("MULTI", status("OK")),
+            ("MULTI", error("ERR MULTI calls can not be nested")),
+            ("WATCH k", error("ERR WATCH inside MULTI is not allowed")),
+            ("DISCARD", status("OK")),
+            (
+                "PING a b",
+                error("ERR wrong number of arguments for 'ping' command"),
+            ),
+        ]);
+    }
+}

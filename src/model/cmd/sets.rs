@@ -1,0 +1,6 @@
+//! sets commands.
+
+use crate::model::command::Spec;
+
+/// The sets commands.
+pub static COMMANDS: &[Spec] = &[];

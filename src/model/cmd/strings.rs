@@ -1,0 +1,6 @@
+//! strings commands.
+
+use crate::model::command::Spec;
+
+/// The strings commands.
+pub static COMMANDS: &[Spec] = &[];

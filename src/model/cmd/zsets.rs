@@ -1,0 +1,6 @@
+//! zsets commands.
+
+use crate::model::command::Spec;
+
+/// The zsets commands.
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,556 @@
+//! In-process Redis 7.0: the keyspace, TTLs, commands, transactions, and a Lua 5.1 host that
+//! runs the scripts in `lua/` as they are.
+//!
+//! A plain synchronous state machine. Every call takes `now_ms`, the caller's idea of the
+//! current Unix time in milliseconds; nothing here reads a clock or an unseeded RNG, so the same
+//! code runs behind `ratelab serve`, under turmoil and inside property tests, and one seed
+//! replays a run exactly. Real Redis is the judge: `tests/differential.rs` compares replies byte
+//! for byte.
+//!
+//! # Layout
+//!
+//! * [`Model`] is one Redis node: sixteen [`db::Db`]s, the node's configuration (clock offset,
+//!   cluster slots), statistics, and the script host. [`Model::exec`] runs one command for one
+//!   client [`Session`] and returns its [`Reply`].
+//! * [`Core`] is everything a data command may touch; [`Ctx`] is one call's context (time,
+//!   selected database, whether a script is running). Scripts run data commands through `Core`
+//!   with their start time frozen in `Ctx`, which is why a key cannot expire mid-script.
+//! * `command` is the table (name, arity, flags, key positions); `cmd/*` holds the families.
+//! * [`num`] parses and prints numbers as Redis does; [`cluster`] computes slots.
+
+pub mod cluster;
+pub mod cmd;
+pub mod command;
+pub mod db;
+pub mod num;
+pub mod reply;
+pub mod script;
+pub mod zset;
+
+use std::collections::BTreeMap;
+
+pub use reply::Reply;
+
+use command::{Handler, Spec};
+use db::Db;
+use reply::{err, msg};
+
+/// Number of logical databases, as Redis's default `databases 16`.
+pub const DATABASES: usize = 16;
+
+/// How often the active expiry sweep runs, in model milliseconds (Redis's `hz 10`).
+const ACTIVE_EXPIRE_PERIOD_MS: u64 = 100;
+
+/// How many keys one active sweep may delete per database, so that a sweep is bounded.
+const ACTIVE_EXPIRE_KEYS_MAX: usize = 200;
+
+/// Limits on what a client controls. Each has Redis's error when exceeded.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest bulk string a client may send (`proto-max-bulk-len`, settable by CONFIG SET).
+    pub bulk_len_max: usize,
+    /// Most elements in one command array.
+    pub array_len_max: usize,
+    /// Longest inline command line.
+    pub inline_len_max: usize,
+    /// Most Lua VM instructions one script may execute before the model kills it.
+    pub script_steps_max: u64,
+}
+
+impl Limits {
+    /// The model's defaults: Redis's protocol limits, with a smaller bulk ceiling (64 MiB
+    /// instead of 512 MiB) so that a hostile client cannot make the model allocate much.
+    pub fn standard() -> Limits {
+        Limits {
+            bulk_len_max: 64 * 1024 * 1024,
+            array_len_max: 1024 * 1024,
+            inline_len_max: 64 * 1024,
+            script_steps_max: 100_000_000,
+        }
+    }
+}
+
+/// Cluster mode: which slots this node owns and where the others live.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Inclusive slot ranges this node serves.
+    pub owned: Vec<(u16, u16)>,
+    /// Every slot range of the cluster with the `host:port` that serves it (MOVED's target).
+    pub endpoints: Vec<(u16, u16, String)>,
+}
+
+/// One node's fixed configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Added to the caller's `now_ms` for everything this node sees as time: TIME, expiry,
+    /// scripts. A skewed node is a node with a non-zero offset.
+    pub clock_offset_ms: i64,
+    /// Seeds RANDOMKEY, HRANDFIELD and the script host's `math.random`.
+    pub seed: u64,
+    /// `Some` in cluster mode.
+    pub cluster: Option<ClusterConfig>,
+    /// Protocol and script limits.
+    pub limits: Limits,
+    /// The TCP port reported by INFO and CLIENT LIST.
+    pub port: u16,
+}
+
+impl NodeConfig {
+    /// A standalone node with no skew and the given seed.
+    pub fn standalone(seed: u64) -> NodeConfig {
+        NodeConfig {
+            clock_offset_ms: 0,
+            seed,
+            cluster: None,
+            limits: Limits::standard(),
+            port: 6379,
+        }
+    }
+}
+
+/// Per-command counters for INFO commandstats.
+#[derive(Clone, Debug, Default)]
+pub struct CommandStats {
+    /// Times the command ran.
+    pub calls: u64,
+    /// Times it was rejected before running (arity, CROSSSLOT, MOVED, EXECABORT...).
+    pub rejected_calls: u64,
+    /// Times it ran and answered an error.
+    pub failed_calls: u64,
+}
+
+/// Server-wide counters for INFO stats, commandstats and errorstats.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Every command processed.
+    pub total_commands_processed: u64,
+    /// Every connection accepted.
+    pub total_connections_received: u64,
+    /// Reads that found their key.
+    pub keyspace_hits: u64,
+    /// Reads that did not.
+    pub keyspace_misses: u64,
+    /// Keys deleted because their time came, passively or by the sweep.
+    pub expired_keys: u64,
+    /// Every error reply.
+    pub total_error_replies: u64,
+    /// Per command name.
+    pub commands: BTreeMap<&'static str, CommandStats>,
+    /// Per error code (the first word of the error line).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// A connected client as CLIENT LIST shows it.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// CLIENT SETNAME's name, empty if none.
+    pub name: Vec<u8>,
+    /// The selected database.
+    pub db: usize,
+    /// The peer address, as the transport reports it.
+    pub addr: String,
+    /// The last command's name.
+    pub last_command: String,
+}
+
+/// Everything a data command may touch.
+pub struct Core {
+    /// The node's fixed configuration.
+    pub config: NodeConfig,
+    /// The sixteen databases.
+    pub dbs: Vec<Db>,
+    /// CONFIG GET/SET parameters: any name is stored and read back.
+    pub params: BTreeMap<String, String>,
+    /// Counters.
+    pub stats: Stats,
+    /// Connected clients by id.
+    pub clients: BTreeMap<u64, ClientInfo>,
+    /// The next client id.
+    next_client_id: u64,
+    /// Watched keys `(db, key)` and their modification count. Only keys some client watches
+    /// are here, so writes to other keys cost one failed lookup.
+    watched: BTreeMap<(usize, Vec<u8>), WatchedKey>,
+    /// splitmix64 state for every random choice the node makes.
+    rng: u64,
+    /// When the active sweep last ran (node time).
+    last_sweep_ms: u64,
+    /// Bumped by every write, for INFO's `rdb_changes_since_last_save`-style figures.
+    pub dirty: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct WatchedKey {
+    /// Clients watching this key.
+    watchers: u32,
+    /// Bumped whenever the key is modified.
+    version: u64,
+}
+
+/// One call's context.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The node's time for this call, in Unix ms (frozen for a whole script).
+    pub now_ms: u64,
+    /// The selected database.
+    pub db: usize,
+    /// Whether the call comes from a script.
+    pub in_script: bool,
+    /// The calling client's id.
+    pub client_id: u64,
+}
+
+/// One client connection's state.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// CLIENT ID.
+    pub id: u64,
+    /// The selected database.
+    pub db: usize,
+    /// Commands queued since MULTI, or `None` outside a transaction.
+    pub multi: Option<Vec<Vec<Vec<u8>>>>,
+    /// A queued command was rejected: EXEC will answer EXECABORT.
+    pub multi_failed: bool,
+    /// Keys this client watches, with the version seen at WATCH time and whether the key
+    /// was already expired then.
+    pub watched: Vec<(usize, Vec<u8>, u64, bool)>,
+    /// The client sent QUIT: the transport closes the connection after the reply.
+    pub quit: bool,
+}
+
+/// One Redis node.
+pub struct Model {
+    /// Keyspace, configuration, statistics.
+    pub core: Core,
+    /// The Lua host and the script cache.
+    pub scripts: script::ScriptHost,
+}
+
+impl Model {
+    /// A node with empty databases.
+    pub fn new(config: NodeConfig) -> Model {
+        let seed = config.seed;
+        Model {
+            core: Core::new(config),
+            scripts: script::ScriptHost::new(seed),
+        }
+    }
+
+    /// Registers a client and returns its session.
+    pub fn connect(&mut self, addr: &str) -> Session {
+        let id = self.core.next_client_id;
+        self.core.next_client_id += 1;
+        self.core.stats.total_connections_received += 1;
+        self.core.clients.insert(
+            id,
+            ClientInfo {
+                addr: addr.to_owned(),
+                ..ClientInfo::default()
+            },
+        );
+        Session {
+            id,
+            ..Session::default()
+        }
+    }
+
+    /// Forgets a client: its watches end and it leaves CLIENT LIST.
+    pub fn disconnect(&mut self, session: &mut Session) {
+        self.core.unwatch_all(session);
+        self.core.clients.remove(&session.id);
+    }
+
+    /// The node's time for a caller time: the caller's `now_ms` plus the clock offset.
+    pub fn node_time_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add_signed(self.core.config.clock_offset_ms)
+    }
+
+    /// A restart without persistence, or a failover to a replica that never saw the scripts:
+    /// the script cache empties. (Data loss is the caller's business: it decides what the new
+    /// node holds.)
+    pub fn flush_scripts(&mut self) {
+        self.scripts.flush();
+    }
+
+    /// Runs one command for `session` at the caller's time `now_ms` and returns the reply.
+    /// An empty `argv` is ignored by Redis; here it answers an empty array, which no client
+    /// ever sees because the codec drops empty commands.
+    pub fn exec(&mut self, now_ms: u64, session: &mut Session, argv: &[Vec<u8>]) -> Reply {
+        if argv.is_empty() {
+            return Reply::Array(Vec::new());
+        }
+        let now_ms = self.node_time_ms(now_ms);
+        self.core.active_expire(now_ms);
+        let reply = self.dispatch(now_ms, session, argv);
+        if let Reply::Error(line) = &reply {
+            self.core.count_error(line);
+        }
+        reply
+    }
+
+    fn dispatch(&mut self, now_ms: u64, session: &mut Session, argv: &[Vec<u8>]) -> Reply {
+        let Some(spec) = command::lookup(&argv[0]) else {
+            session.multi_failed |= session.multi.is_some();
+            return reply::unknown_command(argv);
+        };
+        if let Some(info) = self.core.clients.get_mut(&session.id) {
+            info.last_command = spec.name.to_owned();
+        }
+        if !spec.arity_ok(argv.len()) {
+            session.multi_failed |= session.multi.is_some();
+            self.core
+                .stats
+                .commands
+                .entry(spec.name)
+                .or_default()
+                .rejected_calls += 1;
+            return reply::wrong_arity(spec.name);
+        }
+        if let Some(queue) = session.multi.as_mut() {
+            if spec.flags & command::NO_QUEUE == 0 {
+                queue.push(argv.to_vec());
+                return Reply::Status("QUEUED".to_owned());
+            }
+        }
+        if let Err(reply) = self.core.check_cluster(spec, argv) {
+            self.core
+                .stats
+                .commands
+                .entry(spec.name)
+                .or_default()
+                .rejected_calls += 1;
+            session.multi_failed |= session.multi.is_some();
+            return reply;
+        }
+        self.run(spec, now_ms, session, argv)
+    }
+
+    /// Runs a command that passed every admission check, and counts it.
+    fn run(
+        &mut self,
+        spec: &'static Spec,
+        now_ms: u64,
+        session: &mut Session,
+        argv: &[Vec<u8>],
+    ) -> Reply {
+        self.core.stats.total_commands_processed += 1;
+        let reply = match spec.handler {
+            Handler::Data(handler) => {
+                let mut ctx = Ctx {
+                    now_ms,
+                    db: session.db,
+                    in_script: false,
+                    client_id: session.id,
+                };
+                handler(&mut self.core, &mut ctx, argv)
+            }
+            Handler::Session(handler) => handler(self, session, now_ms, argv),
+        };
+        let stats = self.core.stats.commands.entry(spec.name).or_default();
+        stats.calls += 1;
+        if matches!(reply, Reply::Error(_)) {
+            stats.failed_calls += 1;
+        }
+        reply
+    }
+
+    /// EXEC's body: runs the queued commands in order, each through the same checks a
+    /// direct call would pass, and collects their replies.
+    pub fn exec_queued(
+        &mut self,
+        now_ms: u64,
+        session: &mut Session,
+        queued: Vec<Vec<Vec<u8>>>,
+    ) -> Reply {
+        let mut replies = Vec::with_capacity(queued.len());
+        for argv in queued {
+            let reply = match command::lookup(&argv[0]) {
+                Some(spec) => match self.core.check_cluster(spec, &argv) {
+                    Ok(()) => self.run(spec, now_ms, session, &argv),
+                    Err(reply) => reply,
+                },
+                None => reply::unknown_command(&argv),
+            };
+            if let Reply::Error(line) = &reply {
+                self.core.count_error(line);
+            }
+            replies.push(reply);
+        }
+        Reply::Array(replies)
+    }
+}
+
+impl Core {
+    fn new(config: NodeConfig) -> Core {
+        let rng = config.seed ^ 0x9E37_79B9_7F4A_7C15;
+        Core {
+            params: cmd::server::default_params(&config),
+            config,
+            dbs: (0..DATABASES).map(|_| Db::default()).collect(),
+            stats: Stats::default(),
+            clients: BTreeMap::new(),
+            next_client_id: 1,
+            watched: BTreeMap::new(),
+            rng,
+            last_sweep_ms: 0,
+            dirty: 0,
+        }
+    }
+
+    /// The database a call works on.
+    pub fn db(&mut self, ctx: &Ctx) -> &mut Db {
+        &mut self.dbs[ctx.db]
+    }
+
+    /// A read lookup: passive expiry, then the keyspace hit/miss counters.
+    pub fn lookup_read(&mut self, ctx: &Ctx, key: &[u8]) -> Option<&db::Entry> {
+        let found = self.dbs[ctx.db].contains(ctx.now_ms, key);
+        if found {
+            self.stats.keyspace_hits += 1;
+        } else {
+            self.stats.keyspace_misses += 1;
+        }
+        self.dbs[ctx.db].lookup(ctx.now_ms, key)
+    }
+
+    /// Records that `key` in database `db` changed: WATCH sees it, and the dirty counter grows.
+    pub fn signal_modified(&mut self, db: usize, key: &[u8]) {
+        self.dirty += 1;
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(watch) = self.watched.get_mut(&(db, key.to_vec())) {
+            watch.version += 1;
+        }
+    }
+
+    /// Records that every key of database `db` may have changed (FLUSHDB, SWAPDB).
+    pub fn signal_db_changed(&mut self, db: usize) {
+        self.dirty += 1;
+        for ((watched_db, _), watch) in self.watched.iter_mut() {
+            if *watched_db == db {
+                watch.version += 1;
+            }
+        }
+    }
+
+    /// A uniformly random `u64` from the node's seeded generator (splitmix64).
+    pub fn random_u64(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A random index below `bound` (which must be positive).
+    pub fn random_below(&mut self, bound: usize) -> usize {
+        assert!(bound > 0, "random_below needs a positive bound");
+        let bound = u64::try_from(bound).expect("usize fits u64");
+        usize::try_from(self.random_u64() % bound).expect("below a usize bound")
+    }
+
+    /// Starts watching `key` for `session`.
+    pub fn watch(&mut self, ctx: &Ctx, session: &mut Session, key: &[u8]) {
+        if session
+            .watched
+            .iter()
+            .any(|(db, k, _, _)| *db == ctx.db && k == key)
+        {
+            return;
+        }
+        let expired = matches!(
+            self.dbs[ctx.db].peek(key),
+            Some(db::Entry { expire_at_ms: Some(at), .. }) if *at <= ctx.now_ms
+        );
+        let watch = self.watched.entry((ctx.db, key.to_vec())).or_default();
+        watch.watchers += 1;
+        session
+            .watched
+            .push((ctx.db, key.to_vec(), watch.version, expired));
+    }
+
+    /// Ends every watch of `session`.
+    pub fn unwatch_all(&mut self, session: &mut Session) {
+        for (db, key, _, _) in session.watched.drain(..) {
+            let index = (db, key);
+            if let Some(watch) = self.watched.get_mut(&index) {
+                watch.watchers -= 1;
+                if watch.watchers == 0 {
+                    self.watched.remove(&index);
+                }
+            }
+        }
+    }
+
+    /// Whether any key `session` watches changed since WATCH, or expired since (Redis 7.0
+    /// treats a watched key that expires as modified).
+    pub fn watch_broken(&mut self, now_ms: u64, session: &Session) -> bool {
+        session
+            .watched
+            .iter()
+            .any(|(db, key, version, was_expired)| {
+                let changed = self
+                    .watched
+                    .get(&(*db, key.clone()))
+                    .is_none_or(|watch| watch.version != *version);
+                let expired_now = matches!(
+                    self.dbs[*db].peek(key),
+                    Some(db::Entry { expire_at_ms: Some(at), .. }) if *at <= now_ms
+                );
+                changed || (expired_now && !was_expired)
+            })
+    }
+
+    /// Cluster admission: every key in one slot (CROSSSLOT), and that slot ours (MOVED).
+    pub fn check_cluster(&self, spec: &Spec, argv: &[Vec<u8>]) -> Result<(), Reply> {
+        let Some(cluster) = &self.config.cluster else {
+            return Ok(());
+        };
+        let keys = spec.keys(argv);
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let slot = cluster::key_slot(first);
+        if keys.iter().any(|key| cluster::key_slot(key) != slot) {
+            return Err(err(msg::CROSSSLOT));
+        }
+        if cluster
+            .owned
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&slot))
+        {
+            return Ok(());
+        }
+        let endpoint = cluster
+            .endpoints
+            .iter()
+            .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+            .map(|(_, _, endpoint)| endpoint.as_str())
+            .unwrap_or(":0");
+        Err(err(format!("MOVED {slot} {endpoint}")))
+    }
+
+    /// Runs the active expiry sweep if its period has passed. Bounded per database.
+    fn active_expire(&mut self, now_ms: u64) {
+        if now_ms < self.last_sweep_ms.saturating_add(ACTIVE_EXPIRE_PERIOD_MS) {
+            return;
+        }
+        self.last_sweep_ms = now_ms;
+        for db in 0..DATABASES {
+            if self.dbs[db].expires_len() == 0 {
+                continue;
+            }
+            let expired = self.dbs[db].sweep(now_ms, ACTIVE_EXPIRE_KEYS_MAX);
+            self.stats.expired_keys += u64::try_from(expired.len()).expect("fits");
+            for key in expired {
+                self.signal_modified(db, &key);
+            }
+        }
+    }
+
+    fn count_error(&mut self, line: &str) {
+        self.stats.total_error_replies += 1;
+        let code = line.split(' ').next().unwrap_or("ERR").to_owned();
+        *self.stats.errors.entry(code).or_default() += 1;
+    }
+}

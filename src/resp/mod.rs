@@ -1,0 +1,1 @@
+//! RESP2 over any `AsyncRead + AsyncWrite` stream: codec, server loop, client.
