@@ -305,11 +305,11 @@ impl Model {
                 .rejected_calls += 1;
             return reply::wrong_arity(spec.name);
         }
-        if let Some(queue) = session.multi.as_mut() {
-            if spec.flags & command::NO_QUEUE == 0 {
-                queue.push(argv.to_vec());
-                return Reply::Status("QUEUED".to_owned());
-            }
+        if let Some(queue) = session.multi.as_mut()
+            && spec.flags & command::NO_QUEUE == 0
+        {
+            queue.push(argv.to_vec());
+            return Reply::Status("QUEUED".to_owned());
         }
         if let Err(reply) = self.core.check_cluster(spec, argv) {
             self.core

@@ -1,1 +1,7 @@
-//! RESP2 over any `AsyncRead + AsyncWrite` stream: codec, server loop, client.
+//! RESP2 over any `AsyncRead + AsyncWrite` stream: the codec, a server loop that serves a
+//! [`crate::model::Model`], and a client.
+//!
+//! Nothing here names a concrete transport: `ratelab serve` hands in tokio's TCP streams and
+//! the simulation hands in turmoil's, and both run this same code.
+
+pub mod codec;
