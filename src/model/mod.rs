@@ -58,11 +58,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The model's defaults: Redis's protocol limits, with a smaller bulk ceiling (64 MiB
-    /// instead of 512 MiB) so that a hostile client cannot make the model allocate much.
+    /// Redis's defaults: 512 MiB bulks (`proto-max-bulk-len`), 1M-element arrays, 64 KiB
+    /// inline lines. Nothing is reserved on a peer's say-so: memory grows only with bytes
+    /// actually received, so these bound what one frame can make the model hold.
     pub fn standard() -> Limits {
         Limits {
-            bulk_len_max: 64 * 1024 * 1024,
+            bulk_len_max: 512 * 1024 * 1024,
             array_len_max: 1024 * 1024,
             inline_len_max: 64 * 1024,
             script_steps_max: 100_000_000,
@@ -176,6 +177,8 @@ pub struct Core {
     last_sweep_ms: u64,
     /// Bumped by every write, for INFO's `rdb_changes_since_last_save`-style figures.
     pub dirty: u64,
+    /// Node time of the first command, for INFO's uptime.
+    pub started_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -279,6 +282,7 @@ impl Model {
             return Reply::Array(Vec::new());
         }
         let now_ms = self.node_time_ms(now_ms);
+        self.core.started_ms.get_or_insert(now_ms);
         self.core.active_expire(now_ms);
         let reply = self.dispatch(now_ms, session, argv);
         if let Reply::Error(line) = &reply {
@@ -393,6 +397,7 @@ impl Core {
             rng,
             last_sweep_ms: 0,
             dirty: 0,
+            started_ms: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! typed access to a key's value that answers WRONGTYPE for the wrong type.
 
 pub mod hashes;
+pub mod introspect;
 pub mod keys;
 pub mod lists;
 pub mod server;

@@ -2,7 +2,7 @@
 //! TIME, INFO, CONFIG, CLIENT, COMMAND, HELLO, CLUSTER and the few others that real clients
 //! and Redis's own test harness send on connect.
 
-use super::{arg_i64, is_opt};
+use super::{arg_i64, introspect, is_opt};
 use crate::model::command::{
     ADMIN, FAST, Handler, NO_QUEUE, NOSCRIPT, RANDOM, READONLY, Spec, WRITE,
 };
@@ -69,6 +69,13 @@ pub static COMMANDS: &[Spec] = &[
     session("unwatch", 1, FAST | NOSCRIPT, unwatch),
     session("quit", -1, FAST | NOSCRIPT | NO_QUEUE, quit),
     session("reset", 1, FAST | NOSCRIPT | NO_QUEUE | ADMIN, reset),
+    data("info", -1, RANDOM, introspect::info),
+    data("config", -2, ADMIN | NOSCRIPT, introspect::config),
+    session("client", -2, NOSCRIPT, introspect::client),
+    session("hello", -1, FAST | NOSCRIPT, introspect::hello),
+    data("command", -1, RANDOM, introspect::command_cmd),
+    data("function", -2, NOSCRIPT, introspect::function),
+    data("cluster", -2, RANDOM, introspect::cluster_cmd),
 ];
 
 /// The CONFIG parameters a fresh node reports. Any other name CONFIG SET stores is kept too.
