@@ -10,9 +10,13 @@
 //! * [`resp`]: the RESP2 codec, a server loop that serves a model over any
 //!   `AsyncRead + AsyncWrite` stream, and a client over any stream.
 //!
-//! Later layers (pure algorithm cores, the IO boundary, the limiters, key schemes) arrive with
-//! the limiters issue; `ARCHITECTURE.md` at the repository root is the map.
+//! * [`algo`]: the pure decision cores (fixed window, sliding log, sliding window counter,
+//!   token bucket, GCRA), each with its admission bound. No IO, no clock.
+//!
+//! Later layers (the IO boundary, the limiters, key schemes) arrive with the limiters issue;
+//! `ARCHITECTURE.md` at the repository root is the map.
 
+pub mod algo;
 #[cfg(feature = "model")]
 pub mod model;
 #[cfg(feature = "net")]
