@@ -12,12 +12,16 @@
 //!
 //! * [`algo`]: the pure decision cores (fixed window, sliding log, sliding window counter,
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
+//! * [`memory`]: a keyed in-memory GCRA limiter (sharded, one atomic per key), model-checked
+//!   with loom through the `sync` switch.
 //!
 //! Later layers (the IO boundary, the limiters, key schemes) arrive with the limiters issue;
 //! `ARCHITECTURE.md` at the repository root is the map.
 
 pub mod algo;
+pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
 #[cfg(feature = "net")]
 pub mod resp;
+mod sync;

@@ -1,1 +1,1 @@
-//! loom models of the in-memory limiters. None exist yet: the memory limiter arrives with the limiters issue.
+//! loom models of the in-memory limiters live in `tests/` (each file `#![cfg(loom)]`); this library is empty.

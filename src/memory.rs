@@ -1,0 +1,265 @@
+//! A keyed in-memory GCRA limiter built for contention: sharded maps, one atomic per key, no
+//! global lock on the hot path.
+//!
+//! # Why this shape
+//!
+//! new-api's memory limiter keeps every key's sliding log behind one global mutex, and its
+//! 20-minute cleanup holds that mutex while it scans every key (and drops keys whose window is
+//! longer than 20 minutes, race R11). Here:
+//!
+//! * Keys are spread over [`SHARDS`] shards by hash. A shard is an `RwLock` around a map from
+//!   key to an `AtomicU64` holding the key's theoretical arrival time (TAT). A decision takes
+//!   the shard's *read* lock and updates the TAT with a compare-and-swap loop, so decisions on
+//!   different keys, and on the same key, never wait for each other's locks; only the first
+//!   request for a new key takes a shard's write lock, once.
+//! * GCRA needs one number per key, so the whole state fits one atomic: there is no window of
+//!   time in which a key is half-updated.
+//! * [`MemoryLimiter::cleanup`] removes only keys whose TAT is at or before `now`: such a key is
+//!   indistinguishable from a missing one (a fresh key starts full), so cleanup can never hand
+//!   out quota that a key inside its window still owes. It takes one shard's write lock at a
+//!   time, never all of them.
+//!
+//! **Bound.** Per key, exactly [`crate::algo::gcra`]'s: at most `B + ⌊Δ/T⌋` units in any
+//! interval of length Δ, whatever the thread interleaving (checked by loom in `loom-tests/`).
+//!
+//! **Memory.** A key costs its bytes plus about 48 bytes of map entry (boxed key pointer and
+//! length, the atomic, hash-table control byte and load-factor slack); `bytes_per_key` in
+//! `ratelab bench` measures it at one million keys.
+//!
+//! **Determinism.** Keys are hashed with SipHash behind a 64-bit secret prefix: [`MemoryLimiter::new`]
+//! draws the secret from the OS (so clients cannot aim keys at one shard or bucket), and
+//! [`MemoryLimiter::with_seed`] fixes it, which simulations and loom need (loom replays each
+//! interleaving and requires every run to touch the same objects). The only iteration is
+//! `retain` in cleanup, whose outcome does not depend on order.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, DefaultHasher, Hasher};
+
+use crate::algo::{Decision, RateQuota};
+use crate::sync::{AtomicU64, Ordering, RwLock};
+
+/// Number of shards: a power of two well above the core counts this runs on, so two hot keys
+/// rarely share a lock's cache line.
+pub const SHARDS: usize = 64;
+
+/// TAT value meaning "no state": the key behaves as fresh.
+const EMPTY: u64 = 0;
+
+/// SipHash (the standard library's) with a secret 64-bit prefix written before every key.
+#[derive(Clone, Copy, Debug)]
+pub struct SeededHasher {
+    seed: u64,
+}
+
+impl BuildHasher for SeededHasher {
+    type Hasher = DefaultHasher;
+
+    fn build_hasher(&self) -> DefaultHasher {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(self.seed);
+        hasher
+    }
+}
+
+type Shard = RwLock<HashMap<Box<[u8]>, AtomicU64, SeededHasher>>;
+
+/// A keyed GCRA limiter in process memory.
+pub struct MemoryLimiter {
+    quota: RateQuota,
+    hasher: SeededHasher,
+    shards: Vec<Shard>,
+}
+
+impl MemoryLimiter {
+    /// A limiter with the given quota for every key.
+    ///
+    /// ```
+    /// use ratelab::algo::RateQuota;
+    /// use ratelab::memory::MemoryLimiter;
+    /// let limiter = MemoryLimiter::new(RateQuota::new(2, 500).unwrap());
+    /// assert!(limiter.check(b"user:1", 1_000, 1).allowed);
+    /// assert!(limiter.check(b"user:1", 1_000, 1).allowed);
+    /// assert!(!limiter.check(b"user:1", 1_000, 1).allowed);
+    /// ```
+    pub fn new(quota: RateQuota) -> MemoryLimiter {
+        let seed = std::hash::RandomState::new().hash_one(0u64);
+        MemoryLimiter::with_seed(quota, seed)
+    }
+
+    /// A limiter whose key hashing is fixed by `seed`: same seed, same layout, same
+    /// behaviour run after run.
+    pub fn with_seed(quota: RateQuota, seed: u64) -> MemoryLimiter {
+        let hasher = SeededHasher { seed };
+        MemoryLimiter {
+            quota,
+            hasher,
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(hasher)))
+                .collect(),
+        }
+    }
+
+    /// The quota every key gets.
+    pub fn quota(&self) -> RateQuota {
+        self.quota
+    }
+
+    fn shard(&self, key: &[u8]) -> &Shard {
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from(hash % SHARDS as u64).expect("below SHARDS");
+        &self.shards[index]
+    }
+
+    /// Decides one request of `cost` units for `key` at `now_ms` (which must be positive:
+    /// zero is the empty marker). Never blocks on other keys' decisions.
+    pub fn check(&self, key: &[u8], now_ms: u64, cost: u64) -> Decision {
+        assert!(now_ms > EMPTY, "now_ms must be positive");
+        let shard = self.shard(key);
+        {
+            let map = shard
+                .read()
+                .expect("no code panics while holding a shard lock");
+            if let Some(tat) = map.get(key) {
+                return self.update(tat, now_ms, cost);
+            }
+        }
+        let mut map = shard
+            .write()
+            .expect("no code panics while holding a shard lock");
+        let tat = map
+            .entry(key.into())
+            .or_insert_with(|| AtomicU64::new(EMPTY));
+        self.update(tat, now_ms, cost)
+    }
+
+    /// The compare-and-swap loop: read the TAT, decide, and publish the new TAT only if no
+    /// other thread changed it meanwhile; otherwise decide again on the fresher value.
+    fn update(&self, tat: &AtomicU64, now_ms: u64, cost: u64) -> Decision {
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let stored = (current != EMPTY).then_some(current);
+            let (decision, next) = crate::algo::gcra::decide(self.quota, stored, now_ms, cost);
+            let Some(next) = next else {
+                return decision;
+            };
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return decision,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Removes every key whose state is equivalent to a fresh key at `now_ms` (TAT ≤ now).
+    /// Returns how many keys were removed. Locks one shard at a time.
+    pub fn cleanup(&self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut map = shard
+                .write()
+                .expect("no code panics while holding a shard lock");
+            let before = map.len();
+            map.retain(|_, tat| tat.load(Ordering::Acquire) > now_ms);
+            removed += before - map.len();
+        }
+        removed
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .read()
+                    .expect("no code panics while holding a shard lock")
+                    .len()
+            })
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Runs `(key, now_ms, cost, expected allowed)` in order on one limiter.
+    fn check(burst: u64, interval_ms: u64, steps: &[(&str, u64, u64, bool)]) -> MemoryLimiter {
+        let limiter = MemoryLimiter::new(RateQuota::new(burst, interval_ms).unwrap());
+        for &(key, now_ms, cost, allowed) in steps {
+            assert_eq!(
+                limiter.check(key.as_bytes(), now_ms, cost).allowed,
+                allowed,
+                "{key} at {now_ms}"
+            );
+        }
+        limiter
+    }
+
+    #[test]
+    fn memory_limiter_keeps_keys_apart() {
+        check(
+            1,
+            100,
+            &[
+                ("a", 1, 1, true),
+                ("a", 1, 1, false),
+                ("b", 1, 1, true),
+                ("a", 101, 1, true),
+            ],
+        );
+    }
+
+    #[test]
+    fn memory_limiter_agrees_with_gcra() {
+        let quota = RateQuota::new(3, 20).unwrap();
+        let limiter = MemoryLimiter::new(quota);
+        let mut tat = None;
+        for (index, now_ms) in crate::algo::testing::arrivals(9, 500, 25)
+            .into_iter()
+            .enumerate()
+        {
+            let cost = 1 + index as u64 % 2;
+            let (expected, stored) = crate::algo::gcra::decide(quota, tat, now_ms, cost);
+            tat = stored.or(tat);
+            assert_eq!(limiter.check(b"k", now_ms, cost), expected, "at {now_ms}");
+        }
+    }
+
+    #[test]
+    fn memory_limiter_cleanup_drops_only_keys_back_at_full() {
+        let limiter = check(2, 100, &[("idle", 1, 1, true), ("busy", 1_000, 2, true)]);
+        // At 150 "idle" is full again (TAT 101); "busy" owes until 1_200.
+        assert_eq!(limiter.cleanup(150), 1);
+        assert_eq!(limiter.len(), 1);
+        assert!(
+            !limiter.check(b"busy", 1_100, 2).allowed,
+            "cleanup must not refund busy"
+        );
+        assert_eq!(limiter.cleanup(1_200), 1);
+        assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn memory_limiter_never_over_admits_under_threads() {
+        let limiter = std::sync::Arc::new(MemoryLimiter::new(RateQuota::new(100, 1_000).unwrap()));
+        let admitted: usize = (0..4)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || {
+                    (0..1_000)
+                        .filter(|_| limiter.check(b"hot", 5, 1).allowed)
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .sum();
+        assert_eq!(admitted, 100);
+    }
+}

@@ -1,0 +1,15 @@
+//! The one place that chooses between `std` and `loom` synchronisation primitives.
+//!
+//! Every piece of shared state in the library takes its locks and atomics from here, so that
+//! building with `--cfg loom` swaps them all for loom's model-checked versions at once and
+//! `loom-tests/` can explore every interleaving of the real code.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::RwLock;
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::RwLock;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
