@@ -12,6 +12,7 @@
 //!
 //! * [`algo`]: the pure decision cores (fixed window, sliding log, sliding window counter,
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
+//! * [`keys`]: key schemes (templates with namespaces, hash tags and shards) and cluster slots.
 //! * [`memory`]: a keyed in-memory GCRA limiter (sharded, one atomic per key), model-checked
 //!   with loom through the `sync` switch.
 //!
@@ -19,6 +20,7 @@
 //! `ARCHITECTURE.md` at the repository root is the map.
 
 pub mod algo;
+pub mod keys;
 pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
