@@ -476,13 +476,21 @@ fn rename_generic(core: &mut Core, ctx: &Ctx, argv: &[Vec<u8>], nx: bool) -> Rep
     done
 }
 
-/// A database index argument as Redis's `getIntFromObjectOrReply` plus `selectDb` check it:
-/// not a 32-bit integer is "not an integer", a 32-bit one outside the range is "out of range".
-fn db_argument(arg: &[u8], not_integer: &str) -> Result<usize, Reply> {
-    let index = super::arg_i64(arg)
-        .ok()
-        .and_then(|index| i32::try_from(index).ok())
-        .ok_or_else(|| err(not_integer))?;
+/// A database index argument as Redis's `getIntFromObjectOrReply` plus `selectDb` check it.
+/// With `custom` (SWAPDB's "invalid first DB index"), that text answers any non-`i32`;
+/// without it, a non-integer and an integer outside `i32` get Redis's two generic texts. An
+/// `i32` outside the databases is "DB index is out of range".
+fn db_argument(arg: &[u8], custom: Option<&str>) -> Result<usize, Reply> {
+    let index = match (crate::model::num::parse_i64(arg), custom) {
+        (Some(index), _) if i32::try_from(index).is_ok() => index,
+        (_, Some(custom)) => return Err(err(custom)),
+        (None, None) => return Err(err(msg::NOT_INTEGER)),
+        (Some(_), None) => {
+            return Err(err(
+                "ERR value is out of range, value must between -2147483648 and 2147483647",
+            ));
+        }
+    };
     usize::try_from(index)
         .ok()
         .filter(|index| *index < DATABASES)
@@ -498,7 +506,7 @@ fn copy(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         if is_opt(&argv[index], "replace") {
             replace = true;
         } else if is_opt(&argv[index], "db") && index + 1 < argv.len() {
-            match db_argument(&argv[index + 1], msg::NOT_INTEGER) {
+            match db_argument(&argv[index + 1], None) {
                 Ok(db) => target_db = db,
                 Err(reply) => return reply,
             }
@@ -536,7 +544,7 @@ fn move_key(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if core.config.cluster.is_some() {
         return err("ERR MOVE is not allowed in cluster mode");
     }
-    let target_db = match db_argument(&argv[2], msg::NOT_INTEGER) {
+    let target_db = match db_argument(&argv[2], None) {
         Ok(db) => db,
         Err(reply) => return reply,
     };
@@ -565,11 +573,11 @@ fn swapdb(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if core.config.cluster.is_some() {
         return err("ERR SWAPDB is not allowed in cluster mode");
     }
-    let first = match db_argument(&argv[1], "ERR invalid first DB index") {
+    let first = match db_argument(&argv[1], Some("ERR invalid first DB index")) {
         Ok(db) => db,
         Err(reply) => return reply,
     };
-    let second = match db_argument(&argv[2], "ERR invalid second DB index") {
+    let second = match db_argument(&argv[2], Some("ERR invalid second DB index")) {
         Ok(db) => db,
         Err(reply) => return reply,
     };
@@ -1122,7 +1130,7 @@ mod tests {
             (
                 T,
                 "COPY a b DB 4294967296",
-                error("ERR value is not an integer or out of range"),
+                error("ERR value is out of range, value must between -2147483648 and 2147483647"),
             ),
             (T, "COPY nope b", int(0)),
             (T, "COPY a b", int(1)),
@@ -1169,6 +1177,11 @@ mod tests {
             (T, "SWAPDB 1 x", error("ERR invalid second DB index")),
             (T, "SWAPDB 1 16", error("ERR DB index is out of range")),
             (T, "SWAPDB -1 0", error("ERR DB index is out of range")),
+            (
+                T,
+                "SWAPDB 4294967296 0",
+                error("ERR invalid first DB index"),
+            ),
         ]);
     }
 

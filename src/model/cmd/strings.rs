@@ -357,7 +357,7 @@ fn mget(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 }
 
 fn mset(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
     mset_all(core, ctx, argv);
@@ -366,7 +366,7 @@ fn mset(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 
 /// MSETNX: all or nothing; one existing key refuses the whole command.
 fn msetnx(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return wrong_arity("msetnx");
     }
     let now_ms = ctx.now_ms;
@@ -446,12 +446,12 @@ fn incrbyfloat(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         Ok(current) => current,
         Err(reply) => return reply,
     };
-    let old = match current.as_ref().map(|bytes| num::parse_f64(bytes)) {
+    let old = match current.as_ref().map(|bytes| parse_long_double(bytes)) {
         None => 0.0,
         Some(Some(old)) => old,
         Some(None) => return err(msg::NOT_FLOAT),
     };
-    let Some(increment) = num::parse_f64(&argv[2]) else {
+    let Some(increment) = parse_long_double(&argv[2]) else {
         return err(msg::NOT_FLOAT);
     };
     let sum = old + increment;
@@ -467,6 +467,16 @@ fn incrbyfloat(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
     core.signal_modified(ctx.db, &argv[1]);
     Reply::Bulk(text)
+}
+
+/// Parses a float as Redis's `string2ld` does for INCRBYFLOAT: `strtold`'s grammar, but
+/// nothing empty and nothing of 5 KiB or more (the size of Redis's parse buffer).
+fn parse_long_double(bytes: &[u8]) -> Option<f64> {
+    const LONG_DOUBLE_CHARS_MAX: usize = 5 * 1024;
+    if bytes.len() >= LONG_DOUBLE_CHARS_MAX {
+        return None;
+    }
+    num::parse_f64(bytes)
 }
 
 /// Whether a string of `len` bytes grown to `offset + extra` would pass the bulk limit.
@@ -934,6 +944,16 @@ mod tests {
             (T, "SET s 3", ok()),
             (T, "INCRBYFLOAT s 1.5", bulk("4.5")),
             (T, "INCR s", error(NOT_INTEGER)),
+        ]);
+    }
+
+    #[test]
+    fn incrbyfloat_refuses_numbers_of_five_kib() {
+        let fits = format!("INCRBYFLOAT f {}1", "0".repeat(5 * 1024 - 2));
+        let too_long = format!("INCRBYFLOAT f {}1", "0".repeat(5 * 1024 - 1));
+        check(&[
+            (T, &fits, bulk("1")),
+            (T, &too_long, error("ERR value is not a valid float")),
         ]);
     }
 
