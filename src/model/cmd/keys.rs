@@ -619,6 +619,24 @@ fn randomkey(core: &mut Core, ctx: &mut Ctx, _argv: &[Vec<u8>]) -> Reply {
 /// star, so one resume point is enough and a hostile pattern cannot take exponential time or
 /// exhaust the stack.
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    glob(pattern, text, false)
+}
+
+/// [`glob_match`] ignoring ASCII case, as Redis's CONFIG GET matches parameter names. Like
+/// Redis, a range's ends are ordered before they are lowercased, and an escaped byte inside
+/// `[...]` still compares case-sensitively.
+pub fn glob_match_nocase(pattern: &[u8], text: &[u8]) -> bool {
+    glob(pattern, text, true)
+}
+
+fn glob(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
+    let fold = |byte: u8| {
+        if nocase {
+            byte.to_ascii_lowercase()
+        } else {
+            byte
+        }
+    };
     // Redis reads one byte past the pattern (its NUL terminator) in a few places.
     let at = |index: usize| pattern.get(index).copied().unwrap_or(0);
     let (mut p, mut s) = (0, 0);
@@ -648,6 +666,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                             p += 1;
                         }
                         let byte = text[s];
+                        let folded = fold(byte);
                         let mut hit = false;
                         loop {
                             if at(p) == b'\\' && pattern.len() - p >= 2 {
@@ -666,10 +685,10 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                                 } else {
                                     (pattern[p + 2], pattern[p])
                                 };
-                                hit |= (low..=high).contains(&byte);
+                                hit |= (fold(low)..=fold(high)).contains(&folded);
                                 p += 2;
                             } else {
-                                hit |= pattern[p] == byte;
+                                hit |= fold(pattern[p]) == folded;
                             }
                             p += 1;
                         }
@@ -685,7 +704,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                         } else {
                             other
                         };
-                        if literal != text[s] {
+                        if fold(literal) != fold(text[s]) {
                             break 'attempt false;
                         }
                         s += 1;
@@ -1264,6 +1283,29 @@ mod tests {
                 "{pattern:?} ~ {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn glob_nocase_folds_like_redis() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("MAXMEMORY*", "maxmemory-policy", true),
+            ("h[A-C]llo", "hbllo", true),
+            ("h[a-c]llo", "HBLLO", true),
+            ("h[^B]llo", "hbllo", false),
+            ("[\\A]", "a", false),
+            ("[\\A]", "A", true),
+            ("[Z-a]", "z", false),
+            ("[Z-a]", "b", false),
+            ("\\A", "a", true),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                super::glob_match_nocase(pattern.as_bytes(), text.as_bytes()),
+                *expected,
+                "{pattern:?} ~ {text:?}"
+            );
+        }
+        assert!(!glob_match(b"ABC", b"abc"));
     }
 
     #[test]
