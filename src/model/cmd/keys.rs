@@ -459,7 +459,6 @@ fn rename_generic(core: &mut Core, ctx: &Ctx, argv: &[Vec<u8>], nx: bool) -> Rep
     if db.lookup(now_ms, source).is_none() {
         return err(msg::NO_SUCH_KEY);
     }
-    let done = if nx { Reply::Integer(1) } else { ok() };
     if source == destination {
         return if nx { Reply::Integer(0) } else { ok() };
     }
@@ -473,7 +472,7 @@ fn rename_generic(core: &mut Core, ctx: &Ctx, argv: &[Vec<u8>], nx: bool) -> Rep
     db.insert(destination.clone(), entry.value, entry.expire_at_ms);
     core.signal_modified(ctx.db, source);
     core.signal_modified(ctx.db, destination);
-    done
+    if nx { Reply::Integer(1) } else { ok() }
 }
 
 /// A database index argument as Redis's `getIntFromObjectOrReply` plus `selectDb` check it.

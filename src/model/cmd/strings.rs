@@ -479,7 +479,7 @@ fn parse_long_double(bytes: &[u8]) -> Option<f64> {
     num::parse_f64(bytes)
 }
 
-/// Whether a string of `len` bytes grown to `offset + extra` would pass the bulk limit.
+/// Whether growing a string to `offset + extra` bytes stays within `proto-max-bulk-len`.
 fn fits(core: &Core, offset: u64, extra: usize) -> bool {
     let limit = u64::try_from(core.config.limits.bulk_len_max).unwrap_or(u64::MAX);
     let extra = u64::try_from(extra).unwrap_or(u64::MAX);
@@ -492,16 +492,11 @@ fn fits(core: &Core, offset: u64, extra: usize) -> bool {
 /// already passed the protocol limit), else grows it in place and keeps its TTL.
 fn append(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let (key, suffix) = (&argv[1], &argv[2]);
-    let limit_ok = match write_string(core, ctx, key) {
-        Ok(Some(bytes)) => {
-            let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            Some(len)
-        }
-        Ok(None) => None,
+    let existing_len = match write_string(core, ctx, key) {
+        Ok(existing) => existing.map(|bytes| u64::try_from(bytes.len()).unwrap_or(u64::MAX)),
         Err(reply) => return reply,
-    }
-    .is_none_or(|len| fits(core, len, suffix.len()));
-    if !limit_ok {
+    };
+    if existing_len.is_some_and(|len| !fits(core, len, suffix.len())) {
         return err(TOO_LONG);
     }
     let len = match write_string(core, ctx, key) {
