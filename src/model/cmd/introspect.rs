@@ -273,7 +273,7 @@ fn config_get(core: &Core, patterns: &[Vec<u8>]) -> Reply {
     for pattern in patterns {
         let pattern = pattern.to_ascii_lowercase();
         for name in core.params.keys() {
-            if super::keys::glob_match(&pattern, name.as_bytes()) && !names.contains(&name) {
+            if super::keys::glob_match_nocase(&pattern, name.as_bytes()) && !names.contains(&name) {
                 names.push(name);
             }
         }
