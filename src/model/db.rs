@@ -92,11 +92,13 @@ impl Db {
         self.expires.len()
     }
 
-    /// Deletes `key` if its time has come. Returns whether it was deleted.
+    /// Deletes `key` if its time has passed. As in Redis, a key is expired once the time is
+    /// strictly after its expiry time: at exactly `expire_at_ms` it still exists (PTTL 0).
+    /// Returns whether it was deleted.
     fn expire_if_due(&mut self, now_ms: u64, key: &[u8]) -> bool {
         let due = matches!(
             self.entries.get(key),
-            Some(Entry { expire_at_ms: Some(at), .. }) if *at <= now_ms
+            Some(Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
         );
         if due {
             self.remove(key);
@@ -186,7 +188,7 @@ impl Db {
     pub fn sweep(&mut self, now_ms: u64, limit: usize) -> Vec<Vec<u8>> {
         let mut due = Vec::new();
         for (at, key) in self.expires.iter() {
-            if *at > now_ms || due.len() >= limit {
+            if *at >= now_ms || due.len() >= limit {
                 break;
             }
             due.push(key.clone());

@@ -465,7 +465,7 @@ impl Core {
         }
         let expired = matches!(
             self.dbs[ctx.db].peek(key),
-            Some(db::Entry { expire_at_ms: Some(at), .. }) if *at <= ctx.now_ms
+            Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < ctx.now_ms
         );
         let watch = self.watched.entry((ctx.db, key.to_vec())).or_default();
         watch.watchers += 1;
@@ -500,7 +500,7 @@ impl Core {
                     .is_none_or(|watch| watch.version != *version);
                 let expired_now = matches!(
                     self.dbs[*db].peek(key),
-                    Some(db::Entry { expire_at_ms: Some(at), .. }) if *at <= now_ms
+                    Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
                 );
                 changed || (expired_now && !was_expired)
             })

@@ -303,7 +303,7 @@ fn keys(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let matching: Vec<&Vec<u8>> = core
         .db(ctx)
         .keys_from(b"")
-        .filter(|(_, entry)| entry.expire_at_ms.is_none_or(|at| at > now_ms))
+        .filter(|(_, entry)| entry.expire_at_ms.is_none_or(|at| at >= now_ms))
         .filter(|(key, _)| all_keys || glob_match(pattern, key))
         .map(|(key, _)| key)
         .collect();
@@ -823,8 +823,9 @@ mod tests {
                 (T, "TYPE l", status("list")),
                 (T, "TYPE nope", status("none")),
                 (T, "PEXPIRE b 10", int(1)),
-                (T + 10, "EXISTS b", int(0)),
-                (T + 10, "DEL a a b nope", int(1)),
+                (T + 10, "EXISTS b", int(1)),
+                (T + 11, "EXISTS b", int(0)),
+                (T + 11, "DEL a a b nope", int(1)),
                 (T, "UNLINK l", int(1)),
                 (T, "DBSIZE", int(0)),
                 (
@@ -859,8 +860,10 @@ mod tests {
             (T, "EXPIRETIME k", int(1_700_000_010)),
             (T, "PEXPIRETIME k", int(1_700_000_010_000)),
             (T + 9_999, "GET k", bulk("v")),
-            (T + 10_000, "GET k", Reply::Nil),
-            (T + 10_000, "TTL k", int(-2)),
+            (T + 10_000, "GET k", bulk("v")),
+            (T + 10_000, "PTTL k", int(0)),
+            (T + 10_001, "GET k", Reply::Nil),
+            (T + 10_001, "TTL k", int(-2)),
             (T, "EXPIRE nope 10", int(0)),
         ]);
     }
@@ -959,9 +962,10 @@ mod tests {
             (T, "MSET user:2 a user:1 b other c user:3 d", ok()),
             (T, "PEXPIRE user:3 5", int(1)),
             (T, "KEYS user:*", list(&["user:1", "user:2", "user:3"])),
-            (T + 5, "KEYS user:*", list(&["user:1", "user:2"])),
-            (T + 5, "KEYS *", list(&["other", "user:1", "user:2"])),
-            (T + 5, "KEYS user:[13]", list(&["user:1"])),
+            (T + 5, "KEYS user:*", list(&["user:1", "user:2", "user:3"])),
+            (T + 6, "KEYS user:*", list(&["user:1", "user:2"])),
+            (T + 6, "KEYS *", list(&["other", "user:1", "user:2"])),
+            (T + 6, "KEYS user:[13]", list(&["user:1"])),
             (T + 5, "KEYS nothing", list(&[])),
         ]);
     }
@@ -1003,7 +1007,7 @@ mod tests {
                 ),
                 (T, "PEXPIRE a 1", int(1)),
                 (
-                    T + 1,
+                    T + 2,
                     "SCAN 0 COUNT 100 MATCH *",
                     Reply::Array(vec![bulk("0"), list(&["b"])]),
                 ),
@@ -1122,7 +1126,8 @@ mod tests {
             (T, "PTTL b", int(1000)),
             (T, "RENAMENX b c", int(1)),
             (T, "PTTL c", int(1000)),
-            (T + 1000, "RENAME c d", error("ERR no such key")),
+            (T + 1000, "PTTL c", int(0)),
+            (T + 1001, "RENAME c d", error("ERR no such key")),
         ]);
     }
 
@@ -1221,7 +1226,7 @@ mod tests {
             (T, "RANDOMKEY", Reply::Nil),
             (T, "SET gone 1", ok()),
             (T, "PEXPIRE gone 1", int(1)),
-            (T + 1, "RANDOMKEY", Reply::Nil),
+            (T + 2, "RANDOMKEY", Reply::Nil),
             (T, "SET only 1", ok()),
             (T, "RANDOMKEY", bulk("only")),
         ]);
