@@ -12,6 +12,8 @@
 //!
 //! * [`algo`]: the pure decision cores (fixed window, sliding log, sliding window counter,
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
+//! * [`redis`]: the IO boundary: the `Redis` trait, the closed `Cmd` surface, the `Script`s in
+//!   `lua/`, metering of round trips, and the in-process backend.
 //! * [`keys`]: key schemes (templates with namespaces, hash tags and shards) and cluster slots.
 //! * [`memory`]: a keyed in-memory GCRA limiter (sharded, one atomic per key), model-checked
 //!   with loom through the `sync` switch.
@@ -24,6 +26,8 @@ pub mod keys;
 pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
+#[cfg(feature = "model")]
+pub mod redis;
 #[cfg(feature = "net")]
 pub mod resp;
 mod sync;

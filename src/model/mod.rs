@@ -35,6 +35,10 @@ use command::{Handler, Spec};
 use db::Db;
 use reply::{err, msg};
 
+/// The caller's clock: Unix milliseconds. The wall clock at the edge (`ratelab serve`), a
+/// virtual clock in simulations and tests. The model itself never calls one.
+pub type Clock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Number of logical databases, as Redis's default `databases 16`.
 pub const DATABASES: usize = 16;
 

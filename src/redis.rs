@@ -1,0 +1,444 @@
+//! The IO boundary: the one small trait through which every limiter talks to Redis.
+//!
+//! Limiters never see a socket, a client library or the model: they see [`Redis`], which
+//! executes a [`Cmd`] or a pipeline of them. Three kinds of backend implement it: [`Local`]
+//! (the in-process model, with a clock), a RESP client over any stream (the simulation), and
+//! real Redis through the `redis` crate. [`Metered`] wraps any of them and counts round trips
+//! and commands, which is how every limiter reports its cost per decision.
+//!
+//! [`Cmd`] is closed on purpose: it is the whole Redis surface the limiters use, so the model
+//! must implement every variant, and a reader sees at a glance what a limiter can send. The
+//! multi-round-trip commands exist so that the legacy limiters can reproduce new-api command by
+//! command; the atomic limiters send one script.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+
+use crate::model::{Clock, Model, Reply, Session};
+
+/// A script in `lua/`. The model runs the same source in its Lua host and real Redis receives
+/// it unchanged: there is no Rust twin; `crate::algo` is its reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Script {
+    /// `lua/newapi_token_bucket.lua`: new-api's token bucket (legacy path C2): Redis TIME in
+    /// seconds, HMGET/HMSET, no TTL. KEYS[1] bucket; ARGV requested, rate, capacity; returns 1|0.
+    NewapiTokenBucket,
+    /// `lua/fixed_window.lua`: KEYS[1] hash; ARGV limit, window_ms, cost, now_ms|''.
+    FixedWindow,
+    /// `lua/sliding_window.lua`: KEYS[1] hash; ARGV limit, window_ms, cost, now_ms|''.
+    SlidingWindow,
+    /// `lua/token_bucket.lua`: KEYS[1] hash; ARGV burst, interval_ms, cost, now_ms|''.
+    TokenBucket,
+    /// `lua/gcra.lua`: KEYS[1] string; ARGV burst, interval_ms, cost, now_ms|''.
+    Gcra,
+}
+
+impl Script {
+    /// Every script.
+    pub const ALL: [Script; 5] = [
+        Script::NewapiTokenBucket,
+        Script::FixedWindow,
+        Script::SlidingWindow,
+        Script::TokenBucket,
+        Script::Gcra,
+    ];
+
+    /// The file's name without `.lua`, also the name used in CSV columns and plots.
+    pub fn name(self) -> &'static str {
+        match self {
+            Script::NewapiTokenBucket => "newapi_token_bucket",
+            Script::FixedWindow => "fixed_window",
+            Script::SlidingWindow => "sliding_window",
+            Script::TokenBucket => "token_bucket",
+            Script::Gcra => "gcra",
+        }
+    }
+
+    /// The Lua source, exactly as in `lua/`.
+    pub fn source(self) -> &'static str {
+        match self {
+            Script::NewapiTokenBucket => include_str!("../lua/newapi_token_bucket.lua"),
+            Script::FixedWindow => include_str!("../lua/fixed_window.lua"),
+            Script::SlidingWindow => include_str!("../lua/sliding_window.lua"),
+            Script::TokenBucket => include_str!("../lua/token_bucket.lua"),
+            Script::Gcra => include_str!("../lua/gcra.lua"),
+        }
+    }
+
+    /// The SHA-1 digest Redis files the script under (lowercase hex), for EVALSHA.
+    pub fn sha(self) -> String {
+        sha1_smol::Sha1::from(self.source()).digest().to_string()
+    }
+}
+
+/// Every command a limiter may send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// `PING`.
+    Ping,
+    /// `TIME`.
+    Time,
+    /// `GET key`.
+    Get {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `INCR key`.
+    Incr {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `INCRBY key by`.
+    IncrBy {
+        /// The key.
+        key: Vec<u8>,
+        /// The increment.
+        by: i64,
+    },
+    /// `EXPIRE key seconds`.
+    Expire {
+        /// The key.
+        key: Vec<u8>,
+        /// Time to live in seconds.
+        ttl_s: i64,
+    },
+    /// `PEXPIRE key ms`.
+    PExpire {
+        /// The key.
+        key: Vec<u8>,
+        /// Time to live in milliseconds.
+        ttl_ms: i64,
+    },
+    /// `TTL key`.
+    Ttl {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `DEL key`.
+    Del {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `LLEN key`.
+    LLen {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `LPUSH key value`.
+    LPush {
+        /// The key.
+        key: Vec<u8>,
+        /// The pushed element.
+        value: Vec<u8>,
+    },
+    /// `LINDEX key index`.
+    LIndex {
+        /// The key.
+        key: Vec<u8>,
+        /// The index (negative counts from the tail).
+        index: i64,
+    },
+    /// `LTRIM key start stop`.
+    LTrim {
+        /// The key.
+        key: Vec<u8>,
+        /// First index kept.
+        start: i64,
+        /// Last index kept.
+        stop: i64,
+    },
+    /// `SCRIPT LOAD source`.
+    ScriptLoad {
+        /// The script.
+        script: Script,
+    },
+    /// `EVALSHA sha numkeys keys... args...`.
+    EvalSha {
+        /// The script.
+        script: Script,
+        /// KEYS.
+        keys: Vec<Vec<u8>>,
+        /// ARGV.
+        args: Vec<Vec<u8>>,
+    },
+    /// `EVAL source numkeys keys... args...`.
+    Eval {
+        /// The script.
+        script: Script,
+        /// KEYS.
+        keys: Vec<Vec<u8>>,
+        /// ARGV.
+        args: Vec<Vec<u8>>,
+    },
+}
+
+impl Cmd {
+    /// The command as RESP arguments.
+    pub fn argv(&self) -> Vec<Vec<u8>> {
+        fn words(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+            parts.iter().map(|part| part.to_vec()).collect()
+        }
+        fn script_call(head: Vec<Vec<u8>>, keys: &[Vec<u8>], args: &[Vec<u8>]) -> Vec<Vec<u8>> {
+            let mut argv = head;
+            argv.push(keys.len().to_string().into_bytes());
+            argv.extend(keys.iter().cloned());
+            argv.extend(args.iter().cloned());
+            argv
+        }
+        match self {
+            Cmd::Ping => words(&[b"PING"]),
+            Cmd::Time => words(&[b"TIME"]),
+            Cmd::Get { key } => words(&[b"GET", key]),
+            Cmd::Incr { key } => words(&[b"INCR", key]),
+            Cmd::IncrBy { key, by } => words(&[b"INCRBY", key, by.to_string().as_bytes()]),
+            Cmd::Expire { key, ttl_s } => words(&[b"EXPIRE", key, ttl_s.to_string().as_bytes()]),
+            Cmd::PExpire { key, ttl_ms } => {
+                words(&[b"PEXPIRE", key, ttl_ms.to_string().as_bytes()])
+            }
+            Cmd::Ttl { key } => words(&[b"TTL", key]),
+            Cmd::Del { key } => words(&[b"DEL", key]),
+            Cmd::LLen { key } => words(&[b"LLEN", key]),
+            Cmd::LPush { key, value } => words(&[b"LPUSH", key, value]),
+            Cmd::LIndex { key, index } => words(&[b"LINDEX", key, index.to_string().as_bytes()]),
+            Cmd::LTrim { key, start, stop } => words(&[
+                b"LTRIM",
+                key,
+                start.to_string().as_bytes(),
+                stop.to_string().as_bytes(),
+            ]),
+            Cmd::ScriptLoad { script } => words(&[b"SCRIPT", b"LOAD", script.source().as_bytes()]),
+            Cmd::EvalSha { script, keys, args } => {
+                script_call(words(&[b"EVALSHA", script.sha().as_bytes()]), keys, args)
+            }
+            Cmd::Eval { script, keys, args } => {
+                script_call(words(&[b"EVAL", script.source().as_bytes()]), keys, args)
+            }
+        }
+    }
+}
+
+/// Why a backend could not get a reply. A Redis error reply (`-ERR ...`, `-NOSCRIPT ...`) is
+/// not an `Error`: it is a [`Reply::Error`], because limiters must react to some of them.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    Io(io::Error),
+    /// The peer broke the protocol.
+    Protocol(String),
+    /// No reply in time (read timeout), or no connection from the pool in time.
+    Timeout,
+    /// The connection is closed.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(error) => write!(f, "redis transport error: {error}"),
+            Error::Protocol(why) => write!(f, "redis protocol error: {why}"),
+            Error::Timeout => f.write_str("redis timeout"),
+            Error::Closed => f.write_str("redis connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Error {
+        Error::Io(error)
+    }
+}
+
+/// Executes commands: the in-process model, a RESP client over any stream, or real Redis.
+///
+/// Each call is one round trip: `exec` sends one command, `pipeline` sends several in one
+/// write and reads their replies (not a transaction: other clients may interleave).
+///
+/// ```
+/// use ratelab::redis::{Cmd, Local, Redis};
+/// use ratelab::model::Reply;
+/// # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # runtime.block_on(async {
+/// let mut redis = Local::fixed_time(1_700_000_000_000);
+/// let reply = redis.exec(Cmd::Incr { key: b"hits".to_vec() }).await.unwrap();
+/// assert_eq!(reply, Reply::Integer(1));
+/// # });
+/// ```
+pub trait Redis: Send {
+    /// Sends one command and waits for its reply.
+    fn exec(&mut self, cmd: Cmd) -> impl Future<Output = Result<Reply, Error>> + Send;
+
+    /// Sends several commands in one round trip and returns their replies in order.
+    fn pipeline(
+        &mut self,
+        cmds: Vec<Cmd>,
+    ) -> impl Future<Output = Result<Vec<Reply>, Error>> + Send;
+}
+
+/// Whether a reply is Redis's NOSCRIPT error.
+pub fn is_noscript(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(line) if line.starts_with("NOSCRIPT"))
+}
+
+/// Runs a script the way go-redis's `Script.Run` does: EVALSHA first, and EVAL (one more
+/// round trip) when the server has lost its script cache (restart, failover, SCRIPT FLUSH).
+pub async fn run_script<R: Redis>(
+    redis: &mut R,
+    script: Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+) -> Result<Reply, Error> {
+    let reply = redis
+        .exec(Cmd::EvalSha {
+            script,
+            keys: keys.clone(),
+            args: args.clone(),
+        })
+        .await?;
+    if is_noscript(&reply) {
+        return redis.exec(Cmd::Eval { script, keys, args }).await;
+    }
+    Ok(reply)
+}
+
+/// Round trips and commands sent through a [`Metered`] backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Calls to `exec` or `pipeline`.
+    pub round_trips: u64,
+    /// Commands sent (a pipeline of n counts n).
+    pub commands: u64,
+}
+
+impl std::ops::Sub for Usage {
+    type Output = Usage;
+
+    fn sub(self, earlier: Usage) -> Usage {
+        Usage {
+            round_trips: self.round_trips - earlier.round_trips,
+            commands: self.commands - earlier.commands,
+        }
+    }
+}
+
+/// Counts what passes through to the wrapped backend.
+pub struct Metered<R> {
+    inner: R,
+    usage: Usage,
+}
+
+impl<R> Metered<R> {
+    /// Wraps a backend with zeroed counters.
+    pub fn new(inner: R) -> Metered<R> {
+        Metered {
+            inner,
+            usage: Usage::default(),
+        }
+    }
+
+    /// What has been sent so far.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The wrapped backend.
+    pub fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+impl<R: Redis> Redis for Metered<R> {
+    async fn exec(&mut self, cmd: Cmd) -> Result<Reply, Error> {
+        self.usage.round_trips += 1;
+        self.usage.commands += 1;
+        self.inner.exec(cmd).await
+    }
+
+    async fn pipeline(&mut self, cmds: Vec<Cmd>) -> Result<Vec<Reply>, Error> {
+        self.usage.round_trips += 1;
+        self.usage.commands += u64::try_from(cmds.len()).expect("fits");
+        self.inner.pipeline(cmds).await
+    }
+}
+
+/// A model shared by every client of one simulated node.
+pub type SharedModel = std::sync::Arc<std::sync::Mutex<Model>>;
+
+/// The in-process model as a backend: one client session on a shared model, with a clock.
+/// No network: every call completes at once.
+pub struct Local {
+    model: SharedModel,
+    session: Session,
+    clock: Clock,
+}
+
+impl Local {
+    /// A new client session on `model`, reading time from `clock`.
+    pub fn connect(model: SharedModel, clock: Clock) -> Local {
+        let session = model
+            .lock()
+            .expect("the model lock is never held across a panic")
+            .connect("local");
+        Local {
+            model,
+            session,
+            clock,
+        }
+    }
+
+    /// A fresh standalone model (seed 0) whose clock stands still at `now_ms`.
+    pub fn fixed_time(now_ms: u64) -> Local {
+        let model = Model::new(crate::model::NodeConfig::standalone(0));
+        Local::connect(
+            std::sync::Arc::new(std::sync::Mutex::new(model)),
+            std::sync::Arc::new(move || now_ms),
+        )
+    }
+
+    /// The shared model, to inspect or to give to another client.
+    pub fn model(&self) -> &SharedModel {
+        &self.model
+    }
+
+    fn run(&mut self, cmds: &[Cmd]) -> Vec<Reply> {
+        let now_ms = (self.clock)();
+        let mut model = self
+            .model
+            .lock()
+            .expect("the model lock is never held across a panic");
+        cmds.iter()
+            .map(|cmd| model.exec(now_ms, &mut self.session, &cmd.argv()))
+            .collect()
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let Ok(mut model) = self.model.lock() {
+            model.disconnect(&mut self.session);
+        }
+    }
+}
+
+impl Redis for Local {
+    async fn exec(&mut self, cmd: Cmd) -> Result<Reply, Error> {
+        Ok(self
+            .run(std::slice::from_ref(&cmd))
+            .pop()
+            .expect("one reply per command"))
+    }
+
+    async fn pipeline(&mut self, cmds: Vec<Cmd>) -> Result<Vec<Reply>, Error> {
+        Ok(self.run(&cmds))
+    }
+}
