@@ -11,6 +11,9 @@ use std::ops::Bound;
 
 use super::num;
 
+/// One entry of the ordered index: (score, member).
+type Ordered = (Score, Vec<u8>);
+
 /// A score with a total order (`f64::total_cmp`); NaN never gets in (commands reject it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score(pub f64);
@@ -220,7 +223,7 @@ impl ScoreRange {
     /// The range as bounds over the ordered (score, member) set, or `None` if it is empty.
     /// An empty member sorts before every other member of its score, so `(s, [])` is the
     /// first possible entry with score `s`; exclusive bounds move to the next double.
-    fn btree_bounds(&self) -> Option<(Bound<(Score, Vec<u8>)>, Bound<(Score, Vec<u8>)>)> {
+    fn btree_bounds(&self) -> Option<(Bound<Ordered>, Bound<Ordered>)> {
         let low = if self.min_exclusive {
             if self.min == f64::INFINITY {
                 return None;

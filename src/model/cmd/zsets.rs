@@ -22,6 +22,11 @@ const BAD_SCORE_RANGE: &str = "ERR min or max is not a float";
 /// Redis's reply when a lexicographic range bound does not parse.
 const BAD_LEX_RANGE: &str = "ERR min or max not valid string range item";
 
+/// Redis's `zset-max-listpack-entries` default.
+pub const LISTPACK_ENTRIES_MAX: usize = 128;
+/// Redis's `zset-max-listpack-value` default, in bytes.
+pub const LISTPACK_VALUE_MAX: usize = 64;
+
 /// A data command whose only key is the first argument.
 const fn keyed(
     name: &'static str,
@@ -160,7 +165,7 @@ fn add_generic(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], incr: bool) -> 
     if flags.nx && flags.xx {
         return err("ERR XX and NX options at the same time are not compatible");
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
         return err("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if flags.incr && rest.len() > 2 {
@@ -255,7 +260,7 @@ fn add_one(zset: &mut ZSet, flags: AddFlags, score: f64, member: &[u8]) -> Resul
         if flags.xx {
             return Ok(Outcome::Nothing);
         }
-        zset.insert(member.to_vec(), score);
+        zset.insert(member.to_vec(), stored_score(zset, member, true, score));
         return Ok(Outcome::Added(score));
     };
     if flags.nx {
@@ -272,8 +277,22 @@ fn add_one(zset: &mut ZSet, flags: AddFlags, score: f64, member: &[u8]) -> Resul
     if score == current {
         return Ok(Outcome::Unchanged(score));
     }
-    zset.insert(member.to_vec(), score);
+    zset.insert(member.to_vec(), stored_score(zset, member, false, score));
     Ok(Outcome::Updated(score))
+}
+
+/// The score as the set will keep it. A small Redis sorted set (a listpack: at most
+/// [`LISTPACK_ENTRIES_MAX`] members of at most [`LISTPACK_VALUE_MAX`] bytes) does not keep
+/// the sign of a zero score, so `-0` reads back as `0` there, while ZADD INCR still answers
+/// `-0`; a large one (a skiplist) keeps it. The model judges smallness by the current size
+/// and the member, not by the set's history.
+fn stored_score(zset: &ZSet, member: &[u8], is_new: bool, score: f64) -> f64 {
+    let len_after = zset.len() + usize::from(is_new);
+    if score == 0.0 && len_after <= LISTPACK_ENTRIES_MAX && member.len() <= LISTPACK_VALUE_MAX {
+        0.0
+    } else {
+        score
+    }
 }
 
 fn zadd(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
@@ -698,7 +717,10 @@ mod tests {
             ),
             ("ZMSCORE nosuch a", Reply::Array(vec![Reply::Nil])),
             ("ZADD z -0 b", int(1)),
-            ("ZSCORE z b", bulk("-0")),
+            ("ZSCORE z b", bulk("0")),
+            ("ZINCRBY z -0 c", bulk("-0")),
+            ("ZSCORE z c", bulk("0")),
+            ("ZREM z c", int(1)),
             ("ZREM z a nosuch", int(1)),
             ("ZREM nosuch a", int(0)),
             ("ZREM z b", int(1)),
@@ -878,6 +900,17 @@ mod tests {
         }
         let entry = model.core.dbs[0].peek(b"z").expect("still there");
         assert_eq!(entry.expire_at_ms, Some(50_000));
+    }
+
+    #[test]
+    fn negative_zero_survives_only_in_large_sets() {
+        let long = "m".repeat(65);
+        check(&[
+            (&format!("ZADD z -0 {long}"), int(1)),
+            (&format!("ZSCORE z {long}"), bulk("-0")),
+            ("ZADD z -0 short", int(1)),
+            ("ZSCORE z short", bulk("0")),
+        ]);
     }
 
     #[test]
