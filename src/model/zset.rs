@@ -91,6 +91,17 @@ impl ZSet {
             .map(|(score, member)| (member.as_slice(), score.0))
     }
 
+    /// Removes and returns the lowest member, or the highest when `highest`.
+    pub fn pop(&mut self, highest: bool) -> Option<(Vec<u8>, f64)> {
+        let (score, member) = if highest {
+            self.ordered.pop_last()?
+        } else {
+            self.ordered.pop_first()?
+        };
+        self.scores.remove(&member);
+        Some((member, score.0))
+    }
+
     /// The 0-based position of `member` in ascending order, if present. O(rank).
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         let score = *self.scores.get(member)?;

@@ -53,6 +53,8 @@ pub static COMMANDS: &[Spec] = &[
     keyed("lset", 4, WRITE | DENYOOM, KEY1, lset),
     keyed("linsert", 5, WRITE | DENYOOM, KEY1, linsert),
     keyed("lpos", -3, READONLY, KEY1, lpos),
+    keyed("lmove", 5, WRITE | DENYOOM, (1, 2, 1), lmove),
+    keyed("rpoplpush", 3, WRITE | DENYOOM, (1, 2, 1), rpoplpush),
 ];
 
 /// An integer reply from a length (lengths always fit an `i64`).
@@ -442,6 +444,69 @@ fn lpos(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
 }
 
+/// LMOVE's LEFT or RIGHT: true for the head.
+fn side(arg: &[u8]) -> Result<bool, Reply> {
+    if is_opt(arg, "left") {
+        Ok(true)
+    } else if is_opt(arg, "right") {
+        Ok(false)
+    } else {
+        Err(err(msg::SYNTAX))
+    }
+}
+
+/// Pops from one end of `argv[1]` and pushes onto one end of `argv[2]`, which may be the same
+/// list (a rotation). Nothing moves unless both keys hold lists or the destination is absent.
+fn move_generic(
+    core: &mut Core,
+    ctx: &mut Ctx,
+    argv: &[Vec<u8>],
+    from_head: bool,
+    to_head: bool,
+) -> Reply {
+    let (source, destination) = (&argv[1], &argv[2]);
+    match write_list(core, ctx, source) {
+        Err(reply) => return reply,
+        Ok(None) => return Reply::Nil,
+        Ok(Some(_)) => {}
+    }
+    if let Err(reply) = write_list(core, ctx, destination) {
+        return reply;
+    }
+    let Ok(Some(list)) = write_list(core, ctx, source) else {
+        unreachable!("the source list was just found");
+    };
+    let value = if from_head {
+        list.pop_front()
+    } else {
+        list.pop_back()
+    };
+    let value = value.expect("a stored list is never empty");
+    match write_list(core, ctx, destination) {
+        Ok(Some(list)) if to_head => list.push_front(value.clone()),
+        Ok(Some(list)) => list.push_back(value.clone()),
+        _ => {
+            let list = VecDeque::from([value.clone()]);
+            core.db(ctx)
+                .insert(destination.clone(), Value::List(list), None);
+        }
+    }
+    core.signal_modified(ctx.db, destination);
+    finish_write(core, ctx, source);
+    bulk(value)
+}
+
+fn lmove(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    match (side(&argv[3]), side(&argv[4])) {
+        (Ok(from_head), Ok(to_head)) => move_generic(core, ctx, argv, from_head, to_head),
+        (Err(reply), _) | (_, Err(reply)) => reply,
+    }
+}
+
+fn rpoplpush(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    move_generic(core, ctx, argv, false, true)
+}
+
 /// Parses a count that must not be negative, answering `message` if it is negative or not an
 /// integer (Redis uses the one message for both).
 pub fn non_negative(arg: &[u8], message: &str) -> Result<usize, Reply> {
@@ -633,6 +698,29 @@ mod tests {
             ("LREM l 0 C", int(1)),
             ("LREM l 0 y", int(1)),
             ("GONE l", int(0)),
+        ]);
+    }
+
+    #[test]
+    fn move_between_lists_and_rotate() {
+        check(&[
+            ("RPUSH a 1 2 3", int(3)),
+            ("LMOVE a b LEFT RIGHT", bulk("1")),
+            ("RPOPLPUSH a b", bulk("3")),
+            ("LRANGE b 0 -1", bulks(&["3", "1"])),
+            ("LMOVE b b right left", bulk("1")),
+            ("LRANGE b 0 -1", bulks(&["1", "3"])),
+            ("LMOVE a a LEFT LEFT", bulk("2")),
+            ("LMOVE a b LEFT up", error("ERR syntax error")),
+            ("LMOVE nosuch b LEFT LEFT", Reply::Nil),
+            ("HSET h f v", int(1)),
+            ("LMOVE a h LEFT LEFT", error(WRONGTYPE)),
+            ("LMOVE h a LEFT LEFT", error(WRONGTYPE)),
+            ("LMOVE nosuch h LEFT LEFT", Reply::Nil),
+            ("LRANGE a 0 -1", bulks(&["2"])),
+            ("RPOPLPUSH a c", bulk("2")),
+            ("GONE a", int(0)),
+            ("LRANGE c 0 -1", bulks(&["2"])),
         ]);
     }
 

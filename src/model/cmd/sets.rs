@@ -29,12 +29,23 @@ const fn keyed(
     flags: u32,
     handler: fn(&mut Core, &mut Ctx, &[Vec<u8>]) -> Reply,
 ) -> Spec {
+    keys_at(name, arity, flags, (1, 1), handler)
+}
+
+/// A data command whose keys run from `first_key` to `last_key` (negative: from the end).
+const fn keys_at(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    (first_key, last_key): (i32, i32),
+    handler: fn(&mut Core, &mut Ctx, &[Vec<u8>]) -> Reply,
+) -> Spec {
     Spec {
         name,
         arity,
         flags,
-        first_key: 1,
-        last_key: 1,
+        first_key,
+        last_key,
         step: 1,
         handler: Handler::Data(handler),
     }
@@ -50,6 +61,13 @@ pub static COMMANDS: &[Spec] = &[
     keyed("scard", 2, READONLY | FAST, scard),
     keyed("spop", -2, WRITE | RANDOM | FAST, spop),
     keyed("srandmember", -2, READONLY | RANDOM, srandmember),
+    keys_at("smove", 4, WRITE | FAST, (1, 2), smove),
+    keys_at("sinter", -2, READONLY, (1, -1), sinter),
+    keys_at("sinterstore", -3, WRITE | DENYOOM, (1, -1), sinterstore),
+    keys_at("sunion", -2, READONLY, (1, -1), sunion),
+    keys_at("sunionstore", -3, WRITE | DENYOOM, (1, -1), sunionstore),
+    keys_at("sdiff", -2, READONLY, (1, -1), sdiff),
+    keys_at("sdiffstore", -3, WRITE | DENYOOM, (1, -1), sdiffstore),
 ];
 
 type Set = IndexSet<Vec<u8>>;
@@ -305,6 +323,179 @@ fn srandmember(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     )
 }
 
+fn smove(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    let (source, destination, member) = (&argv[1], &argv[2], &argv[3]);
+    // Redis looks both keys up, then answers 0 for a missing source before any type check.
+    let source_kind = core
+        .db(ctx)
+        .lookup_mut(ctx.now_ms, source)
+        .map(|entry| matches!(entry.value, Value::Set(_)));
+    let destination_kind = core
+        .db(ctx)
+        .lookup_mut(ctx.now_ms, destination)
+        .map(|entry| matches!(entry.value, Value::Set(_)));
+    match (source_kind, destination_kind) {
+        (None, _) => return Reply::Integer(0),
+        (Some(false), _) | (_, Some(false)) => return err(msg::WRONGTYPE),
+        _ => {}
+    }
+    let Ok(Some(set)) = write_set(core, ctx, source) else {
+        unreachable!("the source set was just found");
+    };
+    if source == destination {
+        return Reply::Integer(i64::from(set.contains(member)));
+    }
+    if !set.shift_remove(member) {
+        return Reply::Integer(0);
+    }
+    core.db(ctx).remove_if_empty(source);
+    core.signal_modified(ctx.db, source);
+    let added = match write_set(core, ctx, destination) {
+        Ok(Some(set)) => add_member(set, member),
+        _ => {
+            let mut set = Set::new();
+            add_member(&mut set, member);
+            core.db(ctx)
+                .insert(destination.clone(), Value::Set(set), None);
+            true
+        }
+    };
+    if added {
+        core.signal_modified(ctx.db, destination);
+    }
+    Reply::Integer(1)
+}
+
+/// Which combination SINTER, SUNION and SDIFF compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Combine {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// The sets under `keys` (`None` for a missing key), after checking that each is a set. Each
+/// key is looked up once as a read, as Redis does, which also applies passive expiry.
+fn gather<'a>(
+    core: &'a mut Core,
+    ctx: &Ctx,
+    keys: &[Vec<u8>],
+) -> Result<Vec<Option<&'a Set>>, Reply> {
+    for key in keys {
+        read_set(core, ctx, key)?;
+    }
+    let db = &core.dbs[ctx.db];
+    Ok(keys
+        .iter()
+        .map(|key| match db.peek(key) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => Some(set),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The combined members, in the order Redis lists them: SINTER walks the smallest set, SUNION
+/// and SDIFF build a new set (numerically ordered while it is all integers).
+fn combine(sets: &[Option<&Set>], how: Combine) -> Vec<Vec<u8>> {
+    match how {
+        Combine::Inter => {
+            let Some(present) = sets.iter().copied().collect::<Option<Vec<&Set>>>() else {
+                return Vec::new();
+            };
+            let Some(smallest) = present.iter().copied().min_by_key(|set| set.len()) else {
+                return Vec::new();
+            };
+            smallest
+                .iter()
+                .filter(|member| present.iter().all(|set| set.contains(*member)))
+                .cloned()
+                .collect()
+        }
+        Combine::Union => {
+            let mut result = Set::new();
+            for set in sets.iter().flatten() {
+                for member in set.iter() {
+                    add_member(&mut result, member);
+                }
+            }
+            result.into_iter().collect()
+        }
+        Combine::Diff => {
+            let Some(Some(first)) = sets.first() else {
+                return Vec::new();
+            };
+            let mut result = Set::new();
+            for member in first.iter() {
+                if !sets[1..].iter().flatten().any(|set| set.contains(member)) {
+                    add_member(&mut result, member);
+                }
+            }
+            result.into_iter().collect()
+        }
+    }
+}
+
+/// SINTER, SUNION, SDIFF: the members as an array.
+fn combine_reply(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], how: Combine) -> Reply {
+    match gather(core, ctx, &argv[1..]) {
+        Err(reply) => reply,
+        Ok(sets) => bulks(combine(&sets, how)),
+    }
+}
+
+/// The *STORE forms: the result replaces `argv[1]` (any type, TTL dropped); an empty result
+/// deletes it.
+fn combine_store(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], how: Combine) -> Reply {
+    let members = match gather(core, ctx, &argv[2..]) {
+        Err(reply) => return reply,
+        Ok(sets) => combine(&sets, how),
+    };
+    let destination = &argv[1];
+    if members.is_empty() {
+        if core.db(ctx).lookup_mut(ctx.now_ms, destination).is_some() {
+            core.db(ctx).remove(destination);
+            core.signal_modified(ctx.db, destination);
+        }
+        return Reply::Integer(0);
+    }
+    let mut set = Set::new();
+    for member in &members {
+        add_member(&mut set, member);
+    }
+    let len = set.len();
+    core.db(ctx)
+        .insert(destination.clone(), Value::Set(set), None);
+    core.signal_modified(ctx.db, destination);
+    int(len)
+}
+
+fn sinter(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_reply(core, ctx, argv, Combine::Inter)
+}
+
+fn sunion(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_reply(core, ctx, argv, Combine::Union)
+}
+
+fn sdiff(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_reply(core, ctx, argv, Combine::Diff)
+}
+
+fn sinterstore(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_store(core, ctx, argv, Combine::Inter)
+}
+
+fn sunionstore(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_store(core, ctx, argv, Combine::Union)
+}
+
+fn sdiffstore(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    combine_store(core, ctx, argv, Combine::Diff)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::{Model, NodeConfig, Reply};
@@ -445,6 +636,52 @@ mod tests {
             ("SADD s 1 2 3", int(3)),
             ("SPOP s 5", bulks(&["1", "2", "3"])),
             ("GONE s", int(0)),
+        ]);
+    }
+
+    #[test]
+    fn smove_between_sets() {
+        check(&[
+            ("SADD a 1 2", int(2)),
+            ("SMOVE a b 1", int(1)),
+            ("SMOVE a b 9", int(0)),
+            ("SMOVE a a 2", int(1)),
+            ("SMOVE a a 9", int(0)),
+            ("SMEMBERS b", bulks(&["1"])),
+            ("RPUSH l x", int(1)),
+            ("SMOVE nosuch l 1", int(0)),
+            ("SMOVE a l 2", error(WRONGTYPE)),
+            ("SMOVE l a x", error(WRONGTYPE)),
+            ("SMOVE a b 2", int(1)),
+            ("GONE a", int(0)),
+            ("SMEMBERS b", bulks(&["1", "2"])),
+        ]);
+    }
+
+    #[test]
+    fn intersections_unions_differences() {
+        check(&[
+            ("SADD a 3 1 2 x", int(4)),
+            ("SADD b 2 3 4", int(3)),
+            ("SINTER a b", bulks(&["2", "3"])),
+            ("SINTER a nosuch", bulks(&[])),
+            ("SUNION b nosuch a", bulks(&["1", "2", "3", "4", "x"])),
+            ("SUNION b", bulks(&["2", "3", "4"])),
+            ("SDIFF a b", bulks(&["1", "x"])),
+            ("SDIFF nosuch a", bulks(&[])),
+            ("SDIFF b a nosuch", bulks(&["4"])),
+            ("RPUSH l x", int(1)),
+            ("SINTER nosuch l", error(WRONGTYPE)),
+            ("SUNION a l", error(WRONGTYPE)),
+            ("SDIFF nosuch l", error(WRONGTYPE)),
+            ("SINTERSTORE l a b", int(2)),
+            ("SMEMBERS l", bulks(&["2", "3"])),
+            ("SUNIONSTORE d a b", int(5)),
+            ("SDIFFSTORE d b a", int(1)),
+            ("SMEMBERS d", bulks(&["4"])),
+            ("SINTERSTORE d a nosuch", int(0)),
+            ("GONE d", int(0)),
+            ("SDIFFSTORE d a a", int(0)),
         ]);
     }
 

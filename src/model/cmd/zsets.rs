@@ -15,7 +15,7 @@ use crate::model::reply::{Reply, bulk, err, msg};
 use crate::model::zset::{LexRange, ScoreRange, ZSet};
 use crate::model::{Core, Ctx};
 
-use super::lists::clamp_range;
+use super::lists::{clamp_range, non_negative};
 
 /// Redis's reply when a score range bound does not parse.
 const BAD_SCORE_RANGE: &str = "ERR min or max is not a float";
@@ -66,6 +66,8 @@ pub static COMMANDS: &[Spec] = &[
     keyed("zremrangebyrank", 4, WRITE, zremrangebyrank),
     keyed("zremrangebyscore", 4, WRITE, zremrangebyscore),
     keyed("zremrangebylex", 4, WRITE, zremrangebylex),
+    keyed("zpopmin", -2, WRITE | FAST, zpopmin),
+    keyed("zpopmax", -2, WRITE | FAST, zpopmax),
 ];
 
 /// An integer reply from a length (lengths always fit an `i64`).
@@ -597,6 +599,45 @@ fn zremrangebylex(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
 }
 
+/// ZPOPMIN and ZPOPMAX: a flat member/score array in RESP2, with or without a count.
+fn pop_generic(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], highest: bool) -> Reply {
+    if argv.len() > 3 {
+        return err(msg::SYNTAX);
+    }
+    let count = match argv.get(2) {
+        None => 1,
+        Some(arg) => match non_negative(arg, msg::NOT_POSITIVE) {
+            Ok(count) => count,
+            Err(reply) => return reply,
+        },
+    };
+    let key = &argv[1];
+    let zset = match write_zset(core, ctx, key) {
+        Err(reply) => return reply,
+        Ok(None) => return Reply::Array(Vec::new()),
+        Ok(Some(zset)) => zset,
+    };
+    let mut items = Vec::new();
+    for _ in 0..count.min(zset.len()) {
+        let (member, score) = zset.pop(highest).expect("below the length");
+        items.push(bulk(member));
+        items.push(score_reply(score));
+    }
+    if !items.is_empty() {
+        core.db(ctx).remove_if_empty(key);
+        core.signal_modified(ctx.db, key);
+    }
+    Reply::Array(items)
+}
+
+fn zpopmin(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    pop_generic(core, ctx, argv, false)
+}
+
+fn zpopmax(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    pop_generic(core, ctx, argv, true)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::{Model, NodeConfig, Reply};
@@ -900,6 +941,29 @@ mod tests {
         }
         let entry = model.core.dbs[0].peek(b"z").expect("still there");
         assert_eq!(entry.expire_at_ms, Some(50_000));
+    }
+
+    #[test]
+    fn pops_from_both_ends() {
+        check(&[
+            ("ZPOPMIN nosuch", bulks(&[])),
+            (
+                "ZPOPMIN nosuch x",
+                error("ERR value is out of range, must be positive"),
+            ),
+            ("ZADD z 1 a 2 b 3 c", int(3)),
+            ("ZPOPMIN z", bulks(&["a", "1"])),
+            ("ZPOPMAX z 0", bulks(&[])),
+            (
+                "ZPOPMAX z -1",
+                error("ERR value is out of range, must be positive"),
+            ),
+            ("ZPOPMAX z 1 2", error(SYNTAX)),
+            ("ZPOPMAX z 5", bulks(&["c", "3", "b", "2"])),
+            ("GONE z", int(0)),
+            ("RPUSH l a", int(1)),
+            ("ZPOPMIN l", error(WRONGTYPE)),
+        ]);
     }
 
     #[test]
