@@ -76,6 +76,17 @@ fn read_hash<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a
     }
 }
 
+/// The hash a caller has just read under `key`, again, without counting a second keyspace hit.
+fn stored_hash<'a>(core: &'a Core, ctx: &Ctx, key: &[u8]) -> &'a Hash {
+    match core.dbs[ctx.db].peek(key) {
+        Some(Entry {
+            value: Value::Hash(hash),
+            ..
+        }) => hash,
+        _ => unreachable!("the caller has just read a hash under this key"),
+    }
+}
+
 /// The hash under `key` for writing, created empty if absent (Redis's
 /// hashTypeLookupWriteOrCreate). Callers always add a field, so it never stays empty.
 fn hash_or_create<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<&'a mut Hash, Reply> {
@@ -309,16 +320,19 @@ fn hincrbyfloat(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 
 fn hrandfield(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if argv.len() == 2 {
-        let index = match read_hash(core, ctx, &argv[1]) {
+        let index = // An empty hash is never stored; treating one as absent keeps random_below's bound positive.
+        match read_hash(core, ctx, &argv[1]).map(|found| found.filter(|hash| !hash.is_empty())) {
             Err(reply) => return reply,
             Ok(None) => return Reply::Nil,
             Ok(Some(hash)) => hash.len(),
         };
         let index = core.random_below(index);
-        return match read_hash(core, ctx, &argv[1]) {
-            Ok(Some(hash)) => bulk(hash.get_index(index).expect("below the length").0),
-            _ => unreachable!("the hash was just read"),
-        };
+        return bulk(
+            stored_hash(core, ctx, &argv[1])
+                .get_index(index)
+                .expect("below the length")
+                .0,
+        );
     }
     // Redis reads the count as a long in [-LONG_MAX, LONG_MAX], then the option.
     let count = match arg_i64(&argv[2]) {
@@ -339,7 +353,8 @@ fn hrandfield(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return err("ERR value is out of range");
     }
-    let size = match read_hash(core, ctx, &argv[1]) {
+    let size = // An empty hash is never stored; treating one as absent keeps random_below's bound positive.
+        match read_hash(core, ctx, &argv[1]).map(|found| found.filter(|hash| !hash.is_empty())) {
         Err(reply) => return reply,
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(hash)) => hash.len(),
@@ -358,9 +373,7 @@ fn hrandfield(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         let wanted = usize::try_from(count).unwrap_or(usize::MAX);
         distinct_sorted_indices(core, size, wanted)
     };
-    let Ok(Some(hash)) = read_hash(core, ctx, &argv[1]) else {
-        unreachable!("the hash was just read");
-    };
+    let hash = stored_hash(core, ctx, &argv[1]);
     let mut items = Vec::with_capacity(picks.len() * 2);
     for index in picks {
         let (field, value) = hash.get_index(index).expect("below the length");

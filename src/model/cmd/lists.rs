@@ -209,7 +209,8 @@ fn pop(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], head: bool) -> Reply {
             let popped = (0..count.min(list.len())).filter_map(|_| take(list));
             bulks(popped.collect::<Vec<_>>())
         }
-        None => bulk(take(list).expect("a stored list is never empty")),
+        // A stored list is never empty; if one were, it would read as a missing key.
+        None => take(list).map_or(Reply::Nil, bulk),
     };
     finish_write(core, ctx, key);
     reply
@@ -481,7 +482,10 @@ fn move_generic(
     } else {
         list.pop_back()
     };
-    let value = value.expect("a stored list is never empty");
+    // A stored list is never empty; if one were, it would read as a missing key.
+    let Some(value) = value else {
+        return Reply::Nil;
+    };
     match write_list(core, ctx, destination) {
         Ok(Some(list)) if to_head => list.push_front(value.clone()),
         Ok(Some(list)) => list.push_back(value.clone()),

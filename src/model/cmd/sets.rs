@@ -89,6 +89,17 @@ fn read_set<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a 
     }
 }
 
+/// The set a caller has just read under `key`, again, without counting a second keyspace hit.
+fn stored_set<'a>(core: &'a Core, ctx: &Ctx, key: &[u8]) -> &'a Set {
+    match core.dbs[ctx.db].peek(key) {
+        Some(Entry {
+            value: Value::Set(set),
+            ..
+        }) => set,
+        _ => unreachable!("the caller has just read a set under this key"),
+    }
+}
+
 /// The set under `key` for writing: `Ok(None)` if absent.
 fn write_set<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a mut Set>, Reply> {
     match core.db(ctx).lookup_mut(ctx.now_ms, key) {
@@ -228,7 +239,8 @@ fn spop(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         Some(Err(reply)) => return reply,
     };
     let key = &argv[1];
-    let size = match write_set(core, ctx, key) {
+    let size = // An empty set is never stored; treating one as absent keeps random_below's bound positive.
+        match write_set(core, ctx, key).map(|found| found.filter(|set| !set.is_empty())) {
         Err(reply) => return reply,
         Ok(None) if count.is_some() => return Reply::Array(Vec::new()),
         Ok(None) => return Reply::Nil,
@@ -275,15 +287,14 @@ fn srandmember(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         return err(msg::SYNTAX);
     }
     let Some(count) = argv.get(2) else {
-        let size = match read_set(core, ctx, &argv[1]) {
+        let size = // As above: never empty, but never let random_below see zero.
+        match read_set(core, ctx, &argv[1]).map(|found| found.filter(|set| !set.is_empty())) {
             Err(reply) => return reply,
             Ok(None) => return Reply::Nil,
             Ok(Some(set)) => set.len(),
         };
         let index = core.random_below(size);
-        let Ok(Some(set)) = read_set(core, ctx, &argv[1]) else {
-            unreachable!("the set was just read");
-        };
+        let set = stored_set(core, ctx, &argv[1]);
         return bulk(set.get_index(index).expect("below the length"));
     };
     let count = match arg_i64(count) {
@@ -297,7 +308,8 @@ fn srandmember(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         Ok(count) => count,
         Err(reply) => return reply,
     };
-    let size = match read_set(core, ctx, &argv[1]) {
+    let size = // As above: never empty, but never let random_below see zero.
+        match read_set(core, ctx, &argv[1]).map(|found| found.filter(|set| !set.is_empty())) {
         Err(reply) => return reply,
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(set)) => set.len(),
@@ -312,9 +324,7 @@ fn srandmember(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         let wanted = usize::try_from(count).unwrap_or(usize::MAX);
         distinct_sorted_indices(core, size, wanted)
     };
-    let Ok(Some(set)) = read_set(core, ctx, &argv[1]) else {
-        unreachable!("the set was just read");
-    };
+    let set = stored_set(core, ctx, &argv[1]);
     Reply::Array(
         picks
             .into_iter()
@@ -637,6 +647,32 @@ mod tests {
             ("SPOP s 5", bulks(&["1", "2", "3"])),
             ("GONE s", int(0)),
         ]);
+    }
+
+    #[test]
+    fn an_empty_stored_aggregate_never_panics() {
+        use crate::model::db::Value;
+        let mut model = check(&[]);
+        let db = &mut model.core.dbs[0];
+        db.insert(b"s".to_vec(), Value::Set(Default::default()), None);
+        db.insert(b"h".to_vec(), Value::Hash(Default::default()), None);
+        db.insert(b"l".to_vec(), Value::List(Default::default()), None);
+        let mut session = model.connect("127.0.0.1:2");
+        for line in [
+            "SPOP s",
+            "SPOP s 2",
+            "SRANDMEMBER s",
+            "SRANDMEMBER s -2",
+            "HRANDFIELD h",
+            "HRANDFIELD h -2",
+            "LPOP l",
+            "RPOP l 2",
+            "LMOVE l l LEFT RIGHT",
+        ] {
+            let argv: Vec<Vec<u8>> = line.split(' ').map(|w| w.as_bytes().to_vec()).collect();
+            let reply = model.exec(1_000, &mut session, &argv);
+            assert!(!matches!(reply, Reply::Error(_)), "{line}: {reply:?}");
+        }
     }
 
     #[test]
