@@ -65,7 +65,16 @@ pub fn parse_f64(bytes: &[u8]) -> Option<f64> {
         if unsigned.starts_with("0x") {
             return parse_hex_float(unsigned);
         }
-        unsigned.parse::<f64>().ok()?
+        let value = unsigned.parse::<f64>().ok()?;
+        // strtod reports ERANGE on overflow and on underflow to zero; Redis refuses both.
+        let digits_nonzero = unsigned
+            .split(['e', 'E'])
+            .next()
+            .is_some_and(|mantissa| mantissa.bytes().any(|byte| (b'1'..=b'9').contains(&byte)));
+        if value.is_infinite() || (value == 0.0 && digits_nonzero) {
+            return None;
+        }
+        value
     };
     if lower.starts_with('-') {
         Some(-value)
@@ -201,6 +210,10 @@ mod tests {
         check("abc", None);
         check("", None);
         check("0x10", Some(16.0));
+        check("1e400", None);
+        check("-1e400", None);
+        check("1e-400", None);
+        check("0e-400", Some(0.0));
     }
 
     #[test]
