@@ -9,11 +9,15 @@
 //!   files in a Lua 5.1 host.
 //! * [`resp`]: the RESP2 codec, a server loop that serves a model over any
 //!   `AsyncRead + AsyncWrite` stream, and a client over any stream.
+//! * [`redis_server`]: a real `redis-server` for differential tests and benchmarks (started
+//!   from PATH or named by `REDIS_URL`), with a small blocking client.
 //!
 //! Later layers (pure algorithm cores, the IO boundary, the limiters, key schemes) arrive with
 //! the limiters issue; `ARCHITECTURE.md` at the repository root is the map.
 
 #[cfg(feature = "model")]
 pub mod model;
+#[cfg(feature = "net")]
+pub mod redis_server;
 #[cfg(feature = "net")]
 pub mod resp;
