@@ -9,6 +9,8 @@
 //!   files in a Lua 5.1 host.
 //! * [`resp`]: the RESP2 codec, a server loop that serves a model over any
 //!   `AsyncRead + AsyncWrite` stream, and a client over any stream.
+//! * [`redis_server`]: a real `redis-server` for differential tests and benchmarks (started
+//!   from PATH or named by `REDIS_URL`), with a small blocking client.
 //!
 //! * [`algo`]: the pure decision cores (fixed window, sliding log, sliding window counter,
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
@@ -28,6 +30,8 @@ pub mod memory;
 pub mod model;
 #[cfg(feature = "model")]
 pub mod redis;
+#[cfg(feature = "net")]
+pub mod redis_server;
 #[cfg(feature = "net")]
 pub mod resp;
 mod sync;
