@@ -311,6 +311,16 @@ impl Model {
                 .entry(spec.name)
                 .or_default()
                 .rejected_calls += 1;
+            if spec.name == "exec" && session.multi.is_some() {
+                // A rejected EXEC ends the transaction and says why, as Redis 7.0 does.
+                session.multi = None;
+                session.multi_failed = false;
+                self.core.unwatch_all(session);
+                return Reply::Error(
+                    "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command"
+                        .to_owned(),
+                );
+            }
             return reply::wrong_arity(spec.name);
         }
         if let Some(queue) = session.multi.as_mut()

@@ -287,15 +287,169 @@ fn config_get(core: &Core, patterns: &[Vec<u8>]) -> Reply {
     Reply::Array(items)
 }
 
-/// Parameters whose value must be a whole number, with the inclusive range Redis accepts.
-const INTEGER_PARAMS: &[(&str, i64, i64)] = &[
+/// Parameters CONFIG SET refuses to change at run time.
+const IMMUTABLE_PARAMS: &[&str] = &[
+    "bind",
+    "port",
+    "databases",
+    "daemonize",
+    "pidfile",
+    "unixsocket",
+    "unixsocketperm",
+    "cluster-enabled",
+    "cluster-config-file",
+    "cluster-port",
+    "supervised",
+    "logfile",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
+    "io-threads",
+    "io-threads-do-reads",
+    "tcp-backlog",
+    "always-show-logo",
+    "set-proc-title",
+    "proc-title-template",
+    "disable-thp",
+    "aclfile",
+    "tls-port",
+    "tls-cluster",
+    "tls-replication",
+];
+
+/// Parameters Redis protects unless `enable-protected-configs` is set.
+const PROTECTED_PARAMS: &[&str] = &["dir", "dbfilename"];
+
+/// Parameters whose value is a memory amount (digits with an optional unit).
+const MEMORY_PARAMS: &[&str] = &[
+    "maxmemory",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "maxmemory-clients",
+    "repl-backlog-size",
+    "auto-aof-rewrite-min-size",
+    "active-defrag-ignore-bytes",
+    "hll-sparse-max-bytes",
+    "stream-node-max-bytes",
+];
+
+/// Parameters that take one of a fixed set of words.
+const ENUM_PARAMS: &[(&str, &[&str])] = &[
+    (
+        "maxmemory-policy",
+        &[
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "noeviction",
+        ],
+    ),
+    ("loglevel", &["debug", "verbose", "notice", "warning"]),
+    ("appendfsync", &["always", "everysec", "no"]),
+    ("repl-diskless-load", &["disabled", "on-empty-db", "swapdb"]),
+    ("acl-pubsub-default", &["allchannels", "resetchannels"]),
+    (
+        "propagation-error-behavior",
+        &["ignore", "panic", "panic-on-replicas"],
+    ),
+    (
+        "cluster-preferred-endpoint-type",
+        &["ip", "hostname", "unknown-endpoint"],
+    ),
+    ("enable-protected-configs", &["no", "yes", "local"]),
+    ("enable-debug-command", &["no", "yes", "local"]),
+    ("enable-module-command", &["no", "yes", "local"]),
+    ("sanitize-dump-payload", &["no", "yes", "clients"]),
+];
+
+/// Inclusive ranges for the integer parameters Redis bounds tighter than `0..=i64::MAX`.
+const INTEGER_RANGES: &[(&str, i64, i64)] = &[
     ("proto-max-bulk-len", 1024 * 1024, i64::MAX),
-    ("hz", 1, 500),
-    ("maxclients", 1, i64::MAX),
-    ("lua-time-limit", 0, i64::MAX),
-    ("busy-reply-threshold", 0, i64::MAX),
     ("timeout", 0, 2_147_483_647),
-    ("databases", 1, 2_147_483_647),
+    ("maxclients", 1, 4_294_967_295),
+    ("hz", i64::MIN, i64::MAX),
+    ("list-max-listpack-size", -2_147_483_648, 2_147_483_647),
+    ("list-max-ziplist-size", -2_147_483_648, 2_147_483_647),
+];
+
+fn config_failed(name: &str, why: &str) -> Reply {
+    err(format!(
+        "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+    ))
+}
+
+/// Checks one CONFIG SET value against what Redis accepts for that parameter.
+fn config_check(core: &Core, name: &str, value: &str) -> Result<(), Reply> {
+    let Some(default) = core.params.get(name) else {
+        return Err(err(format!(
+            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+        )));
+    };
+    if IMMUTABLE_PARAMS.contains(&name) {
+        return Err(config_failed(name, "can't set immutable config"));
+    }
+    if PROTECTED_PARAMS.contains(&name) {
+        return Err(config_failed(name, "can't set protected config"));
+    }
+    if let Some((_, words)) = ENUM_PARAMS.iter().find(|(param, _)| *param == name) {
+        if !words.iter().any(|word| word.eq_ignore_ascii_case(value)) {
+            return Err(config_failed(
+                name,
+                &format!(
+                    "argument(s) must be one of the following: {}",
+                    words.join(", ")
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if default == "yes" || default == "no" {
+        if !value.eq_ignore_ascii_case("yes") && !value.eq_ignore_ascii_case("no") {
+            return Err(config_failed(name, "argument must be 'yes' or 'no'"));
+        }
+        return Ok(());
+    }
+    let is_memory = MEMORY_PARAMS.contains(&name);
+    if !is_memory && crate::model::num::parse_i64(default.as_bytes()).is_none() {
+        return Ok(());
+    }
+    let (min, max) = INTEGER_RANGES
+        .iter()
+        .find(|(param, _, _)| *param == name)
+        .map_or((0, i64::MAX), |(_, min, max)| (*min, *max));
+    let parsed = if is_memory {
+        parse_memory(value).ok_or_else(|| config_failed(name, "argument must be a memory value"))?
+    } else {
+        crate::model::num::parse_i64(value.as_bytes())
+            .ok_or_else(|| config_failed(name, "argument couldn't be parsed into an integer"))?
+    };
+    if !(min..=max).contains(&parsed) {
+        return Err(config_failed(
+            name,
+            &format!("argument must be between {min} and {max} inclusive"),
+        ));
+    }
+    Ok(())
+}
+
+/// Redis's renamed parameters: setting one name sets its alias too.
+const ALIASES: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "hash-max-ziplist-entries"),
+    ("hash-max-listpack-value", "hash-max-ziplist-value"),
+    ("zset-max-listpack-entries", "zset-max-ziplist-entries"),
+    ("zset-max-listpack-value", "zset-max-ziplist-value"),
+    ("list-max-listpack-size", "list-max-ziplist-size"),
+    ("replica-read-only", "slave-read-only"),
+    ("replica-serve-stale-data", "slave-serve-stale-data"),
+    ("replica-priority", "slave-priority"),
+    ("replica-lazy-flush", "slave-lazy-flush"),
+    ("replica-ignore-maxmemory", "slave-ignore-maxmemory"),
+    ("replicaof", "slaveof"),
+    ("busy-reply-threshold", "lua-time-limit"),
 ];
 
 fn config_set(core: &mut Core, pairs: &[Vec<u8>]) -> Reply {
@@ -306,23 +460,8 @@ fn config_set(core: &mut Core, pairs: &[Vec<u8>]) -> Reply {
     for pair in pairs.chunks(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
         let value = String::from_utf8_lossy(&pair[1]).into_owned();
-        if name == "databases" || name == "port" || name == "bind" {
-            return err(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
-            ));
-        }
-        if let Some((_, min, max)) = INTEGER_PARAMS.iter().find(|(param, _, _)| *param == name) {
-            let parsed = parse_memory(&value);
-            if !parsed.is_some_and(|parsed| (*min..=*max).contains(&parsed)) {
-                return err(format!(
-                    "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {max} inclusive"
-                ));
-            }
-        }
-        if name == "maxmemory" && parse_memory(&value).is_none() {
-            return err(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be a memory value"
-            ));
+        if let Err(reply) = config_check(core, &name, &value) {
+            return reply;
         }
         updates.push((name, value));
     }
@@ -331,6 +470,13 @@ fn config_set(core: &mut Core, pairs: &[Vec<u8>]) -> Reply {
             && let Some(bytes) = parse_memory(&value).and_then(|bytes| usize::try_from(bytes).ok())
         {
             core.config.limits.bulk_len_max = bytes;
+        }
+        for (one, other) in ALIASES {
+            if name == *one {
+                core.params.insert((*other).to_owned(), value.clone());
+            } else if name == *other {
+                core.params.insert((*one).to_owned(), value.clone());
+            }
         }
         core.params.insert(name, value);
     }
@@ -590,11 +736,24 @@ fn command_info(spec: &Spec) -> Reply {
 pub fn function(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let sub = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
     match sub.as_str() {
-        "flush" if argv.len() <= 3 => ok(),
-        "flush" => err(crate::model::reply::msg::SYNTAX),
+        "flush" if argv.len() == 2 => ok(),
+        "flush" if argv.len() == 3 && (is_opt(&argv[2], "sync") || is_opt(&argv[2], "async")) => {
+            ok()
+        }
+        "flush" if argv.len() == 3 => err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option"),
+        "flush" => wrong_arity("function|flush"),
         "list" => Reply::Array(Vec::new()),
         _ => unknown_subcommand("function", &argv[1]),
     }
+}
+
+/// READONLY, READWRITE and ASKING: accepted in cluster mode (a single node has no replicas to
+/// read from and no migrations to ask about), refused as Redis refuses them otherwise.
+pub fn cluster_flag(core: &mut Core, _ctx: &mut Ctx, _argv: &[Vec<u8>]) -> Reply {
+    if core.config.cluster.is_none() {
+        return err("ERR This instance has cluster support disabled");
+    }
+    ok()
 }
 
 /// CLUSTER KEYSLOT / INFO / SLOTS / MYID in cluster mode; Redis's refusal otherwise.
@@ -682,10 +841,34 @@ mod tests {
                 "CONFIG GET maxmemory hz",
                 Reply::Array(vec![text("hz"), text("20"), text("maxmemory"), text("1mb")]),
             ),
-            ("CONFIG SET anything-at-all 5", status("OK")),
             (
-                "CONFIG GET anything-at-all",
-                Reply::Array(vec![text("anything-at-all"), text("5")]),
+                "CONFIG SET anything-at-all 5",
+                error(
+                    "ERR Unknown option or number of arguments for CONFIG SET - 'anything-at-all'",
+                ),
+            ),
+            ("CONFIG SET hash-max-listpack-entries 64", status("OK")),
+            (
+                "CONFIG GET hash-max-ziplist-entries",
+                Reply::Array(vec![text("hash-max-ziplist-entries"), text("64")]),
+            ),
+            (
+                "CONFIG SET hz abc",
+                error(
+                    "ERR CONFIG SET failed (possibly related to argument 'hz') - argument couldn't be parsed into an integer",
+                ),
+            ),
+            (
+                "CONFIG SET appendonly maybe",
+                error(
+                    "ERR CONFIG SET failed (possibly related to argument 'appendonly') - argument must be 'yes' or 'no'",
+                ),
+            ),
+            (
+                "CONFIG SET port 1",
+                error(
+                    "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config",
+                ),
             ),
             ("CONFIG SET maxmemory 1 hz", error("ERR syntax error")),
             (

@@ -76,57 +76,36 @@ pub static COMMANDS: &[Spec] = &[
     data("command", -1, RANDOM, introspect::command_cmd),
     data("function", -2, NOSCRIPT, introspect::function),
     data("cluster", -2, RANDOM, introspect::cluster_cmd),
+    data("readonly", 1, FAST, introspect::cluster_flag),
+    data("readwrite", 1, FAST, introspect::cluster_flag),
+    data("asking", 1, FAST, introspect::cluster_flag),
 ];
 
-/// The CONFIG parameters a fresh node reports. Any other name CONFIG SET stores is kept too.
+/// The CONFIG parameters a fresh node reports: every parameter a real Redis 7.0.15 reports
+/// for `CONFIG GET *`, with its default (recorded from a real server into
+/// `config_defaults.tsv`), and the node's own port, cluster mode and bulk limit.
 pub fn default_params(config: &NodeConfig) -> BTreeMap<String, String> {
-    let pairs: &[(&str, String)] = &[
-        ("appendonly", "no".to_owned()),
-        ("busy-reply-threshold", "5000".to_owned()),
-        ("lua-time-limit", "5000".to_owned()),
-        ("databases", DATABASES.to_string()),
-        ("hz", "10".to_owned()),
-        ("maxclients", "10000".to_owned()),
-        ("maxmemory", "0".to_owned()),
-        ("maxmemory-policy", "noeviction".to_owned()),
-        ("port", config.port.to_string()),
-        ("bind", "* -::*".to_owned()),
-        ("proto-max-bulk-len", config.limits.bulk_len_max.to_string()),
-        ("save", String::new()),
-        ("timeout", "0".to_owned()),
-        (
-            "cluster-enabled",
-            if config.cluster.is_some() {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_owned(),
-        ),
-        ("lazyfree-lazy-user-del", "no".to_owned()),
-        ("lazyfree-lazy-user-flush", "no".to_owned()),
-        ("hash-max-listpack-entries", "128".to_owned()),
-        ("hash-max-listpack-value", "64".to_owned()),
-        ("hash-max-ziplist-entries", "128".to_owned()),
-        ("hash-max-ziplist-value", "64".to_owned()),
-        ("list-max-listpack-size", "-2".to_owned()),
-        ("list-max-ziplist-size", "-2".to_owned()),
-        ("set-max-intset-entries", "512".to_owned()),
-        ("zset-max-listpack-entries", "128".to_owned()),
-        ("zset-max-listpack-value", "64".to_owned()),
-        ("zset-max-ziplist-entries", "128".to_owned()),
-        ("zset-max-ziplist-value", "64".to_owned()),
-        ("active-expire-effort", "1".to_owned()),
-        ("lua-replicate-commands", "yes".to_owned()),
-        ("notify-keyspace-events", String::new()),
-        ("dir", "/".to_owned()),
-        ("dbfilename", "dump.rdb".to_owned()),
-        ("loglevel", "notice".to_owned()),
-    ];
-    pairs
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), value.clone()))
-        .collect()
+    let mut params: BTreeMap<String, String> = include_str!("../config_defaults.tsv")
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    params.insert("port".to_owned(), config.port.to_string());
+    params.insert("databases".to_owned(), DATABASES.to_string());
+    params.insert(
+        "cluster-enabled".to_owned(),
+        if config.cluster.is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+        .to_owned(),
+    );
+    params.insert(
+        "proto-max-bulk-len".to_owned(),
+        config.limits.bulk_len_max.to_string(),
+    );
+    params
 }
 
 fn ping(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {

@@ -74,6 +74,8 @@ pub static COMMANDS: &[Spec] = &[
     one_key("strlen", 2, READONLY | FAST, strlen),
     one_key("setrange", 4, WRITE | DENYOOM, setrange),
     one_key("getrange", 4, READONLY, getrange),
+    // SUBSTR is GETRANGE's old name, still answered by Redis 7.0.
+    one_key("substr", 4, READONLY, getrange),
 ];
 
 /// Redis's error when a string would outgrow `proto-max-bulk-len`.
