@@ -16,6 +16,8 @@
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
 //! * [`redis`]: the IO boundary: the `Redis` trait, the closed `Cmd` surface, the `Script`s in
 //!   `lua/`, metering of round trips, and the in-process backend.
+//! * [`limiter`]: the `Limiter` trait, requests, verdicts, fail modes; the legacy and atomic
+//!   limiter families.
 //! * [`keys`]: key schemes (templates with namespaces, hash tags and shards) and cluster slots.
 //! * [`memory`]: a keyed in-memory GCRA limiter (sharded, one atomic per key), model-checked
 //!   with loom through the `sync` switch.
@@ -25,6 +27,8 @@
 
 pub mod algo;
 pub mod keys;
+#[cfg(feature = "model")]
+pub mod limiter;
 pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
