@@ -183,16 +183,17 @@ mod tests {
         )
     }
 
+    /// A pipeline, the exact bytes the server expects, what it answers, and the outcome.
+    type Case = (
+        &'static [&'static [&'static str]],
+        &'static [u8],
+        &'static [u8],
+        Result<Vec<Reply>, &'static str>,
+    );
+
     /// Sends `commands` as a pipeline to a scripted server and compares the outcome, shown as
     /// the replies or the error's Display text.
-    fn check(
-        cases: &[(
-            &[&[&str]],
-            &'static [u8],
-            &'static [u8],
-            Result<Vec<Reply>, &str>,
-        )],
-    ) {
+    fn check(cases: &[Case]) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
