@@ -40,6 +40,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// parsed, so a pipeline of large replies does not pile up in memory.
 const REPLY_FLUSH_AT: usize = 1024 * 1024;
 
+/// The most commands one batch runs under one lock: enough to amortise the lock over a
+/// pipeline, few enough that other connections get their turn.
+const BATCH_COMMANDS_MAX: usize = 1024;
+
 /// A buffer that grew past this for one large frame or reply is given back once it is empty,
 /// so a long-lived connection does not keep its peak allocation.
 const BUFFER_KEEP_MAX: usize = 1024 * 1024;
@@ -49,7 +53,8 @@ const BUFFER_KEEP_MAX: usize = 1024 * 1024;
 enum Next {
     /// Everything complete has run: write the replies and read more.
     Read,
-    /// The reply buffer filled up with input left to parse: write, then parse again.
+    /// Input is left that this batch did not run (the batch was full, the replies grew
+    /// large, or the limits changed): write the replies, then parse again without reading.
     Continue,
     /// QUIT or a protocol error: write the replies, then close.
     Close,
@@ -149,8 +154,9 @@ where
     }
 }
 
-/// Parses and runs every complete command at the front of `input`, appending replies to
-/// `output`, under one lock of the model. Consumed input is removed.
+/// Parses every complete command at the front of `input` (outside the model's lock), then
+/// runs them under one lock, appending replies to `output`. Consumed input is removed; input
+/// parsed but not run (see [`Next::Continue`]) stays and is parsed again.
 fn run_batch(
     model: &SharedModel,
     clock: &Clock,
@@ -158,40 +164,66 @@ fn run_batch(
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
 ) -> Next {
-    let mut model = lock(model);
+    // Limits are read for every batch, so a CONFIG SET proto-max-bulk-len from any client
+    // applies to what is parsed after it. Parsing happens without the lock: a client
+    // trickling in a huge frame makes us reparse it, and nobody else should wait for that.
+    let limits = lock(model).core.config.limits.clone();
+    let mut frames: Vec<(Vec<Vec<u8>>, usize)> = Vec::new();
     let mut consumed = 0;
-    let next = loop {
-        if output.len() >= REPLY_FLUSH_AT {
-            break Next::Continue;
-        }
-        // Limits are read per command: a CONFIG SET proto-max-bulk-len earlier in this same
-        // pipeline applies to the commands after it, as in Redis.
-        let parsed = parse_command(&input[consumed..], &model.core.config.limits);
-        match parsed {
-            Ok(None) => break Next::Read,
+    let mut protocol_error = None;
+    while frames.len() < BATCH_COMMANDS_MAX {
+        match parse_command(&input[consumed..], &limits) {
+            Ok(None) => break,
             Ok(Some((argv, used))) => {
                 consumed += used;
-                if argv.is_empty() {
-                    continue;
-                }
-                let reply = model.exec(clock(), session, &argv);
-                encode_reply(&reply, output);
-                if session.quit {
-                    break Next::Close;
+                // Empty commands (`*0`, blank lines) are skipped, as Redis does.
+                if !argv.is_empty() {
+                    frames.push((argv, consumed));
                 }
             }
             Err(error) => {
-                // Redis counts the protocol error like any other error reply.
-                model.core.stats.total_error_replies += 1;
-                *model.core.stats.errors.entry("ERR".to_owned()).or_default() += 1;
-                output.push(b'-');
-                output.extend_from_slice(b"ERR ");
-                output.extend_from_slice(error.0.as_bytes());
-                output.extend_from_slice(b"\r\n");
-                break Next::Close;
+                protocol_error = Some(error);
+                break;
             }
         }
+    }
+    let mut next = if protocol_error.is_some() {
+        Next::Close
+    } else if frames.len() == BATCH_COMMANDS_MAX {
+        Next::Continue
+    } else {
+        Next::Read
     };
+    let mut model = lock(model);
+    for (argv, end) in &frames {
+        let reply = model.exec(clock(), session, argv);
+        encode_reply(&reply, output);
+        if session.quit {
+            input.clear();
+            return Next::Close;
+        }
+        let limits_now = &model.core.config.limits;
+        let limits_changed = limits_now.bulk_len_max != limits.bulk_len_max
+            || limits_now.array_len_max != limits.array_len_max
+            || limits_now.inline_len_max != limits.inline_len_max;
+        let more_after = *end < consumed || protocol_error.is_some();
+        if (limits_changed || output.len() >= REPLY_FLUSH_AT) && more_after {
+            // What follows was parsed under the old limits, or the replies should go out
+            // first: keep the rest of the input for the next round.
+            consumed = *end;
+            protocol_error = None;
+            next = Next::Continue;
+            break;
+        }
+    }
+    if let Some(error) = protocol_error {
+        // Redis counts the protocol error like any other error reply.
+        model.core.stats.total_error_replies += 1;
+        *model.core.stats.errors.entry("ERR".to_owned()).or_default() += 1;
+        output.extend_from_slice(b"-ERR ");
+        output.extend_from_slice(error.0.as_bytes());
+        output.extend_from_slice(b"\r\n");
+    }
     drop(model);
     input.drain(..consumed);
     next
@@ -365,6 +397,43 @@ mod tests {
             (&input, &[], &expected),
             (&input, &[12_345, 50_001], &expected),
         ]);
+    }
+
+    #[test]
+    fn large_replies_are_written_while_the_pipeline_is_still_running() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let model = shared_model();
+            let (client, task) = start(&model);
+            let (mut reader, mut writer) = tokio::io::split(client);
+            let payload = vec![b'z'; 100_000];
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..40 {
+                crate::resp::codec::encode_command(&[&b"ECHO"[..], &payload], &mut input);
+                expected.extend_from_slice(b"$100000\r\n");
+                expected.extend_from_slice(&payload);
+                expected.extend_from_slice(b"\r\n");
+            }
+            input.extend_from_slice(b"QUIT\r\n");
+            expected.extend_from_slice(b"+OK\r\n");
+            // 4 MB of replies through a 1 MB pipe: the server must write some before it has
+            // run everything, or both sides would wait for each other.
+            let sender = tokio::spawn(async move { writer.write_all(&input).await });
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.expect("read");
+            assert!(
+                got == expected,
+                "{} bytes, {} expected",
+                got.len(),
+                expected.len()
+            );
+            sender.await.expect("no panic").expect("written");
+            task.await.expect("no panic").expect("no io error");
+        });
     }
 
     #[test]
