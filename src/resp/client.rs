@@ -128,14 +128,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         for argv in commands {
             encode_command(argv.as_ref(), &mut self.output);
         }
-        self.stream.write_all(&self.output).await?;
-        self.stream.flush().await?;
         let mut replies = Vec::with_capacity(commands.len());
+        self.send_while_reading(commands.len(), &mut replies)
+            .await?;
+        self.stream.flush().await?;
         while replies.len() < commands.len() {
             replies.push(self.read_reply().await?);
         }
         self.broken = false;
         Ok(replies)
+    }
+
+    /// Writes the encoded pipeline while taking in the replies that already arrive. A long
+    /// pipeline written before reading could fill both directions' socket buffers: the server
+    /// would wait for us to read its replies while we wait for it to read our commands.
+    async fn send_while_reading(
+        &mut self,
+        expected: usize,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(), ClientError> {
+        let mut written = 0;
+        while written < self.output.len() {
+            while replies.len() < expected
+                && let Some((reply, used)) = parse_reply(&self.input, &self.limits)?
+            {
+                self.input.drain(..used);
+                replies.push(reply);
+            }
+            if self.input.capacity() - self.input.len() < READ_CHUNK {
+                self.input.reserve(READ_CHUNK);
+            }
+            let (mut reader, mut writer) = tokio::io::split(&mut self.stream);
+            // Biased, so the order of events is the same on every run under simulation.
+            tokio::select! {
+                biased;
+                sent = writer.write(&self.output[written..]) => match sent? {
+                    0 => return Err(ClientError::Closed),
+                    sent => written += sent,
+                },
+                read = reader.read_buf(&mut self.input) => {
+                    if read? == 0 {
+                        return Err(ClientError::Closed);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gives the stream back, for example to close it.
@@ -230,6 +268,39 @@ mod tests {
             ),
             (&[], b"", b"", Ok(vec![])),
         ]);
+    }
+
+    #[test]
+    fn a_pipeline_larger_than_the_pipe_does_not_deadlock() {
+        use crate::model::{Model, NodeConfig};
+        use crate::resp::server::{Clock, serve_connection};
+        use std::sync::{Arc, Mutex};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let model = Arc::new(Mutex::new(Model::new(NodeConfig::standalone(3))));
+            let clock: Clock = Arc::new(|| 5_000);
+            // 4 KB each way, against ~400 KB of commands and as much of replies.
+            let (stream, server) = tokio::io::duplex(4096);
+            let task = tokio::spawn(serve_connection(server, model, clock, "t:1".to_owned()));
+            let payload = "p".repeat(200);
+            let commands: Vec<[&str; 2]> = (0..2000).map(|_| ["ECHO", payload.as_str()]).collect();
+            let mut client = Client::new(stream);
+            let replies = client.pipeline(&commands).await.expect("replies");
+            assert_eq!(replies.len(), 2000);
+            assert!(
+                replies
+                    .iter()
+                    .all(|reply| *reply == Reply::Bulk(payload.clone().into_bytes()))
+            );
+            assert_eq!(
+                client.command(&["QUIT"]).await.expect("quit"),
+                Reply::Status("OK".into())
+            );
+            task.await.expect("no panic").expect("no io error");
+        });
     }
 
     #[test]
