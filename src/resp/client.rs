@@ -288,7 +288,14 @@ mod tests {
             let payload = "p".repeat(200);
             let commands: Vec<[&str; 2]> = (0..2000).map(|_| ["ECHO", payload.as_str()]).collect();
             let mut client = Client::new(stream);
-            let replies = client.pipeline(&commands).await.expect("replies");
+            // A regression would hang, so it is bounded to fail instead.
+            let replies = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                client.pipeline(&commands),
+            )
+            .await
+            .expect("no deadlock")
+            .expect("replies");
             assert_eq!(replies.len(), 2000);
             assert!(
                 replies

@@ -114,14 +114,14 @@ where
     };
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // The peer half-closed: run what it sent, answer, and close.
+    let mut peer_done = false;
     loop {
-        if input.capacity() - input.len() < READ_CHUNK {
-            input.reserve(READ_CHUNK);
-        }
-        let read = stream.read_buf(&mut input).await?;
-        if read == 0 {
+        if !peer_done {
+            reserve_read_room(&mut input);
+            let read = stream.read_buf(&mut input).await?;
             // The peer left, perhaps mid-command: what it half sent is dropped unanswered.
-            return Ok(());
+            peer_done = read == 0;
         }
         loop {
             let next = run_batch(
@@ -131,12 +131,15 @@ where
                 &mut input,
                 &mut output,
             );
+            let mut read_meanwhile = false;
             if !output.is_empty() {
-                stream.write_all(&output).await?;
+                let progress = write_while_reading(&mut stream, &output, &mut input, peer_done);
+                (read_meanwhile, peer_done) = progress.await?;
                 output.clear();
                 shrink_if_idle(&mut output);
             }
             match next {
+                Next::Read if read_meanwhile => continue,
                 Next::Read => break,
                 Next::Continue => continue,
                 Next::Close => {
@@ -147,10 +150,54 @@ where
                 }
             }
         }
-        if input.len() > QUERY_BUFFER_MAX {
+        if peer_done || input.len() > QUERY_BUFFER_MAX {
             return Ok(());
         }
         shrink_if_idle(&mut input);
+    }
+}
+
+/// Writes `output` while reading more input into `input`, as Redis keeps reading a client
+/// whose replies are still going out. Without this a client that writes a long pipeline
+/// before reading any reply (many do) would wait for us while we wait for it. Returns
+/// whether anything was read, and whether the peer has half-closed.
+async fn write_while_reading<S>(
+    stream: &mut S,
+    output: &[u8],
+    input: &mut Vec<u8>,
+    mut peer_done: bool,
+) -> io::Result<(bool, bool)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut read_any = false;
+    let mut written = 0;
+    while written < output.len() {
+        if peer_done || input.len() > QUERY_BUFFER_MAX {
+            stream.write_all(&output[written..]).await?;
+            break;
+        }
+        reserve_read_room(input);
+        let (mut reader, mut writer) = tokio::io::split(&mut *stream);
+        // Biased, so that under simulation the same events happen in the same order.
+        tokio::select! {
+            biased;
+            sent = writer.write(&output[written..]) => match sent? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                sent => written += sent,
+            },
+            read = reader.read_buf(input) => match read? {
+                0 => peer_done = true,
+                _ => read_any = true,
+            },
+        }
+    }
+    Ok((read_any, peer_done))
+}
+
+fn reserve_read_room(input: &mut Vec<u8>) {
+    if input.capacity() - input.len() < READ_CHUNK {
+        input.reserve(READ_CHUNK);
     }
 }
 
@@ -432,6 +479,54 @@ mod tests {
                 expected.len()
             );
             sender.await.expect("no panic").expect("written");
+            task.await.expect("no panic").expect("no io error");
+        });
+    }
+
+    #[test]
+    fn a_client_that_writes_everything_before_reading_is_still_served() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let model = shared_model();
+            // 4 KB each way against ~500 KB of commands and replies: the server must keep
+            // reading while its replies wait, as Redis does.
+            let (mut client, server) = tokio::io::duplex(4096);
+            let task = tokio::spawn(serve_connection(
+                server,
+                Arc::clone(&model),
+                fixed_clock(),
+                "127.0.0.1:4243".to_owned(),
+            ));
+            let payload = "q".repeat(250);
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..2000 {
+                crate::resp::codec::encode_command(&["ECHO", payload.as_str()], &mut input);
+                expected.extend_from_slice(format!("$250\r\n{payload}\r\n").as_bytes());
+            }
+            input.extend_from_slice(b"QUIT\r\n");
+            expected.extend_from_slice(b"+OK\r\n");
+            // A regression would hang, so it is bounded to fail instead.
+            let mut got = Vec::new();
+            let exchange = async {
+                client
+                    .write_all(&input)
+                    .await
+                    .expect("write everything first");
+                client.read_to_end(&mut got).await.expect("then read");
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(20), exchange)
+                .await
+                .expect("no deadlock");
+            assert!(
+                got == expected,
+                "{} bytes, {} expected",
+                got.len(),
+                expected.len()
+            );
             task.await.expect("no panic").expect("no io error");
         });
     }
