@@ -315,9 +315,9 @@ mod tests {
         (client, task)
     }
 
-    /// Sends `input` in `chunks` (split points), then half-closes, and compares everything
-    /// the server wrote before closing with `expected`. Also checks the connection closed
-    /// by the server (`closes`) or only by our EOF.
+    /// Sends `input` cut at `splits`, then half-closes, and compares everything the server
+    /// wrote before it closed with `expected`. Also checks that the server task ended
+    /// cleanly and deregistered its client.
     fn check(cases: &[(&[u8], &[usize], &[u8])]) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
