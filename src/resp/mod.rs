@@ -4,4 +4,6 @@
 //! Nothing here names a concrete transport: `ratelab serve` hands in tokio's TCP streams and
 //! the simulation hands in turmoil's, and both run this same code.
 
+pub mod client;
 pub mod codec;
+pub mod server;
