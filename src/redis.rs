@@ -15,7 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 
-use crate::model::{Clock, Model, Reply, Session};
+use crate::model::{Clock, Model, Reply, Session, SharedModel};
 
 /// A script in `lua/`. The model runs the same source in its Lua host and real Redis receives
 /// it unchanged: there is no Rust twin; `crate::algo` is its reference.
@@ -370,9 +370,6 @@ impl<R: Redis> Redis for Metered<R> {
         self.inner.pipeline(cmds).await
     }
 }
-
-/// A model shared by every client of one simulated node.
-pub type SharedModel = std::sync::Arc<std::sync::Mutex<Model>>;
 
 /// The in-process model as a backend: one client session on a shared model, with a clock.
 /// No network: every call completes at once.

@@ -36,8 +36,13 @@ use db::Db;
 use reply::{err, msg};
 
 /// The caller's clock: Unix milliseconds. The wall clock at the edge (`ratelab serve`), a
-/// virtual clock in simulations and tests. The model itself never calls one.
+/// virtual clock in simulations and tests. The model itself never calls one; it adds its own
+/// clock offset to whatever the caller passes.
 pub type Clock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// One node shared by every connection or client that talks to it. A std mutex: nothing
+/// awaits while holding it, and every command runs to completion under it (Redis's atomicity).
+pub type SharedModel = std::sync::Arc<std::sync::Mutex<Model>>;
 
 /// Number of logical databases, as Redis's default `databases 16`.
 pub const DATABASES: usize = 16;

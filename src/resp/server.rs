@@ -12,19 +12,14 @@
 //! held across an await, so a slow or vanished peer never blocks anyone else.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{encode_reply, parse_command};
 use crate::model::{Model, Session};
 
-/// One Redis node shared by every connection that serves it.
-pub type SharedModel = Arc<Mutex<Model>>;
-
-/// The caller's current time in Unix milliseconds. `ratelab serve` reads the wall clock; the
-/// simulation reads its virtual clock. The model adds its own clock offset on top.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+pub use crate::model::{Clock, SharedModel};
 
 /// The most a client may have buffered and not yet parsed. Redis's default
 /// `client-query-buffer-limit` is 1 GiB; a client over it is dropped without a reply, as Redis
