@@ -292,7 +292,7 @@ mod tests {
     use tokio::io::DuplexStream;
 
     fn shared_model() -> SharedModel {
-        Arc::new(Mutex::new(Model::new(NodeConfig::standalone(7))))
+        Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(7))))
     }
 
     fn fixed_clock() -> Clock {
