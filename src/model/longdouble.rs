@@ -415,7 +415,7 @@ pub fn format_human(value: LongDouble) -> String {
             exponent,
         } => (significand, exponent),
     };
-    let scaled = Natural::from_u64(significand).mul(&Natural::pow10(17));
+    let scaled = Natural::from_u64(significand).mul(&Natural::pow10(PRINT_FRACTION_DIGITS as u32));
     let units = if exponent >= 0 {
         scaled.shl(u64::try_from(exponent).expect("non-negative"))
     } else {
