@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod db;
+pub mod longdouble;
 pub mod num;
 pub mod reply;
 pub mod script;

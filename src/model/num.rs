@@ -2,7 +2,8 @@
 //!
 //! Redis is strict about integers (`string2ll`: no sign but `-`, no leading zeros, no spaces,
 //! nothing after the digits) and uses C's `strtod`/`strtold` for floats. Replies format
-//! doubles with `%.17g`; INCRBYFLOAT and HINCRBYFLOAT store the human form of a long double.
+//! doubles with `%.17g`. INCRBYFLOAT and HINCRBYFLOAT compute in x87 `long double`, which
+//! lives in [`crate::model::longdouble`].
 
 /// Parses an integer the way Redis's `string2ll` does: optional `-`, then digits with no
 /// leading zero (except `0` itself), and nothing else. Returns `None` for anything else,
@@ -141,26 +142,6 @@ pub fn format_g17(value: f64) -> String {
     format!("{sign}{}", trim_fraction(&text))
 }
 
-/// Formats the result of INCRBYFLOAT / HINCRBYFLOAT. Redis computes in `long double` and
-/// prints `%.17Lf` with trailing zeros trimmed; the model computes in `f64` and prints the
-/// shortest decimal that reads back as the same double, which is what the long double print
-/// shows for every value whose decimal form is shorter than 17 significant digits
-/// (`10.5 + 0.1` is `10.6` in both). Longer results may differ in the last digits.
-pub fn format_long_double_human(value: f64) -> String {
-    if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
-    }
-    let text = format!("{value}");
-    if text.contains('.') {
-        trim_fraction(&text).to_owned()
-    } else {
-        text
-    }
-}
-
 fn trim_fraction(text: &str) -> &str {
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.')
@@ -229,13 +210,5 @@ mod tests {
         check(0.00001, "1.0000000000000001e-05");
         check(f64::INFINITY, "inf");
         check(123456789.0, "123456789");
-    }
-
-    #[test]
-    fn incrbyfloat_results_print_short() {
-        assert_eq!(format_long_double_human(10.5 + 0.1), "10.6");
-        assert_eq!(format_long_double_human(3.0), "3");
-        assert_eq!(format_long_double_human(5.0e3), "5000");
-        assert_eq!(format_long_double_human(-0.25), "-0.25");
     }
 }

@@ -9,9 +9,9 @@ use super::keys::invalid_expire_time;
 use super::{arg_i64, is_opt};
 use crate::model::command::{DENYOOM, FAST, Handler, READONLY, Spec, WRITE};
 use crate::model::db::Value;
-use crate::model::num;
 use crate::model::reply::{Reply, bulk, err, msg, ok, wrong_arity};
 use crate::model::{Core, Ctx};
+use crate::model::{longdouble, num};
 
 type DataHandler = fn(&mut Core, &mut Ctx, &[Vec<u8>]) -> Reply;
 
@@ -441,26 +441,18 @@ fn decrby(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
 }
 
-/// INCRBYFLOAT: Redis adds in `long double`; the model adds in `f64` and stores the short
-/// human form (see [`num::format_long_double_human`]). The TTL is kept.
+/// INCRBYFLOAT: Redis adds in x87 `long double` and stores `%.17Lf` trimmed; the model
+/// emulates that format exactly (see [`longdouble`]). The TTL is kept.
 fn incrbyfloat(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let current = match write_string(core, ctx, &argv[1]) {
         Ok(current) => current,
         Err(reply) => return reply,
     };
-    let old = match current.as_ref().map(|bytes| parse_long_double(bytes)) {
-        None => 0.0,
-        Some(Some(old)) => old,
-        Some(None) => return err(msg::NOT_FLOAT),
-    };
-    let Some(increment) = parse_long_double(&argv[2]) else {
-        return err(msg::NOT_FLOAT);
-    };
-    let sum = old + increment;
-    if !sum.is_finite() {
-        return err("ERR increment would produce NaN or Infinity");
-    }
-    let text = num::format_long_double_human(sum).into_bytes();
+    let text =
+        match longdouble::incr_by_float(current.as_ref().map(|bytes| bytes.as_slice()), &argv[2]) {
+            Ok(text) => text,
+            Err(message) => return err(message),
+        };
     match current {
         Some(bytes) => *bytes = text.clone(),
         None => core
@@ -469,16 +461,6 @@ fn incrbyfloat(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
     core.signal_modified(ctx.db, &argv[1]);
     Reply::Bulk(text)
-}
-
-/// Parses a float as Redis's `string2ld` does for INCRBYFLOAT: `strtold`'s grammar, but
-/// nothing empty and nothing of 5 KiB or more (the size of Redis's parse buffer).
-fn parse_long_double(bytes: &[u8]) -> Option<f64> {
-    const LONG_DOUBLE_CHARS_MAX: usize = 5 * 1024;
-    if bytes.len() >= LONG_DOUBLE_CHARS_MAX {
-        return None;
-    }
-    num::parse_f64(bytes)
 }
 
 /// Whether growing a string to `offset + extra` bytes stays within `proto-max-bulk-len`.
@@ -943,6 +925,10 @@ mod tests {
             (T, "SET s 3", ok()),
             (T, "INCRBYFLOAT s 1.5", bulk("4.5")),
             (T, "INCR s", error(NOT_INTEGER)),
+            // Long double arithmetic, not f64: the stored text shows the difference.
+            (T, "INCRBYFLOAT g 10000", bulk("10000")),
+            (T, "INCRBYFLOAT g 0.1", bulk("10000.09999999999999964")),
+            (T, "GET g", bulk("10000.09999999999999964")),
         ]);
     }
 
