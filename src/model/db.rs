@@ -232,7 +232,8 @@ impl Db {
     }
 }
 
-fn value_bytes(value: &Value) -> usize {
+/// Rough bytes a value occupies (MEMORY USAGE adds the key and a fixed overhead).
+pub fn value_bytes(value: &Value) -> usize {
     match value {
         Value::Str(bytes) => bytes.len(),
         Value::List(list) => list.iter().map(|item| item.len() + 16).sum(),

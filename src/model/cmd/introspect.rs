@@ -7,8 +7,9 @@
 
 use super::{arg_i64, is_opt};
 use crate::model::command::{self, Spec};
+use crate::model::db::Value;
 use crate::model::reply::{Reply, bulk, bulks, err, ok, wrong_arity};
-use crate::model::{Core, Ctx, Model, Session, cluster};
+use crate::model::{Core, Ctx, Model, Session, cluster, num};
 
 /// `ERR unknown subcommand 'x'. Try CONFIG HELP.`, with the subcommand as the client sent it.
 fn unknown_subcommand(container: &str, sub: &[u8]) -> Reply {
@@ -747,6 +748,107 @@ pub fn function(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
 }
 
+/// The encoding Redis 7.0 would report for a value, from the configured size thresholds.
+/// Redis converts one way (a hash that grew past the threshold stays a hashtable after it
+/// shrinks); the model judges from the current contents.
+fn encoding(core: &Core, value: &Value) -> &'static str {
+    let param = |name: &str| {
+        core.params
+            .get(name)
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    match value {
+        Value::Str(bytes) if num::parse_i64(bytes).is_some() => "int",
+        Value::Str(bytes) if bytes.len() <= 44 => "embstr",
+        Value::Str(_) => "raw",
+        Value::List(_) => "quicklist",
+        Value::Hash(hash) => {
+            let value_max = param("hash-max-listpack-value");
+            let small = hash.len() <= param("hash-max-listpack-entries")
+                && hash
+                    .iter()
+                    .all(|(field, value)| field.len() <= value_max && value.len() <= value_max);
+            if small { "listpack" } else { "hashtable" }
+        }
+        Value::Set(set) => {
+            let ints = set.iter().all(|member| num::parse_i64(member).is_some());
+            if ints && set.len() <= param("set-max-intset-entries") {
+                "intset"
+            } else {
+                "hashtable"
+            }
+        }
+        Value::ZSet(zset) => {
+            let value_max = param("zset-max-listpack-value");
+            let small = zset.len() <= param("zset-max-listpack-entries")
+                && zset.iter().all(|(member, _)| member.len() <= value_max);
+            if small { "listpack" } else { "skiplist" }
+        }
+    }
+}
+
+/// OBJECT ENCODING / REFCOUNT / IDLETIME / FREQ. Access times are not modelled: IDLETIME is
+/// always 0. Small integers report Redis's shared-object refcount.
+pub fn object(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    let sub = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+    if !matches!(sub.as_str(), "encoding" | "refcount" | "idletime" | "freq") {
+        return unknown_subcommand("object", &argv[1]);
+    }
+    if argv.len() != 3 {
+        return wrong_arity(&format!("object|{sub}"));
+    }
+    let lfu = core
+        .params
+        .get("maxmemory-policy")
+        .is_some_and(|policy| policy.contains("lfu"));
+    let Some(entry) = core.lookup_read(ctx, &argv[2]) else {
+        return Reply::Nil;
+    };
+    let value = entry.value.clone();
+    match sub.as_str() {
+        "encoding" => bulk(encoding(core, &value)),
+        "refcount" => {
+            let shared = matches!(&value, Value::Str(bytes) if num::parse_i64(bytes).is_some_and(|n| (0..10_000).contains(&n)));
+            Reply::Integer(if shared { 2_147_483_647 } else { 1 })
+        }
+        "idletime" => Reply::Integer(0),
+        _ if lfu => Reply::Integer(0),
+        _ => err(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
+    }
+}
+
+/// MEMORY USAGE key [SAMPLES n]: an estimate of the key's footprint (the model's own
+/// accounting, not Redis's allocator figures).
+pub fn memory(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+    let sub = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+    if sub != "usage" {
+        return unknown_subcommand("memory", &argv[1]);
+    }
+    if argv.len() < 3 {
+        return wrong_arity("memory|usage");
+    }
+    match &argv[3..] {
+        [] => {}
+        [option, count] if is_opt(option, "samples") => {
+            if let Err(reply) = arg_i64(count) {
+                return reply;
+            }
+        }
+        _ => return err(crate::model::reply::msg::SYNTAX),
+    }
+    let key_len = argv[2].len();
+    match core.lookup_read(ctx, &argv[2]) {
+        None => Reply::Nil,
+        Some(entry) => Reply::Integer(
+            i64::try_from(48 + key_len + crate::model::db::value_bytes(&entry.value))
+                .unwrap_or(i64::MAX),
+        ),
+    }
+}
+
 /// READONLY, READWRITE and ASKING: accepted in cluster mode (a single node has no replicas to
 /// read from and no migrations to ask about), refused as Redis refuses them otherwise.
 pub fn cluster_flag(core: &mut Core, _ctx: &mut Ctx, _argv: &[Vec<u8>]) -> Reply {
@@ -999,6 +1101,48 @@ mod tests {
         assert!(all.contains("redis_version:7.0.15\r\n"));
         assert!(all.contains("cmdstat_info:calls=3,"));
         assert!(all.contains("# Errorstats\r\n"));
+    }
+
+    #[test]
+    fn object_and_memory_describe_values() {
+        check(&[
+            ("SET s 123", status("OK")),
+            ("SET e hello", status("OK")),
+            ("SET big 12345678901234567890", status("OK")),
+            ("RPUSH l a", Reply::Integer(1)),
+            ("SADD si 1 2", Reply::Integer(2)),
+            ("SADD ss a", Reply::Integer(1)),
+            ("ZADD z 1 a", Reply::Integer(1)),
+            ("OBJECT ENCODING s", text("int")),
+            ("OBJECT ENCODING e", text("embstr")),
+            ("OBJECT ENCODING big", text("embstr")),
+            ("OBJECT ENCODING l", text("quicklist")),
+            ("OBJECT ENCODING si", text("intset")),
+            ("OBJECT ENCODING ss", text("hashtable")),
+            ("OBJECT ENCODING z", text("listpack")),
+            ("OBJECT REFCOUNT s", Reply::Integer(2_147_483_647)),
+            ("OBJECT REFCOUNT e", Reply::Integer(1)),
+            ("OBJECT IDLETIME e", Reply::Integer(0)),
+            ("OBJECT ENCODING nokey", Reply::Nil),
+            (
+                "OBJECT REFCOUNT",
+                error("ERR wrong number of arguments for 'object|refcount' command"),
+            ),
+            (
+                "OBJECT foo s",
+                error("ERR unknown subcommand 'foo'. Try OBJECT HELP."),
+            ),
+            ("MEMORY USAGE nokey", Reply::Nil),
+            ("MEMORY USAGE s foo", error("ERR syntax error")),
+            (
+                "MEMORY USAGE",
+                error("ERR wrong number of arguments for 'memory|usage' command"),
+            ),
+            (
+                "MEMORY foo",
+                error("ERR unknown subcommand 'foo'. Try MEMORY HELP."),
+            ),
+        ]);
     }
 
     #[test]
