@@ -32,8 +32,9 @@
 //! interleaving and requires every run to touch the same objects). The only iteration is
 //! `retain` in cleanup, whose outcome does not depend on order.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, DefaultHasher, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 use crate::algo::{Decision, RateQuota};
 use crate::sync::{AtomicU64, Ordering, RwLock};
@@ -51,17 +52,112 @@ pub struct SeededHasher {
     seed: u64,
 }
 
-impl BuildHasher for SeededHasher {
-    type Hasher = DefaultHasher;
-
-    fn build_hasher(&self) -> DefaultHasher {
+impl SeededHasher {
+    /// The key's hash: computed once per decision, then used both to pick the shard and, as
+    /// it is, inside the shard's table (see [`PassThrough`]).
+    fn hash_key(&self, key: &[u8]) -> u64 {
         let mut hasher = DefaultHasher::new();
         hasher.write_u64(self.seed);
-        hasher
+        hasher.write(key);
+        hasher.finish()
     }
 }
 
-type Shard = RwLock<HashMap<Box<[u8]>, AtomicU64, SeededHasher>>;
+/// A stored key with its precomputed hash.
+struct StoredKey {
+    hash: u64,
+    bytes: Box<[u8]>,
+}
+
+/// What the shard tables compare: a stored key, or a borrowed probe with the same hash, so
+/// that a lookup neither allocates nor hashes the key a second time.
+trait KeyView {
+    fn hash_value(&self) -> u64;
+    fn bytes(&self) -> &[u8];
+}
+
+impl KeyView for StoredKey {
+    fn hash_value(&self) -> u64 {
+        self.hash
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+struct Probe<'a> {
+    hash: u64,
+    bytes: &'a [u8],
+}
+
+impl KeyView for Probe<'_> {
+    fn hash_value(&self) -> u64 {
+        self.hash
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for StoredKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn KeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash_value());
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash_value() == other.hash_value() && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl Hash for StoredKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.bytes == other.bytes
+    }
+}
+
+impl Eq for StoredKey {}
+
+/// The shard tables' hasher: the key's hash was computed already, so it passes through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is ever used (see the `Hash` impls above); fold anything else in
+        // rather than lose it.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type Shard = RwLock<HashMap<StoredKey, AtomicU64, BuildHasherDefault<PassThrough>>>;
 
 /// A keyed GCRA limiter in process memory.
 pub struct MemoryLimiter {
@@ -82,7 +178,7 @@ impl MemoryLimiter {
     /// assert!(!limiter.check(b"user:1", 1_000, 1).allowed);
     /// ```
     pub fn new(quota: RateQuota) -> MemoryLimiter {
-        let seed = std::hash::RandomState::new().hash_one(0u64);
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u64);
         MemoryLimiter::with_seed(quota, seed)
     }
 
@@ -94,7 +190,7 @@ impl MemoryLimiter {
             quota,
             hasher,
             shards: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::with_hasher(hasher)))
+                .map(|_| RwLock::new(HashMap::default()))
                 .collect(),
         }
     }
@@ -104,31 +200,32 @@ impl MemoryLimiter {
         self.quota
     }
 
-    fn shard(&self, key: &[u8]) -> &Shard {
-        let hash = self.hasher.hash_one(key);
-        let index = usize::try_from(hash % SHARDS as u64).expect("below SHARDS");
-        &self.shards[index]
-    }
-
     /// Decides one request of `cost` units for `key` at `now_ms` (which must be positive:
     /// zero is the empty marker). Never blocks on other keys' decisions.
     pub fn check(&self, key: &[u8], now_ms: u64, cost: u64) -> Decision {
         assert!(now_ms > EMPTY, "now_ms must be positive");
-        let shard = self.shard(key);
+        let hash = self.hasher.hash_key(key);
+        // The middle bits pick the shard: the table inside uses the low bits for its slot and
+        // the top seven as tags, so neither loses entropy.
+        let shard =
+            &self.shards[usize::try_from((hash >> 32) % SHARDS as u64).expect("below SHARDS")];
+        let probe = Probe { hash, bytes: key };
         {
             let map = shard
                 .read()
                 .expect("no code panics while holding a shard lock");
-            if let Some(tat) = map.get(key) {
+            if let Some(tat) = map.get(&probe as &dyn KeyView) {
                 return self.update(tat, now_ms, cost);
             }
         }
         let mut map = shard
             .write()
             .expect("no code panics while holding a shard lock");
-        let tat = map
-            .entry(key.into())
-            .or_insert_with(|| AtomicU64::new(EMPTY));
+        let stored = StoredKey {
+            hash,
+            bytes: key.into(),
+        };
+        let tat = map.entry(stored).or_insert_with(|| AtomicU64::new(EMPTY));
         self.update(tat, now_ms, cost)
     }
 

@@ -4,6 +4,7 @@
 //! that redis-cli, redis-benchmark, the `redis` crate or any other client can talk to it.
 //! The simulation's subcommands (`run`, `explore`, `report`, ...) join it later.
 
+mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -20,12 +21,15 @@ struct Cli {
 enum Command {
     /// Serve the in-process Redis 7.0 model over RESP on a TCP port (until Ctrl-C).
     Serve(serve::ServeArgs),
+    /// Benchmark the limiters against their peers and print the numbers.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,205 @@
+//! `ratelab bench`: numbers for the closing notes, printed, never asserted.
+//!
+//! Each figure is measured against a peer in the same run, so that a ratio survives a noisy
+//! machine: the in-memory limiter against the `governor` crate's keyed limiter. (The Redis
+//! limiters' table against a real redis-server joins it with the limiters.)
+//!
+//! Wall-clock reads here are fine: this is the edge, not simulated code.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ratelab::algo::RateQuota;
+use ratelab::memory::MemoryLimiter;
+
+/// Options of `ratelab bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Decisions per measured case (per thread in the two-thread case).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub decisions: u64,
+    /// Keys for the bytes-per-key measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: u64,
+}
+
+/// Runs the benchmarks and prints a table.
+pub fn run(args: &BenchArgs) -> std::io::Result<()> {
+    println!(
+        "in-memory limiter vs governor's keyed (dashmap) limiter, ns per decision (lower is better)"
+    );
+    println!("ratelab reads std's Instant per decision; governor is run with the same clock (std)");
+    println!("and with its default TSC clock (quanta); ratios are ratelab / governor-std.");
+    println!(
+        "{:<36} {:>9} {:>13} {:>16} {:>7}",
+        "case", "ratelab", "governor-std", "governor-quanta", "ratio"
+    );
+    for case in MemoryCase::ALL {
+        let ours = case.ratelab(args.decisions);
+        let same_clock = case.governor(args.decisions, governor::clock::MonotonicClock);
+        let default_clock = case.governor(args.decisions, governor::clock::QuantaClock::default());
+        println!(
+            "{:<36} {:>9.1} {:>13.1} {:>16.1} {:>7.2}",
+            case.name(),
+            ours,
+            same_clock,
+            default_clock,
+            ours / same_clock
+        );
+    }
+    match bytes_per_key(args.keys) {
+        Some(bytes) => println!(
+            "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
+            args.keys
+        ),
+        None => {
+            println!("ratelab memory limiter: bytes per key unavailable (no /proc/self/status)")
+        }
+    }
+    Ok(())
+}
+
+/// The measured situations.
+#[derive(Clone, Copy, Debug)]
+enum MemoryCase {
+    /// One thread, one key, mostly allowed (a generous quota).
+    OneKeyAllow,
+    /// One thread, one key, mostly denied.
+    OneKeyDeny,
+    /// One thread, keys drawn from 100k.
+    ManyKeys,
+    /// Two threads on one hot key.
+    TwoThreadsHotKey,
+}
+
+impl MemoryCase {
+    const ALL: [MemoryCase; 4] = [
+        MemoryCase::OneKeyAllow,
+        MemoryCase::OneKeyDeny,
+        MemoryCase::ManyKeys,
+        MemoryCase::TwoThreadsHotKey,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            MemoryCase::OneKeyAllow => "1 thread, 1 key, allow",
+            MemoryCase::OneKeyDeny => "1 thread, 1 key, mostly deny",
+            MemoryCase::ManyKeys => "1 thread, 100k keys",
+            MemoryCase::TwoThreadsHotKey => "2 threads, 1 hot key (per decision)",
+        }
+    }
+
+    /// Burst and per-unit interval (ms) for the case: huge for "allow", tiny for "deny".
+    fn quota(self) -> (u32, u64) {
+        match self {
+            MemoryCase::OneKeyDeny => (10, 1_000),
+            _ => (1_000_000, 1),
+        }
+    }
+
+    fn keys(self) -> Vec<Vec<u8>> {
+        let count = if matches!(self, MemoryCase::ManyKeys) {
+            100_000
+        } else {
+            1
+        };
+        (0..count)
+            .map(|index| format!("user:{index}").into_bytes())
+            .collect()
+    }
+
+    fn threads(self) -> u64 {
+        if matches!(self, MemoryCase::TwoThreadsHotKey) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// ns per decision for ratelab's limiter, reading a clock per decision as governor does.
+    fn ratelab(self, decisions: u64) -> f64 {
+        let (burst, interval_ms) = self.quota();
+        let limiter = Arc::new(MemoryLimiter::new(
+            RateQuota::new(u64::from(burst), interval_ms).expect("a valid bench quota"),
+        ));
+        let keys = Arc::new(self.keys());
+        let epoch = Instant::now();
+        timed(self.threads(), decisions, move |thread, count| {
+            let mut allowed = 0u64;
+            for index in 0..count {
+                let key = &keys
+                    [usize::try_from((index * 7919 + thread) % keys.len() as u64).expect("fits")];
+                let now_ms = 1 + u64::try_from(epoch.elapsed().as_millis()).expect("fits");
+                allowed += u64::from(limiter.check(key, now_ms, 1).allowed);
+            }
+            black_box(allowed);
+        })
+    }
+
+    /// ns per decision for governor's keyed (dashmap) limiter with the given clock.
+    fn governor<C>(self, decisions: u64, clock: C) -> f64
+    where
+        C: governor::clock::Clock + Send + Sync + 'static,
+        C::Instant: governor::clock::Reference + Send + Sync,
+    {
+        let (burst, interval_ms) = self.quota();
+        let quota = governor::Quota::with_period(Duration::from_millis(interval_ms))
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::new(burst).expect("a positive burst"));
+        let limiter = Arc::new(governor::RateLimiter::dashmap_with_clock(quota, clock));
+        let keys = Arc::new(self.keys());
+        timed(self.threads(), decisions, move |thread, count| {
+            let mut allowed = 0u64;
+            for index in 0..count {
+                let key = &keys
+                    [usize::try_from((index * 7919 + thread) % keys.len() as u64).expect("fits")];
+                allowed += u64::from(limiter.check_key(key).is_ok());
+            }
+            black_box(allowed);
+        })
+    }
+}
+
+/// Runs `work(thread, decisions)` on `threads` threads after a warm-up, and returns wall ns
+/// per decision (per thread, so two threads doing the same work at full speed show the same
+/// figure as one).
+fn timed<F>(threads: u64, decisions: u64, work: F) -> f64
+where
+    F: Fn(u64, u64) + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
+    work(0, decisions / 10);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let work = work.clone();
+            std::thread::spawn(move || work(thread, decisions))
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("bench threads do not panic");
+    }
+    start.elapsed().as_nanos() as f64 / decisions as f64
+}
+
+/// Resident memory growth per key after inserting `keys` keys, from /proc/self/status.
+fn bytes_per_key(keys: u64) -> Option<f64> {
+    let before = resident_bytes()?;
+    let limiter = MemoryLimiter::new(RateQuota::new(10, 1_000).expect("a valid bench quota"));
+    for index in 0..keys {
+        limiter.check(format!("user:{index:08}").as_bytes(), 1_000, 1);
+    }
+    let after = resident_bytes()?;
+    black_box(&limiter);
+    Some(after.saturating_sub(before) as f64 / keys as f64)
+}
+
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
