@@ -11,6 +11,8 @@
 //! legacy token bucket); what the gateway does then is its [`FailMode`]. Every verdict carries
 //! the round trips and commands the decision cost ([`Usage`]).
 
+pub mod atomic;
+
 use std::fmt;
 use std::future::Future;
 
@@ -57,6 +59,9 @@ pub enum LimiterError {
     /// Redis answered something the limiter cannot use: an error reply (NOSCRIPT, WRONGTYPE),
     /// or a value of the wrong shape. new-api answers these with HTTP 500.
     Reply(String),
+    /// The request's identity cannot be turned into a key (a missing field, a brace inside a
+    /// hash tag).
+    Key(crate::keys::KeySchemeError),
 }
 
 impl fmt::Display for LimiterError {
@@ -64,11 +69,18 @@ impl fmt::Display for LimiterError {
         match self {
             LimiterError::Redis(error) => write!(f, "limiter could not reach redis: {error}"),
             LimiterError::Reply(why) => write!(f, "limiter got an unusable reply: {why}"),
+            LimiterError::Key(error) => write!(f, "limiter could not build a key: {error}"),
         }
     }
 }
 
 impl std::error::Error for LimiterError {}
+
+impl From<crate::keys::KeySchemeError> for LimiterError {
+    fn from(error: crate::keys::KeySchemeError) -> LimiterError {
+        LimiterError::Key(error)
+    }
+}
 
 impl From<redis::Error> for LimiterError {
     fn from(error: redis::Error) -> LimiterError {

@@ -1,0 +1,347 @@
+//! The redesign: one atomic script, one round trip, per decision.
+//!
+//! [`ScriptLimiter`] runs one of the window or rate scripts in `lua/` (fixed window, sliding
+//! window counter, token bucket, GCRA) with EVALSHA, falling back to EVAL when the server lost
+//! its script cache (one extra round trip, counted). [`PipelinedFixedWindow`] is the fixed
+//! window without Lua, as Envoy's ratelimit does it. [`Rollout`] switches one limit between a
+//! legacy and an atomic implementation, the plan's rollback requirement.
+
+use crate::algo::{Decision, RateQuota, WindowQuota};
+use crate::keys::KeyScheme;
+use crate::model::Reply;
+use crate::redis::{Cmd, Metered, Redis, Script, run_script};
+
+use super::{Limiter, LimiterError, Request, Verdict};
+
+/// Which script a [`ScriptLimiter`] runs, with its quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `lua/fixed_window.lua`: L per aligned window; 2L in a trailing window.
+    FixedWindow(WindowQuota),
+    /// `lua/sliding_window.lua`: L per aligned window; at most 2L in a trailing window.
+    SlidingWindow(WindowQuota),
+    /// `lua/token_bucket.lua`: B + ⌊Δ/T⌋ in any interval Δ.
+    TokenBucket(RateQuota),
+    /// `lua/gcra.lua`: B + ⌊Δ/T⌋ in any interval Δ.
+    Gcra(RateQuota),
+}
+
+impl Algorithm {
+    /// The script that implements it.
+    pub fn script(self) -> Script {
+        match self {
+            Algorithm::FixedWindow(_) => Script::FixedWindow,
+            Algorithm::SlidingWindow(_) => Script::SlidingWindow,
+            Algorithm::TokenBucket(_) => Script::TokenBucket,
+            Algorithm::Gcra(_) => Script::Gcra,
+        }
+    }
+
+    /// ARGV for a request of `cost` units; `now_ms` is `None` for Redis TIME.
+    pub fn args(self, cost: u64, now_ms: Option<u64>) -> Vec<Vec<u8>> {
+        let (first, second) = match self {
+            Algorithm::FixedWindow(quota) | Algorithm::SlidingWindow(quota) => {
+                (quota.limit(), quota.window_ms())
+            }
+            Algorithm::TokenBucket(quota) | Algorithm::Gcra(quota) => {
+                (quota.burst(), quota.interval_ms())
+            }
+        };
+        vec![
+            first.to_string().into_bytes(),
+            second.to_string().into_bytes(),
+            cost.to_string().into_bytes(),
+            now_ms
+                .map(|now_ms| now_ms.to_string())
+                .unwrap_or_default()
+                .into_bytes(),
+        ]
+    }
+}
+
+/// Where a script's clock comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptClock {
+    /// Redis TIME: one clock for every gateway (the production choice).
+    Redis,
+    /// The request's gateway time, passed as ARGV: exact replay in tests, and a way to model a
+    /// deployment that cannot call TIME in scripts (some managed Redis services forbid it).
+    Gateway,
+}
+
+/// Parses the scripts' reply `{allowed, remaining, retry_after_ms (-1 = never), reset_after_ms}`.
+pub fn parse_decision(reply: &Reply) -> Result<Decision, LimiterError> {
+    let Reply::Array(items) = reply else {
+        return Err(LimiterError::Reply(format!(
+            "expected a 4-element array, got {reply:?}"
+        )));
+    };
+    let numbers: Vec<i64> = items
+        .iter()
+        .map(|item| match item {
+            Reply::Integer(value) => Ok(*value),
+            other => Err(LimiterError::Reply(format!(
+                "expected an integer, got {other:?}"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    let [allowed, remaining, retry_after_ms, reset_after_ms] = numbers[..] else {
+        return Err(LimiterError::Reply(format!(
+            "expected 4 integers, got {}",
+            numbers.len()
+        )));
+    };
+    let non_negative = |value: i64| {
+        u64::try_from(value).map_err(|_| LimiterError::Reply(format!("negative value {value}")))
+    };
+    Ok(Decision {
+        allowed: allowed == 1,
+        remaining: non_negative(remaining)?,
+        retry_after_ms: if retry_after_ms == -1 {
+            u64::MAX
+        } else {
+            non_negative(retry_after_ms)?
+        },
+        reset_after_ms: non_negative(reset_after_ms)?,
+    })
+}
+
+/// One script per decision.
+pub struct ScriptLimiter<R> {
+    redis: Metered<R>,
+    scheme: KeyScheme,
+    algorithm: Algorithm,
+    clock: ScriptClock,
+}
+
+impl<R: Redis> ScriptLimiter<R> {
+    /// A limiter that keys requests with `scheme` (its shard 0) and decides with `algorithm`.
+    pub fn new(
+        redis: R,
+        scheme: KeyScheme,
+        algorithm: Algorithm,
+        clock: ScriptClock,
+    ) -> ScriptLimiter<R> {
+        ScriptLimiter {
+            redis: Metered::new(redis),
+            scheme,
+            algorithm,
+            clock,
+        }
+    }
+
+    /// The backend, for inspection.
+    pub fn redis_mut(&mut self) -> &mut R {
+        self.redis.inner_mut()
+    }
+}
+
+impl<R: Redis> Limiter for ScriptLimiter<R> {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        let key = self.scheme.render(&request.identity, 0)?;
+        let now_ms = match self.clock {
+            ScriptClock::Redis => None,
+            ScriptClock::Gateway => Some(request.now_ms),
+        };
+        let before = self.redis.usage();
+        let reply = run_script(
+            &mut self.redis,
+            self.algorithm.script(),
+            vec![key],
+            self.algorithm.args(request.cost, now_ms),
+        )
+        .await?;
+        let decision = parse_decision(&reply)?;
+        Ok(Verdict {
+            decision,
+            usage: self.redis.usage() - before,
+        })
+    }
+}
+
+/// A fixed window without Lua, as Envoy's ratelimit does it: the window start (from the
+/// gateway clock) is part of the key, and `INCRBY key cost` and `PEXPIRE key window` go in one
+/// pipeline, one round trip.
+///
+/// What it gives up against [`Algorithm::FixedWindow`]: denied requests are counted too (the
+/// INCRBY runs before the comparison), so a flood of denials keeps a key over its limit until
+/// the window ends (never over-admission, but under-admission); gateways with skewed clocks use
+/// different keys near a boundary (up to L extra per extra live key); and it needs no script
+/// cache, no TIME in scripts, and works on any Redis.
+pub struct PipelinedFixedWindow<R> {
+    redis: Metered<R>,
+    scheme: KeyScheme,
+    quota: WindowQuota,
+}
+
+impl<R: Redis> PipelinedFixedWindow<R> {
+    /// A limiter keyed by `scheme` (with `:<window start ms>` appended).
+    pub fn new(redis: R, scheme: KeyScheme, quota: WindowQuota) -> PipelinedFixedWindow<R> {
+        PipelinedFixedWindow {
+            redis: Metered::new(redis),
+            scheme,
+            quota,
+        }
+    }
+}
+
+impl<R: Redis> Limiter for PipelinedFixedWindow<R> {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        let window_ms = self.quota.window_ms();
+        let window_start_ms = request.now_ms - request.now_ms % window_ms;
+        let mut key = self.scheme.render(&request.identity, 0)?;
+        key.extend_from_slice(format!(":{window_start_ms}").as_bytes());
+        let by = i64::try_from(request.cost)
+            .map_err(|_| LimiterError::Reply("cost above i64::MAX".to_owned()))?;
+        let before = self.redis.usage();
+        let replies = self
+            .redis
+            .pipeline(vec![
+                Cmd::IncrBy {
+                    key: key.clone(),
+                    by,
+                },
+                Cmd::PExpire {
+                    key,
+                    ttl_ms: i64::try_from(window_ms).expect("window below 2^53"),
+                },
+            ])
+            .await?;
+        let count = match replies.first() {
+            Some(Reply::Integer(count)) => u64::try_from(*count).unwrap_or(0),
+            other => return Err(LimiterError::Reply(format!("INCRBY answered {other:?}"))),
+        };
+        let limit = self.quota.limit();
+        let reset_after_ms = window_start_ms + window_ms - request.now_ms;
+        let allowed = count <= limit;
+        let decision = Decision {
+            allowed,
+            remaining: limit.saturating_sub(count),
+            retry_after_ms: if allowed {
+                0
+            } else if request.cost > limit {
+                u64::MAX
+            } else {
+                reset_after_ms
+            },
+            reset_after_ms,
+        };
+        Ok(Verdict {
+            decision,
+            usage: self.redis.usage() - before,
+        })
+    }
+}
+
+/// One limit that can run either implementation: the plan's rollback switch. A gateway
+/// fleet can mix them during a rollout (old and new gateways sharing one Redis).
+pub enum Rollout<L, A> {
+    /// The legacy implementation.
+    Legacy(L),
+    /// The atomic implementation.
+    Atomic(A),
+}
+
+impl<L: Limiter, A: Limiter> Limiter for Rollout<L, A> {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        match self {
+            Rollout::Legacy(limiter) => limiter.check(request).await,
+            Rollout::Atomic(limiter) => limiter.check(request).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::keys::Identity;
+    use crate::model::{Model, NodeConfig};
+    use crate::redis::Local;
+
+    /// A model-backed Redis whose clock the test moves by hand.
+    fn local() -> (Local, Arc<AtomicU64>) {
+        let now_ms = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let clock_now = now_ms.clone();
+        let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(3))));
+        let local = Local::connect(model, Arc::new(move || clock_now.load(Ordering::SeqCst)));
+        (local, now_ms)
+    }
+
+    fn request(user: &str, cost: u64, now_ms: u64) -> Request {
+        Request {
+            identity: Identity::new("api").with("user", user),
+            cost,
+            now_ms,
+        }
+    }
+
+    /// Runs `(gateway now_ms, cost, expected allowed)` through `limiter` and checks that every
+    /// decision cost exactly the expected round trips.
+    async fn check<L: Limiter>(limiter: &mut L, round_trips: u64, steps: &[(u64, u64, bool)]) {
+        for &(now_ms, cost, allowed) in steps {
+            let verdict = limiter.check(&request("7", cost, now_ms)).await.unwrap();
+            assert_eq!(verdict.decision.allowed, allowed, "at {now_ms} cost {cost}");
+            assert_eq!(verdict.usage.round_trips, round_trips, "at {now_ms}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pipelined_fixed_window_counts_denials_and_resets_by_key() {
+        let (redis, _) = local();
+        let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
+        let mut limiter =
+            PipelinedFixedWindow::new(redis, scheme, WindowQuota::new(2, 1_000).unwrap());
+        let t = 1_700_000_000_000;
+        check(
+            &mut limiter,
+            1,
+            &[
+                (t, 1, true),
+                (t + 10, 1, true),
+                (t + 20, 1, false),
+                (t + 999, 1, false),
+                (t + 1_000, 1, true),
+            ],
+        )
+        .await;
+        let verdict = limiter.check(&request("7", 1, t + 1_001)).await.unwrap();
+        assert_eq!(
+            (verdict.decision.allowed, verdict.usage.commands),
+            (true, 2)
+        );
+    }
+
+    #[test]
+    fn script_replies_parse_into_decisions() {
+        let reply = Reply::Array(vec![
+            Reply::Integer(0),
+            Reply::Integer(3),
+            Reply::Integer(-1),
+            Reply::Integer(250),
+        ]);
+        let decision = parse_decision(&reply).unwrap();
+        assert_eq!(
+            decision,
+            Decision {
+                allowed: false,
+                remaining: 3,
+                retry_after_ms: u64::MAX,
+                reset_after_ms: 250
+            }
+        );
+        assert!(parse_decision(&Reply::Integer(1)).is_err());
+        assert!(parse_decision(&Reply::Array(vec![Reply::Integer(1)])).is_err());
+        assert!(
+            parse_decision(&Reply::Array(vec![
+                Reply::Integer(1),
+                Reply::Integer(-5),
+                Reply::Integer(0),
+                Reply::Integer(0)
+            ]))
+            .is_err()
+        );
+    }
+}
