@@ -49,6 +49,90 @@ pub fn decide(
     (decision, stored)
 }
 
+/// A decision over several GCRA limits at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MultiDecision {
+    /// The combined decision: allowed only if every limit admits. `remaining` is the smallest
+    /// over the limits, `retry_after_ms` the largest wait among the limits that refused, and
+    /// `reset_after_ms` the largest.
+    pub decision: Decision,
+    /// The index of the first limit that refused, if any.
+    pub denied_by: Option<usize>,
+}
+
+/// Several limits on one request (a user's total, per-model and per-group limits), decided all
+/// or nothing: either every limit admits and every TAT advances, or nothing changes. Each
+/// limit keeps its own bound `B_i + ⌊Δ/T_i⌋`; a request never spends one limit's quota when
+/// another refused it (the bug Envoy's ratelimit #427 describes).
+///
+/// `limits` pairs each quota with its stored TAT. Returns the decision and, per limit, the
+/// TAT to store (`None`: leave unchanged).
+pub fn decide_all(
+    limits: &[(RateQuota, Option<u64>)],
+    now_ms: u64,
+    cost: u64,
+) -> (MultiDecision, Vec<Option<u64>>) {
+    struct Limit {
+        quota: RateQuota,
+        tat_ms: u64,
+        used_ms: u64,
+        fits: bool,
+    }
+    let checked: Vec<Limit> = limits
+        .iter()
+        .map(|&(quota, tat_ms)| {
+            let tat_ms = tat_ms.unwrap_or(now_ms).max(now_ms);
+            let used_ms = tat_ms - now_ms;
+            let fits = cost <= quota.burst()
+                && used_ms + cost * quota.interval_ms() <= quota.capacity_ms();
+            Limit {
+                quota,
+                tat_ms,
+                used_ms,
+                fits,
+            }
+        })
+        .collect();
+    let denied_by = checked.iter().position(|limit| !limit.fits);
+    let allowed = denied_by.is_none();
+    let mut remaining: Option<u64> = None;
+    let mut retry_after_ms = 0u64;
+    let mut reset_after_ms = 0u64;
+    let mut stores = Vec::with_capacity(checked.len());
+    for limit in &checked {
+        let interval_ms = limit.quota.interval_ms();
+        let used_after_ms = if allowed {
+            limit.used_ms + cost * interval_ms
+        } else {
+            limit.used_ms
+        };
+        stores.push((allowed && cost > 0).then_some(limit.tat_ms + cost * interval_ms));
+        if !limit.fits {
+            retry_after_ms = if cost > limit.quota.burst() || retry_after_ms == u64::MAX {
+                u64::MAX
+            } else {
+                retry_after_ms.max(limit.used_ms + cost * interval_ms - limit.quota.capacity_ms())
+            };
+        }
+        let left = (limit.quota.capacity_ms() - used_after_ms) / interval_ms;
+        remaining = Some(remaining.map_or(left, |smallest| smallest.min(left)));
+        reset_after_ms = reset_after_ms.max(used_after_ms);
+    }
+    let decision = Decision {
+        allowed,
+        remaining: remaining.unwrap_or(0),
+        retry_after_ms,
+        reset_after_ms,
+    };
+    (
+        MultiDecision {
+            decision,
+            denied_by,
+        },
+        stores,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +200,36 @@ mod tests {
                 bucket = Some(next);
             }
         }
+    }
+
+    #[test]
+    fn gcra_all_or_nothing_spends_no_quota_on_a_refusal() {
+        let total = RateQuota::new(3, 100).unwrap();
+        let per_model = RateQuota::new(1, 1_000).unwrap();
+        let mut tats = vec![None, None];
+        let mut admitted = 0;
+        for _ in 0..3 {
+            let limits = [(total, tats[0]), (per_model, tats[1])];
+            let (multi, stores) = decide_all(&limits, 10, 1);
+            if multi.decision.allowed {
+                admitted += 1;
+            } else {
+                assert_eq!(multi.denied_by, Some(1));
+                assert_eq!(multi.decision.retry_after_ms, 1_000);
+            }
+            for (tat, store) in tats.iter_mut().zip(stores) {
+                *tat = store.or(*tat);
+            }
+        }
+        assert_eq!(admitted, 1, "the per-model limit admits one");
+        // The refusals did not spend the total: two units of it are still there.
+        let (total_alone, _) = decide(total, tats[0], 10, 2);
+        assert!(total_alone.allowed);
+        let (single, stores) = decide_all(&[(total, None)], 10, 1);
+        assert_eq!(single.decision, decide(total, None, 10, 1).0);
+        assert_eq!(stores, vec![Some(110)]);
+        let (empty, stores) = decide_all(&[], 10, 1);
+        assert!(empty.decision.allowed && stores.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | [`sliding_window`] | current and previous window counters | L per aligned window; 2L in a trailing window |
 //! | [`token_bucket`] | credit and last refill time | B + ⌊Δ/T⌋ in any interval of length Δ |
 //! | [`gcra`] | theoretical arrival time | B + ⌊Δ/T⌋ in any interval of length Δ |
+//! | [`reservation`] | successes and live reservations | M successes in every trailing window |
 //!
 //! Costs: a request of cost `c` counts as `c` units. Cost 0 is a peek (it is allowed when
 //! the state has room for nothing more, and it changes nothing). A cost above the quota's
@@ -19,6 +20,7 @@
 
 pub mod fixed_window;
 pub mod gcra;
+pub mod reservation;
 pub mod sliding_log;
 pub mod sliding_window;
 pub mod token_bucket;
