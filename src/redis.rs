@@ -32,16 +32,31 @@ pub enum Script {
     TokenBucket,
     /// `lua/gcra.lua`: KEYS[1] string; ARGV burst, interval_ms, cost, now_ms|''.
     Gcra,
+    /// `lua/sliding_log.lua`: KEYS[1] sorted set; ARGV limit, window_ms, cost, now_ms|''.
+    SlidingLog,
+    /// `lua/multi_limit.lua`: KEYS one TAT per limit; ARGV cost, now_ms|'', then burst and
+    /// interval_ms per limit; all or nothing.
+    MultiLimit,
+    /// `lua/success_reserve.lua`: KEYS successes, reservations, id counter; ARGV limit,
+    /// window_ms, lease_ms, now_ms|''; returns the decision and a reservation id.
+    SuccessReserve,
+    /// `lua/success_complete.lua`: KEYS as SuccessReserve; ARGV id, succeeded (1|0),
+    /// window_ms, now_ms|''.
+    SuccessComplete,
 }
 
 impl Script {
     /// Every script.
-    pub const ALL: [Script; 5] = [
+    pub const ALL: [Script; 9] = [
         Script::NewapiTokenBucket,
         Script::FixedWindow,
         Script::SlidingWindow,
         Script::TokenBucket,
         Script::Gcra,
+        Script::SlidingLog,
+        Script::MultiLimit,
+        Script::SuccessReserve,
+        Script::SuccessComplete,
     ];
 
     /// The file's name without `.lua`, also the name used in CSV columns and plots.
@@ -52,6 +67,10 @@ impl Script {
             Script::SlidingWindow => "sliding_window",
             Script::TokenBucket => "token_bucket",
             Script::Gcra => "gcra",
+            Script::SlidingLog => "sliding_log",
+            Script::MultiLimit => "multi_limit",
+            Script::SuccessReserve => "success_reserve",
+            Script::SuccessComplete => "success_complete",
         }
     }
 
@@ -63,6 +82,10 @@ impl Script {
             Script::SlidingWindow => include_str!("../lua/sliding_window.lua"),
             Script::TokenBucket => include_str!("../lua/token_bucket.lua"),
             Script::Gcra => include_str!("../lua/gcra.lua"),
+            Script::SlidingLog => include_str!("../lua/sliding_log.lua"),
+            Script::MultiLimit => include_str!("../lua/multi_limit.lua"),
+            Script::SuccessReserve => include_str!("../lua/success_reserve.lua"),
+            Script::SuccessComplete => include_str!("../lua/success_complete.lua"),
         }
     }
 

@@ -9,7 +9,7 @@
 use crate::algo::{Decision, RateQuota, WindowQuota};
 use crate::keys::KeyScheme;
 use crate::model::Reply;
-use crate::redis::{Cmd, Metered, Redis, Script, run_script};
+use crate::redis::{Cmd, Metered, Redis, Script, Usage, run_script};
 
 use super::{Limiter, LimiterError, Request, Verdict};
 
@@ -24,6 +24,8 @@ pub enum Algorithm {
     TokenBucket(RateQuota),
     /// `lua/gcra.lua`: B + ⌊Δ/T⌋ in any interval Δ.
     Gcra(RateQuota),
+    /// `lua/sliding_log.lua`: exactly L in every trailing window.
+    SlidingLog(WindowQuota),
 }
 
 impl Algorithm {
@@ -34,15 +36,16 @@ impl Algorithm {
             Algorithm::SlidingWindow(_) => Script::SlidingWindow,
             Algorithm::TokenBucket(_) => Script::TokenBucket,
             Algorithm::Gcra(_) => Script::Gcra,
+            Algorithm::SlidingLog(_) => Script::SlidingLog,
         }
     }
 
     /// ARGV for a request of `cost` units; `now_ms` is `None` for Redis TIME.
     pub fn args(self, cost: u64, now_ms: Option<u64>) -> Vec<Vec<u8>> {
         let (first, second) = match self {
-            Algorithm::FixedWindow(quota) | Algorithm::SlidingWindow(quota) => {
-                (quota.limit(), quota.window_ms())
-            }
+            Algorithm::FixedWindow(quota)
+            | Algorithm::SlidingWindow(quota)
+            | Algorithm::SlidingLog(quota) => (quota.limit(), quota.window_ms()),
             Algorithm::TokenBucket(quota) | Algorithm::Gcra(quota) => {
                 (quota.burst(), quota.interval_ms())
             }
@@ -248,6 +251,318 @@ impl<L: Limiter, A: Limiter> Limiter for Rollout<L, A> {
             Rollout::Legacy(limiter) => limiter.check(request).await,
             Rollout::Atomic(limiter) => limiter.check(request).await,
         }
+    }
+}
+
+/// Several GCRA limits on one request, all or nothing, in one script call
+/// (`lua/multi_limit.lua`): the plan's merged check of the global, per-user and per-model
+/// limits. Each limit has its own key scheme; on Redis Cluster all of one request's keys must
+/// share a hash tag (the plan's `{u:<user>}`), which `KeyScheme::plan_user` provides.
+pub struct MultiLimiter<R> {
+    redis: Metered<R>,
+    limits: Vec<(KeyScheme, RateQuota)>,
+    clock: ScriptClock,
+}
+
+impl<R: Redis> MultiLimiter<R> {
+    /// A limiter over `limits` (at least one).
+    pub fn new(
+        redis: R,
+        limits: Vec<(KeyScheme, RateQuota)>,
+        clock: ScriptClock,
+    ) -> MultiLimiter<R> {
+        assert!(!limits.is_empty(), "a multi-limit needs at least one limit");
+        MultiLimiter {
+            redis: Metered::new(redis),
+            limits,
+            clock,
+        }
+    }
+
+    /// Decides and also says which limit refused (0-based), if any.
+    pub async fn check_detailed(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Verdict, Option<usize>), LimiterError> {
+        let keys = self
+            .limits
+            .iter()
+            .map(|(scheme, _)| scheme.render(&request.identity, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut args = vec![
+            request.cost.to_string().into_bytes(),
+            match self.clock {
+                ScriptClock::Redis => Vec::new(),
+                ScriptClock::Gateway => request.now_ms.to_string().into_bytes(),
+            },
+        ];
+        for (_, quota) in &self.limits {
+            args.push(quota.burst().to_string().into_bytes());
+            args.push(quota.interval_ms().to_string().into_bytes());
+        }
+        let before = self.redis.usage();
+        let reply = run_script(&mut self.redis, Script::MultiLimit, keys, args).await?;
+        let numbers = integers(&reply, 5)?;
+        let decision = parse_decision(&Reply::Array(
+            [numbers[0], numbers[2], numbers[3], numbers[4]]
+                .into_iter()
+                .map(Reply::Integer)
+                .collect(),
+        ))?;
+        let denied_by = usize::try_from(numbers[1])
+            .ok()
+            .and_then(|index| index.checked_sub(1));
+        Ok((
+            Verdict {
+                decision,
+                usage: self.redis.usage() - before,
+            },
+            denied_by,
+        ))
+    }
+}
+
+impl<R: Redis> Limiter for MultiLimiter<R> {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        Ok(self.check_detailed(request).await?.0)
+    }
+}
+
+/// The integers of an array reply of exactly `count` integers.
+fn integers(reply: &Reply, count: usize) -> Result<Vec<i64>, LimiterError> {
+    let Reply::Array(items) = reply else {
+        return Err(LimiterError::Reply(format!(
+            "expected an array of {count} integers, got {reply:?}"
+        )));
+    };
+    let numbers = items
+        .iter()
+        .map(|item| match item {
+            Reply::Integer(value) => Ok(*value),
+            other => Err(LimiterError::Reply(format!(
+                "expected an integer, got {other:?}"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if numbers.len() != count {
+        return Err(LimiterError::Reply(format!(
+            "expected {count} integers, got {}",
+            numbers.len()
+        )));
+    }
+    Ok(numbers)
+}
+
+/// A success limit by reservation (`lua/success_reserve.lua` and `lua/success_complete.lua`):
+/// the fix for race R1. Admission reserves a slot, so requests in flight count; completion
+/// records the success or releases the slot. One round trip each.
+pub struct SuccessLimiter<R> {
+    redis: Metered<R>,
+    scheme: KeyScheme,
+    quota: crate::algo::reservation::SuccessQuota,
+    clock: ScriptClock,
+}
+
+/// What admission hands back: the three keys and the reservation id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessTicket {
+    keys: Vec<Vec<u8>>,
+    id: i64,
+}
+
+impl<R: Redis> SuccessLimiter<R> {
+    /// A success limiter. The scheme's key gets the suffixes `:ok`, `:res` and `:seq` (so a
+    /// hash tag in the scheme keeps all three in one slot).
+    pub fn new(
+        redis: R,
+        scheme: KeyScheme,
+        quota: crate::algo::reservation::SuccessQuota,
+        clock: ScriptClock,
+    ) -> SuccessLimiter<R> {
+        SuccessLimiter {
+            redis: Metered::new(redis),
+            scheme,
+            quota,
+            clock,
+        }
+    }
+
+    fn now_arg(&self, now_ms: u64) -> Vec<u8> {
+        match self.clock {
+            ScriptClock::Redis => Vec::new(),
+            ScriptClock::Gateway => now_ms.to_string().into_bytes(),
+        }
+    }
+}
+
+impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
+    type Ticket = SuccessTicket;
+
+    async fn admit(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Verdict, Option<SuccessTicket>), LimiterError> {
+        let base = self.scheme.render(&request.identity, 0)?;
+        let keys: Vec<Vec<u8>> = [&b":ok"[..], b":res", b":seq"]
+            .iter()
+            .map(|suffix| [base.as_slice(), suffix].concat())
+            .collect();
+        let args = vec![
+            self.quota.limit().to_string().into_bytes(),
+            self.quota.window_ms().to_string().into_bytes(),
+            self.quota.lease_ms().to_string().into_bytes(),
+            self.now_arg(request.now_ms),
+        ];
+        let before = self.redis.usage();
+        let reply = run_script(&mut self.redis, Script::SuccessReserve, keys.clone(), args).await?;
+        let numbers = integers(&reply, 5)?;
+        let decision = parse_decision(&Reply::Array(
+            numbers[..4].iter().copied().map(Reply::Integer).collect(),
+        ))?;
+        let ticket = decision.allowed.then_some(SuccessTicket {
+            keys,
+            id: numbers[4],
+        });
+        Ok((
+            Verdict {
+                decision,
+                usage: self.redis.usage() - before,
+            },
+            ticket,
+        ))
+    }
+
+    async fn complete(
+        &mut self,
+        ticket: SuccessTicket,
+        succeeded: bool,
+        now_ms: u64,
+    ) -> Result<Usage, LimiterError> {
+        let args = vec![
+            ticket.id.to_string().into_bytes(),
+            if succeeded {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
+            self.quota.window_ms().to_string().into_bytes(),
+            self.now_arg(now_ms),
+        ];
+        let before = self.redis.usage();
+        let reply = run_script(&mut self.redis, Script::SuccessComplete, ticket.keys, args).await?;
+        integers(&reply, 2)?;
+        Ok(self.redis.usage() - before)
+    }
+}
+
+/// One hot limit split over N keys on different slots (a scheme with `$shard` inside its hash
+/// tag, e.g. `KeyScheme::plan_sharded`), so that its load spreads over a cluster.
+///
+/// **Split.** Shard i gets `⌊L/N⌋` (plus one for the first `L mod N` shards) of a window
+/// limit, or of a burst, and a rate quota's interval is multiplied by N, so the shards' quotas
+/// add up exactly to the whole.
+///
+/// **Rebalancing rule.** Each gateway sends its requests to the shards in turn (round robin);
+/// a request its shard refuses is tried once on the next shard (a second round trip), so one
+/// drained shard does not refuse traffic that another could take.
+///
+/// **Bound.** Over-admission: none beyond the unsharded algorithm's bound, since every shard
+/// keeps its own share's bound and the shares add up to the whole (window algorithms: L per
+/// aligned window; rate algorithms: `Σ (B_i + ⌊Δ/(N·T)⌋) ≤ B + ⌊Δ/T⌋`). Under-admission: a
+/// request can be refused while shards it did not probe still have room (at most N − 2 of
+/// them).
+pub struct ShardedLimiter<R> {
+    redis: Metered<R>,
+    scheme: KeyScheme,
+    shards: Vec<Algorithm>,
+    next_shard: usize,
+    clock: ScriptClock,
+}
+
+impl<R: Redis> ShardedLimiter<R> {
+    /// Splits `algorithm`'s quota over the scheme's shards. Fails when the quota is smaller
+    /// than the shard count (a shard would get nothing).
+    pub fn new(
+        redis: R,
+        scheme: KeyScheme,
+        algorithm: Algorithm,
+        clock: ScriptClock,
+    ) -> Result<ShardedLimiter<R>, crate::algo::QuotaError> {
+        let count = u64::from(scheme.shards());
+        let share = |total: u64, index: u64| total / count + u64::from(index < total % count);
+        let shards = (0..count)
+            .map(|index| match algorithm {
+                Algorithm::FixedWindow(quota) => {
+                    WindowQuota::new(share(quota.limit(), index), quota.window_ms())
+                        .map(Algorithm::FixedWindow)
+                }
+                Algorithm::SlidingWindow(quota) => {
+                    WindowQuota::new(share(quota.limit(), index), quota.window_ms())
+                        .map(Algorithm::SlidingWindow)
+                }
+                Algorithm::SlidingLog(quota) => {
+                    WindowQuota::new(share(quota.limit(), index), quota.window_ms())
+                        .map(Algorithm::SlidingLog)
+                }
+                Algorithm::TokenBucket(quota) => {
+                    RateQuota::new(share(quota.burst(), index), quota.interval_ms() * count)
+                        .map(Algorithm::TokenBucket)
+                }
+                Algorithm::Gcra(quota) => {
+                    RateQuota::new(share(quota.burst(), index), quota.interval_ms() * count)
+                        .map(Algorithm::Gcra)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ShardedLimiter {
+            redis: Metered::new(redis),
+            scheme,
+            shards,
+            next_shard: 0,
+            clock,
+        })
+    }
+
+    async fn try_shard(
+        &mut self,
+        request: &Request,
+        shard: usize,
+    ) -> Result<Decision, LimiterError> {
+        let key = self.scheme.render(
+            &request.identity,
+            u32::try_from(shard).expect("shard count is a u32"),
+        )?;
+        let algorithm = self.shards[shard];
+        let now_ms = match self.clock {
+            ScriptClock::Redis => None,
+            ScriptClock::Gateway => Some(request.now_ms),
+        };
+        let reply = run_script(
+            &mut self.redis,
+            algorithm.script(),
+            vec![key],
+            algorithm.args(request.cost, now_ms),
+        )
+        .await?;
+        parse_decision(&reply)
+    }
+}
+
+impl<R: Redis> Limiter for ShardedLimiter<R> {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        let before = self.redis.usage();
+        let first = self.next_shard;
+        self.next_shard = (self.next_shard + 1) % self.shards.len();
+        let mut decision = self.try_shard(request, first).await?;
+        if !decision.allowed && self.shards.len() > 1 {
+            decision = self
+                .try_shard(request, (first + 1) % self.shards.len())
+                .await?;
+        }
+        Ok(Verdict {
+            decision,
+            usage: self.redis.usage() - before,
+        })
     }
 }
 

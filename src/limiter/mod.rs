@@ -12,6 +12,7 @@
 //! the round trips and commands the decision cost ([`Usage`]).
 
 pub mod atomic;
+pub mod hybrid;
 
 use std::fmt;
 use std::future::Future;
