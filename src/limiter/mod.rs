@@ -11,6 +11,8 @@
 //! legacy token bucket); what the gateway does then is its [`FailMode`]. Every verdict carries
 //! the round trips and commands the decision cost ([`Usage`]).
 
+pub mod legacy;
+
 use std::fmt;
 use std::future::Future;
 
