@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::algo::{Decision, QuotaError};
+use crate::algo::Decision;
 use crate::keys::KeyScheme;
 use crate::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
 use crate::redis::Usage;
 
 use super::list_log::ListLogQuota;
-use super::model::ModelQuota;
+use super::model_request::ModelQuota;
 use super::{NEWAPI_KEY_TTL_S, render_key};
 
 /// What the one global mutex guards.
@@ -289,17 +289,6 @@ impl OutcomeLimiter for MemoryModelLimiter {
     }
 }
 
-/// Checks an expiration for [`InMemoryRateLimiter::init`] callers that take it from config.
-pub fn check_expiration(expiration_s: i64) -> Result<i64, QuotaError> {
-    if expiration_s < 1 {
-        return Err(QuotaError {
-            field: "expiration_s",
-            problem: format!("must be at least 1 s (got {expiration_s})"),
-        });
-    }
-    Ok(expiration_s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::block_on;
@@ -375,8 +364,6 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert_eq!(store.cleanup(10_000), 2);
         assert!(store.is_empty());
-        assert!(check_expiration(0).is_err());
-        assert_eq!(check_expiration(1_200), Ok(1_200));
     }
 
     fn model_request(now_s: u64) -> Request {

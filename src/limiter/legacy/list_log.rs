@@ -177,7 +177,8 @@ impl<R: Redis> ListLogLimiter<R> {
                 Cmd::LTrim {
                     key: key.to_vec(),
                     start: 0,
-                    // max >= 1 here: with max == 0 the full branch fails to parse first.
+                    // With max == 0 this is LTRIM 0 -1, which keeps everything (as in Go): it
+                    // happens only when another writer filled the list.
                     stop: i64::try_from(self.quota.max).expect("validated") - 1,
                 },
             )
@@ -457,6 +458,33 @@ mod tests {
         run(&model, T0_MS, &["DEL", K]);
         assert!(block_on(first.check(&request)).unwrap().decision.allowed);
         assert!(!block_on(second.check(&request)).unwrap().decision.allowed);
+    }
+
+    #[test]
+    fn r2_two_requests_read_the_same_aged_out_entry() {
+        let (model, clock) = node(T0_MS);
+        let quota = ListLogQuota::new(1, 60).unwrap();
+        let mut first =
+            ListLogLimiter::newapi_ip(Lockstep(client(&model, &clock)), quota, GatewayClock::UTC);
+        let mut second =
+            ListLogLimiter::newapi_ip(Lockstep(client(&model, &clock)), quota, GatewayClock::UTC);
+        assert!(
+            block_on(first.check(&ip_request(T0_MS)))
+                .unwrap()
+                .decision
+                .allowed
+        );
+        let later = T0_MS + 60_000;
+        clock.set(later);
+        let request = ip_request(later);
+        // LLEN, LLEN, LINDEX, LINDEX (both read the T0 entry), then both push.
+        let (a, b) = alternate(first.check(&request), second.check(&request));
+        assert!(a.unwrap().decision.allowed);
+        assert!(
+            b.unwrap().decision.allowed,
+            "two admissions in one window of max 1"
+        );
+        assert_eq!(list(&model, later, K).len(), 1, "LTRIM hides the second");
     }
 
     #[test]

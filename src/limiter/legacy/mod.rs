@@ -5,9 +5,9 @@
 //! | Path | new-api function | Here |
 //! |---|---|---|
 //! | A, B | `redisRateLimiter`, `userRedisRateLimiter` | [`list_log::ListLogLimiter`] |
-//! | C1 | `redisRateLimitHandler` (success part) + `recordRedisRequest` | [`model::SuccessLimiter`] |
-//! | C2 | `RedisLimiter.Allow` + `limiter.New` | [`model::TokenBucketLimiter`] |
-//! | C | `redisRateLimitHandler` (both parts) | [`model::ModelRequestLimiter`] |
+//! | C1 | `redisRateLimitHandler` (success part) + `recordRedisRequest` | [`model_request::SuccessLimiter`] |
+//! | C2 | `RedisLimiter.Allow` + `limiter.New` | [`model_request::TokenBucketLimiter`] |
+//! | C | `redisRateLimitHandler` (both parts) | [`model_request::ModelRequestLimiter`] |
 //! | D | `EmailVerificationRateLimit` | [`email::EmailLimiter`] |
 //! | memory | `common/rate-limit.go`, `memoryRateLimiter`, `memoryRateLimitHandler` | [`in_memory`] |
 //!
@@ -25,7 +25,7 @@
 pub mod email;
 pub mod in_memory;
 pub mod list_log;
-pub mod model;
+pub mod model_request;
 
 use crate::algo::QuotaError;
 use crate::keys::{Identity, KeyScheme};
