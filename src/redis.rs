@@ -185,6 +185,17 @@ pub enum Cmd {
         /// ARGV.
         args: Vec<Vec<u8>>,
     },
+    /// `EVALSHA digest numkeys keys... args...` with a digest the caller holds rather than the
+    /// script's own: new-api's loader keeps whatever SCRIPT LOAD returned, which is `""` for
+    /// the life of the process when the load failed (legacy path C2).
+    EvalShaDigest {
+        /// The digest sent, as the caller holds it (possibly empty).
+        sha: String,
+        /// KEYS.
+        keys: Vec<Vec<u8>>,
+        /// ARGV.
+        args: Vec<Vec<u8>>,
+    },
     /// `EVAL source numkeys keys... args...`.
     Eval {
         /// The script.
@@ -233,6 +244,9 @@ impl Cmd {
             Cmd::ScriptLoad { script } => words(&[b"SCRIPT", b"LOAD", script.source().as_bytes()]),
             Cmd::EvalSha { script, keys, args } => {
                 script_call(words(&[b"EVALSHA", script.sha().as_bytes()]), keys, args)
+            }
+            Cmd::EvalShaDigest { sha, keys, args } => {
+                script_call(words(&[b"EVALSHA", sha.as_bytes()]), keys, args)
             }
             Cmd::Eval { script, keys, args } => {
                 script_call(words(&[b"EVAL", script.source().as_bytes()]), keys, args)

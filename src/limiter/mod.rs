@@ -13,6 +13,7 @@
 
 pub mod atomic;
 pub mod hybrid;
+pub mod legacy;
 
 use std::fmt;
 use std::future::Future;
