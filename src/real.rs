@@ -285,7 +285,8 @@ impl Conn {
 /// Opens connections.
 enum Dialer {
     Standalone(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    /// Boxed: it is twice the size of the standalone client and built once per handle.
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 /// Turns a client-library setup error into ours (a bad URL, mostly).
@@ -314,7 +315,7 @@ impl Dialer {
                     .min_retry_wait(backoff_ms(config.retries.backoff_min))
                     .max_retry_wait(backoff_ms(config.retries.backoff_max))
                     .build()
-                    .map(Dialer::Cluster)
+                    .map(|client| Dialer::Cluster(Box::new(client)))
                     .map_err(setup_error)
             }
         }
