@@ -13,7 +13,13 @@
 //! Replies are converted exactly (see [`reply_from_value`]); a Redis error reply is a
 //! [`Reply::Error`], never an [`Error`]. Transport failures (IO, a closed connection, a
 //! response timeout) are retried with exponential backoff as go-redis does; a pool timeout
-//! and a protocol error are not.
+//! and a protocol error are not. Like go-redis's, a retry may repeat a write that Redis did
+//! apply before the reply was lost (an `INCR` counted twice): that is the behaviour under
+//! study, not a bug to hide.
+//!
+//! The connection speaks RESP2 (the crate's default): do not put `protocol=resp3` in the URL.
+//! In a Cluster the crate's own redirection retries (3, like go-redis's `MaxRedirects`) sit
+//! under ours, each bounded by the response timeout.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +65,8 @@ pub enum Strategy {
     Multiplexed,
     /// Dedicated connections, one held for the whole call, as go-redis's pool does. A call
     /// that finds all `size` connections busy waits up to `wait_timeout` for one, then fails
-    /// with [`Error::Timeout`]. Connections are dialed lazily, up to `size`.
+    /// with [`Error::Timeout`]. One connection is dialed at connect (to fail fast); the
+    /// others lazily, when a call finds no idle one, up to `size`.
     Pool {
         /// How many connections may exist at once (1..=[`POOL_SIZE_MAX`]).
         size: usize,
@@ -737,6 +744,8 @@ async fn pipeline(conn: &mut Conn, cmds: &[Cmd]) -> Result<Vec<Reply>, Error> {
 
 /// A pipeline whose keys span several slots: one sub-pipeline per slot, all in flight at
 /// once (as go-redis's cluster pipeline sends one per node), replies put back in order.
+/// Keyless commands form their own group on any one node; so a `SCRIPT LOAD` inside a
+/// cluster pipeline reaches one node, while one sent alone (`exec`) reaches every node.
 async fn cluster_pipeline(conn: ClusterConnection, cmds: &[Cmd]) -> Result<Vec<Reply>, Error> {
     let groups = group_by_slot(cmds);
     let mut tasks = tokio::task::JoinSet::new();
