@@ -16,6 +16,8 @@
 //!   token bucket, GCRA), each with its admission bound. No IO, no clock.
 //! * [`redis`]: the IO boundary: the `Redis` trait, the closed `Cmd` surface, the `Script`s in
 //!   `lua/`, metering of round trips, and the in-process backend.
+//! * [`real`] (feature `real-redis`, on by default): real Redis, standalone or Cluster,
+//!   through the `redis` crate, with go-redis-like pooling, timeouts and retries.
 //! * [`limiter`]: the `Limiter` trait, requests, verdicts, fail modes; the legacy and atomic
 //!   limiter families.
 //! * [`keys`]: key schemes (templates with namespaces, hash tags and shards) and cluster slots.
@@ -32,6 +34,8 @@ pub mod limiter;
 pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
+#[cfg(feature = "real-redis")]
+pub mod real;
 #[cfg(feature = "model")]
 pub mod redis;
 #[cfg(feature = "net")]

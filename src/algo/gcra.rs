@@ -206,7 +206,7 @@ mod tests {
     fn gcra_all_or_nothing_spends_no_quota_on_a_refusal() {
         let total = RateQuota::new(3, 100).unwrap();
         let per_model = RateQuota::new(1, 1_000).unwrap();
-        let mut tats = vec![None, None];
+        let mut tats = [None, None];
         let mut admitted = 0;
         for _ in 0..3 {
             let limits = [(total, tats[0]), (per_model, tats[1])];
