@@ -1,22 +1,2708 @@
-//! The scripting commands and the Lua 5.1 host (EVAL, EVALSHA, SCRIPT ...).
+//! The scripting commands and the Lua 5.1 host: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT.
+//!
+//! The limiters' whole point is one atomic script per decision, so this host has to answer
+//! exactly as Redis 7.0.15's does: the same Lua 5.1, the same libraries (`bit` and `cjson` are
+//! written here in Rust), the same sandbox (read-only globals, no `os`/`io`), the same
+//! conversions between Lua values and replies, and error lines that match Redis byte for byte,
+//! `ERR user_script:1: ... script: <sha>, on @user_script:1.` included.
+//!
+//! # How a script runs
+//!
+//! One Lua state lives as long as the script cache (SCRIPT FLUSH and a restart throw both
+//! away, as Redis does). Compiled functions are cached by SHA1. To run one, the handler moves
+//! the node's [`Core`] into the Lua state's app data (a spare `Core` stands in for it in the
+//! `Model` meanwhile), so that `redis.call` (a Rust function called from Lua) can reach the
+//! keyspace without a borrow across the Lua boundary and without creating closures per call.
+//! Data commands run through their ordinary `Handler::Data` with the script's frozen start
+//! time, which is why a key cannot expire in the middle of a script.
+//!
+//! Errors keep Redis's shapes: `redis.call` raises a Redis error object (`{err=...}` in Lua),
+//! the top-level error handler adds the source and line the way Redis's
+//! `__redis__err__handler` does, and `pcall` hands scripts the same values Redis's does.
+//!
+//! # Known differences from Redis
+//!
+//! * `redis.setresp(3)` raises `ERR RESP3 is not supported by the model, only redis.setresp(2)`.
+//! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
+//! * Library tables are read-only through proxies, so `pairs(string)` or `rawget(_G, 'redis')`
+//!   see empty tables; `setmetatable(_G, ...)` fails with Lua's protected-metatable message.
+//! * `error({})` (a table without `err`) crashes Redis 7.0.15; here it answers
+//!   `ERR unknown error script: ...`.
+//! * A runaway script is killed after `script_steps_max` VM instructions with
+//!   `ERR Script killed by the model's step limit (script_steps_max)... script: ...`.
+//! * Replies nested deeper than 200 levels end in `ERR reached lua stack limit`, where Redis
+//!   goes a few thousand levels deeper.
 
-use super::command::Spec;
+mod bit;
+mod cjson;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
+};
+
+use super::cmd::{arg_i64, is_opt};
+use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
+use super::reply::{Reply, err, msg, ok, sanitize};
+use super::{Core, Ctx, Model, NodeConfig, Session, cluster};
+
+const fn session(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        // EVAL's keys follow its key count; `Spec::keys` special-cases these four.
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        handler: Handler::Session(handler),
+    }
+}
 
 /// The scripting commands.
-pub static COMMANDS: &[Spec] = &[];
+pub static COMMANDS: &[Spec] = &[
+    session("eval", -3, NOSCRIPT, eval),
+    session("evalsha", -3, NOSCRIPT, evalsha),
+    session("eval_ro", -3, NOSCRIPT | READONLY, eval_ro),
+    session("evalsha_ro", -3, NOSCRIPT | READONLY, evalsha_ro),
+    session("script", -2, 0, script),
+];
+
+/// Redis's version as `redis.REDIS_VERSION` and `redis.REDIS_VERSION_NUM` report it.
+const REDIS_VERSION: &str = "7.0.15";
+const REDIS_VERSION_NUM: f64 = 458_767.0;
+
+/// How many VM instructions pass between two step-limit checks. Small enough that a runaway
+/// script stops promptly, large enough that the hook costs nothing measurable.
+const STEP_CHECK_INTERVAL: u32 = 1000;
+
+/// The Lua heap ceiling: a script that builds huge strings or tables fails with Lua's
+/// "not enough memory" instead of taking the process down. (Redis has no such limit.)
+const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
+
+/// How deep a script's returned tables are converted before the reply ends in an error.
+const REPLY_DEPTH_MAX: usize = 200;
+
+/// `lrand48`'s state at process start (X2, X1, X0 = 0x1234, 0xABCD, 0x330E).
+const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
+
+/// The sandbox plumbing that is simplest in Lua itself: `pcall`, `xpcall` and
+/// `coroutine.resume` hand scripts Redis's error values, and never swallow a step-limit kill.
+const WRAPPERS: &str = r#"
+local env, killed, pcall_error, plain_error = ...
+local raw_pcall, raw_xpcall, raw_error = env.pcall, env.xpcall, env.error
+local coroutine = env.coroutine
+local raw_resume = coroutine.resume
+local function pcall_result(ok, ...)
+  if ok then return ok, ... end
+  if killed() then raw_error((...), 0) end
+  return false, pcall_error((...))
+end
+local function plain_result(ok, ...)
+  if ok then return ok, ... end
+  if killed() then raw_error((...), 0) end
+  return false, plain_error((...))
+end
+env.pcall = function(...) return pcall_result(raw_pcall(...)) end
+env.xpcall = function(f, handler)
+  return plain_result(raw_xpcall(f, function(e) return handler(plain_error(e)) end))
+end
+coroutine.resume = function(...) return plain_result(raw_resume(...)) end
+"#;
 
 /// The Lua interpreter and the script cache of one node.
 pub struct ScriptHost {
-    /// Seeds `math.random`.
+    /// The node seed. `math.random` does not use it: Redis 7.0's generator starts from the
+    /// same fixed state in every process, and the model reproduces that sequence.
     _seed: u64,
+    /// Created on first use and dropped by [`ScriptHost::flush`], as Redis resets its Lua
+    /// state on SCRIPT FLUSH. Lazy, because most models in tests never run a script.
+    engine: Option<Engine>,
+    /// `math.random`'s `lrand48` state. A C global in Redis, so SCRIPT FLUSH keeps it.
+    random_state: u64,
 }
 
 impl ScriptHost {
     /// A host with an empty script cache.
     pub fn new(seed: u64) -> ScriptHost {
-        ScriptHost { _seed: seed }
+        ScriptHost {
+            _seed: seed,
+            engine: None,
+            random_state: LRAND48_INITIAL,
+        }
     }
 
-    /// Empties the script cache (SCRIPT FLUSH, restart, failover).
-    pub fn flush(&mut self) {}
+    /// Empties the script cache (SCRIPT FLUSH, restart, failover) and resets the Lua state.
+    pub fn flush(&mut self) {
+        self.engine = None;
+    }
+
+    /// Whether the cache holds a script with this SHA1 (either case).
+    pub fn contains(&self, sha: &[u8]) -> bool {
+        let Some(engine) = &self.engine else {
+            return false;
+        };
+        normalize_sha(sha).is_some_and(|sha| engine.scripts.contains_key(&sha))
+    }
+}
+
+/// The host's engine, started on first use.
+fn started(engine: &mut Option<Engine>) -> Result<&mut Engine, Reply> {
+    if engine.is_none() {
+        let fresh = Engine::new().map_err(|error| {
+            err(sanitize(&format!(
+                "ERR could not start the Lua interpreter: {error}"
+            )))
+        })?;
+        *engine = Some(fresh);
+    }
+    Ok(engine.as_mut().expect("set just above"))
+}
+
+/// Flags from a `#!lua flags=...` shebang. A script without a shebang runs in Redis's
+/// compatibility mode (may write, may touch keys of several slots on this node).
+#[derive(Clone, Copy, Debug, Default)]
+struct ScriptFlags {
+    shebang: bool,
+    no_writes: bool,
+    no_cluster: bool,
+    allow_cross_slot: bool,
+}
+
+#[derive(Clone)]
+struct CachedScript {
+    function: Function,
+    flags: ScriptFlags,
+}
+
+/// One Lua state with its cache and the handles the host calls every time.
+struct Engine {
+    lua: Lua,
+    /// The real globals table, behind the read-only proxy scripts see as `_G`.
+    env: Table,
+    /// The unwrapped `xpcall`, through which every script runs.
+    xpcall: Function,
+    /// The top-level error handler: Redis's `__redis__err__handler`, in Rust.
+    handler: Function,
+    /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
+    scripts: HashMap<[u8; 40], CachedScript>,
+    /// Stands in `Model::core` while the real one is inside the Lua state.
+    spare_core: Option<Core>,
+}
+
+/// The per-run state the Lua callbacks reach through the Lua state's app data.
+struct Run {
+    /// The node's keyspace while a script runs; `None` otherwise.
+    core: Option<Core>,
+    /// The context every command of the script runs with (time frozen at the start).
+    ctx: Ctx,
+    /// The running script's SHA1, for error lines.
+    sha: String,
+    /// EVAL_RO, or a `no-writes` shebang: write commands are refused.
+    read_only: bool,
+    /// Compatibility mode or `allow-cross-slot-keys`: no same-slot rule across calls.
+    allow_cross_slot: bool,
+    /// The slot the script's keys have used so far (cluster mode).
+    slot: Option<u16>,
+    /// Instructions executed, in steps of `STEP_CHECK_INTERVAL`.
+    steps: u64,
+    /// Instructions allowed.
+    steps_max: u64,
+    /// The step limit fired: nothing may catch the error any more.
+    killed: bool,
+    /// The error line the top-level handler built, with Redis's "do not count this error
+    /// again" flag (errors that come from a command were counted when the command failed).
+    failure: Option<(String, bool)>,
+    /// `lrand48` state during the run.
+    random_state: u64,
+}
+
+impl Run {
+    fn idle() -> Run {
+        Run {
+            core: None,
+            ctx: Ctx {
+                now_ms: 0,
+                db: 0,
+                in_script: true,
+                client_id: 0,
+            },
+            sha: String::new(),
+            read_only: false,
+            allow_cross_slot: true,
+            slot: None,
+            steps: 0,
+            steps_max: u64::MAX,
+            killed: false,
+            failure: None,
+            random_state: LRAND48_INITIAL,
+        }
+    }
+
+    /// Runs one command for `redis.call`/`redis.pcall`, with the checks Redis's `scriptCall`
+    /// makes. `Err` is a rejection text (it becomes an `ERR ...` error object).
+    fn execute(&mut self, argv: &[Vec<u8>]) -> Result<Reply, String> {
+        let Some(core) = self.core.as_mut() else {
+            return Err("redis.call/pcall can only be called inside a script invocation".into());
+        };
+        let rejection = |core: &mut Core, spec: Option<&Spec>, text: &str| -> String {
+            if let Some(spec) = spec {
+                core.stats
+                    .commands
+                    .entry(spec.name)
+                    .or_default()
+                    .rejected_calls += 1;
+            }
+            core.count_error(&format!("ERR {text}"));
+            text.to_owned()
+        };
+        let Some(spec) = lookup_for_script(&argv[0]) else {
+            return Err(rejection(
+                core,
+                None,
+                "Unknown Redis command called from script",
+            ));
+        };
+        if !spec.arity_ok(argv.len()) {
+            return Err(rejection(
+                core,
+                Some(spec),
+                "Wrong number of args calling Redis command from script",
+            ));
+        }
+        let handler = match spec.handler {
+            Handler::Data(handler) if spec.flags & NOSCRIPT == 0 => handler,
+            _ => {
+                return Err(rejection(
+                    core,
+                    Some(spec),
+                    "This Redis command is not allowed from script",
+                ));
+            }
+        };
+        if self.read_only && spec.flags & WRITE != 0 {
+            return Err(rejection(
+                core,
+                Some(spec),
+                "Write commands are not allowed from read-only scripts.",
+            ));
+        }
+        if let Some(cluster_config) = &core.config.cluster {
+            let keys = spec.keys(argv);
+            if let Some(first) = keys.first() {
+                let slot = cluster::key_slot(first);
+                let one_slot = keys.iter().all(|key| cluster::key_slot(key) == slot);
+                let local = cluster_config
+                    .owned
+                    .iter()
+                    .any(|(low, high)| (*low..=*high).contains(&slot));
+                if !one_slot || !local {
+                    return Err(rejection(
+                        core,
+                        Some(spec),
+                        "Script attempted to access a non local key in a cluster node",
+                    ));
+                }
+                if !self.allow_cross_slot {
+                    match self.slot {
+                        None => self.slot = Some(slot),
+                        Some(seen) if seen != slot => {
+                            return Err(rejection(
+                                core,
+                                Some(spec),
+                                "Script attempted to access keys that do not hash to the same slot",
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        core.stats.total_commands_processed += 1;
+        let mut ctx = self.ctx.clone();
+        let reply = handler(core, &mut ctx, argv);
+        let stats = core.stats.commands.entry(spec.name).or_default();
+        stats.calls += 1;
+        if let Reply::Error(line) = &reply {
+            stats.failed_calls += 1;
+            core.count_error(line);
+        }
+        Ok(reply)
+    }
+}
+
+/// The command table as scripts see it. Unit tests add a few stand-in data commands when the
+/// real families are not in the build, so the host can be tested on its own.
+#[cfg(not(test))]
+fn lookup_for_script(name: &[u8]) -> Option<&'static Spec> {
+    command::lookup(name)
+}
+
+#[cfg(test)]
+fn lookup_for_script(name: &[u8]) -> Option<&'static Spec> {
+    command::lookup(name).or_else(|| tests::stand_in(name))
+}
+
+/// An error Redis raises as a Lua table `{err=...}`: `redis.call` failures and the Redis API's
+/// own argument errors. mlua carries it through Lua as an error value.
+#[derive(Debug)]
+struct TableError {
+    /// The `err` field: the whole error line, its code first.
+    err: String,
+    /// Redis's `ignore_error_stats_update`: the error was already counted.
+    ignore_stats: bool,
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.err)
+    }
+}
+
+impl std::error::Error for TableError {}
+
+fn table_error(err: String, ignore_stats: bool) -> mlua::Error {
+    mlua::Error::external(TableError { err, ignore_stats })
+}
+
+/// A Redis API error raised from a plain message (`luaPushError` + `lua_error`).
+fn api_error(message: &str) -> mlua::Error {
+    table_error(error_field(message), false)
+}
+
+/// Redis's `luaPushErrorBuff`: a `-CODE message` line keeps its code, anything else gets `ERR`.
+fn error_field(buffer: &str) -> String {
+    let (code, message) = match buffer.strip_prefix('-') {
+        Some(rest) => rest.split_once(' ').unwrap_or(("ERR", rest)),
+        None => ("ERR", buffer),
+    };
+    format!("{code} {}", message.trim_matches(['\r', '\n']))
+}
+
+/// A Lua runtime error with `luaL_error`'s position prefix (`user_script:3: `), taken from
+/// the function that called the current Rust function.
+pub(crate) fn where_error(lua: &Lua, message: impl fmt::Display) -> mlua::Error {
+    let prefix = lua
+        .inspect_stack(1, |debug| {
+            let line = debug.current_line().filter(|line| *line > 0)?;
+            let short_src = debug.source().short_src?.into_owned();
+            Some(format!("{short_src}:{line}: "))
+        })
+        .flatten()
+        .unwrap_or_default();
+    mlua::Error::RuntimeError(format!("{prefix}{message}"))
+}
+
+/// What an error value raised through mlua really is.
+enum Raised<'a> {
+    Table(&'a TableError),
+    Message(String),
+}
+
+fn classify(error: &mlua::Error) -> Raised<'_> {
+    match error {
+        mlua::Error::CallbackError { cause, .. } => classify(cause),
+        mlua::Error::WithContext { cause, .. } => classify(cause),
+        mlua::Error::ExternalError(inner) => match inner.downcast_ref::<TableError>() {
+            Some(table) => Raised::Table(table),
+            None => Raised::Message(inner.to_string()),
+        },
+        mlua::Error::RuntimeError(message) => Raised::Message(message.clone()),
+        other => Raised::Message(other.to_string()),
+    }
+}
+
+/// The value a script sees for an error raised from Rust: a `{err=...}` table for Redis
+/// errors, the message string for Lua-style runtime errors. Other values pass unchanged.
+fn plain_error(lua: &Lua, value: Value) -> mlua::Result<Value> {
+    let Value::Error(error) = &value else {
+        return Ok(value);
+    };
+    match classify(error) {
+        Raised::Table(table) => {
+            let result = lua.create_table_with_capacity(0, 2)?;
+            result.raw_set("err", lua.create_string(&table.err)?)?;
+            if table.ignore_stats {
+                result.raw_set("ignore_error_stats_update", true)?;
+            }
+            Ok(Value::Table(result))
+        }
+        Raised::Message(message) => Ok(Value::String(lua.create_string(&message)?)),
+    }
+}
+
+/// What Redis's `pcall` returns as the error: an error table's `err` field replaces the table.
+fn pcall_error(lua: &Lua, value: Value) -> mlua::Result<Value> {
+    let value = plain_error(lua, value)?;
+    if let Value::Table(table) = &value {
+        let field: Value = table.raw_get("err")?;
+        if matches!(
+            field,
+            Value::String(_) | Value::Number(_) | Value::Integer(_)
+        ) {
+            return Ok(field);
+        }
+    }
+    Ok(value)
+}
+
+/// A Lua number. mlua hands integral numbers over as `Integer` even under Lua 5.1, whose
+/// only number type is the double, so both mean the same here.
+pub(crate) fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => Some(*number),
+        Value::Integer(integer) => Some(*integer as f64),
+        _ => None,
+    }
+}
+
+/// Lua's `lua_typename` for a value.
+pub(crate) fn lua_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "boolean",
+        Value::LightUserData(_) | Value::UserData(_) | Value::Error(_) => "userdata",
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Table(_) => "table",
+        Value::Function(_) => "function",
+        Value::Thread(_) => "thread",
+        _ => "userdata",
+    }
+}
+
+/// Lua 5.1's string-to-number coercion (`lua_tonumber` on a string): `strtod` or hex, with
+/// surrounding spaces allowed.
+pub(crate) fn lua_string_to_number(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        let value = u64::from_str_radix(hex, 16).ok()? as f64;
+        return Some(if negative { -value } else { value });
+    }
+    let lower = digits.to_ascii_lowercase();
+    if lower.starts_with("inf") || lower.starts_with("nan") || digits.is_empty() {
+        return None;
+    }
+    text.parse::<f64>().ok()
+}
+
+/// C's `printf("%.*g", precision, value)`, as Lua's `tostring` (14) and cjson (14) print.
+pub(crate) fn format_g(value: f64, precision: usize) -> String {
+    if value.is_nan() {
+        return if value.is_sign_negative() {
+            "-nan"
+        } else {
+            "nan"
+        }
+        .to_owned();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let precision = precision.max(1);
+    let scientific = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("scientific formatting always has an exponent");
+    let exponent: i32 = exponent.parse().expect("the exponent is an integer");
+    let precision_i32 = i32::try_from(precision).unwrap_or(i32::MAX);
+    if exponent < -4 || exponent >= precision_i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!(
+            "{}e{sign}{:02}",
+            trim_fraction(mantissa),
+            exponent.unsigned_abs()
+        );
+    }
+    let decimals = usize::try_from(precision_i32 - 1 - exponent).unwrap_or(0);
+    trim_fraction(&format!("{value:.decimals$}")).to_owned()
+}
+
+fn trim_fraction(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+/// `%.17g`, how Redis turns a Lua number argument into a command argument.
+fn format_g17(value: f64) -> String {
+    format_g(value, 17)
+}
+
+/// Redis's `(long long)` cast of a Lua number: truncation, and x86's "integer indefinite"
+/// (the minimum) for NaN and anything out of range.
+fn lua_number_to_integer(number: f64) -> i64 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if number.is_nan() || !(-LIMIT..LIMIT).contains(&number) {
+        i64::MIN
+    } else {
+        number as i64
+    }
+}
+
+/// A command reply as Lua sees it from `redis.call`.
+fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
+    Ok(match reply {
+        Reply::Integer(integer) => Value::Number(integer as f64),
+        Reply::Bulk(bytes) => Value::String(lua.create_string(&bytes)?),
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Status(status) => {
+            let table = lua.create_table_with_capacity(0, 1)?;
+            table.raw_set("ok", lua.create_string(&status)?)?;
+            Value::Table(table)
+        }
+        Reply::Error(line) => {
+            let table = lua.create_table_with_capacity(0, 2)?;
+            table.raw_set("err", lua.create_string(error_field(&format!("-{line}")))?)?;
+            table.raw_set("ignore_error_stats_update", true)?;
+            Value::Table(table)
+        }
+        Reply::Array(items) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.into_iter().enumerate() {
+                table.raw_set(index + 1, reply_to_lua(lua, item)?)?;
+            }
+            Value::Table(table)
+        }
+    })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A script's return value as the reply Redis sends (RESP2 rules).
+fn lua_to_reply(value: &Value, depth: usize) -> Reply {
+    if depth > REPLY_DEPTH_MAX {
+        return err("ERR reached lua stack limit");
+    }
+    match value {
+        Value::String(text) => Reply::Bulk(text.as_bytes().to_vec()),
+        Value::Boolean(true) => Reply::Integer(1),
+        Value::Boolean(false) => Reply::Nil,
+        Value::Number(number) => Reply::Integer(lua_number_to_integer(*number)),
+        Value::Integer(integer) => Reply::Integer(*integer),
+        Value::Table(table) => table_to_reply(table, depth).unwrap_or_else(|error| {
+            err(sanitize(&format!(
+                "ERR Error converting the script's reply: {error}"
+            )))
+        }),
+        _ => Reply::Nil,
+    }
+}
+
+fn table_to_reply(table: &Table, depth: usize) -> mlua::Result<Reply> {
+    if let Value::String(line) = table.raw_get::<Value>("err")? {
+        return Ok(Reply::Error(sanitize(&lossy(&line.as_bytes()))));
+    }
+    if let Value::String(status) = table.raw_get::<Value>("ok")? {
+        return Ok(Reply::Status(sanitize(&lossy(&status.as_bytes()))));
+    }
+    if let Some(double) = as_number(&table.raw_get::<Value>("double")?) {
+        // RESP2 sends a double as a bulk string in `%.17g`.
+        return Ok(Reply::Bulk(format_g17(double).into_bytes()));
+    }
+    if let Value::String(big) = table.raw_get::<Value>("big_number")? {
+        return Ok(Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()));
+    }
+    if let Value::Table(verbatim) = table.raw_get::<Value>("verbatim_string")?
+        && let (Value::String(_), Value::String(text)) = (
+            verbatim.raw_get::<Value>("format")?,
+            verbatim.raw_get::<Value>("string")?,
+        )
+    {
+        return Ok(Reply::Bulk(text.as_bytes().to_vec()));
+    }
+    if let Value::Table(map) = table.raw_get::<Value>("map")? {
+        let mut items = Vec::new();
+        for pair in map.pairs::<Value, Value>() {
+            let (key, value) = pair?;
+            items.push(lua_to_reply(&key, depth + 1));
+            items.push(lua_to_reply(&value, depth + 1));
+        }
+        return Ok(Reply::Array(items));
+    }
+    if let Value::Table(set) = table.raw_get::<Value>("set")? {
+        let mut items = Vec::new();
+        for pair in set.pairs::<Value, Value>() {
+            let (key, _) = pair?;
+            items.push(lua_to_reply(&key, depth + 1));
+        }
+        return Ok(Reply::Array(items));
+    }
+    let mut items = Vec::new();
+    for index in 1usize.. {
+        let item: Value = table.raw_get(index)?;
+        if item.is_nil() {
+            break;
+        }
+        items.push(lua_to_reply(&item, depth + 1));
+    }
+    Ok(Reply::Array(items))
+}
+
+/// A Lua argument of `redis.call` as a command argument, or `None` if it is neither a string
+/// nor a number.
+fn lua_to_arg(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::String(text) => Some(text.as_bytes().to_vec()),
+        Value::Number(number) => Some(format_g17(*number).into_bytes()),
+        Value::Integer(integer) => Some(format_g17(*integer as f64).into_bytes()),
+        _ => None,
+    }
+}
+
+fn lua_args_to_argv(args: &MultiValue) -> Result<Vec<Vec<u8>>, &'static str> {
+    if args.is_empty() {
+        return Err("Please specify at least one argument for this redis lib call");
+    }
+    args.iter()
+        .map(lua_to_arg)
+        .collect::<Option<Vec<_>>>()
+        .ok_or("Lua redis lib command arguments must be strings or integers")
+}
+
+/// `redis.call` (`raise`) and `redis.pcall`.
+fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
+    let (line, ignore_stats) = match lua_args_to_argv(&args) {
+        Err(message) => (error_field(message), false),
+        Ok(argv) => {
+            let outcome = {
+                let mut run = lua
+                    .app_data_mut::<Run>()
+                    .expect("the run state is installed when the engine starts");
+                run.execute(&argv)
+            };
+            match outcome {
+                Ok(Reply::Error(line)) => (error_field(&format!("-{line}")), true),
+                Ok(reply) => return reply_to_lua(lua, reply),
+                Err(message) => (error_field(&message), true),
+            }
+        }
+    };
+    if raise {
+        return Err(table_error(line, ignore_stats));
+    }
+    let table = lua.create_table_with_capacity(0, 2)?;
+    table.raw_set("err", lua.create_string(&line)?)?;
+    if ignore_stats {
+        table.raw_set("ignore_error_stats_update", true)?;
+    }
+    Ok(Value::Table(table))
+}
+
+/// `lua_tonumber` on an argument: numbers and numeric strings.
+fn arg_number(args: &[Value], index: usize) -> Option<f64> {
+    match args.get(index)? {
+        Value::Number(number) => Some(*number),
+        Value::Integer(integer) => Some(*integer as f64),
+        Value::String(text) => lua_string_to_number(&text.as_bytes()),
+        _ => None,
+    }
+}
+
+/// `luaL_checkint`: a number truncated to a C int, or Lua's "bad argument" error.
+fn check_int(lua: &Lua, args: &[Value], index: usize, function: &str) -> mlua::Result<i32> {
+    match arg_number(args, index) {
+        Some(number) => Ok(lua_number_to_integer(number) as i32),
+        None => {
+            let got = args.get(index).map_or("no value", lua_type_name);
+            Err(where_error(
+                lua,
+                format!(
+                    "bad argument #{} to '{function}' (number expected, got {got})",
+                    index + 1
+                ),
+            ))
+        }
+    }
+}
+
+/// One `lrand48` step: the 48-bit LCG every libc shares, returning the top 31 bits.
+fn lrand48(state: &mut u64) -> i32 {
+    *state = state.wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xB) & ((1 << 48) - 1);
+    i32::try_from(*state >> 17).expect("31 bits")
+}
+
+/// Redis's `math.random`: Lua's own algorithm over `lrand48`, so every platform agrees.
+fn math_random(lua: &Lua, args: Variadic<Value>) -> mlua::Result<f64> {
+    const LRAND48_MAX: f64 = 2_147_483_647.0;
+    let drawn = {
+        let mut run = lua
+            .app_data_mut::<Run>()
+            .expect("the run state is installed when the engine starts");
+        lrand48(&mut run.random_state)
+    };
+    let unit = f64::from(drawn % 2_147_483_647) / LRAND48_MAX;
+    match args.len() {
+        0 => Ok(unit),
+        1 => {
+            let upper = check_int(lua, &args, 0, "random")?;
+            if upper < 1 {
+                return Err(where_error(
+                    lua,
+                    "bad argument #1 to 'random' (interval is empty)",
+                ));
+            }
+            Ok((unit * f64::from(upper)).floor() + 1.0)
+        }
+        2 => {
+            let lower = check_int(lua, &args, 0, "random")?;
+            let upper = check_int(lua, &args, 1, "random")?;
+            if lower > upper {
+                return Err(where_error(
+                    lua,
+                    "bad argument #2 to 'random' (interval is empty)",
+                ));
+            }
+            let span = f64::from(upper) - f64::from(lower) + 1.0;
+            Ok((unit * span).floor() + f64::from(lower))
+        }
+        _ => Err(where_error(lua, "wrong number of arguments")),
+    }
+}
+
+fn math_randomseed(lua: &Lua, args: Variadic<Value>) -> mlua::Result<()> {
+    let seed = check_int(lua, &args, 0, "randomseed")?;
+    let mut run = lua
+        .app_data_mut::<Run>()
+        .expect("the run state is installed when the engine starts");
+    run.random_state = (u64::from(seed as u32) << 16) | 0x330E;
+    Ok(())
+}
+
+/// `redis.error_reply` and `redis.status_reply` answer (not raise) this on bad arguments.
+fn single_string_arg(args: &[Value]) -> Option<&mlua::LuaString> {
+    match args {
+        [Value::String(text)] => Some(text),
+        _ => None,
+    }
+}
+
+fn field_table(lua: &Lua, field: &str, text: &[u8]) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(0, 1)?;
+    table.raw_set(field, lua.create_string(text)?)?;
+    Ok(table)
+}
+
+fn wrong_args_table(lua: &Lua) -> mlua::Result<Table> {
+    field_table(lua, "err", b"ERR wrong number or type of arguments")
+}
+
+/// Builds the `redis` table.
+fn create_redis_table(lua: &Lua) -> mlua::Result<Table> {
+    let redis = lua.create_table()?;
+    redis.raw_set(
+        "call",
+        lua.create_function(|lua, args: MultiValue| redis_call(lua, args, true))?,
+    )?;
+    redis.raw_set(
+        "pcall",
+        lua.create_function(|lua, args: MultiValue| redis_call(lua, args, false))?,
+    )?;
+    redis.raw_set(
+        "log",
+        lua.create_function(|_, args: Variadic<Value>| {
+            if args.len() < 2 {
+                return Err(api_error("redis.log() requires two arguments or more."));
+            }
+            let Some(level) = arg_number(&args, 0) else {
+                return Err(api_error("First argument must be a number (log level)."));
+            };
+            if !(0..=3).contains(&lua_number_to_integer(level)) {
+                return Err(api_error("Invalid debug level."));
+            }
+            // The model keeps no server log: a valid call does nothing.
+            Ok(())
+        })?,
+    )?;
+    for (name, level) in [
+        ("LOG_DEBUG", 0.0),
+        ("LOG_VERBOSE", 1.0),
+        ("LOG_NOTICE", 2.0),
+        ("LOG_WARNING", 3.0),
+    ] {
+        redis.raw_set(name, level)?;
+    }
+    redis.raw_set("REDIS_VERSION_NUM", REDIS_VERSION_NUM)?;
+    redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
+    redis.raw_set(
+        "setresp",
+        lua.create_function(|_, args: Variadic<Value>| {
+            if args.len() != 1 {
+                return Err(api_error("redis.setresp() requires one argument."));
+            }
+            match arg_number(&args, 0).map(lua_number_to_integer) {
+                Some(2) => Ok(()),
+                Some(3) => Err(api_error(
+                    "RESP3 is not supported by the model, only redis.setresp(2)",
+                )),
+                _ => Err(api_error("RESP version must be 2 or 3.")),
+            }
+        })?,
+    )?;
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|lua, args: Variadic<Value>| {
+            if args.len() != 1 {
+                return Err(api_error("wrong number of arguments"));
+            }
+            let bytes = match &args[0] {
+                Value::String(text) => text.as_bytes().to_vec(),
+                other => as_number(other)
+                    .map(|number| format_g(number, 14).into_bytes())
+                    .unwrap_or_default(),
+            };
+            lua.create_string(sha1_smol::Sha1::from(&bytes).digest().to_string())
+        })?,
+    )?;
+    redis.raw_set(
+        "error_reply",
+        lua.create_function(|lua, args: Variadic<Value>| {
+            let Some(text) = single_string_arg(&args) else {
+                return wrong_args_table(lua);
+            };
+            let text = lossy(&text.as_bytes());
+            let buffer = if text.starts_with('-') {
+                text
+            } else {
+                format!("-{text}")
+            };
+            field_table(lua, "err", error_field(&buffer).as_bytes())
+        })?,
+    )?;
+    redis.raw_set(
+        "status_reply",
+        lua.create_function(
+            |lua, args: Variadic<Value>| match single_string_arg(&args) {
+                Some(text) => field_table(lua, "ok", &text.as_bytes()),
+                None => wrong_args_table(lua),
+            },
+        )?,
+    )?;
+    redis.raw_set(
+        "set_repl",
+        lua.create_function(|_, args: Variadic<Value>| {
+            if args.len() != 1 {
+                return Err(api_error("redis.set_repl() requires two arguments."));
+            }
+            let flags = arg_number(&args, 0).map_or(0, lua_number_to_integer);
+            if flags & !3 != 0 {
+                return Err(api_error(
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ));
+            }
+            Ok(())
+        })?,
+    )?;
+    for (name, value) in [
+        ("REPL_NONE", 0.0),
+        ("REPL_AOF", 1.0),
+        ("REPL_SLAVE", 2.0),
+        ("REPL_REPLICA", 2.0),
+        ("REPL_ALL", 3.0),
+    ] {
+        redis.raw_set(name, value)?;
+    }
+    redis.raw_set(
+        "acl_check_cmd",
+        lua.create_function(|_, args: MultiValue| {
+            let argv = lua_args_to_argv(&args).map_err(api_error)?;
+            match command::lookup(&argv[0]) {
+                Some(_) => Ok(true),
+                None => Err(api_error("Invalid command passed to redis.acl_check_cmd()")),
+            }
+        })?,
+    )?;
+    // Effects replication is the only mode in 7.0: the call is accepted and answers true.
+    redis.raw_set(
+        "replicate_commands",
+        lua.create_function(|_, _: MultiValue| Ok(true))?,
+    )?;
+    // No debugger session is ever active in the model.
+    redis.raw_set(
+        "breakpoint",
+        lua.create_function(|_, _: MultiValue| Ok(false))?,
+    )?;
+    redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    Ok(redis)
+}
+
+/// A table that reads through to `real` and refuses every write, as Redis's read-only tables.
+fn read_only_proxy(lua: &Lua, real: Table, refuse_write: &Function) -> mlua::Result<Table> {
+    let proxy = lua.create_table()?;
+    let meta = lua.create_table()?;
+    meta.raw_set("__index", real)?;
+    meta.raw_set("__newindex", refuse_write.clone())?;
+    meta.raw_set("__metatable", false)?;
+    proxy.set_metatable(Some(meta))?;
+    Ok(proxy)
+}
+
+impl Engine {
+    fn new() -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
+        lua.set_memory_limit(LUA_MEMORY_MAX)?;
+        lua.set_app_data(Run::idle());
+        let env = lua.globals();
+        // Redis's base library has no file access and no print.
+        for name in ["dofile", "loadfile", "print"] {
+            env.raw_set(name, Value::Nil)?;
+        }
+        let math: Table = env.raw_get("math")?;
+        math.raw_set("random", lua.create_function(math_random)?)?;
+        math.raw_set("randomseed", lua.create_function(math_randomseed)?)?;
+        env.raw_set("bit", bit::create(&lua)?)?;
+        env.raw_set("cjson", cjson::create(&lua)?)?;
+        env.raw_set("redis", create_redis_table(&lua)?)?;
+        let xpcall: Function = env.raw_get("xpcall")?;
+
+        let killed = lua.create_function(|lua, _: MultiValue| {
+            let run = lua
+                .app_data_ref::<Run>()
+                .expect("the run state is installed when the engine starts");
+            Ok(run.killed)
+        })?;
+        let install = lua
+            .load(WRAPPERS)
+            .set_name("=[C]")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()?;
+        install.call::<()>((
+            env.clone(),
+            killed,
+            lua.create_function(pcall_error)?,
+            lua.create_function(plain_error)?,
+        ))?;
+
+        // The sandbox: every library table and the globals are read-only, and reading an
+        // undefined global is an error.
+        let refuse_write = lua.create_function(|lua, _: MultiValue| -> mlua::Result<()> {
+            Err(where_error(lua, "Attempt to modify a readonly table"))
+        })?;
+        // `rawset` skips metamethods, so it must recognise the proxies itself.
+        let raw_set_guard = refuse_write.clone();
+        let rawset = lua.create_function(move |lua, args: Variadic<Value>| {
+            let Some(Value::Table(table)) = args.first() else {
+                let got = args.first().map_or("no value", lua_type_name);
+                return Err(where_error(
+                    lua,
+                    format!("bad argument #1 to 'rawset' (table expected, got {got})"),
+                ));
+            };
+            let guarded = table
+                .metatable()
+                .map(|meta| meta.raw_get::<Value>("__newindex"))
+                .transpose()?
+                .is_some_and(|newindex| {
+                    matches!(&newindex, Value::Function(function) if *function == raw_set_guard)
+                });
+            if guarded {
+                return Err(mlua::Error::RuntimeError(
+                    "Attempt to modify a readonly table".to_owned(),
+                ));
+            }
+            let key = args.get(1).cloned().unwrap_or(Value::Nil);
+            let value = args.get(2).cloned().unwrap_or(Value::Nil);
+            table.raw_set(key, value)?;
+            Ok(table.clone())
+        })?;
+        env.raw_set("rawset", rawset)?;
+        for name in [
+            "string",
+            "table",
+            "math",
+            "coroutine",
+            "redis",
+            "bit",
+            "cjson",
+        ] {
+            let real: Table = env.raw_get(name)?;
+            env.raw_set(name, read_only_proxy(&lua, real, &refuse_write)?)?;
+        }
+        let missing_global = lua.create_function(|lua, (_, name): (Value, Value)| {
+            let name = match &name {
+                Value::String(text) => lossy(&text.as_bytes()),
+                other => as_number(other)
+                    .map_or_else(|| lua_type_name(other).to_owned(), |n| format_g(n, 14)),
+            };
+            Err::<(), _>(where_error(
+                lua,
+                format!("Script attempted to access nonexistent global variable '{name}'"),
+            ))
+        })?;
+        let env_meta = lua.create_table()?;
+        env_meta.raw_set("__index", missing_global)?;
+        env.set_metatable(Some(env_meta))?;
+        let globals = read_only_proxy(&lua, env.clone(), &refuse_write)?;
+        env.raw_set("_G", globals.clone())?;
+        lua.set_globals(globals)?;
+
+        let handler = lua.create_function(on_error)?;
+        // A global hook: coroutines a script creates inherit it, so they are limited too.
+        lua.set_global_hook(
+            HookTriggers::new().every_nth_instruction(STEP_CHECK_INTERVAL),
+            |lua, _debug| {
+                let mut run = lua
+                    .app_data_mut::<Run>()
+                    .expect("the run state is installed when the engine starts");
+                run.steps = run.steps.saturating_add(u64::from(STEP_CHECK_INTERVAL));
+                if run.core.is_some() && run.steps > run.steps_max {
+                    run.killed = true;
+                    let message = format!(
+                        "ERR Script killed by the model's step limit (script_steps_max {})...",
+                        run.steps_max
+                    );
+                    return Err(table_error(message, false));
+                }
+                Ok(VmState::Continue)
+            },
+        )?;
+        Ok(Engine {
+            lua,
+            env,
+            xpcall,
+            handler,
+            scripts: HashMap::new(),
+            spare_core: None,
+        })
+    }
+
+    /// Compiles and caches a script body (EVAL, SCRIPT LOAD), or answers Redis's error.
+    fn compile(&mut self, body: &[u8]) -> Result<([u8; 40], CachedScript), Reply> {
+        let sha = sha1_hex(body);
+        if let Some(script) = self.scripts.get(&sha) {
+            return Ok((sha, script.clone()));
+        }
+        let (flags, shebang_len) =
+            parse_shebang(body).map_err(|message| err(sanitize(&format!("ERR {message}"))))?;
+        let function = self
+            .lua
+            .load(&body[shebang_len..])
+            .set_name("@user_script")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map_err(|error| {
+                let message = match error {
+                    mlua::Error::SyntaxError { message, .. } => message,
+                    other => other.to_string(),
+                };
+                err(sanitize(&format!(
+                    "ERR Error compiling script (new function): {message}"
+                )))
+            })?;
+        let script = CachedScript { function, flags };
+        self.scripts.insert(sha, script.clone());
+        Ok((sha, script))
+    }
+
+    /// Runs a compiled script against `core` and converts its result.
+    fn run(&mut self, core: &mut Core, script: &CachedScript, start: RunStart<'_>) -> Reply {
+        let spare = self
+            .spare_core
+            .take()
+            .unwrap_or_else(|| Core::new(NodeConfig::standalone(0)));
+        let steps_max = core.config.limits.script_steps_max;
+        let real_core = std::mem::replace(core, spare);
+        {
+            let mut run = self
+                .lua
+                .app_data_mut::<Run>()
+                .expect("the run state is installed when the engine starts");
+            run.core = Some(real_core);
+            run.ctx = start.ctx;
+            run.sha = String::from_utf8_lossy(&start.sha).into_owned();
+            run.read_only = start.read_only;
+            run.allow_cross_slot = start.allow_cross_slot;
+            run.slot = start.slot;
+            run.steps = 0;
+            run.steps_max = steps_max;
+            run.killed = false;
+            run.failure = None;
+            run.random_state = *start.random_state;
+        }
+        let outcome = self.call(script, start.keys, start.args);
+        let (real_core, failure, sha) = {
+            let mut run = self
+                .lua
+                .app_data_mut::<Run>()
+                .expect("the run state is installed when the engine starts");
+            *start.random_state = run.random_state;
+            let real_core = run
+                .core
+                .take()
+                .expect("the core stays in the run state until the script ends");
+            (real_core, run.failure.take(), std::mem::take(&mut run.sha))
+        };
+        self.spare_core = Some(std::mem::replace(core, real_core));
+        match outcome {
+            Ok((true, value)) => lua_to_reply(&value, 0),
+            Ok((false, value)) => match failure {
+                Some((line, ignore_stats)) => {
+                    if ignore_stats {
+                        // The command's own error was counted already; `Model::exec` counts
+                        // this reply again, so take one off first.
+                        uncount_error(core, &line);
+                    }
+                    Reply::Error(line)
+                }
+                None => running_error(&sha, &describe(&value)),
+            },
+            Err(error) => running_error(&sha, &error.to_string()),
+        }
+    }
+
+    fn call(
+        &self,
+        script: &CachedScript,
+        keys: &[Vec<u8>],
+        args: &[Vec<u8>],
+    ) -> mlua::Result<(bool, Value)> {
+        self.env.raw_set("KEYS", self.string_array(keys)?)?;
+        self.env.raw_set("ARGV", self.string_array(args)?)?;
+        self.xpcall
+            .call::<(bool, Value)>((&script.function, &self.handler))
+    }
+
+    fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
+        let table = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (index, item) in items.iter().enumerate() {
+            table.raw_set(index + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(table)
+    }
+}
+
+/// Redis's answer when even the error handler failed.
+fn running_error(sha: &str, message: &str) -> Reply {
+    let message: String = message.chars().take(100).collect();
+    err(sanitize(&format!(
+        "ERR Error running script {sha}, {message}\n"
+    )))
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(text) => lossy(&text.as_bytes()),
+        Value::Error(error) => error.to_string(),
+        _ => "execution failure".to_owned(),
+    }
+}
+
+fn uncount_error(core: &mut Core, line: &str) {
+    core.stats.total_error_replies = core.stats.total_error_replies.saturating_sub(1);
+    let code = line.split(' ').next().unwrap_or("ERR");
+    if let Some(count) = core.stats.errors.get_mut(code) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            core.stats.errors.remove(code);
+        }
+    }
+}
+
+/// The error value's message, as Redis's handler and `luaExtractErrorInformation` build it.
+fn failure_message(value: &Value) -> mlua::Result<(String, bool)> {
+    Ok(match value {
+        Value::Error(error) => match classify(error) {
+            Raised::Table(table) => (table.err.clone(), table.ignore_stats),
+            Raised::Message(message) => (format!("ERR {message}"), false),
+        },
+        Value::Table(table) => {
+            let message = match table.raw_get::<Value>("err")? {
+                Value::String(text) => lossy(&text.as_bytes()),
+                Value::Number(number) => format_g(number, 14),
+                Value::Integer(integer) => format_g(integer as f64, 14),
+                _ => "ERR unknown error".to_owned(),
+            };
+            let ignore = matches!(
+                table.raw_get::<Value>("ignore_error_stats_update")?,
+                Value::Boolean(true)
+            );
+            (message, ignore)
+        }
+        Value::String(text) => (format!("ERR {}", lossy(&text.as_bytes())), false),
+        Value::Nil => ("ERR nil".to_owned(), false),
+        Value::Boolean(flag) => (format!("ERR {flag}"), false),
+        Value::Number(number) => (format!("ERR {}", format_g(*number, 14)), false),
+        other => (format!("ERR {}", lua_type_name(other)), false),
+    })
+}
+
+/// Source and current line of the function at `level` (from the running Rust function).
+fn frame(lua: &Lua, level: usize) -> Option<(String, i64, bool)> {
+    lua.inspect_stack(level, |debug| {
+        let line = debug
+            .current_line()
+            .and_then(|line| i64::try_from(line).ok())
+            .unwrap_or(-1);
+        let source = debug.source();
+        let is_c = source.what == "C";
+        let name = source
+            .source
+            .map_or_else(|| "=?".to_owned(), |name| name.into_owned());
+        (name, line, is_c)
+    })
+}
+
+/// The top-level error handler (Redis's `__redis__err__handler` and the formatting of
+/// `luaCallFunction`): records `<message> script: <sha>, on <source>:<line>.` in the run.
+fn on_error(lua: &Lua, value: Value) -> mlua::Result<()> {
+    let (message, ignore_stats) = failure_message(&value)?;
+    let killed = lua.app_data_ref::<Run>().is_some_and(|run| run.killed);
+    let location = if killed {
+        // A kill may be re-raised by a pcall wrapper: report the script's own line.
+        (1..256)
+            .filter_map(|level| frame(lua, level))
+            .find(|(source, _, _)| source == "@user_script")
+    } else {
+        match frame(lua, 1) {
+            Some((_, _, true)) => frame(lua, 2),
+            other => other,
+        }
+    };
+    let mut run = lua
+        .app_data_mut::<Run>()
+        .expect("the run state is installed when the engine starts");
+    let line = match location {
+        Some((source, line, _)) => {
+            format!("{message} script: {}, on {source}:{line}.", run.sha)
+        }
+        None => message,
+    };
+    run.failure = Some((sanitize(&line), ignore_stats));
+    Ok(())
+}
+
+/// What one script run needs besides the script itself.
+struct RunStart<'a> {
+    ctx: Ctx,
+    sha: [u8; 40],
+    keys: &'a [Vec<u8>],
+    args: &'a [Vec<u8>],
+    read_only: bool,
+    allow_cross_slot: bool,
+    slot: Option<u16>,
+    random_state: &'a mut u64,
+}
+
+fn sha1_hex(body: &[u8]) -> [u8; 40] {
+    let hex = sha1_smol::Sha1::from(body).digest().to_string();
+    let mut sha = [0u8; 40];
+    sha.copy_from_slice(&hex.as_bytes()[..40]);
+    sha
+}
+
+/// A client-supplied digest in the cache's form (lowercase), if it has the right length.
+fn normalize_sha(sha: &[u8]) -> Option<[u8; 40]> {
+    let mut normalized: [u8; 40] = sha.try_into().ok()?;
+    normalized.make_ascii_lowercase();
+    Some(normalized)
+}
+
+/// Redis's `evalExtractShebangFlags`: the flags and the length of the `#!` line (its line
+/// feed stays in the body, so line numbers do not move).
+fn parse_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((ScriptFlags::default(), 0));
+    }
+    let Some(end) = body.iter().position(|&byte| byte == b'\n') else {
+        return Err("Invalid script shebang".to_owned());
+    };
+    let line = lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    let Some(engine) = parts.next() else {
+        return Err("Invalid engine in script shebang".to_owned());
+    };
+    if engine != "#!lua" {
+        return Err(format!("Unexpected engine in script shebang: {engine}"));
+    }
+    let mut flags = ScriptFlags {
+        shebang: true,
+        ..ScriptFlags::default()
+    };
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("Unknown lua shebang option: {part}"));
+        };
+        if list.is_empty() {
+            continue;
+        }
+        for flag in list.split(',') {
+            match flag {
+                "no-writes" => flags.no_writes = true,
+                "allow-oom" | "allow-stale" => {}
+                "no-cluster" => flags.no_cluster = true,
+                "allow-cross-slot-keys" => flags.allow_cross_slot = true,
+                other => return Err(format!("Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+fn eval(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    eval_generic(model, session, now_ms, argv, false, false)
+}
+
+fn evalsha(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    eval_generic(model, session, now_ms, argv, true, false)
+}
+
+fn eval_ro(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    eval_generic(model, session, now_ms, argv, false, true)
+}
+
+fn evalsha_ro(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    eval_generic(model, session, now_ms, argv, true, true)
+}
+
+fn eval_generic(
+    model: &mut Model,
+    session: &mut Session,
+    now_ms: u64,
+    argv: &[Vec<u8>],
+    by_sha: bool,
+    read_only_command: bool,
+) -> Reply {
+    if by_sha && argv[1].len() != 40 {
+        return err(msg::NOSCRIPT);
+    }
+    let key_count = match arg_i64(&argv[2]) {
+        Ok(count) => count,
+        Err(reply) => return reply,
+    };
+    let available = argv.len() - 3;
+    if key_count > i64::try_from(available).unwrap_or(i64::MAX) {
+        return err("ERR Number of keys can't be greater than number of args");
+    }
+    let Ok(key_count) = usize::try_from(key_count) else {
+        return err("ERR Number of keys can't be negative");
+    };
+    let Model { core, scripts } = model;
+    let random_state = &mut scripts.random_state;
+    let engine = match started(&mut scripts.engine) {
+        Ok(engine) => engine,
+        Err(reply) => return reply,
+    };
+    let (sha, script) = if by_sha {
+        let sha = normalize_sha(&argv[1]).expect("length checked above");
+        match engine.scripts.get(&sha) {
+            Some(script) => (sha, script.clone()),
+            None => return err(msg::NOSCRIPT),
+        }
+    } else {
+        match engine.compile(&argv[1]) {
+            Ok(compiled) => compiled,
+            Err(reply) => return reply,
+        }
+    };
+    let flags = script.flags;
+    if flags.shebang {
+        if flags.no_cluster && core.config.cluster.is_some() {
+            return err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
+        }
+        if !flags.no_writes && read_only_command {
+            return err("ERR Can not execute a script with write flag using *_ro command.");
+        }
+    }
+    let keys = &argv[3..3 + key_count];
+    let start = RunStart {
+        ctx: Ctx {
+            now_ms,
+            db: session.db,
+            in_script: true,
+            client_id: session.id,
+        },
+        sha,
+        keys,
+        args: &argv[3 + key_count..],
+        read_only: read_only_command || (flags.shebang && flags.no_writes),
+        allow_cross_slot: !flags.shebang || flags.allow_cross_slot,
+        slot: keys.first().map(|key| cluster::key_slot(key)),
+        random_state,
+    };
+    engine.run(core, &script, start)
+}
+
+/// SCRIPT HELP's lines, as Redis 7.0.15 sends them.
+const SCRIPT_HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    let subcommand = argv[1].to_ascii_lowercase();
+    let (name, arity): (&str, i64) = match subcommand.as_slice() {
+        b"load" => ("load", 3),
+        b"exists" => ("exists", -3),
+        b"flush" => ("flush", -2),
+        b"kill" => ("kill", 2),
+        b"help" => ("help", 2),
+        b"debug" => ("debug", 3),
+        _ => {
+            let typed = &argv[1][..argv[1].len().min(128)];
+            return err(sanitize(&format!(
+                "ERR unknown subcommand '{}'. Try SCRIPT HELP.",
+                lossy(typed)
+            )));
+        }
+    };
+    let argc = i64::try_from(argv.len()).unwrap_or(i64::MAX);
+    if (arity > 0 && argc != arity) || argc < -arity {
+        return err(format!(
+            "ERR wrong number of arguments for 'script|{name}' command"
+        ));
+    }
+    match name {
+        "load" => match started(&mut model.scripts.engine) {
+            Ok(engine) => match engine.compile(&argv[2]) {
+                Ok((sha, _)) => Reply::Bulk(sha.to_vec()),
+                Err(reply) => reply,
+            },
+            Err(reply) => reply,
+        },
+        "exists" => Reply::Array(
+            argv[2..]
+                .iter()
+                .map(|sha| Reply::Integer(i64::from(model.scripts.contains(sha))))
+                .collect(),
+        ),
+        "flush" => {
+            let mode_ok = match argv.len() {
+                2 => true,
+                3 => is_opt(&argv[2], "async") || is_opt(&argv[2], "sync"),
+                _ => false,
+            };
+            if !mode_ok {
+                return err("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            }
+            model.scripts.flush();
+            ok()
+        }
+        "kill" => err("NOTBUSY No scripts in execution right now."),
+        "help" => Reply::Array(
+            SCRIPT_HELP
+                .iter()
+                .map(|line| Reply::Status((*line).to_owned()))
+                .collect(),
+        ),
+        _ => {
+            if is_opt(&argv[2], "no") {
+                ok()
+            } else if is_opt(&argv[2], "yes") || is_opt(&argv[2], "sync") {
+                err("ERR SCRIPT DEBUG YES/SYNC is not supported by the model (no Lua debugger)")
+            } else {
+                err("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::db::Value as Stored;
+    use crate::model::{ClusterConfig, NodeConfig};
+
+    /// Minimal SET/GET/INCR/PEXPIRE/DEL with Redis's replies, used only when the real string
+    /// and key families are not compiled in, so these tests exercise the host on its own.
+    static STAND_INS: &[Spec] = &[
+        stand_in_spec("set", -3, WRITE, stand_in_set),
+        stand_in_spec("get", 2, READONLY, stand_in_get),
+        stand_in_spec("incr", 2, WRITE, stand_in_incr),
+        stand_in_spec("pexpire", -3, WRITE, stand_in_pexpire),
+        stand_in_spec("del", -2, WRITE, stand_in_del),
+    ];
+
+    const fn stand_in_spec(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        handler: fn(&mut Core, &mut Ctx, &[Vec<u8>]) -> Reply,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key: 1,
+            last_key: 1,
+            step: 1,
+            handler: Handler::Data(handler),
+        }
+    }
+
+    pub(super) fn stand_in(name: &[u8]) -> Option<&'static Spec> {
+        STAND_INS
+            .iter()
+            .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    fn stand_in_set(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+        core.db(ctx)
+            .insert(argv[1].clone(), Stored::Str(argv[2].clone()), None);
+        core.signal_modified(ctx.db, &argv[1]);
+        ok()
+    }
+
+    fn stand_in_get(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+        match core.lookup_read(ctx, &argv[1]).map(|entry| &entry.value) {
+            None => Reply::Nil,
+            Some(Stored::Str(bytes)) => Reply::Bulk(bytes.clone()),
+            Some(_) => err(msg::WRONGTYPE),
+        }
+    }
+
+    fn stand_in_incr(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+        let now_ms = ctx.now_ms;
+        let current = match core.db(ctx).lookup(now_ms, &argv[1]).map(|e| &e.value) {
+            None => 0,
+            Some(Stored::Str(bytes)) => match crate::model::num::parse_i64(bytes) {
+                Some(value) => value,
+                None => return err(msg::NOT_INTEGER),
+            },
+            Some(_) => return err(msg::WRONGTYPE),
+        };
+        let next = current + 1;
+        core.db(ctx).set_keep_ttl(
+            now_ms,
+            argv[1].clone(),
+            Stored::Str(next.to_string().into_bytes()),
+        );
+        core.signal_modified(ctx.db, &argv[1]);
+        Reply::Integer(next)
+    }
+
+    fn stand_in_pexpire(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+        let milliseconds = match arg_i64(&argv[2]) {
+            Ok(value) => value,
+            Err(reply) => return reply,
+        };
+        let now_ms = ctx.now_ms;
+        if !core.db(ctx).contains(now_ms, &argv[1]) {
+            return Reply::Integer(0);
+        }
+        let at = now_ms.saturating_add_signed(milliseconds);
+        core.db(ctx).set_expire(&argv[1], Some(at));
+        core.signal_modified(ctx.db, &argv[1]);
+        Reply::Integer(1)
+    }
+
+    fn stand_in_del(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+        let now_ms = ctx.now_ms;
+        let mut removed = 0;
+        for key in &argv[1..] {
+            if core.db(ctx).contains(now_ms, key) {
+                core.db(ctx).remove(key);
+                core.signal_modified(ctx.db, key);
+                removed += 1;
+            }
+        }
+        Reply::Integer(removed)
+    }
+
+    const NOW_MS: u64 = 1_000;
+
+    /// Runs each command (its words as given) on one session of `model` and compares the
+    /// reply with the expected one.
+    fn check_on(model: &mut Model, commands: &[(&[&str], Reply)]) {
+        let mut session = model.connect("127.0.0.1:1");
+        for (words, expected) in commands {
+            let argv: Vec<Vec<u8>> = words.iter().map(|word| word.as_bytes().to_vec()).collect();
+            assert_eq!(
+                &model.exec(NOW_MS, &mut session, &argv),
+                expected,
+                "{words:?}"
+            );
+        }
+    }
+
+    fn check(commands: &[(&[&str], Reply)]) {
+        check_on(&mut Model::new(NodeConfig::standalone(1)), commands);
+    }
+
+    fn status(text: &str) -> Reply {
+        Reply::Status(text.to_owned())
+    }
+
+    fn error(text: &str) -> Reply {
+        Reply::Error(text.to_owned())
+    }
+
+    fn bulk(text: &str) -> Reply {
+        Reply::Bulk(text.as_bytes().to_vec())
+    }
+
+    fn int(value: i64) -> Reply {
+        Reply::Integer(value)
+    }
+
+    fn array(items: Vec<Reply>) -> Reply {
+        Reply::Array(items)
+    }
+
+    /// A script's error line as Redis 7.0.15 ends it.
+    fn script_error(message: &str, script: &str, line: u32) -> Reply {
+        let sha = String::from_utf8(sha1_hex(script.as_bytes()).to_vec()).expect("hex");
+        error(&format!("{message} script: {sha}, on @user_script:{line}."))
+    }
+
+    #[test]
+    fn lua_values_convert_to_replies_as_redis_does() {
+        check(&[
+            (&["EVAL", "return 100.5", "0"], int(100)),
+            (&["EVAL", "return -100.5", "0"], int(-100)),
+            (&["EVAL", "return 1e30", "0"], int(i64::MIN)),
+            (&["EVAL", "return 0/0", "0"], int(i64::MIN)),
+            (&["EVAL", "return '42'", "0"], bulk("42")),
+            (&["EVAL", "return true", "0"], int(1)),
+            (&["EVAL", "return false", "0"], Reply::Nil),
+            (&["EVAL", "return nil", "0"], Reply::Nil),
+            (&["EVAL", "return", "0"], Reply::Nil),
+            (
+                &["EVAL", "return {1,2,{3,'x'},nil,5}", "0"],
+                array(vec![int(1), int(2), array(vec![int(3), bulk("x")])]),
+            ),
+            (
+                &["EVAL", "return {1,false,true}", "0"],
+                array(vec![int(1), Reply::Nil, int(1)]),
+            ),
+            (&["EVAL", "return {ok='FINE'}", "0"], status("FINE")),
+            (&["EVAL", "return {ok='x\\ny'}", "0"], status("x y")),
+            (&["EVAL", "return {err='My Error'}", "0"], error("My Error")),
+            (&["EVAL", "return {err=''}", "0"], error("")),
+            (&["EVAL", "return {err=1}", "0"], array(vec![])),
+            (&["EVAL", "return {ok=1}", "0"], array(vec![])),
+            (&["EVAL", "return {double=1.5}", "0"], bulk("1.5")),
+            (
+                &["EVAL", "return redis.status_reply('FINE')", "0"],
+                status("FINE"),
+            ),
+            (
+                &["EVAL", "return redis.error_reply('My Error')", "0"],
+                error("My Error"),
+            ),
+            (
+                &["EVAL", "return redis.error_reply('-X y')", "0"],
+                error("X y"),
+            ),
+            (
+                &["EVAL", "return redis.error_reply('')", "0"],
+                error("ERR "),
+            ),
+            (
+                &["EVAL", "return redis.error_reply('nospace')", "0"],
+                error("ERR nospace"),
+            ),
+            (
+                &["EVAL", "return redis.status_reply(1)", "0"],
+                error("ERR wrong number or type of arguments"),
+            ),
+            (
+                &["EVAL", "return print", "0"],
+                script_error(
+                    "ERR user_script:1: Script attempted to access nonexistent global variable 'print'",
+                    "return print",
+                    1,
+                ),
+            ),
+            (&["EVAL", "local t = {} t[1] = t return 1", "0"], int(1)),
+        ]);
+    }
+
+    #[test]
+    fn redis_replies_convert_to_lua_values() {
+        check(&[
+            (
+                &[
+                    "EVAL",
+                    "return redis.call('set', KEYS[1], ARGV[1])",
+                    "1",
+                    "k",
+                    "v",
+                ],
+                status("OK"),
+            ),
+            (
+                &["EVAL", "return type(redis.call('set', 'k', 'v'))", "0"],
+                bulk("table"),
+            ),
+            (
+                &["EVAL", "return redis.call('set', 'k', 'v').ok", "0"],
+                bulk("OK"),
+            ),
+            (&["EVAL", "return redis.call('get', 'k')", "0"], bulk("v")),
+            (
+                &["EVAL", "return redis.call('get', 'missing') == false", "0"],
+                int(1),
+            ),
+            (
+                &["EVAL", "return type(redis.call('incr', 'n'))", "0"],
+                bulk("number"),
+            ),
+            (
+                &["EVAL", "return redis.call('incr', 'n') + 0.5", "0"],
+                int(2),
+            ),
+            (
+                &["EVAL", "return redis.call('echo', 1.5)", "0"],
+                bulk("1.5"),
+            ),
+            (
+                &["EVAL", "return redis.call('echo', 1e20)", "0"],
+                bulk("1e+20"),
+            ),
+            (
+                &["EVAL", "return redis.call('echo', 0.1)", "0"],
+                bulk("0.10000000000000001"),
+            ),
+            (&["EVAL", "return redis.call('echo', 3)", "0"], bulk("3")),
+            (&["EVAL", "return redis.call('ping')", "0"], status("PONG")),
+            (
+                &[
+                    "EVAL",
+                    "local t = redis.call('time') return {type(t), #t}",
+                    "0",
+                ],
+                array(vec![bulk("table"), int(2)]),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local e = redis.pcall('incr', 'k') return {type(e), e.err}",
+                    "0",
+                ],
+                array(vec![
+                    bulk("table"),
+                    bulk("ERR value is not an integer or out of range"),
+                ]),
+            ),
+            (
+                &["EVAL", "return redis.pcall('incr', 'k')", "0"],
+                error("ERR value is not an integer or out of range"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn script_errors_match_redis_byte_for_byte() {
+        let cases: &[(&str, &str, u32)] = &[
+            (
+                "return 1 + nil",
+                "ERR user_script:1: attempt to perform arithmetic on a nil value",
+                1,
+            ),
+            (
+                "return redis.call('nosuch')",
+                "ERR Unknown Redis command called from script",
+                1,
+            ),
+            (
+                "return redis.call('get')",
+                "ERR Wrong number of args calling Redis command from script",
+                1,
+            ),
+            (
+                "redis.call('set','k','v')\nreturn redis.call('incr','k')",
+                "ERR value is not an integer or out of range",
+                2,
+            ),
+            (
+                "return x",
+                "ERR user_script:1: Script attempted to access nonexistent global variable 'x'",
+                1,
+            ),
+            (
+                "x = 1",
+                "ERR user_script:1: Attempt to modify a readonly table",
+                1,
+            ),
+            (
+                "redis.call = 1",
+                "ERR user_script:1: Attempt to modify a readonly table",
+                1,
+            ),
+            ("error('boom')", "ERR user_script:1: boom", 1),
+            ("error({err='boom2'})", "boom2", 1),
+            ("error('boom', 0)", "ERR boom", 1),
+            ("error(42)", "ERR user_script:1: 42", 1),
+            ("error()", "ERR nil", 1),
+            ("error('a\\nb')", "ERR user_script:1: a b", 1),
+            (
+                "return redis.call('multi')",
+                "ERR This Redis command is not allowed from script",
+                1,
+            ),
+            (
+                "return redis.call('eval','return 1','0')",
+                "ERR This Redis command is not allowed from script",
+                1,
+            ),
+            (
+                "return redis.call('select','1')",
+                "ERR This Redis command is not allowed from script",
+                1,
+            ),
+            (
+                "return redis.call()",
+                "ERR Please specify at least one argument for this redis lib call",
+                1,
+            ),
+            (
+                "return redis.call('get', {})",
+                "ERR Lua redis lib command arguments must be strings or integers",
+                1,
+            ),
+            (
+                "return redis.call('echo', true)",
+                "ERR Lua redis lib command arguments must be strings or integers",
+                1,
+            ),
+            (
+                "return redis.setresp(4)",
+                "ERR RESP version must be 2 or 3.",
+                1,
+            ),
+            (
+                "return redis.setresp()",
+                "ERR redis.setresp() requires one argument.",
+                1,
+            ),
+            (
+                "return redis.setresp(3)",
+                "ERR RESP3 is not supported by the model, only redis.setresp(2)",
+                1,
+            ),
+            ("return redis.sha1hex()", "ERR wrong number of arguments", 1),
+            ("return redis.log(9, 'hi')", "ERR Invalid debug level.", 1),
+            (
+                "return redis.log('x', 'hi')",
+                "ERR First argument must be a number (log level).",
+                1,
+            ),
+            (
+                "return redis.log(1)",
+                "ERR redis.log() requires two arguments or more.",
+                1,
+            ),
+            (
+                "return redis.set_repl(9)",
+                "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                1,
+            ),
+            (
+                "return redis.acl_check_cmd('nope')",
+                "ERR Invalid command passed to redis.acl_check_cmd()",
+                1,
+            ),
+            (
+                "return math.random(0)",
+                "ERR user_script:1: bad argument #1 to 'random' (interval is empty)",
+                1,
+            ),
+            (
+                "local function f() f() end f()",
+                "ERR user_script:1: stack overflow",
+                1,
+            ),
+            (
+                "rawset(_G, 'x', 1)",
+                "ERR Attempt to modify a readonly table",
+                1,
+            ),
+            (
+                "return debug",
+                "ERR user_script:1: Script attempted to access nonexistent global variable 'debug'",
+                1,
+            ),
+            (
+                "return os",
+                "ERR user_script:1: Script attempted to access nonexistent global variable 'os'",
+                1,
+            ),
+            (
+                "return loadfile",
+                "ERR user_script:1: Script attempted to access nonexistent global variable 'loadfile'",
+                1,
+            ),
+            (
+                "return cjson.encode({[1]=1,[30]=3})",
+                "ERR user_script:1: Cannot serialise table: excessively sparse array",
+                1,
+            ),
+            (
+                "return cjson.encode(1/0)",
+                "ERR user_script:1: Cannot serialise number: must not be NaN or Inf",
+                1,
+            ),
+            (
+                "return cjson.encode({[true]=1})",
+                "ERR user_script:1: Cannot serialise boolean: table key must be a number or string",
+                1,
+            ),
+            (
+                "return cjson.encode(function() end)",
+                "ERR user_script:1: Cannot serialise function: type not supported",
+                1,
+            ),
+            (
+                "return cjson.decode('[1,')",
+                "ERR user_script:1: Expected value but found T_END at character 4",
+                1,
+            ),
+            (
+                "return cjson.decode('x')",
+                "ERR user_script:1: Expected value but found invalid token at character 1",
+                1,
+            ),
+            (
+                "return cjson.decode('[1,2')",
+                "ERR user_script:1: Expected comma or array end but found T_END at character 5",
+                1,
+            ),
+            (
+                "return cjson.decode('{\"a\" 1}')",
+                "ERR user_script:1: Expected colon but found T_NUMBER at character 6",
+                1,
+            ),
+            (
+                "return cjson.decode('1 2')",
+                "ERR user_script:1: Expected the end but found T_NUMBER at character 3",
+                1,
+            ),
+        ];
+        let mut model = Model::new(NodeConfig::standalone(1));
+        for (script, message, line) in cases {
+            check_on(
+                &mut model,
+                &[(&["EVAL", script, "0"], script_error(message, script, *line))],
+            );
+        }
+        // `rawset` raises from C, so its message has no position; `rawset` itself runs fine
+        // elsewhere.
+        check(&[(
+            &["EVAL", "local t = {} rawset(t, 'a', 1) return t.a", "0"],
+            int(1),
+        )]);
+    }
+
+    #[test]
+    fn compile_and_shebang_errors_match_redis() {
+        check(&[
+            (
+                &["EVAL", "return (", "0"],
+                error(
+                    "ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'",
+                ),
+            ),
+            (
+                &["EVAL", "#!lua flags=foo\nreturn 1", "0"],
+                error("ERR Unexpected flag in script shebang: foo"),
+            ),
+            (
+                &["EVAL", "#!python\nreturn 1", "0"],
+                error("ERR Unexpected engine in script shebang: #!python"),
+            ),
+            (
+                &["EVAL", "#!lua x=1\nreturn 1", "0"],
+                error("ERR Unknown lua shebang option: x=1"),
+            ),
+            (&["EVAL", "#!lua", "0"], error("ERR Invalid script shebang")),
+            (&["EVAL", "#!lua flags=no-writes\nreturn 7", "0"], int(7)),
+            (
+                &["EVAL_RO", "#!lua\nreturn 1", "0"],
+                error("ERR Can not execute a script with write flag using *_ro command."),
+            ),
+            (&["EVAL_RO", "#!lua flags=no-writes\nreturn 1", "0"], int(1)),
+            (
+                &["EVAL", "#!lua\nreturn x", "0"],
+                script_error(
+                    "ERR user_script:2: Script attempted to access nonexistent global variable 'x'",
+                    "#!lua\nreturn x",
+                    2,
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn read_only_scripts_refuse_writes() {
+        check(&[
+            (
+                &["EVAL_RO", "return redis.call('set','a','b')", "0"],
+                script_error(
+                    "ERR Write commands are not allowed from read-only scripts.",
+                    "return redis.call('set','a','b')",
+                    1,
+                ),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "#!lua flags=no-writes\nreturn redis.call('set','a','b')",
+                    "0",
+                ],
+                script_error(
+                    "ERR Write commands are not allowed from read-only scripts.",
+                    "#!lua flags=no-writes\nreturn redis.call('set','a','b')",
+                    2,
+                ),
+            ),
+            (
+                &["EVAL_RO", "return redis.call('get','a')", "0"],
+                Reply::Nil,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn key_count_is_validated_before_anything_else() {
+        check(&[
+            (
+                &["EVAL", "return 1", "1"],
+                error("ERR Number of keys can't be greater than number of args"),
+            ),
+            (
+                &["EVAL", "return 1", "-1"],
+                error("ERR Number of keys can't be negative"),
+            ),
+            (
+                &["EVAL", "return 1", "x"],
+                error("ERR value is not an integer or out of range"),
+            ),
+            (
+                &["EVAL", "return (", "1"],
+                error("ERR Number of keys can't be greater than number of args"),
+            ),
+            (
+                &["EVAL", "return 1"],
+                error("ERR wrong number of arguments for 'eval' command"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return {KEYS[1], KEYS[2], ARGV[1], #ARGV}",
+                    "2",
+                    "a",
+                    "b",
+                    "c",
+                ],
+                array(vec![bulk("a"), bulk("b"), bulk("c"), int(1)]),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn evalsha_and_the_script_cache() {
+        let sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+        let upper = sha.to_ascii_uppercase();
+        check(&[
+            (
+                &["EVALSHA", sha, "0"],
+                error("NOSCRIPT No matching script. Please use EVAL."),
+            ),
+            (
+                &["EVALSHA", "0123", "x"],
+                error("NOSCRIPT No matching script. Please use EVAL."),
+            ),
+            (&["SCRIPT", "LOAD", "return 1"], bulk(sha)),
+            (
+                &["EVALSHA", sha, "x"],
+                error("ERR value is not an integer or out of range"),
+            ),
+            (&["EVALSHA", sha, "0"], int(1)),
+            (&["EVALSHA", &upper, "0"], int(1)),
+            (&["EVALSHA_RO", sha, "0"], int(1)),
+            (
+                &["SCRIPT", "EXISTS", &upper, sha, "x"],
+                array(vec![int(1), int(1), int(0)]),
+            ),
+            (
+                &["SCRIPT", "FLUSH", "bar"],
+                error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+            ),
+            (
+                &["SCRIPT", "FLUSH", "sync", "x"],
+                error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+            ),
+            (&["SCRIPT", "FLUSH", "ASYNC"], status("OK")),
+            (&["SCRIPT", "EXISTS", sha], array(vec![int(0)])),
+            (
+                &["EVALSHA", sha, "0"],
+                error("NOSCRIPT No matching script. Please use EVAL."),
+            ),
+            (&["EVAL", "return 1", "0"], int(1)),
+            (&["EVALSHA", sha, "0"], int(1)),
+            (
+                &["SCRIPT", "FOO"],
+                error("ERR unknown subcommand 'FOO'. Try SCRIPT HELP."),
+            ),
+            (
+                &["SCRIPT"],
+                error("ERR wrong number of arguments for 'script' command"),
+            ),
+            (
+                &["SCRIPT", "LOAD"],
+                error("ERR wrong number of arguments for 'script|load' command"),
+            ),
+            (
+                &["SCRIPT", "EXISTS"],
+                error("ERR wrong number of arguments for 'script|exists' command"),
+            ),
+            (
+                &["SCRIPT", "KILL"],
+                error("NOTBUSY No scripts in execution right now."),
+            ),
+            (
+                &["SCRIPT", "DEBUG", "foo"],
+                error("ERR Use SCRIPT DEBUG YES/SYNC/NO"),
+            ),
+            (&["SCRIPT", "DEBUG", "no"], status("OK")),
+            (
+                &["SCRIPT", "LOAD", "return ("],
+                error(
+                    "ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'",
+                ),
+            ),
+        ]);
+        let mut model = Model::new(NodeConfig::standalone(1));
+        check_on(&mut model, &[(&["SCRIPT", "LOAD", "return 1"], bulk(sha))]);
+        model.flush_scripts();
+        check_on(
+            &mut model,
+            &[(
+                &["EVALSHA", sha, "0"],
+                error("NOSCRIPT No matching script. Please use EVAL."),
+            )],
+        );
+        let help = match &check_reply(&mut model, &["SCRIPT", "HELP"]) {
+            Reply::Array(lines) => lines.len(),
+            _ => 0,
+        };
+        assert_eq!(help, 17);
+    }
+
+    fn check_reply(model: &mut Model, words: &[&str]) -> Reply {
+        let mut session = model.connect("127.0.0.1:2");
+        let argv: Vec<Vec<u8>> = words.iter().map(|word| word.as_bytes().to_vec()).collect();
+        model.exec(NOW_MS, &mut session, &argv)
+    }
+
+    #[test]
+    fn pcall_sees_redis_error_values() {
+        check(&[
+            (&["EVAL", "redis.call('set','k','v') return 1", "0"], int(1)),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(redis.call, 'incr', 'k') return {tostring(ok), type(e), e}",
+                    "0",
+                ],
+                array(vec![
+                    bulk("false"),
+                    bulk("string"),
+                    bulk("ERR value is not an integer or out of range"),
+                ]),
+            ),
+            (
+                &["EVAL", "return {pcall(redis.call, 'incr', 'k')}", "0"],
+                array(vec![
+                    Reply::Nil,
+                    bulk("ERR value is not an integer or out of range"),
+                ]),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(error, 'x') return type(e)..':'..tostring(e)",
+                    "0",
+                ],
+                bulk("string:x"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(function() return 1 + nil end) return e",
+                    "0",
+                ],
+                bulk("user_script:1: attempt to perform arithmetic on a nil value"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(error, {err='mine'}) return e",
+                    "0",
+                ],
+                bulk("mine"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(function() return x end) return e",
+                    "0",
+                ],
+                bulk("user_script:1: Script attempted to access nonexistent global variable 'x'"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return {pcall(function(a) return a, 2 end, 1)}",
+                    "0",
+                ],
+                array(vec![int(1), int(1), int(2)]),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return xpcall(function() redis.call('nosuch') end, function(e) return e.err end)",
+                    "0",
+                ],
+                Reply::Nil,
+            ),
+            (
+                &[
+                    "EVAL",
+                    "local ok, e = xpcall(function() redis.call('nosuch') end, function(e) return e.err end) return e",
+                    "0",
+                ],
+                bulk("ERR Unknown Redis command called from script"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn writes_are_all_visible_after_the_script_and_time_is_frozen() {
+        let mut model = Model::new(NodeConfig::standalone(1));
+        check_on(
+            &mut model,
+            &[
+                (
+                    &[
+                        "EVAL",
+                        "for i = 1, 5 do redis.call('incr', KEYS[1]) end return redis.call('get', KEYS[1])",
+                        "1",
+                        "n",
+                    ],
+                    bulk("5"),
+                ),
+                (&["DBSIZE"], int(1)),
+                // A key that expires 1 ms after the script's start stays readable inside it.
+                (
+                    &[
+                        "EVAL",
+                        "redis.call('set', 'k', 'v') redis.call('pexpire', 'k', 1) return redis.call('get', 'k')",
+                        "0",
+                    ],
+                    bulk("v"),
+                ),
+                (
+                    &[
+                        "EVAL",
+                        "local a = redis.call('time') local b = redis.call('time') return {a[1] == b[1] and a[2] == b[2], a[1], a[2]}",
+                        "0",
+                    ],
+                    array(vec![int(1), bulk("1"), bulk("0")]),
+                ),
+            ],
+        );
+        // One millisecond later the key is gone.
+        let mut session = model.connect("127.0.0.1:3");
+        let argv: Vec<Vec<u8>> = ["EVAL", "return redis.call('get', 'k')", "0"]
+            .iter()
+            .map(|word| word.as_bytes().to_vec())
+            .collect();
+        assert_eq!(model.exec(NOW_MS + 1, &mut session, &argv), Reply::Nil);
+        // The model's keyspace came back from the Lua state: the counter is still there.
+        assert!(model.core.dbs[0].peek(b"n").is_some());
+    }
+
+    #[test]
+    fn script_commands_are_counted_in_the_stats() {
+        let mut model = Model::new(NodeConfig::standalone(1));
+        check_on(
+            &mut model,
+            &[(
+                &[
+                    "EVAL",
+                    "redis.call('set','a','1') redis.call('get','a') redis.pcall('incr','x','y') return 1",
+                    "0",
+                ],
+                int(1),
+            )],
+        );
+        let stats = &model.core.stats;
+        assert_eq!(stats.total_commands_processed, 3);
+        assert_eq!(stats.commands["set"].calls, 1);
+        assert_eq!(stats.commands["get"].calls, 1);
+        assert_eq!(stats.commands["incr"].calls, 0);
+        assert_eq!(stats.commands["incr"].rejected_calls, 1);
+        assert_eq!(stats.commands["eval"].calls, 1);
+        assert_eq!(stats.total_error_replies, 1);
+        // An error propagated out of the script is counted once, not twice.
+        check_on(
+            &mut model,
+            &[(
+                &["EVAL", "return redis.call('nosuch')", "0"],
+                script_error(
+                    "ERR Unknown Redis command called from script",
+                    "return redis.call('nosuch')",
+                    1,
+                ),
+            )],
+        );
+        assert_eq!(model.core.stats.total_error_replies, 2);
+        assert_eq!(model.core.stats.errors["ERR"], 2);
+    }
+
+    #[test]
+    fn globals_are_protected_and_do_not_leak_between_scripts() {
+        check(&[
+            (
+                &["EVAL", "string.foo = 1", "0"],
+                script_error(
+                    "ERR user_script:1: Attempt to modify a readonly table",
+                    "string.foo = 1",
+                    1,
+                ),
+            ),
+            (
+                &["EVAL", "_G.y = 1", "0"],
+                script_error(
+                    "ERR user_script:1: Attempt to modify a readonly table",
+                    "_G.y = 1",
+                    1,
+                ),
+            ),
+            (&["EVAL", "local x = 1 return x", "0"], int(1)),
+            (&["EVAL", "return KEYS[1]", "1", "a"], bulk("a")),
+            (&["EVAL", "return #KEYS", "0"], int(0)),
+            (
+                &["EVAL", "KEYS[1] = 'z' return KEYS[1]", "1", "a"],
+                bulk("z"),
+            ),
+            (&["EVAL", "return KEYS[1]", "1", "a"], bulk("a")),
+            (
+                &[
+                    "EVAL",
+                    "return {type(loadstring), type(coroutine), type(struct == nil)}",
+                    "0",
+                ],
+                script_error(
+                    "ERR user_script:1: Script attempted to access nonexistent global variable 'struct'",
+                    "return {type(loadstring), type(coroutine), type(struct == nil)}",
+                    1,
+                ),
+            ),
+            (&["EVAL", "return _VERSION", "0"], bulk("Lua 5.1")),
+            (
+                &[
+                    "EVAL",
+                    "return redis.REDIS_VERSION .. ' ' .. redis.REDIS_VERSION_NUM",
+                    "0",
+                ],
+                bulk("7.0.15 458767"),
+            ),
+            (
+                &["EVAL", "return redis.sha1hex('')", "0"],
+                bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            ),
+            (
+                &["EVAL", "return redis.sha1hex(12)", "0"],
+                bulk("7b52009b64fd0a2a49e6d8a939753077792b0554"),
+            ),
+            (&["EVAL", "return redis.replicate_commands()", "0"], int(1)),
+            (&["EVAL", "return redis.breakpoint()", "0"], Reply::Nil),
+            (&["EVAL", "return redis.acl_check_cmd('ping')", "0"], int(1)),
+            (
+                &["EVAL", "return redis.log(redis.LOG_WARNING, 'hi')", "0"],
+                Reply::Nil,
+            ),
+            (&["EVAL", "return redis.setresp(2)", "0"], Reply::Nil),
+            (
+                &[
+                    "EVAL",
+                    "return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING}",
+                    "0",
+                ],
+                array(vec![int(0), int(1), int(2), int(3)]),
+            ),
+            (&["EVAL", "return ('abc'):upper()", "0"], bulk("ABC")),
+        ]);
+    }
+
+    #[test]
+    fn math_random_follows_redis_sequence() {
+        // The values a fresh Redis 7.0.15 returns for these calls, in this order.
+        check(&[
+            (&["EVAL", "return math.random()", "0"], int(0)),
+            (
+                &[
+                    "EVAL",
+                    "return {math.random(100), math.random(10,20), tostring(math.random())}",
+                    "0",
+                ],
+                array(vec![int(85), int(13), bulk("0.44658343468168")]),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "math.randomseed(7) return tostring(math.random())",
+                    "0",
+                ],
+                bulk("0.26644419658298"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn bit_library_has_32_bit_semantics() {
+        check(&[(
+            &[
+                "EVAL",
+                "return {bit.tobit(1.5), bit.tobit(2.5), bit.band(0xff, 0x0f), bit.bnot(0), bit.tohex(255), \
+                 bit.tohex(255,-4), bit.lshift(1,31), bit.rshift(-1,28), bit.arshift(-16,2), \
+                 bit.rol(0x12345678, 8), bit.ror(0x12345678,8), bit.bxor(5,3,1), bit.tobit(2^32+5), \
+                 bit.bor('1', 2), bit.bswap(0x12345678)}",
+                "0",
+            ],
+            array(vec![
+                int(2),
+                int(2),
+                int(15),
+                int(-1),
+                bulk("000000ff"),
+                bulk("00FF"),
+                int(-2147483648),
+                int(15),
+                int(-4),
+                int(878082066),
+                int(2014458966),
+                int(7),
+                int(5),
+                int(3),
+                int(2018915346),
+            ]),
+        )]);
+        check(&[(
+            &["EVAL", "return bit.band({})", "0"],
+            script_error(
+                "ERR user_script:1: bad argument #1 to 'band' (number expected, got table)",
+                "return bit.band({})",
+                1,
+            ),
+        )]);
+    }
+
+    #[test]
+    fn cjson_encodes_and_decodes_like_redis() {
+        check(&[
+            (
+                &[
+                    "EVAL",
+                    "return cjson.encode({1,2,3}) .. cjson.encode({}) .. cjson.encode(0.1) .. cjson.encode({[1]=1,[3]=3})",
+                    "0",
+                ],
+                bulk("[1,2,3]{}0.1[1,null,3]"),
+            ),
+            (
+                &["EVAL", "return cjson.encode({a={b='x\"/'}})", "0"],
+                bulk("{\"a\":{\"b\":\"x\\\"\\/\"}}"),
+            ),
+            (
+                &["EVAL", "return cjson.encode({[1.5]=1})", "0"],
+                bulk("{\"1.5\":1}"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return cjson.encode(string.char(1,127,31,8,9,10,12,13))",
+                    "0",
+                ],
+                bulk("\"\\u0001\\u007f\\u001f\\b\\t\\n\\f\\r\""),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return cjson.encode(1e20) .. cjson.encode(123456789012345678)",
+                    "0",
+                ],
+                bulk("1e+201.2345678901235e+17"),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return cjson.decode('{\"a\":[1,2,{\"b\":null}]}').a[3].b == cjson.null",
+                    "0",
+                ],
+                int(1),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return cjson.decode('\"\\\\u00e9\\\\ud83d\\\\ude00\"')",
+                    "0",
+                ],
+                bulk("é😀"),
+            ),
+            (&["EVAL", "return cjson.decode('01')", "0"], int(1)),
+            (
+                &[
+                    "EVAL",
+                    "return cjson.encode(cjson.decode('[1.5e3,-0,true,false,null,\"x\"]'))",
+                    "0",
+                ],
+                bulk("[1500,-0,true,false,null,\"x\"]"),
+            ),
+            (&["EVAL", "return cjson.decode('{\"n\":5}').n", "0"], int(5)),
+        ]);
+    }
+
+    #[test]
+    fn runaway_scripts_are_killed_and_cannot_catch_the_kill() {
+        let mut config = NodeConfig::standalone(1);
+        config.limits.script_steps_max = 100_000;
+        let mut model = Model::new(config);
+        let kill = "ERR Script killed by the model's step limit (script_steps_max 100000)...";
+        for script in [
+            "while true do end",
+            "while true do pcall(function() while true do end end) end",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+            "local t = {} while true do t[#t + 1] = 1 end",
+        ] {
+            let reply = check_reply(&mut model, &["EVAL", script, "0"]);
+            let Reply::Error(line) = &reply else {
+                panic!("{script}: {reply:?}");
+            };
+            assert!(line.starts_with(kill), "{script}: {line}");
+            assert!(line.contains("on @user_script:1."), "{script}: {line}");
+        }
+        // The node still answers, and the next script runs normally.
+        check_on(&mut model, &[(&["EVAL", "return 1", "0"], int(1))]);
+    }
+
+    #[test]
+    fn huge_allocations_fail_inside_lua() {
+        let reply = check_reply(
+            &mut Model::new(NodeConfig::standalone(1)),
+            &[
+                "EVAL",
+                "local s = string.rep('x', 1024 * 1024 * 1024) return #s",
+                "0",
+            ],
+        );
+        assert!(
+            matches!(&reply, Reply::Error(line) if line.contains("not enough memory")),
+            "{reply:?}"
+        );
+        let deep = check_reply(
+            &mut Model::new(NodeConfig::standalone(1)),
+            &["EVAL", "local t = {} t[1] = t return t", "0"],
+        );
+        let mut depth = 0;
+        let mut cursor = &deep;
+        while let Reply::Array(items) = cursor {
+            depth += 1;
+            cursor = &items[0];
+        }
+        assert_eq!(depth, REPLY_DEPTH_MAX + 1);
+        assert_eq!(cursor, &error("ERR reached lua stack limit"));
+    }
+
+    #[test]
+    fn cluster_scripts_touch_only_local_keys() {
+        // This node owns the slot of "a" (15495) and nothing else.
+        let mut config = NodeConfig::standalone(1);
+        let slot = cluster::key_slot(b"a");
+        config.cluster = Some(ClusterConfig {
+            owned: vec![(slot, slot)],
+            endpoints: vec![(0, 16383, "127.0.0.1:7000".to_owned())],
+        });
+        let mut model = Model::new(config);
+        let local = "return redis.call('get', 'a')";
+        let remote = "return redis.call('get', 'b')";
+        let cross = "#!lua\nredis.call('get', KEYS[1]) return redis.call('get', '{a}x')";
+        check_on(
+            &mut model,
+            &[
+                (&["EVAL", local, "1", "a"], Reply::Nil),
+                (
+                    &["EVAL", remote, "1", "a"],
+                    script_error(
+                        "ERR Script attempted to access a non local key in a cluster node",
+                        remote,
+                        1,
+                    ),
+                ),
+                (&["EVAL", cross, "1", "a"], Reply::Nil),
+                (
+                    &["EVAL", "return 1", "1", "b"],
+                    error("MOVED 3300 127.0.0.1:7000"),
+                ),
+                (
+                    &["EVAL", "#!lua flags=no-cluster\nreturn 1", "0"],
+                    error("ERR Can not run script on cluster, 'no-cluster' flag is set."),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn lua_number_formatting_matches_c() {
+        for (value, expected) in [
+            (0.1, "0.1"),
+            (1e15, "1e+15"),
+            (123456789012345678.0, "1.2345678901235e+17"),
+            (100.0, "100"),
+            (-2.5, "-2.5"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (99999999999999.9, "1e+14"),
+            (12345.678, "12345.678"),
+            (999999999999999.9, "1e+15"),
+        ] {
+            assert_eq!(format_g(value, 14), expected, "{value}");
+        }
+        assert_eq!(format_g17(0.1), "0.10000000000000001");
+        assert_eq!(lua_number_to_integer(-100.5), -100);
+        assert_eq!(lua_number_to_integer(f64::INFINITY), i64::MIN);
+        assert_eq!(error_field("-WRONGTYPE Operation"), "WRONGTYPE Operation");
+        assert_eq!(error_field("-NOSPACE"), "ERR NOSPACE");
+        assert_eq!(error_field("plain words\r\n"), "ERR plain words");
+    }
 }
