@@ -6,9 +6,12 @@
 -- Clock: Redis TIME in milliseconds unless ARGV[4] gives a time.
 -- KEYS[1]  sorted set of successes: member = reservation id, score = completion ms
 -- KEYS[2]  sorted set of live reservations: member = id, score = lease expiry ms
--- KEYS[3]  string: the last reservation id
+-- KEYS[3]  string: a counter for reservation ids
+-- Ids are "<reservation ms>:<counter>": the counter expires with the other keys, and every key
+-- outlives every entry, so a restarted counter only ever pairs with a later time than any
+-- ticket still held (a clock that steps back by more than a lease could repeat an id).
 -- ARGV[1]  limit   ARGV[2] window_ms   ARGV[3] lease_ms   ARGV[4] now_ms, or '' for Redis TIME
--- Returns  {allowed (0|1), remaining, retry_after_ms, reset_after_ms, id (0 when denied)}
+-- Returns  {allowed (0|1), remaining, retry_after_ms, reset_after_ms, id ('' when denied)}
 -- All three keys get a TTL that outlives every entry, always set.
 
 local limit = tonumber(ARGV[1])
@@ -27,9 +30,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, now_ms)
 local used = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 
 local allowed = used < limit
-local id = 0
+local id = ''
 if allowed then
-  id = redis.call('INCR', KEYS[3])
+  id = string.format('%d:%d', now_ms, redis.call('INCR', KEYS[3]))
   redis.call('ZADD', KEYS[2], now_ms + lease_ms, id)
   used = used + 1
 end

@@ -367,7 +367,7 @@ pub struct SuccessLimiter<R> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SuccessTicket {
     keys: Vec<Vec<u8>>,
-    id: i64,
+    id: Vec<u8>,
 }
 
 impl<R: Redis> SuccessLimiter<R> {
@@ -415,14 +415,25 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
         ];
         let before = self.redis.usage();
         let reply = run_script(&mut self.redis, Script::SuccessReserve, keys.clone(), args).await?;
-        let numbers = integers(&reply, 5)?;
+        let (numbers, id) = match &reply {
+            Reply::Array(items) if items.len() == 5 => match &items[4] {
+                Reply::Bulk(id) => (integers(&Reply::Array(items[..4].to_vec()), 4)?, id.clone()),
+                other => {
+                    return Err(LimiterError::Reply(format!(
+                        "expected a reservation id, got {other:?}"
+                    )));
+                }
+            },
+            other => {
+                return Err(LimiterError::Reply(format!(
+                    "expected 5 elements, got {other:?}"
+                )));
+            }
+        };
         let decision = parse_decision(&Reply::Array(
-            numbers[..4].iter().copied().map(Reply::Integer).collect(),
+            numbers.into_iter().map(Reply::Integer).collect(),
         ))?;
-        let ticket = decision.allowed.then_some(SuccessTicket {
-            keys,
-            id: numbers[4],
-        });
+        let ticket = decision.allowed.then_some(SuccessTicket { keys, id });
         Ok((
             Verdict {
                 decision,
@@ -439,7 +450,7 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
         now_ms: u64,
     ) -> Result<Usage, LimiterError> {
         let args = vec![
-            ticket.id.to_string().into_bytes(),
+            ticket.id,
             if succeeded {
                 b"1".to_vec()
             } else {
@@ -626,6 +637,37 @@ mod tests {
         assert_eq!(
             (verdict.decision.allowed, verdict.usage.commands),
             (true, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn regression_success_ids_survive_the_counter_expiring() {
+        // Postmortem: found by proptests/tests/scripts_vs_algo.rs. Reservation ids came from a
+        // counter key that expires with the others; once every lease had run out, the counter
+        // restarted at 1 and a new reservation took the id of a ticket still held by a slow
+        // request. Completing that old ticket then removed the new reservation, and the next
+        // admission got through: two in flight against a limit of 1. Ids are now
+        // "<reservation ms>:<counter>".
+        use crate::limiter::OutcomeLimiter;
+        let (redis, clock) = local();
+        let t = clock.load(Ordering::SeqCst);
+        let quota = crate::algo::reservation::SuccessQuota::new(1, 1_000, 700).unwrap();
+        let scheme = KeyScheme::parse("rl:ok:{u:$user}", 1).unwrap();
+        let mut limiter = SuccessLimiter::new(redis, scheme, quota, ScriptClock::Redis);
+        let (first, slow) = limiter.admit(&request("7", 1, t)).await.unwrap();
+        assert!(first.decision.allowed);
+        clock.store(t + 701, Ordering::SeqCst);
+        let (second, _fast) = limiter.admit(&request("7", 1, t + 701)).await.unwrap();
+        assert!(second.decision.allowed, "the slow request's lease expired");
+        limiter
+            .complete(slow.unwrap(), true, t + 701)
+            .await
+            .unwrap();
+        clock.store(t + 702, Ordering::SeqCst);
+        let (third, _) = limiter.admit(&request("7", 1, t + 702)).await.unwrap();
+        assert!(
+            !third.decision.allowed,
+            "one success and one reservation fill a limit of 1"
         );
     }
 
