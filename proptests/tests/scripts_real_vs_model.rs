@@ -31,21 +31,30 @@ use ratelab::redis_server::{RedisServer, real_redis_or_skip};
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 48,
+        source_file: Some(file!()),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     }
 }
 
-/// One real server for the whole test binary, and a lock so that cases do not interleave
-/// on it.
-fn server() -> Option<&'static (RedisServer, Mutex<()>)> {
-    static SERVER: std::sync::OnceLock<Option<(RedisServer, Mutex<()>)>> =
-        std::sync::OnceLock::new();
-    SERVER
-        .get_or_init(|| {
-            real_redis_or_skip("scripts_real_vs_model").map(|server| (server, Mutex::new(())))
-        })
-        .as_ref()
+/// Runs `test` over `strategy` with one real server for all its cases (started here and
+/// stopped when the test ends), or prints the skip line.
+fn with_server<S, F>(name: &str, strategy: S, test: F)
+where
+    S: Strategy,
+    F: Fn(&RedisServer, S::Value),
+{
+    let Some(server) = real_redis_or_skip(name) else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let outcome = runner.run(&strategy, |value| {
+        test(&server, value);
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{name}: {failure}");
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -90,11 +99,7 @@ fn steps() -> impl Strategy<Value = Vec<(u64, u64)>> {
     prop::collection::vec((gap, 0u64..4), 1..40)
 }
 
-fn check_algorithm(algorithm: Algorithm, steps: &[(u64, u64)]) {
-    let Some((server, lock)) = server() else {
-        return;
-    };
-    let _turn = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+fn check_algorithm(server: &RedisServer, algorithm: Algorithm, steps: &[(u64, u64)]) {
     runtime().block_on(async {
         let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
         let mut on_model =
@@ -114,80 +119,119 @@ fn check_algorithm(algorithm: Algorithm, steps: &[(u64, u64)]) {
     });
 }
 
-proptest! {
-    #![proptest_config(config())]
+#[test]
+fn window_and_rate_scripts_agree_on_real_redis() {
+    let strategy = (steps(), 0u8..5, 1u64..6, 1u64..300);
+    with_server(
+        "window_and_rate_scripts_agree_on_real_redis",
+        strategy,
+        |server, (steps, kind, limit, interval_ms)| {
+            let window = WindowQuota::new(limit, 1_000).unwrap();
+            let rate = RateQuota::new(limit, interval_ms).unwrap();
+            let algorithm = match kind {
+                0 => Algorithm::FixedWindow(window),
+                1 => Algorithm::SlidingWindow(window),
+                2 => Algorithm::SlidingLog(window),
+                3 => Algorithm::TokenBucket(rate),
+                _ => Algorithm::Gcra(rate),
+            };
+            check_algorithm(server, algorithm, &steps);
+        },
+    );
+}
 
-    #[test]
-    fn window_and_rate_scripts_agree_on_real_redis(
-        steps in steps(),
-        kind in 0u8..5,
-        limit in 1u64..6,
-        interval_ms in 1u64..300,
-    ) {
-        let window = WindowQuota::new(limit, 1_000).unwrap();
-        let rate = RateQuota::new(limit, interval_ms).unwrap();
-        let algorithm = match kind {
-            0 => Algorithm::FixedWindow(window),
-            1 => Algorithm::SlidingWindow(window),
-            2 => Algorithm::SlidingLog(window),
-            3 => Algorithm::TokenBucket(rate),
-            _ => Algorithm::Gcra(rate),
-        };
-        check_algorithm(algorithm, &steps);
-    }
-
-    #[test]
-    fn multi_limit_and_success_scripts_agree_on_real_redis(
-        steps in prop::collection::vec((0u64..400, 0u8..4), 1..40),
-        quotas in prop::collection::vec((1u64..4, 1u64..200), 1..4),
-    ) {
-        let Some((server, lock)) = server() else { return Ok(()) };
-        let _turn = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        runtime().block_on(async {
-            let limits: Vec<(KeyScheme, RateQuota)> = quotas
-                .iter()
-                .enumerate()
-                .map(|(index, &(burst, interval_ms))| {
-                    (KeyScheme::parse(&format!("rl:m{index}:{{u:$user}}"), 1).unwrap(), RateQuota::new(burst, interval_ms).unwrap())
-                })
-                .collect();
-            let mut multi_model = MultiLimiter::new(local(), limits.clone(), ScriptClock::Gateway);
-            let mut real_multi = real(server).await;
-            for index in 0..limits.len() {
-                real_multi.exec(Cmd::Del { key: format!("rl:m{index}:{{u:42}}").into_bytes() }).await.unwrap();
-            }
-            let mut multi_redis = MultiLimiter::new(real_multi, limits, ScriptClock::Gateway);
-            let quota = SuccessQuota::new(2, 1_000, 600).unwrap();
-            let scheme = KeyScheme::parse("rl:ok:{u:$user}", 1).unwrap();
-            let mut success_model = SuccessLimiter::new(local(), scheme.clone(), quota, ScriptClock::Gateway);
-            let mut real_success = real(server).await;
-            for suffix in [":ok", ":res", ":seq"] {
-                real_success.exec(Cmd::Del { key: format!("rl:ok:{{u:42}}{suffix}").into_bytes() }).await.unwrap();
-            }
-            let mut success_redis = SuccessLimiter::new(real_success, scheme, quota, ScriptClock::Gateway);
-            let mut tickets = Vec::new();
-            let mut now_ms = 1_700_000_000_000;
-            for &(gap_ms, action) in &steps {
-                now_ms += gap_ms;
-                let cost = u64::from(action % 3);
-                let (model, model_denied_by) = multi_model.check_detailed(&request(cost, now_ms)).await.unwrap();
-                let (redis, redis_denied_by) = multi_redis.check_detailed(&request(cost, now_ms)).await.unwrap();
-                assert_eq!((model.decision, model_denied_by), (redis.decision, redis_denied_by), "multi at {now_ms}");
-                if action == 0 || tickets.is_empty() {
-                    let (model, model_ticket) = success_model.admit(&request(1, now_ms)).await.unwrap();
-                    let (redis, redis_ticket) = success_redis.admit(&request(1, now_ms)).await.unwrap();
-                    assert_eq!(model.decision, redis.decision, "admit at {now_ms}");
-                    assert_eq!(model_ticket, redis_ticket, "the same reservation id");
-                    if let (Some(model_ticket), Some(redis_ticket)) = (model_ticket, redis_ticket) {
-                        tickets.push((model_ticket, redis_ticket));
-                    }
-                } else {
-                    let (model_ticket, redis_ticket) = tickets.remove(0);
-                    let succeeded = action != 1;
-                    success_model.complete(model_ticket, succeeded, now_ms).await.unwrap();
-                    success_redis.complete(redis_ticket, succeeded, now_ms).await.unwrap();
+#[test]
+fn multi_limit_and_success_scripts_agree_on_real_redis() {
+    let strategy = (
+        prop::collection::vec((0u64..400, 0u8..4), 1..40),
+        prop::collection::vec((1u64..4, 1u64..200), 1..4),
+    );
+    with_server(
+        "multi_limit_and_success_scripts_agree_on_real_redis",
+        strategy,
+        |server, (steps, quotas)| {
+            runtime().block_on(async {
+                let limits: Vec<(KeyScheme, RateQuota)> = quotas
+                    .iter()
+                    .enumerate()
+                    .map(|(index, &(burst, interval_ms))| {
+                        (
+                            KeyScheme::parse(&format!("rl:m{index}:{{u:$user}}"), 1).unwrap(),
+                            RateQuota::new(burst, interval_ms).unwrap(),
+                        )
+                    })
+                    .collect();
+                let mut multi_model =
+                    MultiLimiter::new(local(), limits.clone(), ScriptClock::Gateway);
+                let mut real_multi = real(server).await;
+                for index in 0..limits.len() {
+                    real_multi
+                        .exec(Cmd::Del {
+                            key: format!("rl:m{index}:{{u:42}}").into_bytes(),
+                        })
+                        .await
+                        .unwrap();
                 }
-            }
-        });
-    }
+                let mut multi_redis = MultiLimiter::new(real_multi, limits, ScriptClock::Gateway);
+                let quota = SuccessQuota::new(2, 1_000, 600).unwrap();
+                let scheme = KeyScheme::parse("rl:ok:{u:$user}", 1).unwrap();
+                let mut success_model =
+                    SuccessLimiter::new(local(), scheme.clone(), quota, ScriptClock::Gateway);
+                let mut real_success = real(server).await;
+                for suffix in [":ok", ":res", ":seq"] {
+                    real_success
+                        .exec(Cmd::Del {
+                            key: format!("rl:ok:{{u:42}}{suffix}").into_bytes(),
+                        })
+                        .await
+                        .unwrap();
+                }
+                let mut success_redis =
+                    SuccessLimiter::new(real_success, scheme, quota, ScriptClock::Gateway);
+                let mut tickets = Vec::new();
+                let mut now_ms = 1_700_000_000_000;
+                for &(gap_ms, action) in &steps {
+                    now_ms += gap_ms;
+                    let cost = u64::from(action % 3);
+                    let (model, model_denied_by) = multi_model
+                        .check_detailed(&request(cost, now_ms))
+                        .await
+                        .unwrap();
+                    let (redis, redis_denied_by) = multi_redis
+                        .check_detailed(&request(cost, now_ms))
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        (model.decision, model_denied_by),
+                        (redis.decision, redis_denied_by),
+                        "multi at {now_ms}"
+                    );
+                    if action == 0 || tickets.is_empty() {
+                        let (model, model_ticket) =
+                            success_model.admit(&request(1, now_ms)).await.unwrap();
+                        let (redis, redis_ticket) =
+                            success_redis.admit(&request(1, now_ms)).await.unwrap();
+                        assert_eq!(model.decision, redis.decision, "admit at {now_ms}");
+                        assert_eq!(model_ticket, redis_ticket, "the same reservation id");
+                        if let (Some(model_ticket), Some(redis_ticket)) =
+                            (model_ticket, redis_ticket)
+                        {
+                            tickets.push((model_ticket, redis_ticket));
+                        }
+                    } else {
+                        let (model_ticket, redis_ticket) = tickets.remove(0);
+                        let succeeded = action != 1;
+                        success_model
+                            .complete(model_ticket, succeeded, now_ms)
+                            .await
+                            .unwrap();
+                        success_redis
+                            .complete(redis_ticket, succeeded, now_ms)
+                            .await
+                            .unwrap();
+                    }
+                }
+            });
+        },
+    );
 }

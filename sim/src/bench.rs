@@ -15,9 +15,45 @@ use clap::Args;
 use ratelab::algo::RateQuota;
 use ratelab::memory::MemoryLimiter;
 
+/// Which benchmarks to run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    /// Both the Redis limiters and the in-memory limiter.
+    All,
+    /// Only the limiters against a real redis-server.
+    Redis,
+    /// Only the in-memory limiter against governor.
+    Memory,
+}
+
+/// Output format of the Redis table.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// CSV with the header `limiter,family,concurrency,...`.
+    Csv,
+}
+
 /// Options of `ratelab bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// A Redis to measure against (`redis://host:port/`); without it a redis-server from PATH
+    /// is started on a free port with persistence off.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Which benchmarks to run.
+    #[arg(long, value_enum, default_value_t = Only::All)]
+    pub only: Only,
+    /// Output format for the Redis limiters.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Concurrent decisions (tasks) per Redis measurement, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Wall time per Redis measurement, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub duration_ms: u64,
     /// Decisions per measured case (per thread in the two-thread case).
     #[arg(long, default_value_t = 5_000_000)]
     pub decisions: u64,
@@ -26,8 +62,99 @@ pub struct BenchArgs {
     pub keys: u64,
 }
 
-/// Runs the benchmarks and prints a table.
+/// Runs the benchmarks and prints their tables.
 pub fn run(args: &BenchArgs) -> std::io::Result<()> {
+    if args.only != Only::Memory {
+        run_redis(args)?;
+    }
+    if args.only != Only::Redis {
+        run_memory(args);
+    }
+    Ok(())
+}
+
+fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err(std::io::Error::other(
+            "--concurrency needs positive numbers",
+        ));
+    }
+    let started;
+    let url = match &args.redis {
+        Some(url) => url.clone(),
+        None => {
+            started = ratelab::redis_server::RedisServer::start()?;
+            format!("redis://{}:{}/", started.host(), started.port())
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let rows = runtime
+        .block_on(crate::bench_redis::run_all(
+            &url,
+            &args.concurrency,
+            Duration::from_millis(args.duration_ms),
+        ))
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    match args.format {
+        Format::Csv => {
+            println!("{}", crate::bench_redis::CSV_HEADER);
+            for row in &rows {
+                println!("{}", row.csv());
+            }
+        }
+        Format::Table => {
+            println!(
+                "limiters against a real redis-server ({url}), {} ms per cell",
+                args.duration_ms
+            );
+            println!(
+                "{:<24} {:<7} {:>4} {:>7} {:>7} {:>12} {:>9} {:>9}",
+                "limiter", "family", "conc", "rt/dec", "cmd/dec", "decisions/s", "p50_us", "p99_us"
+            );
+            for row in &rows {
+                println!(
+                    "{:<24} {:<7} {:>4} {:>7.2} {:>7.2} {:>12.0} {:>9.1} {:>9.1}",
+                    row.limiter,
+                    row.family,
+                    row.concurrency,
+                    row.round_trips_per_decision,
+                    row.commands_per_decision,
+                    row.decisions_per_s,
+                    row.p50_us,
+                    row.p99_us
+                );
+            }
+        }
+    }
+    println!("atomic / legacy decisions per second, same concurrency:");
+    for &(atomic, legacy) in &[
+        ("gcra", "newapi_ip_list"),
+        ("sliding_log", "newapi_ip_list"),
+        ("token_bucket", "newapi_model_request"),
+        ("multi_limit_3", "newapi_model_request"),
+        ("success_reservation", "newapi_model_request"),
+    ] {
+        for &concurrency in &args.concurrency {
+            let find = |name: &str| {
+                rows.iter()
+                    .find(|row| row.limiter == name && row.concurrency == concurrency)
+                    .map(|row| row.decisions_per_s)
+            };
+            if let (Some(ours), Some(theirs)) = (find(atomic), find(legacy)) {
+                println!(
+                    "  {atomic} / {legacy} at {concurrency}: {:.2}x",
+                    ours / theirs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_memory(args: &BenchArgs) {
     println!(
         "in-memory limiter vs governor's keyed (dashmap) limiter, ns per decision (lower is better)"
     );
@@ -59,7 +186,6 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
             println!("ratelab memory limiter: bytes per key unavailable (no /proc/self/status)")
         }
     }
-    Ok(())
 }
 
 /// The measured situations.

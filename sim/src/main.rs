@@ -5,6 +5,7 @@
 //! The simulation's subcommands (`run`, `explore`, `report`, ...) join it later.
 
 mod bench;
+mod bench_redis;
 mod serve;
 
 use clap::{Parser, Subcommand};
