@@ -97,7 +97,7 @@ const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
 /// `coroutine.resume` hand scripts Redis's error values, and never swallow a step-limit kill.
 const WRAPPERS: &str = r#"
 local env, killed, pcall_error, plain_error = ...
-local raw_pcall, raw_xpcall, raw_error = env.pcall, env.xpcall, env.error
+local raw_pcall, raw_xpcall, raw_error, select = env.pcall, env.xpcall, env.error, env.select
 local coroutine = env.coroutine
 local raw_resume = coroutine.resume
 local function pcall_result(ok, ...)
@@ -110,7 +110,10 @@ local function plain_result(ok, ...)
   if killed() then raw_error((...), 0) end
   return false, plain_error((...))
 end
-env.pcall = function(...) return pcall_result(raw_pcall(...)) end
+env.pcall = function(...)
+  if select('#', ...) == 0 then return false, 'attempt to call a boolean value' end
+  return pcall_result(raw_pcall(...))
+end
 env.xpcall = function(f, handler)
   return plain_result(raw_xpcall(f, function(e) return handler(plain_error(e)) end))
 end
@@ -953,7 +956,8 @@ fn read_only_proxy(lua: &Lua, real: Table, refuse_write: &Function) -> mlua::Res
     let meta = lua.create_table()?;
     meta.raw_set("__index", real)?;
     meta.raw_set("__newindex", refuse_write.clone())?;
-    meta.raw_set("__metatable", false)?;
+    // `getmetatable` sees a table, as in Redis, but not the one holding the real table.
+    meta.raw_set("__metatable", lua.create_table()?)?;
     proxy.set_metatable(Some(meta))?;
     Ok(proxy)
 }
@@ -1002,34 +1006,71 @@ impl Engine {
         let refuse_write = lua.create_function(|lua, _: MultiValue| -> mlua::Result<()> {
             Err(where_error(lua, "Attempt to modify a readonly table"))
         })?;
-        // `rawset` skips metamethods, so it must recognise the proxies itself.
-        let raw_set_guard = refuse_write.clone();
-        let rawset = lua.create_function(move |lua, args: Variadic<Value>| {
-            let Some(Value::Table(table)) = args.first() else {
-                let got = args.first().map_or("no value", lua_type_name);
-                return Err(where_error(
-                    lua,
-                    format!("bad argument #1 to 'rawset' (table expected, got {got})"),
-                ));
+        // `rawset` and `setmetatable` bypass `__newindex`, so they recognise the proxies
+        // themselves, and fail from C as Redis's read-only tables do (no position prefix).
+        let guard = refuse_write.clone();
+        let is_read_only = move |table: &Table| -> mlua::Result<bool> {
+            let Some(meta) = table.metatable() else {
+                return Ok(false);
             };
-            let guarded = table
-                .metatable()
-                .map(|meta| meta.raw_get::<Value>("__newindex"))
-                .transpose()?
-                .is_some_and(|newindex| {
-                    matches!(&newindex, Value::Function(function) if *function == raw_set_guard)
-                });
-            if guarded {
-                return Err(mlua::Error::RuntimeError(
-                    "Attempt to modify a readonly table".to_owned(),
-                ));
+            let newindex: Value = meta.raw_get("__newindex")?;
+            Ok(matches!(&newindex, Value::Function(function) if *function == guard))
+        };
+        let read_only_error =
+            || mlua::Error::RuntimeError("Attempt to modify a readonly table".into());
+        let check_table = |lua: &Lua, args: &[Value], function: &str| -> mlua::Result<Table> {
+            match args.first() {
+                Some(Value::Table(table)) => Ok(table.clone()),
+                other => {
+                    let got = other.map_or("no value", lua_type_name);
+                    Err(where_error(
+                        lua,
+                        format!("bad argument #1 to '{function}' (table expected, got {got})"),
+                    ))
+                }
+            }
+        };
+        let rawset_guarded = is_read_only.clone();
+        let rawset = lua.create_function(move |lua, args: Variadic<Value>| {
+            let table = check_table(lua, &args, "rawset")?;
+            if rawset_guarded(&table)? {
+                return Err(read_only_error());
             }
             let key = args.get(1).cloned().unwrap_or(Value::Nil);
             let value = args.get(2).cloned().unwrap_or(Value::Nil);
             table.raw_set(key, value)?;
-            Ok(table.clone())
+            Ok(table)
         })?;
         env.raw_set("rawset", rawset)?;
+        let setmetatable = lua.create_function(move |lua, args: Variadic<Value>| {
+            let table = check_table(lua, &args, "setmetatable")?;
+            if is_read_only(&table)? {
+                return Err(read_only_error());
+            }
+            let meta = match args.get(1) {
+                Some(Value::Table(meta)) => Some(meta.clone()),
+                Some(Value::Nil) => None,
+                _ => {
+                    return Err(where_error(
+                        lua,
+                        "bad argument #2 to 'setmetatable' (nil or table expected)",
+                    ));
+                }
+            };
+            let protected = table
+                .metatable()
+                .map(|current| current.raw_get::<Value>("__metatable"))
+                .transpose()?
+                .is_some_and(|field| !field.is_nil());
+            if protected {
+                return Err(where_error(lua, "cannot change a protected metatable"));
+            }
+            table.set_metatable(meta)?;
+            Ok(table)
+        })?;
+        env.raw_set("setmetatable", setmetatable)?;
+        // Lua 5.1 has it, Redis's sandbox does not.
+        env.raw_set("newproxy", Value::Nil)?;
         for name in [
             "string",
             "table",
@@ -1042,6 +1083,12 @@ impl Engine {
             let real: Table = env.raw_get(name)?;
             env.raw_set(name, read_only_proxy(&lua, real, &refuse_write)?)?;
         }
+        // Method calls on strings (`s:upper()`) go through the same read-only `string`.
+        let string_meta = lua
+            .load("local proxy = ... getmetatable('').__index = proxy")
+            .set_name("=[C]")
+            .into_function()?;
+        string_meta.call::<()>(env.raw_get::<Table>("string")?)?;
         let missing_global = lua.create_function(|lua, (_, name): (Value, Value)| {
             let name = match &name {
                 Value::String(text) => lossy(&text.as_bytes()),
@@ -2463,6 +2510,74 @@ mod tests {
                 array(vec![int(0), int(1), int(2), int(3)]),
             ),
             (&["EVAL", "return ('abc'):upper()", "0"], bulk("ABC")),
+            (
+                &["EVAL", "return getmetatable('').__index == string", "0"],
+                int(1),
+            ),
+            (
+                &["EVAL", "return type(getmetatable(_G))", "0"],
+                bulk("table"),
+            ),
+            (
+                &["EVAL", "return setmetatable(_G, nil)", "0"],
+                script_error(
+                    "ERR Attempt to modify a readonly table",
+                    "return setmetatable(_G, nil)",
+                    1,
+                ),
+            ),
+            (
+                &["EVAL", "return rawset(string, 'x', 1)", "0"],
+                script_error(
+                    "ERR Attempt to modify a readonly table",
+                    "return rawset(string, 'x', 1)",
+                    1,
+                ),
+            ),
+            (
+                &["EVAL", "return type(newproxy)", "0"],
+                script_error(
+                    "ERR user_script:1: Script attempted to access nonexistent global variable 'newproxy'",
+                    "return type(newproxy)",
+                    1,
+                ),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return setmetatable(setmetatable({}, {__metatable = 'locked'}), {})",
+                    "0",
+                ],
+                script_error(
+                    "ERR user_script:1: cannot change a protected metatable",
+                    "return setmetatable(setmetatable({}, {__metatable = 'locked'}), {})",
+                    1,
+                ),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return setmetatable({}, {__index = function(t, k) return k .. '!' end}).hi",
+                    "0",
+                ],
+                bulk("hi!"),
+            ),
+            (
+                &["EVAL", "return {pcall()}", "0"],
+                array(vec![Reply::Nil, bulk("attempt to call a boolean value")]),
+            ),
+            (
+                &["EVAL", "return loadstring('return 1 + 1')()", "0"],
+                int(2),
+            ),
+            (
+                // Redis reports the chunk's source, here the code itself, as the location.
+                &["EVAL", "return loadstring('x = 1')()", "0"],
+                error(
+                    "ERR [string \"x = 1\"]:1: Attempt to modify a readonly table script: \
+                     afbff2ee5a9bb020f9918fdbbf2a281dc3fec921, on x = 1:1.",
+                ),
+            ),
         ]);
     }
 
@@ -2590,7 +2705,85 @@ mod tests {
                 bulk("[1500,-0,true,false,null,\"x\"]"),
             ),
             (&["EVAL", "return cjson.decode('{\"n\":5}').n", "0"], int(5)),
+            (&["EVAL", "return cjson.decode('1.')", "0"], int(1)),
+            (&["EVAL", "return cjson.decode('+1')", "0"], int(1)),
+            (&["EVAL", "return cjson.decode('0x10')", "0"], int(16)),
+            (
+                &["EVAL", "return tostring(cjson.decode('-inf'))", "0"],
+                bulk("-inf"),
+            ),
         ]);
+        let errors: &[(&str, &str)] = &[
+            (
+                "return cjson.decode('.5')",
+                "Expected value but found invalid token at character 1",
+            ),
+            (
+                "return cjson.decode('\"abc')",
+                "Expected value but found unexpected end of string at character 5",
+            ),
+            (
+                "return cjson.decode('\"a\\\\qb\"')",
+                "Expected value but found invalid escape code at character 3",
+            ),
+            (
+                "return cjson.decode('\"a\\\\u12\"')",
+                "Expected value but found invalid unicode escape code at character 3",
+            ),
+            (
+                "return cjson.decode('1e')",
+                "Expected the end but found invalid token at character 2",
+            ),
+            (
+                "return cjson.decode('nul')",
+                "Expected value but found invalid token at character 1",
+            ),
+            (
+                "return cjson.decode('-')",
+                "Expected value but found invalid number at character 1",
+            ),
+            (
+                "return cjson.decode('')",
+                "Expected value but found T_END at character 1",
+            ),
+            (
+                "return cjson.decode('[1,]')",
+                "Expected value but found T_ARR_END at character 4",
+            ),
+            (
+                "return cjson.decode('{1:2}')",
+                "Expected object key string but found T_NUMBER at character 2",
+            ),
+            (
+                "return cjson.decode()",
+                "bad argument #1 to 'decode' (expected 1 argument)",
+            ),
+            (
+                "return cjson.encode()",
+                "bad argument #1 to 'encode' (expected 1 argument)",
+            ),
+            (
+                "local t = {} for i = 1, 1001 do t = {t} end return cjson.encode(t)",
+                "Cannot serialise, excessive nesting (1001)",
+            ),
+            (
+                "return cjson.decode(string.rep('[', 1001) .. string.rep(']', 1001))",
+                "Found too many nested data structures (1001) at character 1001",
+            ),
+        ];
+        let mut model = Model::new(NodeConfig::standalone(1));
+        for (script, message) in errors {
+            let expected = script_error(&format!("ERR user_script:1: {message}"), script, 1);
+            check_on(&mut model, &[(&["EVAL", script, "0"], expected)]);
+        }
+        check(&[(
+            &[
+                "EVAL",
+                "local s = string.rep('[', 999) .. string.rep(']', 999) return #cjson.encode(cjson.decode(s))",
+                "0",
+            ],
+            int(1998),
+        )]);
     }
 
     #[test]
