@@ -28,7 +28,8 @@
 //!   see empty tables; `setmetatable(_G, ...)` fails with Lua's protected-metatable message.
 //! * `error({})` (a table without `err`) crashes Redis 7.0.15; here it answers
 //!   `ERR unknown error script: ...`.
-//! * A runaway script is killed after `script_steps_max` VM instructions with
+//! * A runaway script is killed after `script_steps_max` VM instructions (or once the Lua heap
+//!   passes 256 MiB) with
 //!   `ERR Script killed by the model's step limit (script_steps_max)... script: ...`.
 //! * Replies nested deeper than 200 levels end in `ERR reached lua stack limit`, where Redis
 //!   goes a few thousand levels deeper.
@@ -83,9 +84,13 @@ const REDIS_VERSION_NUM: f64 = 458_767.0;
 /// script stops promptly, large enough that the hook costs nothing measurable.
 const STEP_CHECK_INTERVAL: u32 = 1000;
 
-/// The Lua heap ceiling: a script that builds huge strings or tables fails with Lua's
-/// "not enough memory" instead of taking the process down. (Redis has no such limit.)
+/// The Lua heap ceiling, checked with the step limit: a script that keeps growing tables or
+/// strings is killed before it takes the process down. (Redis has no such limit.) Not an mlua
+/// memory limit, because with one mlua protects every API call, which halves throughput.
+#[cfg(not(test))]
 const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
+#[cfg(test)]
+const LUA_MEMORY_MAX: usize = 16 * 1024 * 1024;
 
 /// How deep a script's returned tables are converted before the reply ends in an error.
 const REPLY_DEPTH_MAX: usize = 200;
@@ -968,7 +973,6 @@ impl Engine {
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::new(),
         )?;
-        lua.set_memory_limit(LUA_MEMORY_MAX)?;
         lua.set_app_data(Run::idle());
         let env = lua.globals();
         // Redis's base library has no file access and no print.
@@ -1116,15 +1120,23 @@ impl Engine {
                     .app_data_mut::<Run>()
                     .expect("the run state is installed when the engine starts");
                 run.steps = run.steps.saturating_add(u64::from(STEP_CHECK_INTERVAL));
-                if run.core.is_some() && run.steps > run.steps_max {
-                    run.killed = true;
-                    let message = format!(
+                if run.core.is_none() {
+                    return Ok(VmState::Continue);
+                }
+                let message = if run.steps > run.steps_max {
+                    format!(
                         "ERR Script killed by the model's step limit (script_steps_max {})...",
                         run.steps_max
-                    );
-                    return Err(table_error(message, false));
-                }
-                Ok(VmState::Continue)
+                    )
+                } else if lua.used_memory() > LUA_MEMORY_MAX {
+                    format!(
+                        "ERR Script killed by the model's memory limit (Lua heap above {LUA_MEMORY_MAX} bytes)..."
+                    )
+                } else {
+                    return Ok(VmState::Continue);
+                };
+                run.killed = true;
+                Err(table_error(message, false))
             },
         )?;
         Ok(Engine {
@@ -2815,12 +2827,14 @@ mod tests {
             &mut Model::new(NodeConfig::standalone(1)),
             &[
                 "EVAL",
-                "local s = string.rep('x', 1024 * 1024 * 1024) return #s",
+                "local t = {} local i = 0 while true do i = i + 1 t[i] = 'x' .. i end",
                 "0",
             ],
         );
         assert!(
-            matches!(&reply, Reply::Error(line) if line.contains("not enough memory")),
+            matches!(&reply, Reply::Error(line) if line.starts_with(
+                "ERR Script killed by the model's memory limit (Lua heap above 16777216 bytes)..."
+            )),
             "{reply:?}"
         );
         let deep = check_reply(
