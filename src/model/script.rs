@@ -24,8 +24,12 @@
 //!
 //! * `redis.setresp(3)` raises `ERR RESP3 is not supported by the model, only redis.setresp(2)`.
 //! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
-//! * Library tables are read-only through proxies, so `pairs(string)` or `rawget(_G, 'redis')`
-//!   see empty tables; `setmetatable(_G, ...)` fails with Lua's protected-metatable message.
+//! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
+//!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
+//!   exactly as in Redis).
+//! * `SELECT` inside a script is refused ("This Redis command is not allowed from script"),
+//!   where Redis allows it and changes the script's database.
+//! * The `cjson` configuration functions (`cjson.encode_max_depth` and friends) are absent.
 //! * `error({})` (a table without `err`) crashes Redis 7.0.15; here it answers
 //!   `ERR unknown error script: ...`.
 //! * A runaway script is killed after `script_steps_max` VM instructions (or once the Lua heap
@@ -135,6 +139,8 @@ pub struct ScriptHost {
     engine: Option<Engine>,
     /// `math.random`'s `lrand48` state. A C global in Redis, so SCRIPT FLUSH keeps it.
     random_state: u64,
+    /// Stands in `Model::core` while the real one is inside the Lua state (allocated once).
+    spare_core: Option<Core>,
 }
 
 impl ScriptHost {
@@ -144,6 +150,7 @@ impl ScriptHost {
             _seed: seed,
             engine: None,
             random_state: LRAND48_INITIAL,
+            spare_core: None,
         }
     }
 
@@ -201,8 +208,6 @@ struct Engine {
     handler: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
-    /// Stands in `Model::core` while the real one is inside the Lua state.
-    spare_core: Option<Core>,
 }
 
 /// The per-run state the Lua callbacks reach through the Lua state's app data.
@@ -525,6 +530,12 @@ pub(crate) fn format_g(value: f64, precision: usize) -> String {
         return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
     }
     let precision = precision.max(1);
+    // Integers with at most `precision` digits print exactly, without the slow exact-float
+    // formatting (most numbers scripts pass to commands are integers).
+    let precision_exponent = i32::try_from(precision).unwrap_or(i32::MAX).min(18);
+    if value.fract() == 0.0 && value.abs() < 10f64.powi(precision_exponent) {
+        return (value as i64).to_string();
+    }
     let scientific = format!("{:.*e}", precision - 1, value);
     let (mantissa, exponent) = scientific
         .split_once('e')
@@ -1145,15 +1156,14 @@ impl Engine {
             xpcall,
             handler,
             scripts: HashMap::new(),
-            spare_core: None,
         })
     }
 
     /// Compiles and caches a script body (EVAL, SCRIPT LOAD), or answers Redis's error.
-    fn compile(&mut self, body: &[u8]) -> Result<([u8; 40], CachedScript), Reply> {
+    fn compile(&mut self, body: &[u8]) -> Result<[u8; 40], Reply> {
         let sha = sha1_hex(body);
-        if let Some(script) = self.scripts.get(&sha) {
-            return Ok((sha, script.clone()));
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
         }
         let (flags, shebang_len) =
             parse_shebang(body).map_err(|message| err(sanitize(&format!("ERR {message}"))))?;
@@ -1173,14 +1183,20 @@ impl Engine {
                 )))
             })?;
         let script = CachedScript { function, flags };
-        self.scripts.insert(sha, script.clone());
-        Ok((sha, script))
+        self.scripts.insert(sha, script);
+        Ok(sha)
     }
 
     /// Runs a compiled script against `core` and converts its result.
-    fn run(&mut self, core: &mut Core, script: &CachedScript, start: RunStart<'_>) -> Reply {
-        let spare = self
-            .spare_core
+    /// `spare_core` stands in `Model::core` while the real one is inside the Lua state.
+    fn run(
+        &self,
+        core: &mut Core,
+        spare_core: &mut Option<Core>,
+        script: &CachedScript,
+        start: RunStart<'_>,
+    ) -> Reply {
+        let spare = spare_core
             .take()
             .unwrap_or_else(|| Core::new(NodeConfig::standalone(0)));
         let steps_max = core.config.limits.script_steps_max;
@@ -1215,7 +1231,7 @@ impl Engine {
                 .expect("the core stays in the run state until the script ends");
             (real_core, run.failure.take(), std::mem::take(&mut run.sha))
         };
-        self.spare_core = Some(std::mem::replace(core, real_core));
+        *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
             Ok((true, value)) => lua_to_reply(&value, 0),
             Ok((false, value)) => match failure {
@@ -1460,22 +1476,26 @@ fn eval_generic(
         return err("ERR Number of keys can't be negative");
     };
     let Model { core, scripts } = model;
-    let random_state = &mut scripts.random_state;
-    let engine = match started(&mut scripts.engine) {
+    let ScriptHost {
+        engine,
+        random_state,
+        spare_core,
+        ..
+    } = scripts;
+    let engine = match started(engine) {
         Ok(engine) => engine,
         Err(reply) => return reply,
     };
-    let (sha, script) = if by_sha {
-        let sha = normalize_sha(&argv[1]).expect("length checked above");
-        match engine.scripts.get(&sha) {
-            Some(script) => (sha, script.clone()),
-            None => return err(msg::NOSCRIPT),
-        }
+    let sha = if by_sha {
+        normalize_sha(&argv[1]).expect("length checked above")
     } else {
         match engine.compile(&argv[1]) {
-            Ok(compiled) => compiled,
+            Ok(sha) => sha,
             Err(reply) => return reply,
         }
+    };
+    let Some(script) = engine.scripts.get(&sha) else {
+        return err(msg::NOSCRIPT);
     };
     let flags = script.flags;
     if flags.shebang {
@@ -1502,7 +1522,7 @@ fn eval_generic(
         slot: keys.first().map(|key| cluster::key_slot(key)),
         random_state,
     };
-    engine.run(core, &script, start)
+    engine.run(core, spare_core, script, start)
 }
 
 /// SCRIPT HELP's lines, as Redis 7.0.15 sends them.
@@ -1552,7 +1572,7 @@ fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u
     match name {
         "load" => match started(&mut model.scripts.engine) {
             Ok(engine) => match engine.compile(&argv[2]) {
-                Ok((sha, _)) => Reply::Bulk(sha.to_vec()),
+                Ok(sha) => Reply::Bulk(sha.to_vec()),
                 Err(reply) => reply,
             },
             Err(reply) => reply,
