@@ -24,11 +24,16 @@
 //!
 //! * `redis.setresp(3)` raises `ERR RESP3 is not supported by the model, only redis.setresp(2)`.
 //! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
-//! * Library tables are read-only through proxies, so `pairs(string)` or `rawget(_G, 'redis')`
-//!   see empty tables; `setmetatable(_G, ...)` fails with Lua's protected-metatable message.
+//! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
+//!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
+//!   exactly as in Redis).
+//! * `SELECT` inside a script is refused ("This Redis command is not allowed from script"),
+//!   where Redis allows it and changes the script's database.
+//! * The `cjson` configuration functions (`cjson.encode_max_depth` and friends) are absent.
 //! * `error({})` (a table without `err`) crashes Redis 7.0.15; here it answers
 //!   `ERR unknown error script: ...`.
-//! * A runaway script is killed after `script_steps_max` VM instructions with
+//! * A runaway script is killed after `script_steps_max` VM instructions (or once the Lua heap
+//!   passes 256 MiB) with
 //!   `ERR Script killed by the model's step limit (script_steps_max)... script: ...`.
 //! * Replies nested deeper than 200 levels end in `ERR reached lua stack limit`, where Redis
 //!   goes a few thousand levels deeper.
@@ -83,9 +88,13 @@ const REDIS_VERSION_NUM: f64 = 458_767.0;
 /// script stops promptly, large enough that the hook costs nothing measurable.
 const STEP_CHECK_INTERVAL: u32 = 1000;
 
-/// The Lua heap ceiling: a script that builds huge strings or tables fails with Lua's
-/// "not enough memory" instead of taking the process down. (Redis has no such limit.)
+/// The Lua heap ceiling, checked with the step limit: a script that keeps growing tables or
+/// strings is killed before it takes the process down. (Redis has no such limit.) Not an mlua
+/// memory limit, because with one mlua protects every API call, which halves throughput.
+#[cfg(not(test))]
 const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
+#[cfg(test)]
+const LUA_MEMORY_MAX: usize = 16 * 1024 * 1024;
 
 /// How deep a script's returned tables are converted before the reply ends in an error.
 const REPLY_DEPTH_MAX: usize = 200;
@@ -97,7 +106,7 @@ const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
 /// `coroutine.resume` hand scripts Redis's error values, and never swallow a step-limit kill.
 const WRAPPERS: &str = r#"
 local env, killed, pcall_error, plain_error = ...
-local raw_pcall, raw_xpcall, raw_error = env.pcall, env.xpcall, env.error
+local raw_pcall, raw_xpcall, raw_error, select = env.pcall, env.xpcall, env.error, env.select
 local coroutine = env.coroutine
 local raw_resume = coroutine.resume
 local function pcall_result(ok, ...)
@@ -110,7 +119,10 @@ local function plain_result(ok, ...)
   if killed() then raw_error((...), 0) end
   return false, plain_error((...))
 end
-env.pcall = function(...) return pcall_result(raw_pcall(...)) end
+env.pcall = function(...)
+  if select('#', ...) == 0 then return false, 'attempt to call a boolean value' end
+  return pcall_result(raw_pcall(...))
+end
 env.xpcall = function(f, handler)
   return plain_result(raw_xpcall(f, function(e) return handler(plain_error(e)) end))
 end
@@ -127,6 +139,8 @@ pub struct ScriptHost {
     engine: Option<Engine>,
     /// `math.random`'s `lrand48` state. A C global in Redis, so SCRIPT FLUSH keeps it.
     random_state: u64,
+    /// Stands in `Model::core` while the real one is inside the Lua state (allocated once).
+    spare_core: Option<Core>,
 }
 
 impl ScriptHost {
@@ -136,6 +150,7 @@ impl ScriptHost {
             _seed: seed,
             engine: None,
             random_state: LRAND48_INITIAL,
+            spare_core: None,
         }
     }
 
@@ -193,8 +208,6 @@ struct Engine {
     handler: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
-    /// Stands in `Model::core` while the real one is inside the Lua state.
-    spare_core: Option<Core>,
 }
 
 /// The per-run state the Lua callbacks reach through the Lua state's app data.
@@ -534,6 +547,12 @@ pub(crate) fn format_g(value: f64, precision: usize) -> String {
         return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
     }
     let precision = precision.max(1);
+    // Integers with at most `precision` digits print exactly, without the slow exact-float
+    // formatting (most numbers scripts pass to commands are integers).
+    let precision_exponent = i32::try_from(precision).unwrap_or(i32::MAX).min(18);
+    if value.fract() == 0.0 && value.abs() < 10f64.powi(precision_exponent) {
+        return (value as i64).to_string();
+    }
     let scientific = format!("{:.*e}", precision - 1, value);
     let (mantissa, exponent) = scientific
         .split_once('e')
@@ -970,7 +989,8 @@ fn read_only_proxy(lua: &Lua, real: Table, refuse_write: &Function) -> mlua::Res
     let meta = lua.create_table()?;
     meta.raw_set("__index", real)?;
     meta.raw_set("__newindex", refuse_write.clone())?;
-    meta.raw_set("__metatable", false)?;
+    // `getmetatable` sees a table, as in Redis, but not the one holding the real table.
+    meta.raw_set("__metatable", lua.create_table()?)?;
     proxy.set_metatable(Some(meta))?;
     Ok(proxy)
 }
@@ -981,7 +1001,6 @@ impl Engine {
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::new(),
         )?;
-        lua.set_memory_limit(LUA_MEMORY_MAX)?;
         lua.set_app_data(Run::idle());
         let env = lua.globals();
         // Redis's base library has no file access and no print.
@@ -1019,34 +1038,71 @@ impl Engine {
         let refuse_write = lua.create_function(|lua, _: MultiValue| -> mlua::Result<()> {
             Err(where_error(lua, "Attempt to modify a readonly table"))
         })?;
-        // `rawset` skips metamethods, so it must recognise the proxies itself.
-        let raw_set_guard = refuse_write.clone();
-        let rawset = lua.create_function(move |lua, args: Variadic<Value>| {
-            let Some(Value::Table(table)) = args.first() else {
-                let got = args.first().map_or("no value", lua_type_name);
-                return Err(where_error(
-                    lua,
-                    format!("bad argument #1 to 'rawset' (table expected, got {got})"),
-                ));
+        // `rawset` and `setmetatable` bypass `__newindex`, so they recognise the proxies
+        // themselves, and fail from C as Redis's read-only tables do (no position prefix).
+        let guard = refuse_write.clone();
+        let is_read_only = move |table: &Table| -> mlua::Result<bool> {
+            let Some(meta) = table.metatable() else {
+                return Ok(false);
             };
-            let guarded = table
-                .metatable()
-                .map(|meta| meta.raw_get::<Value>("__newindex"))
-                .transpose()?
-                .is_some_and(|newindex| {
-                    matches!(&newindex, Value::Function(function) if *function == raw_set_guard)
-                });
-            if guarded {
-                return Err(mlua::Error::RuntimeError(
-                    "Attempt to modify a readonly table".to_owned(),
-                ));
+            let newindex: Value = meta.raw_get("__newindex")?;
+            Ok(matches!(&newindex, Value::Function(function) if *function == guard))
+        };
+        let read_only_error =
+            || mlua::Error::RuntimeError("Attempt to modify a readonly table".into());
+        let check_table = |lua: &Lua, args: &[Value], function: &str| -> mlua::Result<Table> {
+            match args.first() {
+                Some(Value::Table(table)) => Ok(table.clone()),
+                other => {
+                    let got = other.map_or("no value", lua_type_name);
+                    Err(where_error(
+                        lua,
+                        format!("bad argument #1 to '{function}' (table expected, got {got})"),
+                    ))
+                }
+            }
+        };
+        let rawset_guarded = is_read_only.clone();
+        let rawset = lua.create_function(move |lua, args: Variadic<Value>| {
+            let table = check_table(lua, &args, "rawset")?;
+            if rawset_guarded(&table)? {
+                return Err(read_only_error());
             }
             let key = args.get(1).cloned().unwrap_or(Value::Nil);
             let value = args.get(2).cloned().unwrap_or(Value::Nil);
             table.raw_set(key, value)?;
-            Ok(table.clone())
+            Ok(table)
         })?;
         env.raw_set("rawset", rawset)?;
+        let setmetatable = lua.create_function(move |lua, args: Variadic<Value>| {
+            let table = check_table(lua, &args, "setmetatable")?;
+            if is_read_only(&table)? {
+                return Err(read_only_error());
+            }
+            let meta = match args.get(1) {
+                Some(Value::Table(meta)) => Some(meta.clone()),
+                Some(Value::Nil) => None,
+                _ => {
+                    return Err(where_error(
+                        lua,
+                        "bad argument #2 to 'setmetatable' (nil or table expected)",
+                    ));
+                }
+            };
+            let protected = table
+                .metatable()
+                .map(|current| current.raw_get::<Value>("__metatable"))
+                .transpose()?
+                .is_some_and(|field| !field.is_nil());
+            if protected {
+                return Err(where_error(lua, "cannot change a protected metatable"));
+            }
+            table.set_metatable(meta)?;
+            Ok(table)
+        })?;
+        env.raw_set("setmetatable", setmetatable)?;
+        // Lua 5.1 has it, Redis's sandbox does not.
+        env.raw_set("newproxy", Value::Nil)?;
         for name in [
             "string",
             "table",
@@ -1059,6 +1115,12 @@ impl Engine {
             let real: Table = env.raw_get(name)?;
             env.raw_set(name, read_only_proxy(&lua, real, &refuse_write)?)?;
         }
+        // Method calls on strings (`s:upper()`) go through the same read-only `string`.
+        let string_meta = lua
+            .load("local proxy = ... getmetatable('').__index = proxy")
+            .set_name("=[C]")
+            .into_function()?;
+        string_meta.call::<()>(env.raw_get::<Table>("string")?)?;
         let missing_global = lua.create_function(|lua, (_, name): (Value, Value)| {
             let name = match &name {
                 Value::String(text) => lossy(&text.as_bytes()),
@@ -1086,15 +1148,23 @@ impl Engine {
                     .app_data_mut::<Run>()
                     .expect("the run state is installed when the engine starts");
                 run.steps = run.steps.saturating_add(u64::from(STEP_CHECK_INTERVAL));
-                if run.core.is_some() && run.steps > run.steps_max {
-                    run.killed = true;
-                    let message = format!(
+                if run.core.is_none() {
+                    return Ok(VmState::Continue);
+                }
+                let message = if run.steps > run.steps_max {
+                    format!(
                         "ERR Script killed by the model's step limit (script_steps_max {})...",
                         run.steps_max
-                    );
-                    return Err(table_error(message, false));
-                }
-                Ok(VmState::Continue)
+                    )
+                } else if lua.used_memory() > LUA_MEMORY_MAX {
+                    format!(
+                        "ERR Script killed by the model's memory limit (Lua heap above {LUA_MEMORY_MAX} bytes)..."
+                    )
+                } else {
+                    return Ok(VmState::Continue);
+                };
+                run.killed = true;
+                Err(table_error(message, false))
             },
         )?;
         Ok(Engine {
@@ -1103,15 +1173,14 @@ impl Engine {
             xpcall,
             handler,
             scripts: HashMap::new(),
-            spare_core: None,
         })
     }
 
     /// Compiles and caches a script body (EVAL, SCRIPT LOAD), or answers Redis's error.
-    fn compile(&mut self, body: &[u8]) -> Result<([u8; 40], CachedScript), Reply> {
+    fn compile(&mut self, body: &[u8]) -> Result<[u8; 40], Reply> {
         let sha = sha1_hex(body);
-        if let Some(script) = self.scripts.get(&sha) {
-            return Ok((sha, script.clone()));
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
         }
         let (flags, shebang_len) =
             parse_shebang(body).map_err(|message| err(sanitize(&format!("ERR {message}"))))?;
@@ -1131,14 +1200,20 @@ impl Engine {
                 )))
             })?;
         let script = CachedScript { function, flags };
-        self.scripts.insert(sha, script.clone());
-        Ok((sha, script))
+        self.scripts.insert(sha, script);
+        Ok(sha)
     }
 
     /// Runs a compiled script against `core` and converts its result.
-    fn run(&mut self, core: &mut Core, script: &CachedScript, start: RunStart<'_>) -> Reply {
-        let spare = self
-            .spare_core
+    /// `spare_core` stands in `Model::core` while the real one is inside the Lua state.
+    fn run(
+        &self,
+        core: &mut Core,
+        spare_core: &mut Option<Core>,
+        script: &CachedScript,
+        start: RunStart<'_>,
+    ) -> Reply {
+        let spare = spare_core
             .take()
             .unwrap_or_else(|| Core::new(NodeConfig::standalone(0)));
         let steps_max = core.config.limits.script_steps_max;
@@ -1173,7 +1248,7 @@ impl Engine {
                 .expect("the core stays in the run state until the script ends");
             (real_core, run.failure.take(), std::mem::take(&mut run.sha))
         };
-        self.spare_core = Some(std::mem::replace(core, real_core));
+        *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
             Ok((true, value)) => lua_to_reply(&value, 0),
             Ok((false, value)) => match failure {
@@ -1418,22 +1493,26 @@ fn eval_generic(
         return err("ERR Number of keys can't be negative");
     };
     let Model { core, scripts } = model;
-    let random_state = &mut scripts.random_state;
-    let engine = match started(&mut scripts.engine) {
+    let ScriptHost {
+        engine,
+        random_state,
+        spare_core,
+        ..
+    } = scripts;
+    let engine = match started(engine) {
         Ok(engine) => engine,
         Err(reply) => return reply,
     };
-    let (sha, script) = if by_sha {
-        let sha = normalize_sha(&argv[1]).expect("length checked above");
-        match engine.scripts.get(&sha) {
-            Some(script) => (sha, script.clone()),
-            None => return err(msg::NOSCRIPT),
-        }
+    let sha = if by_sha {
+        normalize_sha(&argv[1]).expect("length checked above")
     } else {
         match engine.compile(&argv[1]) {
-            Ok(compiled) => compiled,
+            Ok(sha) => sha,
             Err(reply) => return reply,
         }
+    };
+    let Some(script) = engine.scripts.get(&sha) else {
+        return err(msg::NOSCRIPT);
     };
     let flags = script.flags;
     if flags.shebang {
@@ -1460,7 +1539,7 @@ fn eval_generic(
         slot: keys.first().map(|key| cluster::key_slot(key)),
         random_state,
     };
-    engine.run(core, &script, start)
+    engine.run(core, spare_core, script, start)
 }
 
 /// SCRIPT HELP's lines, as Redis 7.0.15 sends them.
@@ -1510,7 +1589,7 @@ fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u
     match name {
         "load" => match started(&mut model.scripts.engine) {
             Ok(engine) => match engine.compile(&argv[2]) {
-                Ok((sha, _)) => Reply::Bulk(sha.to_vec()),
+                Ok(sha) => Reply::Bulk(sha.to_vec()),
                 Err(reply) => reply,
             },
             Err(reply) => reply,
@@ -2480,6 +2559,74 @@ mod tests {
                 array(vec![int(0), int(1), int(2), int(3)]),
             ),
             (&["EVAL", "return ('abc'):upper()", "0"], bulk("ABC")),
+            (
+                &["EVAL", "return getmetatable('').__index == string", "0"],
+                int(1),
+            ),
+            (
+                &["EVAL", "return type(getmetatable(_G))", "0"],
+                bulk("table"),
+            ),
+            (
+                &["EVAL", "return setmetatable(_G, nil)", "0"],
+                script_error(
+                    "ERR Attempt to modify a readonly table",
+                    "return setmetatable(_G, nil)",
+                    1,
+                ),
+            ),
+            (
+                &["EVAL", "return rawset(string, 'x', 1)", "0"],
+                script_error(
+                    "ERR Attempt to modify a readonly table",
+                    "return rawset(string, 'x', 1)",
+                    1,
+                ),
+            ),
+            (
+                &["EVAL", "return type(newproxy)", "0"],
+                script_error(
+                    "ERR user_script:1: Script attempted to access nonexistent global variable 'newproxy'",
+                    "return type(newproxy)",
+                    1,
+                ),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return setmetatable(setmetatable({}, {__metatable = 'locked'}), {})",
+                    "0",
+                ],
+                script_error(
+                    "ERR user_script:1: cannot change a protected metatable",
+                    "return setmetatable(setmetatable({}, {__metatable = 'locked'}), {})",
+                    1,
+                ),
+            ),
+            (
+                &[
+                    "EVAL",
+                    "return setmetatable({}, {__index = function(t, k) return k .. '!' end}).hi",
+                    "0",
+                ],
+                bulk("hi!"),
+            ),
+            (
+                &["EVAL", "return {pcall()}", "0"],
+                array(vec![Reply::Nil, bulk("attempt to call a boolean value")]),
+            ),
+            (
+                &["EVAL", "return loadstring('return 1 + 1')()", "0"],
+                int(2),
+            ),
+            (
+                // Redis reports the chunk's source, here the code itself, as the location.
+                &["EVAL", "return loadstring('x = 1')()", "0"],
+                error(
+                    "ERR [string \"x = 1\"]:1: Attempt to modify a readonly table script: \
+                     afbff2ee5a9bb020f9918fdbbf2a281dc3fec921, on x = 1:1.",
+                ),
+            ),
         ]);
     }
 
@@ -2607,7 +2754,85 @@ mod tests {
                 bulk("[1500,-0,true,false,null,\"x\"]"),
             ),
             (&["EVAL", "return cjson.decode('{\"n\":5}').n", "0"], int(5)),
+            (&["EVAL", "return cjson.decode('1.')", "0"], int(1)),
+            (&["EVAL", "return cjson.decode('+1')", "0"], int(1)),
+            (&["EVAL", "return cjson.decode('0x10')", "0"], int(16)),
+            (
+                &["EVAL", "return tostring(cjson.decode('-inf'))", "0"],
+                bulk("-inf"),
+            ),
         ]);
+        let errors: &[(&str, &str)] = &[
+            (
+                "return cjson.decode('.5')",
+                "Expected value but found invalid token at character 1",
+            ),
+            (
+                "return cjson.decode('\"abc')",
+                "Expected value but found unexpected end of string at character 5",
+            ),
+            (
+                "return cjson.decode('\"a\\\\qb\"')",
+                "Expected value but found invalid escape code at character 3",
+            ),
+            (
+                "return cjson.decode('\"a\\\\u12\"')",
+                "Expected value but found invalid unicode escape code at character 3",
+            ),
+            (
+                "return cjson.decode('1e')",
+                "Expected the end but found invalid token at character 2",
+            ),
+            (
+                "return cjson.decode('nul')",
+                "Expected value but found invalid token at character 1",
+            ),
+            (
+                "return cjson.decode('-')",
+                "Expected value but found invalid number at character 1",
+            ),
+            (
+                "return cjson.decode('')",
+                "Expected value but found T_END at character 1",
+            ),
+            (
+                "return cjson.decode('[1,]')",
+                "Expected value but found T_ARR_END at character 4",
+            ),
+            (
+                "return cjson.decode('{1:2}')",
+                "Expected object key string but found T_NUMBER at character 2",
+            ),
+            (
+                "return cjson.decode()",
+                "bad argument #1 to 'decode' (expected 1 argument)",
+            ),
+            (
+                "return cjson.encode()",
+                "bad argument #1 to 'encode' (expected 1 argument)",
+            ),
+            (
+                "local t = {} for i = 1, 1001 do t = {t} end return cjson.encode(t)",
+                "Cannot serialise, excessive nesting (1001)",
+            ),
+            (
+                "return cjson.decode(string.rep('[', 1001) .. string.rep(']', 1001))",
+                "Found too many nested data structures (1001) at character 1001",
+            ),
+        ];
+        let mut model = Model::new(NodeConfig::standalone(1));
+        for (script, message) in errors {
+            let expected = script_error(&format!("ERR user_script:1: {message}"), script, 1);
+            check_on(&mut model, &[(&["EVAL", script, "0"], expected)]);
+        }
+        check(&[(
+            &[
+                "EVAL",
+                "local s = string.rep('[', 999) .. string.rep(']', 999) return #cjson.encode(cjson.decode(s))",
+                "0",
+            ],
+            int(1998),
+        )]);
     }
 
     #[test]
@@ -2639,12 +2864,14 @@ mod tests {
             &mut Model::new(NodeConfig::standalone(1)),
             &[
                 "EVAL",
-                "local s = string.rep('x', 1024 * 1024 * 1024) return #s",
+                "local t = {} local i = 0 while true do i = i + 1 t[i] = 'x' .. i end",
                 "0",
             ],
         );
         assert!(
-            matches!(&reply, Reply::Error(line) if line.contains("not enough memory")),
+            matches!(&reply, Reply::Error(line) if line.starts_with(
+                "ERR Script killed by the model's memory limit (Lua heap above 16777216 bytes)..."
+            )),
             "{reply:?}"
         );
         let deep = check_reply(
