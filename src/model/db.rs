@@ -9,7 +9,7 @@
 //! a key whose time has come before anyone can see it. Scripts pass their frozen start time,
 //! so a key cannot expire in the middle of a script.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use indexmap::{IndexMap, IndexSet};
 
@@ -68,8 +68,12 @@ pub struct Entry {
 /// One of the sixteen logical databases.
 #[derive(Clone, Debug, Default)]
 pub struct Db {
-    /// Every live (or expired but not yet swept) key.
-    entries: BTreeMap<Vec<u8>, Entry>,
+    /// Every live (or expired but not yet swept) key. A hash map, for one probe per lookup;
+    /// it is never iterated: every listing walks `order` instead.
+    entries: HashMap<Vec<u8>, Entry>,
+    /// The same keys in byte order: KEYS, SCAN and the approximate memory figure walk this,
+    /// so no hash order can leak into a reply.
+    order: BTreeSet<Vec<u8>>,
     /// `(expire_at_ms, key)` for every key with a TTL: the active sweep's work list.
     expires: BTreeSet<(u64, Vec<u8>)>,
     /// Keys deleted on access because their time had come (INFO's `expired_keys` adds these).
@@ -92,31 +96,29 @@ impl Db {
         self.expires.len()
     }
 
-    /// Deletes `key` if its time has passed. As in Redis, a key is expired once the time is
-    /// strictly after its expiry time: at exactly `expire_at_ms` it still exists (PTTL 0).
-    /// Returns whether it was deleted.
-    fn expire_if_due(&mut self, now_ms: u64, key: &[u8]) -> bool {
-        let due = matches!(
-            self.entries.get(key),
-            Some(Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
-        );
-        if due {
-            self.remove(key);
-            self.passively_expired += 1;
-        }
-        due
-    }
-
     /// The live entry under `key`, after passive expiry.
     pub fn lookup(&mut self, now_ms: u64, key: &[u8]) -> Option<&Entry> {
-        self.expire_if_due(now_ms, key);
-        self.entries.get(key)
+        self.lookup_mut(now_ms, key).map(|entry| &*entry)
     }
 
-    /// The live entry under `key`, mutable, after passive expiry. A caller that changes the
-    /// expiry time must use [`Db::set_expire`] instead of writing the field.
+    /// The live entry under `key`, mutable, after passive expiry: a key is deleted here once
+    /// the time is strictly after its expiry time (at exactly `expire_at_ms` it still exists,
+    /// with PTTL 0, as in Redis). A caller that changes the expiry time must use
+    /// [`Db::set_expire`] instead of writing the field.
     pub fn lookup_mut(&mut self, now_ms: u64, key: &[u8]) -> Option<&mut Entry> {
-        self.expire_if_due(now_ms, key);
+        // The common case, a key without a passed expiry, costs one probe.
+        match self.entries.get(key) {
+            None => return None,
+            Some(Entry {
+                expire_at_ms: Some(at),
+                ..
+            }) if *at < now_ms => {
+                self.remove(key);
+                self.passively_expired += 1;
+                return None;
+            }
+            Some(_) => {}
+        }
         self.entries.get_mut(key)
     }
 
@@ -127,7 +129,9 @@ impl Db {
 
     /// Stores `value` under `key` with the given expiry, replacing whatever was there.
     pub fn insert(&mut self, key: Vec<u8>, value: Value, expire_at_ms: Option<u64>) {
-        self.remove(&key);
+        if self.remove_keep_order(&key).is_none() {
+            self.order.insert(key.clone());
+        }
         if let Some(at) = expire_at_ms {
             self.expires.insert((at, key.clone()));
         }
@@ -150,6 +154,13 @@ impl Db {
 
     /// Removes `key`, returning its entry (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let entry = self.remove_keep_order(key)?;
+        self.order.remove(key);
+        Some(entry)
+    }
+
+    /// Removes the entry but leaves the key in `order` (for `insert`, which puts it back).
+    fn remove_keep_order(&mut self, key: &[u8]) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         if let Some(at) = entry.expire_at_ms {
             self.expires.remove(&(at, key.to_vec()));
@@ -201,13 +212,14 @@ impl Db {
 
     /// All keys in byte order, expired ones included (callers filter with `now_ms`).
     pub fn keys(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.entries.keys()
+        self.order.iter()
     }
 
     /// Keys at or after `start`, in byte order: SCAN's cursor walk.
     pub fn keys_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = (&'a Vec<u8>, &'a Entry)> {
-        self.entries
+        self.order
             .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .map(|key| (key, &self.entries[key]))
     }
 
     /// The entry without expiry (for COPY/MOVE, which look the key up first anyway).
@@ -218,6 +230,7 @@ impl Db {
     /// Removes every key.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.order.clear();
         self.expires.clear();
     }
 
@@ -225,8 +238,7 @@ impl Db {
     /// per key, for INFO memory. Deterministic; not Redis's allocator figure.
     pub fn approx_bytes(&self) -> usize {
         const PER_KEY_OVERHEAD: usize = 64;
-        self.entries
-            .iter()
+        self.keys_from(b"")
             .map(|(key, entry)| key.len() + PER_KEY_OVERHEAD + value_bytes(&entry.value))
             .sum()
     }

@@ -428,13 +428,13 @@ impl Core {
 
     /// A read lookup: passive expiry, then the keyspace hit/miss counters.
     pub fn lookup_read(&mut self, ctx: &Ctx, key: &[u8]) -> Option<&db::Entry> {
-        let found = self.dbs[ctx.db].contains(ctx.now_ms, key);
-        if found {
+        let entry = self.dbs[ctx.db].lookup(ctx.now_ms, key);
+        if entry.is_some() {
             self.stats.keyspace_hits += 1;
         } else {
             self.stats.keyspace_misses += 1;
         }
-        self.dbs[ctx.db].lookup(ctx.now_ms, key)
+        entry
     }
 
     /// Records that `key` in database `db` changed: WATCH sees it, and the dirty counter grows.
