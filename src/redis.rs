@@ -22,17 +22,17 @@ use crate::model::{Clock, Model, Reply, Session, SharedModel};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Script {
     /// `lua/newapi_token_bucket.lua`: new-api's token bucket (legacy path C2): Redis TIME in
-    /// seconds, HMGET/HMSET, no TTL. KEYS[1] bucket; ARGV requested, rate, capacity; returns 1|0.
+    /// seconds, HMGET/HMSET, no TTL. `KEYS[1]` bucket; ARGV requested, rate, capacity; returns 1|0.
     NewapiTokenBucket,
-    /// `lua/fixed_window.lua`: KEYS[1] hash; ARGV limit, window_ms, cost, now_ms|''.
+    /// `lua/fixed_window.lua`: `KEYS[1]` hash; ARGV limit, window_ms, cost, now_ms|''.
     FixedWindow,
-    /// `lua/sliding_window.lua`: KEYS[1] hash; ARGV limit, window_ms, cost, now_ms|''.
+    /// `lua/sliding_window.lua`: `KEYS[1]` hash; ARGV limit, window_ms, cost, now_ms|''.
     SlidingWindow,
-    /// `lua/token_bucket.lua`: KEYS[1] hash; ARGV burst, interval_ms, cost, now_ms|''.
+    /// `lua/token_bucket.lua`: `KEYS[1]` hash; ARGV burst, interval_ms, cost, now_ms|''.
     TokenBucket,
-    /// `lua/gcra.lua`: KEYS[1] string; ARGV burst, interval_ms, cost, now_ms|''.
+    /// `lua/gcra.lua`: `KEYS[1]` string; ARGV burst, interval_ms, cost, now_ms|''.
     Gcra,
-    /// `lua/sliding_log.lua`: KEYS[1] sorted set; ARGV limit, window_ms, cost, now_ms|''.
+    /// `lua/sliding_log.lua`: `KEYS[1]` sorted set; ARGV limit, window_ms, cost, now_ms|''.
     SlidingLog,
     /// `lua/multi_limit.lua`: KEYS one TAT per limit; ARGV cost, now_ms|'', then burst and
     /// interval_ms per limit; all or nothing.

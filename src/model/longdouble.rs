@@ -5,7 +5,7 @@
 //! `%.17Lf` with trailing zeros trimmed. An `f64` sum printed the same way differs in the
 //! last digits (`10000 + 0.1` is `10000.09999999999999964` in Redis), so the model emulates
 //! the format exactly: parsing, addition and printing are all correctly rounded, ties to
-//! even, from exact values held in a small arbitrary-precision integer ([`Natural`]).
+//! even, from exact values held in a small arbitrary-precision integer (`Natural`).
 //! Subnormal numbers are handled exactly too (gradual underflow, as the x87 does).
 //!
 //! The work is bounded: Redis refuses operands of 5 KiB or more before parsing, and every

@@ -496,7 +496,7 @@ fn db_argument(arg: &[u8], custom: Option<&str>) -> Result<usize, Reply> {
         .ok_or_else(|| err(msg::DB_INDEX))
 }
 
-/// COPY source destination [DB n] [REPLACE]: the copy keeps the source's TTL.
+/// `COPY source destination [DB n] [REPLACE]`: the copy keeps the source's TTL.
 fn copy(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let mut replace = false;
     let mut target_db = ctx.db;
