@@ -134,6 +134,8 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
         ("gcra", "newapi_ip_list"),
         ("sliding_log", "newapi_ip_list"),
         ("token_bucket", "newapi_model_request"),
+        ("token_bucket@pool10", "newapi_model_request@pool10"),
+        ("gcra@pool10", "newapi_ip_list@pool10"),
         ("multi_limit_3", "newapi_model_request"),
         ("success_reservation", "newapi_model_request"),
     ] {

@@ -223,6 +223,15 @@ pub async fn run_all(
         measure!("newapi_model_request", "legacy", |_| AdmitAndSucceed(
             ModelRequestLimiter::new(redis(), model_quota, gateway)
         ));
+        measure!(
+            "newapi_model_request@pool10",
+            "legacy",
+            |_| AdmitAndSucceed(ModelRequestLimiter::new(
+                pooled.clone(),
+                model_quota,
+                gateway
+            ))
+        );
         let bucket = TokenBucketLimiter::new(redis(), model_quota);
         measure!("newapi_token_bucket", "legacy", |_| bucket.sibling(redis()));
         measure!("newapi_email_incr", "legacy", |_| EmailLimiter::new(
@@ -248,6 +257,13 @@ pub async fn run_all(
                 ScriptClock::Redis
             ));
         }
+        let scheme = scheme_for("token_bucket")?;
+        measure!("token_bucket@pool10", "atomic", |_| ScriptLimiter::new(
+            pooled.clone(),
+            scheme.clone(),
+            Algorithm::TokenBucket(rate),
+            ScriptClock::Redis
+        ));
         let scheme = scheme_for("gcra")?;
         measure!("gcra@pool10", "atomic", |_| ScriptLimiter::new(
             pooled.clone(),
