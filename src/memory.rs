@@ -26,15 +26,15 @@
 //! length, the atomic, hash-table control byte and load-factor slack); `bytes_per_key` in
 //! `ratelab bench` measures it at one million keys.
 //!
-//! **Determinism.** Keys are hashed with SipHash behind a 64-bit secret prefix: [`MemoryLimiter::new`]
-//! draws the secret from the OS (so clients cannot aim keys at one shard or bucket), and
-//! [`MemoryLimiter::with_seed`] fixes it, which simulations and loom need (loom replays each
-//! interleaving and requires every run to touch the same objects). The only iteration is
+//! **Determinism.** Keys are hashed with SipHash: [`MemoryLimiter::new`] keys it from the OS
+//! (so clients cannot aim keys at one shard or bucket), and [`MemoryLimiter::with_seed`] fixes
+//! it, which simulations and loom need (loom replays each interleaving and requires every run
+//! to touch the same objects). The only iteration is
 //! `retain` in cleanup, whose outcome does not depend on order.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher, RandomState};
 
 use crate::algo::{Decision, RateQuota};
 use crate::sync::{AtomicU64, Ordering, RwLock};
@@ -46,20 +46,28 @@ pub const SHARDS: usize = 64;
 /// TAT value meaning "no state": the key behaves as fresh.
 const EMPTY: u64 = 0;
 
-/// SipHash (the standard library's) with a secret 64-bit prefix written before every key.
-#[derive(Clone, Copy, Debug)]
-pub struct SeededHasher {
-    seed: u64,
+/// How keys are hashed: SipHash either with keys drawn from the OS (production: clients
+/// cannot aim keys at one shard), or with fixed keys and a 64-bit seed written first
+/// (simulation and loom: same seed, same layout).
+#[derive(Clone, Debug)]
+enum KeyHasher {
+    Random(RandomState),
+    Seeded(u64),
 }
 
-impl SeededHasher {
+impl KeyHasher {
     /// The key's hash: computed once per decision, then used both to pick the shard and, as
     /// it is, inside the shard's table (see [`PassThrough`]).
     fn hash_key(&self, key: &[u8]) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        hasher.write_u64(self.seed);
-        hasher.write(key);
-        hasher.finish()
+        match self {
+            KeyHasher::Random(state) => state.hash_one(key),
+            KeyHasher::Seeded(seed) => {
+                let mut hasher = DefaultHasher::new();
+                hasher.write_u64(*seed);
+                hasher.write(key);
+                hasher.finish()
+            }
+        }
     }
 }
 
@@ -162,7 +170,7 @@ type Shard = RwLock<HashMap<StoredKey, AtomicU64, BuildHasherDefault<PassThrough
 /// A keyed GCRA limiter in process memory.
 pub struct MemoryLimiter {
     quota: RateQuota,
-    hasher: SeededHasher,
+    hasher: KeyHasher,
     shards: Vec<Shard>,
 }
 
@@ -178,14 +186,16 @@ impl MemoryLimiter {
     /// assert!(!limiter.check(b"user:1", 1_000, 1).allowed);
     /// ```
     pub fn new(quota: RateQuota) -> MemoryLimiter {
-        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u64);
-        MemoryLimiter::with_seed(quota, seed)
+        MemoryLimiter::with_hasher(quota, KeyHasher::Random(RandomState::new()))
     }
 
     /// A limiter whose key hashing is fixed by `seed`: same seed, same layout, same
     /// behaviour run after run.
     pub fn with_seed(quota: RateQuota, seed: u64) -> MemoryLimiter {
-        let hasher = SeededHasher { seed };
+        MemoryLimiter::with_hasher(quota, KeyHasher::Seeded(seed))
+    }
+
+    fn with_hasher(quota: RateQuota, hasher: KeyHasher) -> MemoryLimiter {
         MemoryLimiter {
             quota,
             hasher,
