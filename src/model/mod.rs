@@ -26,6 +26,8 @@ pub mod longdouble;
 pub mod num;
 pub mod reply;
 pub mod script;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod zset;
 
 use std::collections::BTreeMap;

@@ -903,45 +903,20 @@ pub fn cluster_cmd(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::testkit::*;
     use crate::model::{Model, NodeConfig, Reply};
-
-    fn status(text: &str) -> Reply {
-        Reply::Status(text.to_owned())
-    }
-
-    fn error(text: &str) -> Reply {
-        Reply::Error(text.to_owned())
-    }
-
-    fn text(text: &str) -> Reply {
-        Reply::Bulk(text.as_bytes().to_vec())
-    }
-
-    /// Runs `commands` (space-separated words) in order on one session of a fresh node and
-    /// compares each reply with the expected one.
-    fn check(commands: &[(&str, Reply)]) {
-        let mut model = Model::new(NodeConfig::standalone(7));
-        let mut session = model.connect("127.0.0.1:5000");
-        for (line, expected) in commands {
-            let argv: Vec<Vec<u8>> = line
-                .split(' ')
-                .map(|word| word.as_bytes().to_vec())
-                .collect();
-            assert_eq!(&model.exec(1_000, &mut session, &argv), expected, "{line}");
-        }
-    }
 
     #[test]
     fn config_get_and_set_round_trip_and_validate() {
         check(&[
             (
                 "CONFIG GET maxmemory",
-                Reply::Array(vec![text("maxmemory"), text("0")]),
+                Reply::Array(vec![bulk("maxmemory"), bulk("0")]),
             ),
             ("CONFIG SET maxmemory 1mb hz 20", status("OK")),
             (
                 "CONFIG GET maxmemory hz",
-                Reply::Array(vec![text("hz"), text("20"), text("maxmemory"), text("1mb")]),
+                Reply::Array(vec![bulk("hz"), bulk("20"), bulk("maxmemory"), bulk("1mb")]),
             ),
             (
                 "CONFIG SET anything-at-all 5",
@@ -952,7 +927,7 @@ mod tests {
             ("CONFIG SET hash-max-listpack-entries 64", status("OK")),
             (
                 "CONFIG GET hash-max-ziplist-entries",
-                Reply::Array(vec![text("hash-max-ziplist-entries"), text("64")]),
+                Reply::Array(vec![bulk("hash-max-ziplist-entries"), bulk("64")]),
             ),
             (
                 "CONFIG SET hz abc",
@@ -1019,7 +994,7 @@ mod tests {
             ("CLIENT ID", Reply::Integer(1)),
             ("CLIENT GETNAME", Reply::Nil),
             ("CLIENT SETNAME gateway-1", status("OK")),
-            ("CLIENT GETNAME", text("gateway-1")),
+            ("CLIENT GETNAME", bulk("gateway-1")),
             (
                 "CLIENT SETNAME a\nb",
                 error("ERR Client names cannot contain spaces, newlines or special characters."),
@@ -1032,8 +1007,8 @@ mod tests {
                 "CLIENT foo",
                 error("ERR unknown subcommand 'foo'. Try CLIENT HELP."),
             ),
-            ("CLIENT LIST ID 99", text("")),
-            ("CLIENT LIST TYPE pubsub", text("")),
+            ("CLIENT LIST ID 99", bulk("")),
+            ("CLIENT LIST TYPE pubsub", bulk("")),
             (
                 "CLIENT LIST TYPE nosuch",
                 error("ERR Unknown client type 'nosuch'"),
@@ -1052,19 +1027,19 @@ mod tests {
             (
                 "HELLO 2",
                 Reply::Array(vec![
-                    text("server"),
-                    text("redis"),
-                    text("version"),
-                    text("7.0.15"),
-                    text("proto"),
+                    bulk("server"),
+                    bulk("redis"),
+                    bulk("version"),
+                    bulk("7.0.15"),
+                    bulk("proto"),
                     Reply::Integer(2),
-                    text("id"),
+                    bulk("id"),
                     Reply::Integer(1),
-                    text("mode"),
-                    text("standalone"),
-                    text("role"),
-                    text("master"),
-                    text("modules"),
+                    bulk("mode"),
+                    bulk("standalone"),
+                    bulk("role"),
+                    bulk("master"),
+                    bulk("modules"),
                     Reply::Array(vec![]),
                 ]),
             ),
@@ -1084,9 +1059,9 @@ mod tests {
         };
         assert_eq!(
             run(&mut model, &mut session, "INFO keyspace"),
-            text("# Keyspace\r\n")
+            bulk("# Keyspace\r\n")
         );
-        assert_eq!(run(&mut model, &mut session, "INFO nosuch"), text(""));
+        assert_eq!(run(&mut model, &mut session, "INFO nosuch"), bulk(""));
         let Reply::Bulk(both) = run(&mut model, &mut session, "INFO cluster keyspace") else {
             panic!("INFO answers a bulk string");
         };
@@ -1113,13 +1088,13 @@ mod tests {
             ("SADD si 1 2", Reply::Integer(2)),
             ("SADD ss a", Reply::Integer(1)),
             ("ZADD z 1 a", Reply::Integer(1)),
-            ("OBJECT ENCODING s", text("int")),
-            ("OBJECT ENCODING e", text("embstr")),
-            ("OBJECT ENCODING big", text("embstr")),
-            ("OBJECT ENCODING l", text("quicklist")),
-            ("OBJECT ENCODING si", text("intset")),
-            ("OBJECT ENCODING ss", text("hashtable")),
-            ("OBJECT ENCODING z", text("listpack")),
+            ("OBJECT ENCODING s", bulk("int")),
+            ("OBJECT ENCODING e", bulk("embstr")),
+            ("OBJECT ENCODING big", bulk("embstr")),
+            ("OBJECT ENCODING l", bulk("quicklist")),
+            ("OBJECT ENCODING si", bulk("intset")),
+            ("OBJECT ENCODING ss", bulk("hashtable")),
+            ("OBJECT ENCODING z", bulk("listpack")),
             ("OBJECT REFCOUNT s", Reply::Integer(2_147_483_647)),
             ("OBJECT REFCOUNT e", Reply::Integer(1)),
             ("OBJECT IDLETIME e", Reply::Integer(0)),

@@ -741,25 +741,8 @@ fn glob(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
 mod tests {
     use super::glob_match;
     use crate::model::db::Value;
+    use crate::model::testkit::*;
     use crate::model::{Model, NodeConfig, Reply};
-
-    /// Runs each `(now_ms, command, expected)` in order on one session. Words are split on
-    /// spaces; the word `""` stands for an empty argument.
-    fn check(steps: &[(u64, &str, Reply)]) {
-        check_on(Model::new(NodeConfig::standalone(7)), steps);
-    }
-
-    fn check_on(mut model: Model, steps: &[(u64, &str, Reply)]) {
-        let mut session = model.connect("127.0.0.1:1");
-        for (now_ms, line, expected) in steps {
-            let argv = words(line);
-            assert_eq!(
-                &model.exec(*now_ms, &mut session, &argv),
-                expected,
-                "at {now_ms}: {line}"
-            );
-        }
-    }
 
     /// A model whose key `name` holds a one-element list (the list commands live elsewhere).
     fn model_with_list(name: &str) -> Model {
@@ -772,38 +755,6 @@ mod tests {
         model
     }
 
-    fn words(line: &str) -> Vec<Vec<u8>> {
-        line.split(' ')
-            .map(|word| {
-                if word == "\"\"" {
-                    Vec::new()
-                } else {
-                    word.as_bytes().to_vec()
-                }
-            })
-            .collect()
-    }
-
-    fn int(value: i64) -> Reply {
-        Reply::Integer(value)
-    }
-
-    fn ok() -> Reply {
-        Reply::Status("OK".to_owned())
-    }
-
-    fn status(text: &str) -> Reply {
-        Reply::Status(text.to_owned())
-    }
-
-    fn error(text: &str) -> Reply {
-        Reply::Error(text.to_owned())
-    }
-
-    fn bulk(text: &str) -> Reply {
-        Reply::Bulk(text.as_bytes().to_vec())
-    }
-
     fn list(items: &[&str]) -> Reply {
         Reply::Array(items.iter().map(|item| bulk(item)).collect())
     }
@@ -812,7 +763,7 @@ mod tests {
 
     #[test]
     fn del_exists_touch_and_type_count_live_keys_only() {
-        check_on(
+        check_at_on(
             model_with_list("l"),
             &[
                 (T, "SET a 1", ok()),
@@ -844,7 +795,7 @@ mod tests {
 
     #[test]
     fn expire_sets_and_ttl_rounds_like_redis() {
-        check(&[
+        check_at(&[
             (T, "TTL k", int(-2)),
             (T, "PTTL k", int(-2)),
             (T, "SET k v", ok()),
@@ -870,7 +821,7 @@ mod tests {
 
     #[test]
     fn expire_in_the_past_deletes_the_key() {
-        check(&[
+        check_at(&[
             (T, "SET k v", ok()),
             (T, "EXPIRE k -1", int(1)),
             (T, "EXISTS k", int(0)),
@@ -891,7 +842,7 @@ mod tests {
 
     #[test]
     fn expire_conditions_follow_redis() {
-        check(&[
+        check_at(&[
             (T, "SET k v", ok()),
             (T, "EXPIRE k 100 XX", int(0)),
             (T, "EXPIRE k 100 GT", int(0)),
@@ -958,7 +909,7 @@ mod tests {
 
     #[test]
     fn keys_lists_live_matches_in_key_order() {
-        check(&[
+        check_at(&[
             (T, "MSET user:2 a user:1 b other c user:3 d", ok()),
             (T, "PEXPIRE user:3 5", int(1)),
             (T, "KEYS user:*", list(&["user:1", "user:2", "user:3"])),
@@ -972,7 +923,7 @@ mod tests {
 
     #[test]
     fn scan_checks_its_arguments() {
-        check_on(
+        check_at_on(
             model_with_list("b"),
             &[
                 (T, "SCAN x", error("ERR invalid cursor")),
@@ -1110,7 +1061,7 @@ mod tests {
 
     #[test]
     fn rename_moves_the_value_and_its_ttl() {
-        check(&[
+        check_at(&[
             (T, "RENAME nope x", error("ERR no such key")),
             (T, "RENAMENX nope x", error("ERR no such key")),
             (T, "SET a 1", ok()),
@@ -1133,7 +1084,7 @@ mod tests {
 
     #[test]
     fn copy_and_move_between_databases() {
-        check(&[
+        check_at(&[
             (T, "SET a 1", ok()),
             (T, "PEXPIRE a 500", int(1)),
             (
@@ -1188,7 +1139,7 @@ mod tests {
 
     #[test]
     fn swapdb_swaps_whole_databases() {
-        check(&[
+        check_at(&[
             (T, "SET a 0", ok()),
             (T, "SWAPDB 0 1", ok()),
             (T, "EXISTS a", int(0)),
@@ -1222,7 +1173,7 @@ mod tests {
 
     #[test]
     fn randomkey_skips_expired_keys_and_is_seeded() {
-        check(&[
+        check_at(&[
             (T, "RANDOMKEY", Reply::Nil),
             (T, "SET gone 1", ok()),
             (T, "PEXPIRE gone 1", int(1)),

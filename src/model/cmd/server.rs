@@ -275,28 +275,8 @@ fn reset(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Model, NodeConfig, Reply};
-
-    /// Runs `commands` in order on one session and compares each reply with `expected`.
-    fn check(commands: &[(&str, Reply)]) {
-        let mut model = Model::new(NodeConfig::standalone(1));
-        let mut session = model.connect("127.0.0.1:1");
-        for (line, expected) in commands {
-            let argv: Vec<Vec<u8>> = line
-                .split(' ')
-                .map(|word| word.as_bytes().to_vec())
-                .collect();
-            assert_eq!(&model.exec(1_000, &mut session, &argv), expected, "{line}");
-        }
-    }
-
-    fn status(text: &str) -> Reply {
-        Reply::Status(text.to_owned())
-    }
-
-    fn error(text: &str) -> Reply {
-        Reply::Error(text.to_owned())
-    }
+    use crate::model::Reply;
+    use crate::model::testkit::*;
 
     #[test]
     fn multi_queues_and_exec_runs_in_order() {

@@ -508,46 +508,11 @@ fn sdiffstore(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Model, NodeConfig, Reply};
-
-    /// Runs `commands` in order on one session at time 1000 and compares each reply. The
-    /// pseudo-command `GONE key` answers 1 if `key` is still stored in database 0, else 0.
-    fn check(commands: &[(&str, Reply)]) -> Model {
-        let mut model = Model::new(NodeConfig::standalone(1));
-        let mut session = model.connect("127.0.0.1:1");
-        for (line, expected) in commands {
-            if let Some(key) = line.strip_prefix("GONE ") {
-                let present = model.core.dbs[0].peek(key.as_bytes()).is_some();
-                assert_eq!(Reply::Integer(i64::from(present)), *expected, "{line}");
-                continue;
-            }
-            let argv: Vec<Vec<u8>> = line
-                .split(' ')
-                .map(|word| word.as_bytes().to_vec())
-                .collect();
-            assert_eq!(&model.exec(1_000, &mut session, &argv), expected, "{line}");
-        }
-        model
-    }
-
-    fn int(value: i64) -> Reply {
-        Reply::Integer(value)
-    }
+    use crate::model::Reply;
+    use crate::model::testkit::*;
 
     fn ints(items: &[i64]) -> Reply {
         Reply::Array(items.iter().map(|item| int(*item)).collect())
-    }
-
-    fn bulk(text: &str) -> Reply {
-        Reply::Bulk(text.as_bytes().to_vec())
-    }
-
-    fn bulks(items: &[&str]) -> Reply {
-        Reply::Array(items.iter().map(|item| bulk(item)).collect())
-    }
-
-    fn error(text: &str) -> Reply {
-        Reply::Error(text.to_owned())
     }
 
     const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";

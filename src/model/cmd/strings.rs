@@ -588,50 +588,8 @@ fn getrange(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::testkit::*;
     use crate::model::{Model, NodeConfig, Reply};
-
-    /// Runs each `(now_ms, command, expected)` in order on one session. Words are split on
-    /// spaces; the word `""` stands for an empty argument.
-    fn check(steps: &[(u64, &str, Reply)]) {
-        check_on(Model::new(NodeConfig::standalone(1)), steps);
-    }
-
-    fn check_on(mut model: Model, steps: &[(u64, &str, Reply)]) {
-        let mut session = model.connect("127.0.0.1:1");
-        for (now_ms, line, expected) in steps {
-            let argv: Vec<Vec<u8>> = line
-                .split(' ')
-                .map(|word| {
-                    if word == "\"\"" {
-                        Vec::new()
-                    } else {
-                        word.as_bytes().to_vec()
-                    }
-                })
-                .collect();
-            assert_eq!(
-                &model.exec(*now_ms, &mut session, &argv),
-                expected,
-                "at {now_ms}: {line}"
-            );
-        }
-    }
-
-    fn int(value: i64) -> Reply {
-        Reply::Integer(value)
-    }
-
-    fn ok() -> Reply {
-        Reply::Status("OK".to_owned())
-    }
-
-    fn error(text: &str) -> Reply {
-        Reply::Error(text.to_owned())
-    }
-
-    fn bulk(text: &str) -> Reply {
-        Reply::Bulk(text.as_bytes().to_vec())
-    }
 
     const NIL: Reply = Reply::Nil;
     const T: u64 = 1_700_000_000_000;
@@ -652,7 +610,7 @@ mod tests {
 
     #[test]
     fn set_options_and_their_conflicts() {
-        check(&[
+        check_at(&[
             (T, "SET k v", ok()),
             (T, "GET k", bulk("v")),
             (T, "GET nope", NIL),
@@ -716,7 +674,7 @@ mod tests {
 
     #[test]
     fn set_get_returns_the_old_value() {
-        check_on(
+        check_at_on(
             model_with_list(),
             &[
                 (T, "SET k v GET", NIL),
@@ -743,7 +701,7 @@ mod tests {
 
     #[test]
     fn setnx_setex_psetex_getset() {
-        check(&[
+        check_at(&[
             (T, "SETNX k v", int(1)),
             (T, "SETNX k w", int(0)),
             (T, "SETEX k 10 v", ok()),
@@ -770,7 +728,7 @@ mod tests {
 
     #[test]
     fn getdel_and_getex() {
-        check_on(
+        check_at_on(
             model_with_list(),
             &[
                 (T, "SET k v", ok()),
@@ -813,7 +771,7 @@ mod tests {
 
     #[test]
     fn mget_mset_msetnx() {
-        check_on(
+        check_at_on(
             model_with_list(),
             &[
                 (T, "MSET a 1 b 2 a 3", ok()),
@@ -849,7 +807,7 @@ mod tests {
 
     #[test]
     fn counters_overflow_and_keep_the_ttl() {
-        check_on(
+        check_at_on(
             model_with_list(),
             &[
                 (T, "INCR c", int(1)),
@@ -898,7 +856,7 @@ mod tests {
 
     #[test]
     fn incrbyfloat_adds_and_refuses_non_finite_results() {
-        check(&[
+        check_at(&[
             (T, "INCRBYFLOAT f 10.5", bulk("10.5")),
             (T, "INCRBYFLOAT f 0.1", bulk("10.6")),
             (T, "INCRBYFLOAT f -10.6", bulk("0")),
@@ -936,7 +894,7 @@ mod tests {
     fn incrbyfloat_refuses_numbers_of_five_kib() {
         let fits = format!("INCRBYFLOAT f {}1", "0".repeat(5 * 1024 - 2));
         let too_long = format!("INCRBYFLOAT f {}1", "0".repeat(5 * 1024 - 1));
-        check(&[
+        check_at(&[
             (T, &fits, bulk("1")),
             (T, &too_long, error("ERR value is not a valid float")),
         ]);
@@ -944,7 +902,7 @@ mod tests {
 
     #[test]
     fn append_strlen_setrange_getrange() {
-        check_on(
+        check_at_on(
             model_with_list(),
             &[
                 (T, "APPEND s Hello", int(5)),
@@ -1010,7 +968,7 @@ mod tests {
     fn append_refuses_to_pass_the_bulk_limit() {
         let mut config = NodeConfig::standalone(1);
         config.limits.bulk_len_max = 8;
-        check_on(
+        check_at_on(
             Model::new(config),
             &[
                 (T, "APPEND s 12345", int(5)),
