@@ -44,6 +44,60 @@ impl Value {
         }
     }
 
+    /// The list, if this is one.
+    pub fn as_list(&self) -> Option<&VecDeque<Vec<u8>>> {
+        if let Value::List(list) = self {
+            Some(list)
+        } else {
+            None
+        }
+    }
+
+    /// The list, mutable, if this is one.
+    pub fn as_list_mut(&mut self) -> Option<&mut VecDeque<Vec<u8>>> {
+        if let Value::List(list) = self {
+            Some(list)
+        } else {
+            None
+        }
+    }
+
+    /// The hash, if this is one.
+    pub fn as_hash(&self) -> Option<&IndexMap<Vec<u8>, Vec<u8>>> {
+        if let Value::Hash(hash) = self {
+            Some(hash)
+        } else {
+            None
+        }
+    }
+
+    /// The set, if this is one.
+    pub fn as_set(&self) -> Option<&IndexSet<Vec<u8>>> {
+        if let Value::Set(set) = self {
+            Some(set)
+        } else {
+            None
+        }
+    }
+
+    /// The sorted set, if this is one.
+    pub fn as_zset(&self) -> Option<&ZSet> {
+        if let Value::ZSet(zset) = self {
+            Some(zset)
+        } else {
+            None
+        }
+    }
+
+    /// The sorted set, mutable, if this is one.
+    pub fn as_zset_mut(&mut self) -> Option<&mut ZSet> {
+        if let Value::ZSet(zset) = self {
+            Some(zset)
+        } else {
+            None
+        }
+    }
+
     /// Whether an aggregate has become empty, in which case Redis deletes its key.
     pub fn is_empty_aggregate(&self) -> bool {
         match self {

@@ -8,7 +8,7 @@
 
 use indexmap::IndexMap;
 
-use super::{arg_i64, is_opt};
+use super::{arg_i64, is_opt, len_reply as int, read_as};
 use crate::model::command::{DENYOOM, FAST, Handler, RANDOM, READONLY, Spec, WRITE};
 use crate::model::db::{Entry, Value};
 use crate::model::reply::{Reply, bulk, err, msg, ok, wrong_arity};
@@ -59,21 +59,9 @@ pub static COMMANDS: &[Spec] = &[
 
 type Hash = IndexMap<Vec<u8>, Vec<u8>>;
 
-/// An integer reply from a length (lengths always fit an `i64`).
-fn int(count: usize) -> Reply {
-    Reply::Integer(i64::try_from(count).expect("a length fits i64"))
-}
-
 /// The hash under `key` for reading (counts a hit or miss): `Ok(None)` if absent.
 fn read_hash<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a Hash>, Reply> {
-    match core.lookup_read(ctx, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::Hash(hash),
-            ..
-        }) => Ok(Some(hash)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    read_as(core, ctx, key, Value::as_hash)
 }
 
 /// The hash a caller has just read under `key`, again, without counting a second keyspace hit.

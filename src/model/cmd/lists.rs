@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 
-use super::{arg_i64, is_opt};
+use super::{arg_i64, is_opt, len_reply as int, read_as, write_as};
 use crate::model::command::{DENYOOM, FAST, Handler, READONLY, Spec, WRITE};
-use crate::model::db::{Entry, Value};
+use crate::model::db::Value;
 use crate::model::num;
 use crate::model::reply::{Reply, bulk, bulks, err, msg, ok};
 use crate::model::{Core, Ctx};
@@ -57,11 +57,6 @@ pub static COMMANDS: &[Spec] = &[
     keyed("rpoplpush", 3, WRITE | DENYOOM, (1, 2, 1), rpoplpush),
 ];
 
-/// An integer reply from a length (lengths always fit an `i64`).
-fn int(count: usize) -> Reply {
-    Reply::Integer(i64::try_from(count).expect("a length fits i64"))
-}
-
 /// The list under `key` for reading (counts a keyspace hit or miss): `Ok(None)` if absent,
 /// WRONGTYPE if the key holds another type.
 fn read_list<'a>(
@@ -69,14 +64,7 @@ fn read_list<'a>(
     ctx: &Ctx,
     key: &[u8],
 ) -> Result<Option<&'a VecDeque<Vec<u8>>>, Reply> {
-    match core.lookup_read(ctx, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::List(list),
-            ..
-        }) => Ok(Some(list)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    read_as(core, ctx, key, Value::as_list)
 }
 
 /// The list under `key` for writing (no hit/miss counting, as Redis's lookupKeyWrite).
@@ -85,14 +73,7 @@ fn write_list<'a>(
     ctx: &Ctx,
     key: &[u8],
 ) -> Result<Option<&'a mut VecDeque<Vec<u8>>>, Reply> {
-    match core.db(ctx).lookup_mut(ctx.now_ms, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::List(list),
-            ..
-        }) => Ok(Some(list)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    write_as(core, ctx, key, Value::as_list_mut)
 }
 
 /// After a write that changed `key`: delete it if emptied, and tell WATCH.

@@ -9,7 +9,7 @@
 
 use indexmap::IndexSet;
 
-use super::arg_i64;
+use super::{arg_i64, len_reply as int, read_as};
 use crate::model::command::{DENYOOM, FAST, Handler, RANDOM, READONLY, Spec, WRITE};
 use crate::model::db::{Entry, Value};
 use crate::model::num;
@@ -72,21 +72,9 @@ pub static COMMANDS: &[Spec] = &[
 
 type Set = IndexSet<Vec<u8>>;
 
-/// An integer reply from a length (lengths always fit an `i64`).
-fn int(count: usize) -> Reply {
-    Reply::Integer(i64::try_from(count).expect("a length fits i64"))
-}
-
 /// The set under `key` for reading (counts a hit or miss): `Ok(None)` if absent.
 fn read_set<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a Set>, Reply> {
-    match core.lookup_read(ctx, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::Set(set),
-            ..
-        }) => Ok(Some(set)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    read_as(core, ctx, key, Value::as_set)
 }
 
 /// The set a caller has just read under `key`, again, without counting a second keyspace hit.

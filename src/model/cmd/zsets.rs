@@ -7,9 +7,9 @@
 //! Every ZRANGE form shares one parser that follows Redis's own option loop, so option errors
 //! come out in the same order as Redis's.
 
-use super::is_opt;
+use super::{is_opt, len_reply as int, read_as, write_as};
 use crate::model::command::{DENYOOM, FAST, Handler, READONLY, Spec, WRITE};
-use crate::model::db::{Entry, Value};
+use crate::model::db::Value;
 use crate::model::num;
 use crate::model::reply::{Reply, bulk, err, msg};
 use crate::model::zset::{LexRange, ScoreRange, ZSet};
@@ -70,11 +70,6 @@ pub static COMMANDS: &[Spec] = &[
     keyed("zpopmax", -2, WRITE | FAST, zpopmax),
 ];
 
-/// An integer reply from a length (lengths always fit an `i64`).
-fn int(count: usize) -> Reply {
-    Reply::Integer(i64::try_from(count).expect("a length fits i64"))
-}
-
 /// A score as Redis replies it.
 fn score_reply(score: f64) -> Reply {
     bulk(num::format_g17(score))
@@ -82,14 +77,7 @@ fn score_reply(score: f64) -> Reply {
 
 /// The sorted set under `key` for reading (counts a hit or miss): `Ok(None)` if absent.
 fn read_zset<'a>(core: &'a mut Core, ctx: &Ctx, key: &[u8]) -> Result<Option<&'a ZSet>, Reply> {
-    match core.lookup_read(ctx, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::ZSet(zset),
-            ..
-        }) => Ok(Some(zset)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    read_as(core, ctx, key, Value::as_zset)
 }
 
 /// The sorted set under `key` for writing: `Ok(None)` if absent.
@@ -98,14 +86,7 @@ fn write_zset<'a>(
     ctx: &Ctx,
     key: &[u8],
 ) -> Result<Option<&'a mut ZSet>, Reply> {
-    match core.db(ctx).lookup_mut(ctx.now_ms, key) {
-        None => Ok(None),
-        Some(Entry {
-            value: Value::ZSet(zset),
-            ..
-        }) => Ok(Some(zset)),
-        Some(_) => Err(err(msg::WRONGTYPE)),
-    }
+    write_as(core, ctx, key, Value::as_zset_mut)
 }
 
 /// Parses a score argument as Redis's getDoubleFromObject does: the whole string, no leading
