@@ -671,6 +671,117 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn sharded_limiter_splits_the_quota_and_keeps_the_whole_bound() {
+        let (redis, clock) = local();
+        let scheme = KeyScheme::plan_sharded(4).unwrap();
+        let quota = RateQuota::new(10, 100).unwrap();
+        let mut limiter = ShardedLimiter::new(
+            redis,
+            scheme.clone(),
+            Algorithm::Gcra(quota),
+            ScriptClock::Redis,
+        )
+        .unwrap();
+        let identity = Identity::new("global");
+        let slots: std::collections::BTreeSet<u16> = scheme
+            .render_all(&identity)
+            .unwrap()
+            .iter()
+            .map(|key| crate::keys::key_slot(key))
+            .collect();
+        assert_eq!(slots.len(), 4, "each shard on its own slot");
+        // A burst at one instant: the shards' bursts (3, 3, 2, 2) add up to exactly 10.
+        let t = clock.load(Ordering::SeqCst);
+        let mut admitted = 0;
+        let mut round_trips = Vec::new();
+        for _ in 0..14 {
+            let request = Request {
+                identity: identity.clone(),
+                cost: 1,
+                now_ms: t,
+            };
+            let verdict = limiter.check(&request).await.unwrap();
+            admitted += u64::from(verdict.decision.allowed);
+            round_trips.push(verdict.usage.round_trips);
+        }
+        assert_eq!(admitted, 10);
+        assert!(
+            round_trips[1..]
+                .iter()
+                .all(|&trips| trips == 1 || trips == 2),
+            "{round_trips:?}"
+        );
+        // Over time: never more than B + floor(delta / T) in any interval.
+        let mut times = vec![t; 10];
+        for step in 1..400u64 {
+            let now_ms = t + step * 7;
+            clock.store(now_ms, Ordering::SeqCst);
+            let request = Request {
+                identity: identity.clone(),
+                cost: 1,
+                now_ms,
+            };
+            if limiter.check(&request).await.unwrap().decision.allowed {
+                times.push(now_ms);
+            }
+        }
+        for span_ms in [0, 99, 100, 1_000, 2_799] {
+            let worst = crate::algo::testing::max_in_closed_interval(&times, span_ms);
+            assert!(worst <= 10 + span_ms / 100, "{worst} in {span_ms} ms");
+        }
+        assert!(
+            ShardedLimiter::new(
+                local().0,
+                KeyScheme::plan_sharded(4).unwrap(),
+                Algorithm::Gcra(RateQuota::new(3, 100).unwrap()),
+                ScriptClock::Redis
+            )
+            .is_err(),
+            "a quota below the shard count is refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn rollout_switches_between_implementations() {
+        let (redis, _) = local();
+        let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
+        let quota = WindowQuota::new(1, 1_000).unwrap();
+        let mut legacy: Rollout<PipelinedFixedWindow<Local>, ScriptLimiter<Local>> =
+            Rollout::Legacy(PipelinedFixedWindow::new(redis, scheme.clone(), quota));
+        let t = 1_700_000_000_000;
+        assert!(
+            legacy
+                .check(&request("7", 1, t))
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
+        assert!(
+            !legacy
+                .check(&request("7", 1, t))
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
+        let (redis, _) = local();
+        let mut atomic: Rollout<PipelinedFixedWindow<Local>, ScriptLimiter<Local>> =
+            Rollout::Atomic(ScriptLimiter::new(
+                redis,
+                scheme,
+                Algorithm::FixedWindow(quota),
+                ScriptClock::Gateway,
+            ));
+        let verdict = atomic.check(&request("7", 1, t)).await.unwrap();
+        assert!(verdict.decision.allowed);
+        assert_eq!(
+            verdict.usage.round_trips, 2,
+            "EVALSHA, NOSCRIPT, EVAL on a fresh node"
+        );
+    }
+
     #[test]
     fn script_replies_parse_into_decisions() {
         let reply = Reply::Array(vec![

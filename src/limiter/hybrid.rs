@@ -103,3 +103,101 @@ impl<L: Limiter> Limiter for HybridLimiter<L> {
         Ok(verdict)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::keys::Identity;
+    use crate::limiter::atomic::{Algorithm, ScriptClock, ScriptLimiter};
+    use crate::model::{Model, NodeConfig};
+    use crate::redis::Local;
+
+    fn hybrid(
+        burst: u64,
+        interval_ms: u64,
+    ) -> (HybridLimiter<ScriptLimiter<Local>>, Arc<AtomicU64>) {
+        let now_ms = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let clock_now = now_ms.clone();
+        let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(4))));
+        let redis = Local::connect(model, Arc::new(move || clock_now.load(Ordering::SeqCst)));
+        let scheme = KeyScheme::parse("rl:$ns:{$user}", 1).unwrap();
+        let quota = RateQuota::new(burst, interval_ms).unwrap();
+        let authority = ScriptLimiter::new(
+            redis,
+            scheme.clone(),
+            Algorithm::Gcra(quota),
+            ScriptClock::Redis,
+        );
+        (
+            HybridLimiter::new(authority, scheme, quota, SLACK_PERCENT_DEFAULT).unwrap(),
+            now_ms,
+        )
+    }
+
+    fn request(now_ms: u64) -> Request {
+        Request {
+            identity: Identity::new("api").with("user", "9"),
+            cost: 1,
+            now_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn hybrid_caches_denials_and_asks_redis_otherwise() {
+        let (mut limiter, clock) = hybrid(3, 1_000);
+        let t = clock.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            let verdict = limiter.check(&request(t)).await.unwrap();
+            assert!(verdict.decision.allowed);
+            assert!(
+                verdict.usage.round_trips >= 1,
+                "the authority decides every admission"
+            );
+        }
+        let refused = limiter.check(&request(t)).await.unwrap();
+        assert!(!refused.decision.allowed);
+        assert_eq!(refused.usage.round_trips, 1, "the authority refused it");
+        let cached = limiter.check(&request(t + 10)).await.unwrap();
+        assert!(!cached.decision.allowed);
+        assert_eq!(cached.usage.round_trips, 0, "the deny cache answers");
+        assert_eq!(
+            cached.decision.retry_after_ms,
+            refused.decision.retry_after_ms - 10
+        );
+        let later = t + refused.decision.retry_after_ms;
+        clock.store(later, Ordering::SeqCst);
+        assert!(
+            limiter
+                .check(&request(later))
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
+    }
+
+    #[tokio::test]
+    async fn hybrid_never_admits_more_than_its_authority_allows() {
+        let (mut limiter, clock) = hybrid(4, 50);
+        let t = clock.load(Ordering::SeqCst);
+        let mut admitted = Vec::new();
+        let mut local_answers = 0;
+        for now_ms in crate::algo::testing::arrivals(3, 1_500, 30) {
+            let now_ms = now_ms - 1_000_000 + t;
+            clock.store(now_ms, Ordering::SeqCst);
+            let verdict = limiter.check(&request(now_ms)).await.unwrap();
+            local_answers += u64::from(verdict.usage.round_trips == 0);
+            if verdict.decision.allowed {
+                admitted.push(now_ms);
+            }
+        }
+        assert!(local_answers > 0, "some denials were answered locally");
+        for span_ms in [0, 49, 50, 500, 5_000] {
+            let worst = crate::algo::testing::max_in_closed_interval(&admitted, span_ms);
+            assert!(worst <= 4 + span_ms / 50, "{worst} in {span_ms} ms");
+        }
+    }
+}
