@@ -581,3 +581,93 @@ impl Core {
         *self.stats.errors.entry(code).or_default() += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+
+    /// A cluster node owning slots 0..=8191 of a two-node cluster.
+    fn cluster_node() -> Model {
+        let mut config = NodeConfig::standalone(1);
+        config.cluster = Some(ClusterConfig {
+            owned: vec![(0, 8191)],
+            endpoints: vec![
+                (0, 8191, "10.0.0.1:6379".to_owned()),
+                (8192, 16383, "10.0.0.2:6379".to_owned()),
+            ],
+        });
+        Model::new(config)
+    }
+
+    #[test]
+    fn cluster_mode_redirects_and_refuses_cross_slot_commands() {
+        // "foo" hashes to 12182 (the other node), "bar" to 5061 (ours); {user1000} keys share a slot.
+        check_on(
+            cluster_node(),
+            &[
+                ("CLUSTER KEYSLOT foo", int(12182)),
+                (
+                    "CLUSTER KEYSLOT {user1000}.following",
+                    int(cluster::key_slot(b"user1000").into()),
+                ),
+                ("SET bar 1", ok()),
+                ("GET foo", error("MOVED 12182 10.0.0.2:6379")),
+                (
+                    "MGET bar foo",
+                    error("CROSSSLOT Keys in request don't hash to the same slot"),
+                ),
+                (
+                    "EVAL return(1) 2 bar foo",
+                    error("CROSSSLOT Keys in request don't hash to the same slot"),
+                ),
+                (
+                    "SELECT 1",
+                    error("ERR SELECT is not allowed in cluster mode"),
+                ),
+                ("READONLY", ok()),
+                ("PING", status("PONG")),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_node_clock_offset_moves_time_and_expiry() {
+        let mut config = NodeConfig::standalone(1);
+        config.clock_offset_ms = 5_000;
+        let mut model = Model::new(config);
+        let mut session = model.connect("a");
+        assert_eq!(
+            run(&mut model, &mut session, 1_000, "TIME"),
+            Reply::Array(vec![bulk("6"), bulk("0")])
+        );
+        assert_eq!(
+            run(&mut model, &mut session, 1_000, "SET k v PXAT 5500"),
+            ok()
+        );
+        assert_eq!(
+            run(&mut model, &mut session, 1_000, "GET k"),
+            Reply::Nil,
+            "5500 is already past at node time 6000"
+        );
+    }
+
+    #[test]
+    fn a_restart_loses_the_script_cache() {
+        let mut model = Model::new(NodeConfig::standalone(1));
+        let mut session = model.connect("a");
+        let Reply::Bulk(sha) = run(&mut model, &mut session, 0, "SCRIPT LOAD return(1)") else {
+            panic!("SCRIPT LOAD answers the digest");
+        };
+        let sha = String::from_utf8(sha).unwrap();
+        assert_eq!(
+            run(&mut model, &mut session, 0, &format!("EVALSHA {sha} 0")),
+            int(1)
+        );
+        model.flush_scripts();
+        assert_eq!(
+            run(&mut model, &mut session, 0, &format!("EVALSHA {sha} 0")),
+            error(reply::msg::NOSCRIPT)
+        );
+    }
+}
