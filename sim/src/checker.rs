@@ -252,6 +252,24 @@ pub fn jitter_ms(scenario: &Scenario) -> u64 {
     scenario.network.max_latency_ms - scenario.network.min_latency_ms + 2 + fault_latency
 }
 
+/// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
+/// Redis clock steps, and gateway clock steps when a legacy limiter (gateway time) runs.
+pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
+    let legacy = kinds.iter().any(|kind| kind.is_legacy());
+    let mut at_ms: Vec<u64> = scenario
+        .faults
+        .iter()
+        .filter(|fault| match &fault.kind {
+            FaultKind::RedisRestart {} => true,
+            FaultKind::ClockStep { host, .. } => legacy || host == "redis-0",
+            _ => false,
+        })
+        .map(|fault| fault.at_ms)
+        .collect();
+    at_ms.sort_unstable();
+    Resets { at_ms }
+}
+
 /// The worst window found for one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Excess {
@@ -262,11 +280,33 @@ struct Excess {
     allowed: u64,
 }
 
-/// The worst excess over `bound` in `(time, weight)` pairs sorted by time, if any.
+/// Instants at which a limiter may lawfully start over (a Redis restart loses its state; a
+/// clock step moves its windows), each worth one more `base + 1` in any window or interval
+/// that contains it (within the margin).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resets {
+    /// Sorted times, ms.
+    pub at_ms: Vec<u64>,
+}
+
+impl Resets {
+    fn within(&self, start_ms: u64, end_ms: u64, margin_ms: u64) -> u64 {
+        let count = self
+            .at_ms
+            .iter()
+            .filter(|&&at| at + margin_ms >= start_ms && at <= end_ms + margin_ms)
+            .count();
+        u64::try_from(count).expect("fits")
+    }
+}
+
+/// The worst excess over `bound` in `(time, weight)` pairs sorted by time, if any, as
+/// `(start_ms, end_ms, counted, allowed)`.
 fn worst_excess(
     points: &[(u64, u64)],
     bound: Bound,
     margin_ms: u64,
+    resets: &Resets,
 ) -> Option<(u64, u64, u64, u64)> {
     let mut worst: Option<(u64, u64, u64, u64)> = None;
     let mut consider = |start: u64, end: u64, counted: u64, allowed: u64| {
@@ -278,6 +318,10 @@ fn worst_excess(
             worst = Some((start, end, counted, allowed));
         }
     };
+    let mut before = vec![0u64; points.len() + 1];
+    for (index, &(_, weight)) in points.iter().enumerate() {
+        before[index + 1] = before[index] + weight;
+    }
     match bound {
         Bound::Window { limit, span_ms } => {
             // The gateway may see two Redis-side instants `span` apart as `span - margin`.
@@ -286,30 +330,45 @@ fn worst_excess(
                 return None;
             }
             let mut first = 0;
-            let mut sum = 0u64;
-            for &(time, weight) in points {
-                sum += weight;
-                while time - points[first].0 >= span {
-                    sum -= points[first].1;
+            for last in 0..points.len() {
+                let end = points[last].0;
+                while end - points[first].0 >= span {
                     first += 1;
                 }
-                consider(points[first].0, time, sum, limit);
+                // The longest window ending here, and each tail that starts after a reset
+                // inside it (a tail may exceed the base limit while the whole, which earns
+                // the reset's allowance, does not).
+                let mut starts = vec![first];
+                for &at in &resets.at_ms {
+                    if at >= points[first].0 && at <= end {
+                        starts.push(points.partition_point(|&(time, _)| time <= at + margin_ms));
+                    }
+                }
+                for start in starts {
+                    if start > last {
+                        continue;
+                    }
+                    let counted = before[last + 1] - before[start];
+                    let allowed =
+                        limit + resets.within(points[start].0, end, margin_ms) * (limit + 1);
+                    consider(points[start].0, end, counted, allowed);
+                }
             }
         }
         Bound::Rate { burst, interval_ms } => {
             let interval = interval_ms.max(1);
-            let mut before = vec![0u64; points.len() + 1];
-            for (index, &(_, weight)) in points.iter().enumerate() {
-                before[index + 1] = before[index] + weight;
-            }
             for last in 0..points.len() {
                 let end = points[last].0;
                 for first in (0..=last).rev() {
                     let counted = before[last + 1] - before[first];
-                    let allowed = burst + (end - points[first].0 + margin_ms) / interval;
-                    consider(points[first].0, end, counted, allowed);
+                    let start = points[first].0;
+                    let allowed = burst
+                        + (end - start + margin_ms) / interval
+                        + resets.within(start, end, margin_ms) * (burst + 1);
+                    consider(start, end, counted, allowed);
                     // Earlier starts add at most `before[first]`; once the allowance is ahead
-                    // by more than that, no earlier start can exceed it.
+                    // by more than that, no earlier start can exceed it (the allowance only
+                    // grows as the start moves back).
                     if allowed.saturating_sub(counted) > before[first] {
                         break;
                     }
@@ -479,6 +538,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         0
     };
     let jitter = jitter_ms(scenario);
+    let resets = resets(scenario, &kinds);
     let mut bound_checks = Vec::new();
     if let Some(bound) = admission_bound(first_kind, scenario) {
         let margin = match bound {
@@ -508,7 +568,8 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
-            if let Some((start_ms, end_ms, counted, allowed)) = worst_excess(&points, bound, margin)
+            if let Some((start_ms, end_ms, counted, allowed)) =
+                worst_excess(&points, bound, margin, &resets)
             {
                 keys_over += 1;
                 let excess = Excess {
@@ -528,7 +589,8 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         }
         let detail = match &worst {
             None => format!(
-                "every key within {bound} (gateway/Redis time margin {margin} ms; {} fail-open admissions not counted)",
+                "every key within {bound} (gateway/Redis time margin {margin} ms; {} reset allowances; {} fail-open admissions not counted)",
+                resets.at_ms.len(),
                 metrics.fail_open
             ),
             Some(excess) => format!(
@@ -693,7 +755,7 @@ mod tests {
     /// `counted - allowed`, or 0 when within the bound.
     fn check(times: &[u64], bound: Bound, margin: u64, expected_excess: u64) {
         let points: Vec<(u64, u64)> = times.iter().map(|&time| (time, 1)).collect();
-        let excess = worst_excess(&points, bound, margin)
+        let excess = worst_excess(&points, bound, margin, &Resets::default())
             .map(|(_, _, counted, allowed)| counted - allowed)
             .unwrap_or(0);
         assert_eq!(excess, expected_excess, "{times:?} against {bound}");
@@ -731,6 +793,26 @@ mod tests {
         for (times, bound, margin, excess) in cases {
             check(times, *bound, *margin, *excess);
         }
+    }
+
+    #[test]
+    fn a_reset_earns_one_more_base_allowance() {
+        let resets = Resets { at_ms: vec![500] };
+        let points: Vec<(u64, u64)> = [0, 0, 600, 600, 600].iter().map(|&t| (t, 1)).collect();
+        let window = Bound::Window {
+            limit: 2,
+            span_ms: 1_000,
+        };
+        assert_eq!(
+            worst_excess(&points, window, 0, &Resets::default()).map(|w| w.2),
+            Some(5)
+        );
+        assert_eq!(
+            worst_excess(&points, window, 0, &resets).map(|w| (w.2, w.3)),
+            Some((3, 2))
+        );
+        let two_after: Vec<(u64, u64)> = [0, 0, 600, 600].iter().map(|&t| (t, 1)).collect();
+        assert_eq!(worst_excess(&two_after, window, 0, &resets), None);
     }
 
     #[test]

@@ -433,9 +433,9 @@ impl Default for Upstream {
     }
 }
 
-/// One scheduled fault.
+/// One scheduled fault. (Unknown fields are refused by [`FaultKind`], which receives every
+/// field but `at_ms`: serde cannot deny unknown fields on a struct that flattens.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// When it fires, simulated ms from the start.
     pub at_ms: u64,
@@ -446,7 +446,7 @@ pub struct Fault {
 
 /// What a fault does. Host names are `redis-0` and `gateway-<i>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
     /// Cut the link between `a` and `b` (only `a` → `b` when `oneway`) for `duration_ms`.
     Partition {
@@ -471,7 +471,7 @@ pub enum FaultKind {
     },
     /// Crash `redis-0` and start it again at once with an empty model: data and the script
     /// cache are lost (no persistence).
-    RedisRestart,
+    RedisRestart {},
     /// Step a host's clock by `step_ms` (negative: backwards) from now on.
     ClockStep {
         /// `redis-0` or `gateway-<i>`.
@@ -498,7 +498,7 @@ impl FaultKind {
             FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
                 *duration_ms
             }
-            FaultKind::RedisRestart => 1,
+            FaultKind::RedisRestart {} => 1,
             FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } => 0,
         }
     }
@@ -768,7 +768,7 @@ impl Scenario {
                 | FaultKind::Hold { a, b, .. }
                 | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
                 FaultKind::ClockStep { host, .. } => vec![("host", host)],
-                FaultKind::RedisRestart => Vec::new(),
+                FaultKind::RedisRestart {} => Vec::new(),
             };
             for (name, host) in &hosts {
                 if !host_ok(host) {
@@ -796,7 +796,7 @@ impl Scenario {
                 FaultKind::LinkLatency { latency_ms, .. } => {
                     at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
                 }
-                FaultKind::RedisRestart => {}
+                FaultKind::RedisRestart {} => {}
             }
         }
         Ok(())
@@ -910,7 +910,7 @@ impl Scenario {
                     b: "redis-0".to_owned(),
                     duration_ms: rng.random_range(10..=1_000),
                 },
-                2 => FaultKind::RedisRestart,
+                2 => FaultKind::RedisRestart {},
                 3 => FaultKind::ClockStep {
                     host: if rng.random_bool(0.5) {
                         gateway
@@ -1016,6 +1016,14 @@ rate_per_s = 10
             (
                 format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"redis_restart\"\n"),
                 None,
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"redis_restart\"\nhots = 1\n"),
+                Some("hots"),
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"meteor\"\n"),
+                Some("meteor"),
             ),
             (
                 MINIMAL.replace(
