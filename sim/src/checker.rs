@@ -7,7 +7,10 @@
 //!   B + ⌊Δ/T⌋ in any interval Δ (new-api's bucket: N + ⌊Δ/(W/N)⌋, its ~2N − 1 per window);
 //!   successes per key within M per window for success limits (legacy C1 and reservations).
 //!   Fail-open admissions are not counted in the bound; they are their own figure;
-//! * no 5xx while Redis was healthy (the request's whole life outside every fault's outage);
+//! * no 5xx while Redis was healthy: no limiter error from a reply (NOSCRIPT, a vanished
+//!   entry) while the request's whole life was outside every fault's outage. Transport errors
+//!   outside faults (pool exhaustion, a link slower than the read timeout, pooled connections
+//!   a restart broke, for the pool's worst command time after it) are a figure of their own;
 //! * every key in Redis at the end has a TTL (new-api's bucket hash breaks this by design).
 //!
 //! **Coverage** (reported, never a failure, but a run without them proves little): a request
@@ -23,7 +26,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::event::{Event, Outcome};
+use crate::event::{ErrorClass, Event, Outcome};
 use crate::scenario::{FaultKind, LimiterKind, Scenario};
 
 /// What a verdict is about.
@@ -64,6 +67,9 @@ pub struct Metrics {
     pub fail_open: u64,
     /// 5xx because the limiter could not decide and the gateway fails closed.
     pub errors: u64,
+    /// 5xx from transport errors (pool timeout, read timeout) while no fault was active:
+    /// the pool or the timeouts are too small for the load or the link, not a limiter bug.
+    pub transport_errors_while_healthy: u64,
     /// Upstream calls that succeeded.
     pub successes: u64,
     /// Successes an outcome limiter should have recorded but could not (Redis unreachable).
@@ -410,6 +416,12 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         .filter(|fault| fault.kind.outage_ms() > 0)
         .map(|fault| (fault.at_ms, fault.at_ms + fault.kind.outage_ms()))
         .collect();
+    let reconnect_grace_ms = scenario
+        .gateways
+        .iter()
+        .map(|group| group.pool.worst_command_ms())
+        .max()
+        .unwrap_or(0);
     let kind_of = |gateway: u32| {
         scenario
             .gateway_group(gateway)
@@ -437,6 +449,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 round_trips: trips,
                 commands: sent,
                 pool_wait_ms,
+                error_class,
                 ..
             } => {
                 metrics.decisions += 1;
@@ -465,11 +478,22 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     Outcome::FailOpen => metrics.fail_open += 1,
                     Outcome::Error => {
                         metrics.errors += 1;
-                        let overlaps = outages
-                            .iter()
-                            .any(|&(start, end)| *arrived_ms <= end && *at_ms >= start);
-                        if !overlaps {
-                            errors_while_healthy.push((*id, *at_ms, key.clone()));
+                        let grace = match error_class {
+                            Some(ErrorClass::Transport) => reconnect_grace_ms,
+                            _ => 0,
+                        };
+                        let overlaps = outages.iter().any(|&(start, end)| {
+                            *arrived_ms <= end.saturating_add(grace) && *at_ms >= start
+                        });
+                        match error_class {
+                            _ if overlaps => {}
+                            // Redis is up but could not be reached in time: the pool is
+                            // exhausted or the link is slower than the read timeout. Those
+                            // are load and latency faults, reported as a figure.
+                            Some(ErrorClass::Transport) => {
+                                metrics.transport_errors_while_healthy += 1
+                            }
+                            _ => errors_while_healthy.push((*id, *at_ms, key.clone())),
                         }
                     }
                 }
@@ -614,7 +638,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         kind: VerdictKind::Safety,
         held: errors_while_healthy.is_empty(),
         detail: match errors_while_healthy.first() {
-            None => format!("{} 5xx, all during a fault", metrics.errors),
+            None => format!(
+                "{} 5xx: none from a reply outside a fault; {} transport 5xx outside faults (pool or timeouts)",
+                metrics.errors, metrics.transport_errors_while_healthy
+            ),
             Some((id, at_ms, key)) => format!(
                 "{} 5xx while no fault was active; first: request {id:#x} on key {key} at {at_ms} ms",
                 errors_while_healthy.len()

@@ -16,6 +16,18 @@ pub enum Outcome {
     Error,
 }
 
+/// Why a limiter could not decide, by class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Redis was not reachable: dial, read or pool timeout, a closed connection.
+    Transport,
+    /// Redis answered something the limiter cannot use (NOSCRIPT, a missing entry).
+    Reply,
+    /// The request could not be turned into a key.
+    Key,
+}
+
 /// One thing that happened, at `at_ms` simulated ms from the start (true time, not any
 /// host's skewed clock).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +64,8 @@ pub enum Event {
         pool_wait_ms: u64,
         /// Why it could not decide, for `FailOpen` and `Error`.
         error: Option<String>,
+        /// The class of that error.
+        error_class: Option<ErrorClass>,
     },
     /// An admitted request's upstream call ended (and the outcome limiter was told).
     Completion {

@@ -28,7 +28,7 @@ use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
 use ratelab::redis::Usage;
 use ratelab::resp::server::{Clock, serve_connection};
 
-use crate::event::{Event, Outcome};
+use crate::event::{ErrorClass, Event, Outcome};
 use crate::pool::{Pool, PooledRedis, REDIS_PORT};
 use crate::scenario::{
     Arrivals, FailModeSetting, FaultKind, GatewayGroup, LimiterKind, Popularity, Scenario,
@@ -670,21 +670,32 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
     };
     let admission = admit(&shared, redis, &request).await;
     let decided_ms = sim_now_ms();
-    let (outcome, usage, error, completer) = match admission {
+    let (outcome, usage, error, error_class, completer) = match admission {
         Admission::Decided(verdict, completer) => {
             let outcome = if verdict.decision.allowed {
                 Outcome::Allowed
             } else {
                 Outcome::Denied
             };
-            (outcome, verdict.usage, None, completer)
+            (outcome, verdict.usage, None, None, completer)
         }
         Admission::Failed(error) => {
             let outcome = match shared.fail_mode {
                 FailModeSetting::Open => Outcome::FailOpen,
                 FailModeSetting::Closed => Outcome::Error,
             };
-            (outcome, Usage::default(), Some(error.to_string()), None)
+            let class = match error {
+                LimiterError::Redis(_) => ErrorClass::Transport,
+                LimiterError::Key(_) => ErrorClass::Key,
+                _ => ErrorClass::Reply,
+            };
+            (
+                outcome,
+                Usage::default(),
+                Some(error.to_string()),
+                Some(class),
+                None,
+            )
         }
     };
     push(
@@ -698,6 +709,7 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
             commands: usage.commands,
             pool_wait_ms: pool_wait.load(Ordering::Relaxed),
             error,
+            error_class,
         },
     );
     if !matches!(outcome, Outcome::Allowed | Outcome::FailOpen) {
