@@ -277,3 +277,28 @@ fn bad_scenario_files_name_the_field_and_exit_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_shipped_scenario_parses() {
+    // Goal: the examples in sim/scenarios stay valid as the format changes. Method: parse
+    // every .toml there; at least the files the tests name must be found.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut parsed = 0;
+    for entry in std::fs::read_dir(&dir).expect("sim/scenarios exists") {
+        let path = entry.expect("a directory entry").path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            Scenario::from_toml(&text)
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            parsed += 1;
+        }
+    }
+    assert!(
+        parsed >= 6,
+        "only {parsed} scenarios found in {}",
+        dir.display()
+    );
+}
