@@ -273,7 +273,7 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .map(|fault| fault.at_ms)
         .collect();
     at_ms.sort_unstable();
-    Resets { at_ms }
+    Resets { at_ms, reach_ms: 0 }
 }
 
 /// The worst window found for one key.
@@ -293,6 +293,10 @@ struct Excess {
 pub struct Resets {
     /// Sorted times, ms.
     pub at_ms: Vec<u64>,
+    /// How long after a reset its effect lasts, ms: 0 for admissions; for successes, the
+    /// longest a request admitted before it can take to complete after it (its success lands
+    /// on the fresh state that no longer holds its reservation).
+    pub reach_ms: u64,
 }
 
 impl Resets {
@@ -300,7 +304,7 @@ impl Resets {
         let count = self
             .at_ms
             .iter()
-            .filter(|&&at| at + margin_ms >= start_ms && at <= end_ms + margin_ms)
+            .filter(|&&at| at + margin_ms + self.reach_ms >= start_ms && at <= end_ms + margin_ms)
             .count();
         u64::try_from(count).expect("fits")
     }
@@ -586,14 +590,29 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             &successes,
         ));
     }
+    let worst_command_ms = scenario
+        .gateways
+        .iter()
+        .map(|group| group.pool.worst_command_ms())
+        .max()
+        .unwrap_or(0);
+    let success_resets = Resets {
+        reach_ms: scenario.upstream.latency.max_ms() + worst_command_ms,
+        ..resets.clone()
+    };
     for (name, what, bound, margin, per_key) in bound_checks {
+        let resets = if what == "successes" {
+            &success_resets
+        } else {
+            &resets
+        };
         let mut worst: Option<Excess> = None;
         let mut keys_over = 0;
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
             if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, margin, &resets)
+                worst_excess(&points, bound, margin, resets)
             {
                 keys_over += 1;
                 let excess = Excess {
@@ -824,7 +843,10 @@ mod tests {
 
     #[test]
     fn a_reset_earns_one_more_base_allowance() {
-        let resets = Resets { at_ms: vec![500] };
+        let resets = Resets {
+            at_ms: vec![500],
+            reach_ms: 0,
+        };
         let points: Vec<(u64, u64)> = [0, 0, 600, 600, 600].iter().map(|&t| (t, 1)).collect();
         let window = Bound::Window {
             limit: 2,
