@@ -1,14 +1,22 @@
 //! `ratelab`: the command-line front of the simulator.
 //!
-//! For now one subcommand, `serve`, which puts the in-process Redis model on a TCP port so
-//! that redis-cli, redis-benchmark, the `redis` crate or any other client can talk to it.
-//! The simulation's subcommands (`run`, `explore`, `report`, ...) join it later.
+//! * `run`: one scenario (a TOML file, or a swarm seed), its verdicts and metrics;
+//! * `explore`: many swarm seeds with a progress bar, listing the failing ones;
+//! * `serve`: the in-process Redis model on a TCP port;
+//! * `bench`: the limiters against a real Redis.
+//!
+//! Exit codes of `run` and `explore`: 0 every safety property held, 1 one was violated, 2 bad
+//! input (an unreadable or invalid scenario, a run that could not complete).
 
 mod bench;
 mod bench_redis;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sim::scenario::Scenario;
 
 /// Deterministic simulator and verification suite for Redis-backed rate limiters.
 #[derive(Parser, Debug)]
@@ -24,19 +32,207 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Benchmark the limiters against their peers and print the numbers.
     Bench(bench::BenchArgs),
+    /// Simulate one scenario and judge it.
+    Run(RunArgs),
+    /// Simulate many swarm seeds and list the ones that violate a safety property.
+    Explore(ExploreArgs),
 }
 
-fn main() -> std::process::ExitCode {
+/// How `run` prints its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Verdicts, metrics and timelines as text.
+    Text,
+    /// One JSON object: seed, verdicts, metrics, timelines.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The scenario file (TOML). Without it the scenario is drawn from the seed (swarm).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// The run's seed (turmoil, arrivals, upstream). Without it one is chosen and printed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the event log here, one JSON object per line.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExploreArgs {
+    /// How many seeds to run.
+    #[arg(long)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Run this scenario with each seed instead of drawing a scenario from each seed.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Run(args) => return run(&args),
+        Command::Explore(args) => return explore(&args),
     };
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ratelab: {error}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Scenario::from_toml(&text).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// The one command that replays a run.
+fn replay_command(scenario: Option<&PathBuf>, seed: u64) -> String {
+    match scenario {
+        Some(path) => format!("ratelab run --scenario {} --seed {seed}", path.display()),
+        None => format!("ratelab run --seed {seed}"),
+    }
+}
+
+/// A seed when none was given: from the process id and the address of a stack value, so that
+/// no wall clock is read; it is printed, so the run can be replayed.
+fn fresh_seed() -> u64 {
+    let marker = 0u8;
+    let address = std::ptr::addr_of!(marker) as u64;
+    u64::from(std::process::id()).rotate_left(32) ^ address
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let seed = args.seed.unwrap_or_else(fresh_seed);
+    let scenario = match &args.scenario {
+        Some(path) => match load(path) {
+            Ok(scenario) => scenario,
+            Err(error) => {
+                eprintln!("ratelab: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Scenario::swarm(seed),
+    };
+    let replay = replay_command(args.scenario.as_ref(), seed);
+    if args.format == Format::Text {
+        println!("# seed {seed}; replay: {replay}");
+        println!("{}", scenario.to_toml());
+    }
+    let (report, events) = match sim::simulate(&scenario, seed) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("ratelab: {error}\n  replay: {replay}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.trace {
+        let mut text = String::new();
+        for event in &events {
+            text.push_str(&serde_json::to_string(event).expect("events always serialise"));
+            text.push('\n');
+        }
+        if let Err(error) = std::fs::write(path, text) {
+            eprintln!("ratelab: cannot write {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    match args.format {
+        Format::Text => {
+            print!("{report}");
+            if !report.safe() {
+                println!("VIOLATED (seed {seed}); replay: {replay}");
+            }
+        }
+        Format::Json => {
+            let object = serde_json::json!({
+                "seed": seed,
+                "replay": replay,
+                "safe": report.safe(),
+                "event_log_hash": format!("{:016x}", sim::event::log_hash(&events)),
+                "report": report,
+            });
+            println!("{object}");
+        }
+    }
+    if report.safe() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn explore(args: &ExploreArgs) -> ExitCode {
+    let fixed = match &args.scenario {
+        Some(path) => match load(path) {
+            Ok(scenario) => Some(scenario),
+            Err(error) => {
+                eprintln!("ratelab: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let bar = indicatif::ProgressBar::new(args.seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut failing = Vec::new();
+    let mut broken = 0u64;
+    for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
+        let scenario = fixed.clone().unwrap_or_else(|| Scenario::swarm(seed));
+        match sim::simulate(&scenario, seed) {
+            Ok((report, _)) if !report.safe() => {
+                let names: Vec<&str> = report
+                    .verdicts
+                    .iter()
+                    .filter(|verdict| {
+                        !verdict.held && verdict.kind == sim::checker::VerdictKind::Safety
+                    })
+                    .map(|verdict| verdict.name.as_str())
+                    .collect();
+                failing.push((seed, names.join(", ")));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                broken += 1;
+                bar.println(format!("seed {seed}: {error}"));
+            }
+        }
+        bar.set_message(format!("{} failing", failing.len()));
+        bar.inc(1);
+    }
+    bar.finish();
+    for (seed, names) in &failing {
+        println!(
+            "seed {seed} violates {names}; replay: {}",
+            replay_command(args.scenario.as_ref(), *seed)
+        );
+    }
+    println!(
+        "{} of {} seeds violated a safety property; {broken} could not run",
+        failing.len(),
+        args.seeds
+    );
+    if broken > 0 {
+        ExitCode::from(2)
+    } else if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

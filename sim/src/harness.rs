@@ -1,0 +1,739 @@
+//! The turmoil world: one Redis host serving the model over simulated TCP, gateway hosts
+//! with an open-loop load, a limiter and a connection pool each, an upstream, and the
+//! scheduled faults. [`run`] returns the event log; judging it is the checker's job.
+//!
+//! Determinism: one `u64` seed. turmoil gets it (`rng_seed`), and a ChaCha8 master stream
+//! hands each component its own seed in a fixed order (the Redis node, then gateway 0, 1, ...).
+//! Time is turmoil's: events carry true simulated ms; each host's clock is that plus its own
+//! offset (which clock-step faults move). Nothing here reads the wall clock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ratelab::algo::reservation::SuccessQuota;
+use ratelab::algo::{RateQuota, WindowQuota};
+use ratelab::keys::{Identity, KeyScheme};
+use ratelab::limiter::atomic::{self, Algorithm, ScriptClock, ScriptLimiter};
+use ratelab::limiter::legacy::GatewayClock;
+use ratelab::limiter::legacy::list_log::{ListLogLimiter, ListLogQuota};
+use ratelab::limiter::legacy::model_request::{
+    self, ModelQuota, ModelRequestLimiter, NewapiScriptLoader, TokenBucketLimiter,
+};
+use ratelab::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
+use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
+use ratelab::redis::Usage;
+use ratelab::resp::server::{Clock, serve_connection};
+
+use crate::event::{ErrorClass, Event, Outcome};
+use crate::pool::{Pool, PooledRedis, REDIS_PORT};
+use crate::scenario::{
+    Arrivals, FailModeSetting, FaultKind, GatewayGroup, LimiterKind, Popularity, Scenario,
+};
+
+/// Unix ms at simulated time zero (2023-11-14): every clock starts here plus its offset.
+pub const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// The Redis host's name.
+pub const REDIS_HOST: &str = "redis-0";
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Every event, in the order it happened.
+    pub events: Vec<Event>,
+    /// Simulated ms the run took (load, drain, and the end).
+    pub simulated_ms: u64,
+}
+
+/// Why a run could not complete.
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+impl std::fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the simulation failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+type Log = Arc<Mutex<Vec<Event>>>;
+
+fn push(log: &Log, event: Event) {
+    log.lock()
+        .expect("the event log lock is never held across a panic")
+        .push(event);
+}
+
+/// True simulated time in ms, inside a host.
+fn sim_now_ms() -> u64 {
+    let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A host's clock: true time plus its (movable) offset, in Unix ms.
+fn skewed_ms(true_ms: u64, offset: &AtomicI64) -> u64 {
+    let base = i128::from(EPOCH_MS) + i128::from(true_ms);
+    let skewed = base + i128::from(offset.load(Ordering::Relaxed));
+    u64::try_from(skewed.max(0)).unwrap_or(u64::MAX)
+}
+
+/// How long gateways wait for in-flight requests after the load stops, and the hard bound on
+/// simulated time. Every wait in the gateway has its own timeout, so these are only reached
+/// when something is stuck; hitting the hard bound fails the run loudly.
+fn drain_ms(scenario: &Scenario) -> u64 {
+    let worst_command = scenario
+        .gateways
+        .iter()
+        .map(|group| group.pool.worst_command_ms())
+        .max()
+        .unwrap_or(0);
+    // At most six sequential commands per request (the legacy model limit's worst case).
+    scenario.upstream.latency.max_ms() + 6 * worst_command + 1_000
+}
+
+/// Runs `scenario` with `seed` and returns its event log.
+pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
+    scenario
+        .validate()
+        .map_err(|error| HarnessError(error.to_string()))?;
+    let mut master = ChaCha8Rng::seed_from_u64(seed);
+    let redis_seed = master.next_u64();
+    let gateway_count = scenario.gateway_count();
+    let gateway_seeds: Vec<u64> = (0..gateway_count).map(|_| master.next_u64()).collect();
+
+    let drain = drain_ms(scenario);
+    let bound_ms = scenario.duration_ms + drain + 5_000;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_millis(bound_ms))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(scenario.network.min_latency_ms))
+        .max_message_latency(Duration::from_millis(scenario.network.max_latency_ms))
+        .tcp_capacity(1 << 16)
+        .build();
+
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    // Each host's clock offset, by name; clock-step faults add to them.
+    let mut offsets: BTreeMap<String, Arc<AtomicI64>> = BTreeMap::new();
+    offsets.insert(
+        REDIS_HOST.to_owned(),
+        Arc::new(AtomicI64::new(scenario.redis.clock_offset_ms)),
+    );
+    for index in 0..gateway_count {
+        let group = scenario
+            .gateway_group(index)
+            .expect("index below the count");
+        offsets.insert(
+            format!("gateway-{index}"),
+            Arc::new(AtomicI64::new(group.clock_offset_ms)),
+        );
+    }
+
+    // The live model, replaced by a fresh one at each (re)start of the host.
+    let current_model: Arc<Mutex<Option<SharedModel>>> = Arc::new(Mutex::new(None));
+    {
+        let current_model = Arc::clone(&current_model);
+        let offset = Arc::clone(&offsets[REDIS_HOST]);
+        let starts = Arc::new(AtomicI64::new(0));
+        sim.host(REDIS_HOST, move || {
+            let current_model = Arc::clone(&current_model);
+            let offset = Arc::clone(&offset);
+            // A restarted node gets a new seed, derived, so the run stays reproducible.
+            let start = starts.fetch_add(1, Ordering::Relaxed);
+            let node_seed = redis_seed.wrapping_add(start.unsigned_abs());
+            async move {
+                let config = NodeConfig {
+                    port: REDIS_PORT,
+                    ..NodeConfig::standalone(node_seed)
+                };
+                let model: SharedModel = Arc::new(Mutex::new(Model::new(config)));
+                *current_model
+                    .lock()
+                    .expect("the model slot lock is never held across a panic") =
+                    Some(Arc::clone(&model));
+                let clock: Clock = Arc::new(move || skewed_ms(sim_now_ms(), &offset));
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", REDIS_PORT)).await?;
+                loop {
+                    let (stream, peer) = listener.accept().await?;
+                    let model = Arc::clone(&model);
+                    let clock = Arc::clone(&clock);
+                    tokio::spawn(async move {
+                        // A dropped connection is the client's problem, not the server's.
+                        let _ = serve_connection(stream, model, clock, peer.to_string()).await;
+                    });
+                }
+            }
+        });
+    }
+
+    for index in 0..gateway_count {
+        let group = scenario
+            .gateway_group(index)
+            .expect("index below the count")
+            .clone();
+        let gateway = Gateway {
+            index,
+            group,
+            scenario: scenario.clone(),
+            seed: gateway_seeds[usize::try_from(index).expect("small")],
+            offset: Arc::clone(&offsets[&format!("gateway-{index}")]),
+            log: Arc::clone(&log),
+            drain_ms: drain,
+        };
+        sim.client(format!("gateway-{index}"), gateway.run());
+    }
+
+    // Fault actions in time order: (at_ms, fault index, is_end).
+    let mut actions: Vec<(u64, usize, bool)> = Vec::new();
+    for (index, fault) in scenario.faults.iter().enumerate() {
+        actions.push((fault.at_ms, index, false));
+        if matches!(
+            fault.kind,
+            FaultKind::Partition { .. } | FaultKind::Hold { .. }
+        ) {
+            actions.push((fault.at_ms + fault.kind.outage_ms(), index, true));
+        }
+    }
+    actions.sort();
+    let mut next_action = 0;
+    loop {
+        let now_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+        while let Some(&(at_ms, index, is_end)) = actions.get(next_action) {
+            if at_ms > now_ms {
+                break;
+            }
+            next_action += 1;
+            let what = apply_fault(&mut sim, &scenario.faults[index].kind, is_end, &offsets);
+            push(
+                &log,
+                Event::Fault {
+                    index,
+                    at_ms: now_ms,
+                    what,
+                },
+            );
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(error) => return Err(HarnessError(error.to_string())),
+        }
+    }
+    let simulated_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let model = current_model
+        .lock()
+        .expect("the model slot lock is never held across a panic")
+        .clone();
+    if let Some(model) = model {
+        let node_ms = skewed_ms(simulated_ms, &offsets[REDIS_HOST]);
+        push(
+            &log,
+            Event::Snapshot {
+                at_ms: simulated_ms,
+                keys: snapshot(&model, node_ms),
+            },
+        );
+    }
+    drop(sim);
+    let events = std::mem::take(
+        &mut *log
+            .lock()
+            .expect("the event log lock is never held across a panic"),
+    );
+    Ok(RunOutput {
+        events,
+        simulated_ms,
+    })
+}
+
+/// Applies (or ends) one fault and says what happened.
+fn apply_fault(
+    sim: &mut turmoil::Sim<'_>,
+    kind: &FaultKind,
+    is_end: bool,
+    offsets: &BTreeMap<String, Arc<AtomicI64>>,
+) -> String {
+    match kind {
+        FaultKind::Partition { a, b, oneway, .. } => match (is_end, oneway) {
+            (false, false) => {
+                sim.partition(a.as_str(), b.as_str());
+                format!("partition {a} <-> {b}")
+            }
+            (false, true) => {
+                sim.partition_oneway(a.as_str(), b.as_str());
+                format!("partition {a} -> {b}")
+            }
+            (true, false) => {
+                sim.repair(a.as_str(), b.as_str());
+                format!("repair {a} <-> {b}")
+            }
+            (true, true) => {
+                sim.repair_oneway(a.as_str(), b.as_str());
+                format!("repair {a} -> {b}")
+            }
+        },
+        FaultKind::Hold { a, b, .. } if is_end => {
+            sim.release(a.as_str(), b.as_str());
+            format!("release {a} <-> {b}")
+        }
+        FaultKind::Hold { a, b, .. } => {
+            sim.hold(a.as_str(), b.as_str());
+            format!("hold {a} <-> {b}")
+        }
+        FaultKind::RedisRestart {} => {
+            sim.bounce(REDIS_HOST);
+            format!("restart {REDIS_HOST} (data and script cache lost)")
+        }
+        FaultKind::ClockStep { host, step_ms } => {
+            if let Some(offset) = offsets.get(host) {
+                offset.fetch_add(*step_ms, Ordering::Relaxed);
+            }
+            format!("clock step {host} by {step_ms} ms")
+        }
+        FaultKind::LinkLatency { a, b, latency_ms } => {
+            sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*latency_ms));
+            format!("latency {a} <-> {b} = {latency_ms} ms")
+        }
+    }
+}
+
+/// Every key of database 0 with its PTTL, in key order.
+fn snapshot(model: &SharedModel, node_ms: u64) -> Vec<(String, i64)> {
+    let mut model = model
+        .lock()
+        .expect("the model lock is never held across a panic");
+    let mut session = model.connect("checker:0");
+    let keys = match model.exec(node_ms, &mut session, &[b"KEYS".to_vec(), b"*".to_vec()]) {
+        Reply::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for item in keys {
+        let Reply::Bulk(key) = item else { continue };
+        let ttl = match model.exec(node_ms, &mut session, &[b"PTTL".to_vec(), key.clone()]) {
+            Reply::Integer(ttl) => ttl,
+            _ => -2,
+        };
+        out.push((String::from_utf8_lossy(&key).into_owned(), ttl));
+    }
+    model.disconnect(&mut session);
+    out.sort();
+    out
+}
+
+/// One gateway host.
+struct Gateway {
+    index: u32,
+    group: GatewayGroup,
+    scenario: Scenario,
+    seed: u64,
+    offset: Arc<AtomicI64>,
+    log: Log,
+    drain_ms: u64,
+}
+
+/// What the arrival loop decided about one request before it runs.
+struct Planned {
+    id: u64,
+    key: u64,
+    upstream_ms: u64,
+    upstream_ok: bool,
+}
+
+/// Per-gateway state every request task shares.
+struct Shared {
+    index: u32,
+    kind: LimiterKind,
+    fail_mode: FailModeSetting,
+    scheme: KeyScheme,
+    clock: GatewayClock,
+    offset: Arc<AtomicI64>,
+    pool: Arc<Pool>,
+    /// new-api's process-wide script loader (`sync.Once`): one per gateway.
+    loader: Arc<NewapiScriptLoader>,
+    scenario: Scenario,
+    cost: u64,
+    log: Log,
+}
+
+impl Gateway {
+    async fn run(self) -> turmoil::Result {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let scheme = match &self.group.key_scheme {
+            Some(template) => KeyScheme::parse(template, 1),
+            None => KeyScheme::parse("rl:$ns:{u:$user}", 1),
+        }
+        .map_err(|error| error.to_string())?;
+        let shared = Arc::new(Shared {
+            index: self.index,
+            kind: self.group.limiter,
+            fail_mode: self.group.fail_mode,
+            scheme,
+            clock: GatewayClock::new(self.group.tz_offset_s).map_err(|error| error.problem)?,
+            offset: Arc::clone(&self.offset),
+            pool: Pool::new(self.group.pool.clone(), REDIS_HOST),
+            loader: NewapiScriptLoader::new(),
+            scenario: self.scenario.clone(),
+            cost: self.scenario.load.cost,
+            log: Arc::clone(&self.log),
+        });
+        let uses_bucket = match shared.kind {
+            LimiterKind::LegacyTokenBucket => true,
+            LimiterKind::LegacyModelRequest => self.scenario.limit.total > 0,
+            _ => false,
+        };
+        if uses_bucket {
+            // new-api's `sync.Once` load, done before the first request instead of by it:
+            // the library's loader makes concurrent first callers spin (yield in a loop)
+            // until the load finishes, and under turmoil a spinning task keeps a tick from
+            // ever ending, so the reply that would end the spin is never delivered. A failed
+            // load still leaves the digest empty for the life of the gateway, as in new-api.
+            let mut redis = ratelab::redis::Metered::new(shared.pool.handle());
+            shared.loader.get_or_load(&mut redis).await;
+        }
+        let load = &self.scenario.load;
+        let gateways = f64::from(self.scenario.gateway_count());
+        let rate_per_us = load.rate_per_s / gateways / 1_000_000.0;
+        let weights = key_weights(load.keys, &load.popularity);
+        let duration_us = self.scenario.duration_ms.saturating_mul(1_000);
+        let start = tokio::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut at_us = 0.0f64;
+        let mut sequence: u64 = 0;
+        let mut in_burst: u32 = 0;
+        if load.arrivals == Arrivals::Steady {
+            // Steady gateways start at a random phase, so that two of them do not march in
+            // lockstep (which would make every arrival a race).
+            at_us = rng.random::<f64>() / rate_per_us;
+        }
+        loop {
+            at_us += match load.arrivals {
+                Arrivals::Poisson => crate::scenario::exponential(&mut rng) / rate_per_us,
+                Arrivals::Steady => 1.0 / rate_per_us,
+                Arrivals::Bursts { size } => {
+                    in_burst += 1;
+                    if in_burst >= size {
+                        in_burst = 0;
+                        f64::from(size) / rate_per_us
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            if at_us >= duration_us as f64 {
+                break;
+            }
+            // `as` saturates; at_us is below duration_us here.
+            tokio::time::sleep_until(start + Duration::from_micros(at_us as u64)).await;
+            let key = draw_key(&mut rng, load.keys, &load.popularity, &weights);
+            let upstream_ms = self.scenario.upstream.latency.sample(&mut rng);
+            let upstream_ok = !rng.random_bool(self.scenario.upstream.error_rate);
+            let planned = Planned {
+                id: (u64::from(self.index) << 32) | sequence,
+                key,
+                upstream_ms,
+                upstream_ok,
+            };
+            sequence += 1;
+            tasks.spawn(serve_request(Arc::clone(&shared), planned));
+            // Reap finished tasks so the set stays small under a long run.
+            while tasks.try_join_next().is_some() {}
+        }
+        let drained = tokio::time::timeout(Duration::from_millis(self.drain_ms), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            return Err(format!(
+                "gateway-{} still had requests in flight {} ms after the load stopped",
+                self.index, self.drain_ms
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Cumulative weights for key draws (`None`: uniform, no table).
+fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
+    match popularity {
+        Popularity::Uniform | Popularity::Hot { .. } => None,
+        Popularity::Zipf { s } => {
+            let mut total = 0.0;
+            let table = (0..keys)
+                .map(|key| {
+                    total += 1.0 / ((key + 1) as f64).powf(*s);
+                    total
+                })
+                .collect();
+            Some(table)
+        }
+    }
+}
+
+fn draw_key(
+    rng: &mut ChaCha8Rng,
+    keys: u64,
+    popularity: &Popularity,
+    weights: &Option<Vec<f64>>,
+) -> u64 {
+    match (popularity, weights) {
+        (Popularity::Zipf { .. }, Some(table)) => {
+            let total = *table.last().expect("at least one key");
+            let target = rng.random::<f64>() * total;
+            let index = table.partition_point(|&cumulative| cumulative <= target);
+            u64::try_from(index.min(table.len() - 1)).expect("fits")
+        }
+        (Popularity::Hot { share }, _) if keys > 1 => {
+            if rng.random_bool(*share) {
+                0
+            } else {
+                rng.random_range(1..keys)
+            }
+        }
+        _ => rng.random_range(0..keys),
+    }
+}
+
+/// The logical key's name in the log.
+pub fn key_name(key: u64) -> String {
+    format!("k{key}")
+}
+
+fn identity(kind: LimiterKind, key: u64) -> Identity {
+    let namespace = match kind {
+        // new-api's mark for the global API limit (`GA`).
+        LimiterKind::LegacyIpList => "GA",
+        _ => "model",
+    };
+    Identity::new(namespace)
+        .with("ip", format!("10.0.{}.{}", key / 256 % 256, key % 256))
+        .with("user", key.to_string())
+        .with("group", "default")
+        .with("model", "gpt-4o")
+}
+
+/// One admission's result, whichever limiter family made it.
+enum Admission {
+    /// Decided; an outcome limiter kept itself and its ticket to report the outcome.
+    Decided(Verdict, Option<Completer>),
+    /// Could not decide.
+    Failed(LimiterError),
+}
+
+/// An outcome limiter waiting for its request's outcome.
+enum Completer {
+    Legacy(
+        Box<ModelRequestLimiter<PooledRedis>>,
+        model_request::SuccessTicket,
+    ),
+    Reservation(
+        Box<atomic::SuccessLimiter<PooledRedis>>,
+        atomic::SuccessTicket,
+    ),
+}
+
+impl Completer {
+    async fn complete(self, succeeded: bool, now_ms: u64) -> Result<Usage, LimiterError> {
+        match self {
+            Completer::Legacy(mut limiter, ticket) => {
+                limiter.complete(ticket, succeeded, now_ms).await
+            }
+            Completer::Reservation(mut limiter, ticket) => {
+                limiter.complete(ticket, succeeded, now_ms).await
+            }
+        }
+    }
+}
+
+fn decided(result: Result<Verdict, LimiterError>) -> Admission {
+    match result {
+        Ok(verdict) => Admission::Decided(verdict, None),
+        Err(error) => Admission::Failed(error),
+    }
+}
+
+async fn admit(shared: &Shared, redis: PooledRedis, request: &Request) -> Admission {
+    let limit = &shared.scenario.limit;
+    let window_s = i64::try_from(limit.window_ms / 1_000).expect("validated: at most a day");
+    let minutes = window_s / 60;
+    let count = |value: u64| i64::try_from(value).expect("validated: below 2^31");
+    let quota_failed = |error: ratelab::algo::QuotaError| {
+        Admission::Failed(LimiterError::Reply(error.to_string()))
+    };
+    let window = || WindowQuota::new(limit.limit, limit.window_ms);
+    let rate = || RateQuota::per_window(limit.limit, limit.window_ms);
+    let algorithm = match shared.kind {
+        LimiterKind::AtomicGcra => Some(rate().map(Algorithm::Gcra)),
+        LimiterKind::AtomicTokenBucket => Some(rate().map(Algorithm::TokenBucket)),
+        LimiterKind::AtomicFixedWindow => Some(window().map(Algorithm::FixedWindow)),
+        LimiterKind::AtomicSlidingLog => Some(window().map(Algorithm::SlidingLog)),
+        _ => None,
+    };
+    if let Some(algorithm) = algorithm {
+        return match algorithm {
+            Ok(algorithm) => {
+                let mut limiter =
+                    ScriptLimiter::new(redis, shared.scheme.clone(), algorithm, ScriptClock::Redis);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        };
+    }
+    match shared.kind {
+        LimiterKind::LegacyIpList => match ListLogQuota::new(count(limit.limit), window_s) {
+            Ok(quota) => {
+                let mut limiter = ListLogLimiter::newapi_ip(redis, quota, shared.clock);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::LegacyTokenBucket => match ModelQuota::new(count(limit.limit), 0, minutes) {
+            Ok(quota) => {
+                let mut limiter =
+                    TokenBucketLimiter::with_loader(redis, quota, Arc::clone(&shared.loader));
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::LegacyModelRequest => {
+            match ModelQuota::new(count(limit.total), count(limit.limit), minutes) {
+                Ok(quota) => {
+                    let mut limiter = Box::new(ModelRequestLimiter::with_loader(
+                        redis,
+                        quota,
+                        shared.clock,
+                        Arc::clone(&shared.loader),
+                    ));
+                    match limiter.admit(request).await {
+                        Ok((verdict, ticket)) => Admission::Decided(
+                            verdict,
+                            ticket.map(|ticket| Completer::Legacy(limiter, ticket)),
+                        ),
+                        Err(error) => Admission::Failed(error),
+                    }
+                }
+                Err(error) => quota_failed(error),
+            }
+        }
+        LimiterKind::SuccessReservation => {
+            match SuccessQuota::new(limit.limit, limit.window_ms, shared.scenario.lease_ms()) {
+                Ok(quota) => {
+                    let mut limiter = Box::new(atomic::SuccessLimiter::new(
+                        redis,
+                        shared.scheme.clone(),
+                        quota,
+                        ScriptClock::Redis,
+                    ));
+                    match limiter.admit(request).await {
+                        Ok((verdict, ticket)) => Admission::Decided(
+                            verdict,
+                            ticket.map(|ticket| Completer::Reservation(limiter, ticket)),
+                        ),
+                        Err(error) => Admission::Failed(error),
+                    }
+                }
+                Err(error) => quota_failed(error),
+            }
+        }
+        LimiterKind::AtomicGcra
+        | LimiterKind::AtomicTokenBucket
+        | LimiterKind::AtomicFixedWindow
+        | LimiterKind::AtomicSlidingLog => unreachable!("handled by the script branch above"),
+    }
+}
+
+/// One request, from arrival to the end of its upstream call.
+async fn serve_request(shared: Arc<Shared>, planned: Planned) {
+    let arrived_ms = sim_now_ms();
+    push(
+        &shared.log,
+        Event::Request {
+            id: planned.id,
+            gateway: shared.index,
+            key: key_name(planned.key),
+            at_ms: arrived_ms,
+            cost: shared.cost,
+        },
+    );
+    let redis = shared.pool.handle();
+    let pool_wait = redis.pool_wait_counter();
+    let request = Request {
+        identity: identity(shared.kind, planned.key),
+        cost: shared.cost,
+        now_ms: skewed_ms(arrived_ms, &shared.offset),
+    };
+    let admission = admit(&shared, redis, &request).await;
+    let decided_ms = sim_now_ms();
+    let (outcome, usage, error, error_class, completer) = match admission {
+        Admission::Decided(verdict, completer) => {
+            let outcome = if verdict.decision.allowed {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            };
+            (outcome, verdict.usage, None, None, completer)
+        }
+        Admission::Failed(error) => {
+            let outcome = match shared.fail_mode {
+                FailModeSetting::Open => Outcome::FailOpen,
+                FailModeSetting::Closed => Outcome::Error,
+            };
+            let class = match error {
+                LimiterError::Redis(_) => ErrorClass::Transport,
+                LimiterError::Key(_) => ErrorClass::Key,
+                _ => ErrorClass::Reply,
+            };
+            (
+                outcome,
+                Usage::default(),
+                Some(error.to_string()),
+                Some(class),
+                None,
+            )
+        }
+    };
+    push(
+        &shared.log,
+        Event::Decision {
+            id: planned.id,
+            at_ms: decided_ms,
+            outcome,
+            latency_ms: decided_ms - arrived_ms,
+            round_trips: usage.round_trips,
+            commands: usage.commands,
+            pool_wait_ms: pool_wait.load(Ordering::Relaxed),
+            error,
+            error_class,
+        },
+    );
+    if !matches!(outcome, Outcome::Allowed | Outcome::FailOpen) {
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(planned.upstream_ms)).await;
+    let finished_ms = sim_now_ms();
+    let recorded_at_ms = match completer {
+        Some(completer) => {
+            let now_ms = skewed_ms(finished_ms, &shared.offset);
+            match completer.complete(planned.upstream_ok, now_ms).await {
+                Ok(_) if planned.upstream_ok => Some(sim_now_ms()),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    push(
+        &shared.log,
+        Event::Completion {
+            id: planned.id,
+            at_ms: finished_ms,
+            success: planned.upstream_ok,
+            recorded_at_ms,
+        },
+    );
+}

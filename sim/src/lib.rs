@@ -1,0 +1,25 @@
+//! The ratelab simulation: limiters on gateway hosts talking to a Redis model over turmoil's
+//! simulated TCP, with scheduled faults, and a checker that judges the event log.
+//!
+//! * [`scenario`]: a run as data (TOML or a swarm seed), validated field by field.
+//! * [`harness`]: the turmoil world that runs a scenario and records [`event::Event`]s.
+//! * [`pool`]: a go-redis-like connection pool over turmoil TCP.
+//! * [`checker`]: a pure function from the event log to verdicts and metrics.
+//!
+//! `ratelab run` and `ratelab explore` (in `main.rs`) are thin wrappers around [`simulate`].
+
+pub mod checker;
+pub mod event;
+pub mod harness;
+pub mod pool;
+pub mod scenario;
+
+/// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
+pub fn simulate(
+    scenario: &scenario::Scenario,
+    seed: u64,
+) -> Result<(checker::Report, Vec<event::Event>), harness::HarnessError> {
+    let output = harness::run(scenario, seed)?;
+    let report = checker::check(scenario, seed, &output.events);
+    Ok((report, output.events))
+}

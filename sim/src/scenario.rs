@@ -1,0 +1,1058 @@
+//! A run described as data: a [`Scenario`] read from TOML, or drawn from a seed.
+//!
+//! Every field is documented here and in `sim/scenarios/README.md`. [`Scenario::validate`]
+//! rejects values the harness cannot run, naming the field (`gateways[1].pool.size`) and the
+//! problem, so a bad file is exit code 2 and never a panic. [`Scenario::swarm`] draws every
+//! knob from a ChaCha8 stream (swarm testing, as TigerBeetle's VOPR does): a seed is a
+//! scenario.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Longest simulated run accepted, in ms (an hour): bounds the number of turmoil steps.
+pub const DURATION_MS_MAX: u64 = 3_600_000;
+/// Most gateways in one run.
+pub const GATEWAYS_MAX: u32 = 64;
+/// Highest total arrival rate accepted, requests per simulated second.
+pub const RATE_PER_S_MAX: f64 = 200_000.0;
+/// Most requests one run may generate; a run that would exceed it is refused up front.
+pub const REQUESTS_MAX: u64 = 2_000_000;
+/// Most distinct keys the load may touch.
+pub const KEYS_MAX: u64 = 1_000_000;
+/// Longest timeout, latency or fault duration accepted, in ms (ten minutes).
+pub const SPAN_MS_MAX: u64 = 600_000;
+
+/// One simulation run: topology, limiter, load, upstream and faults.
+///
+/// ```toml
+/// duration_ms = 5000
+/// [limit]
+/// limit = 10
+/// window_ms = 1000
+/// [[gateways]]
+/// count = 2
+/// limiter = "atomic_gcra"
+/// [load]
+/// rate_per_s = 200
+/// keys = 4
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// How long the load generators send requests, in simulated ms. In-flight requests then
+    /// finish (bounded by the upstream's and the pool's own limits).
+    pub duration_ms: u64,
+    /// The simulated network between every pair of hosts.
+    #[serde(default)]
+    pub network: Network,
+    /// The Redis node (`redis-0`, standalone).
+    #[serde(default)]
+    pub redis: RedisNode,
+    /// Gateway groups; group `g` with `count = n` adds n hosts `gateway-<i>` in order.
+    pub gateways: Vec<GatewayGroup>,
+    /// The limit every gateway enforces.
+    pub limit: Limit,
+    /// The open-loop load, shared evenly by all gateways.
+    pub load: Load,
+    /// The model API behind the gateways.
+    #[serde(default)]
+    pub upstream: Upstream,
+    /// Scheduled faults, fired by the harness at their time.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+/// Link latency for every message (turmoil's `min/max_message_latency`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Smallest one-way latency, ms.
+    pub min_latency_ms: u64,
+    /// Largest one-way latency, ms (turmoil draws in between, exponentially).
+    pub max_latency_ms: u64,
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network {
+            min_latency_ms: 1,
+            max_latency_ms: 1,
+        }
+    }
+}
+
+/// The Redis node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisNode {
+    /// Added to true time for everything the node sees as time (TIME, expiry), ms.
+    pub clock_offset_ms: i64,
+}
+
+/// Which limiter a gateway runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimiterKind {
+    /// new-api path A: the IP list log (LLEN, LINDEX, LPUSH, LTRIM, EXPIRE); stated bound L
+    /// per window; window in whole seconds.
+    LegacyIpList,
+    /// new-api path C: success list (C1, M = `limit.limit`) then token bucket (C2, N =
+    /// `limit.total`, 0 = off), success recorded after the upstream call; window in whole
+    /// minutes.
+    LegacyModelRequest,
+    /// new-api path C2 alone: the token bucket script by EVALSHA, no NOSCRIPT fallback; N =
+    /// `limit.limit` per window of whole minutes.
+    LegacyTokenBucket,
+    /// The atomic GCRA script: burst L, one unit every window/L.
+    AtomicGcra,
+    /// The atomic fixed window script: L per aligned window.
+    AtomicFixedWindow,
+    /// The atomic sliding log script: L per trailing window.
+    AtomicSlidingLog,
+    /// The atomic token bucket script: burst L, one unit every window/L.
+    AtomicTokenBucket,
+    /// The atomic success limit by reservation: M = `limit.limit` successes per window.
+    SuccessReservation,
+}
+
+impl LimiterKind {
+    /// Every kind, for swarm draws.
+    pub const ALL: [LimiterKind; 8] = [
+        LimiterKind::LegacyIpList,
+        LimiterKind::LegacyModelRequest,
+        LimiterKind::LegacyTokenBucket,
+        LimiterKind::AtomicGcra,
+        LimiterKind::AtomicFixedWindow,
+        LimiterKind::AtomicSlidingLog,
+        LimiterKind::AtomicTokenBucket,
+        LimiterKind::SuccessReservation,
+    ];
+
+    /// Whether the limit counts successes (reported after the upstream call).
+    pub fn counts_successes(self) -> bool {
+        matches!(
+            self,
+            LimiterKind::LegacyModelRequest | LimiterKind::SuccessReservation
+        )
+    }
+
+    /// Whether it is one of new-api's limiters (gateway-clock stamps, whole-second windows).
+    pub fn is_legacy(self) -> bool {
+        matches!(
+            self,
+            LimiterKind::LegacyIpList
+                | LimiterKind::LegacyModelRequest
+                | LimiterKind::LegacyTokenBucket
+        )
+    }
+}
+
+/// What a gateway does when its limiter cannot decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailModeSetting {
+    /// Admit (counted as fail-open, outside the bound).
+    Open,
+    /// Refuse with a 5xx (new-api's behaviour).
+    Closed,
+}
+
+/// One group of identical gateways.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayGroup {
+    /// How many gateways of this kind.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The limiter they run.
+    pub limiter: LimiterKind,
+    /// Key template for the atomic limiters (fields `$ns`, `$user`, `$ip`, `$group`,
+    /// `$model`); `None` uses `rl:$ns:{u:$user}`. Legacy limiters always use new-api's keys.
+    #[serde(default)]
+    pub key_scheme: Option<String>,
+    /// The connection pool.
+    #[serde(default)]
+    pub pool: Pool,
+    /// What to do when the limiter cannot decide.
+    #[serde(default = "closed")]
+    pub fail_mode: FailModeSetting,
+    /// Added to true time for the gateway's clock (the `now_ms` legacy limiters stamp), ms.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
+    /// The gateway's zone east of UTC, seconds (new-api writes local time with a literal Z).
+    #[serde(default)]
+    pub tz_offset_s: i64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn closed() -> FailModeSetting {
+    FailModeSetting::Closed
+}
+
+/// A go-redis-like connection pool. The defaults are go-redis v8's as new-api configures
+/// them (pool 10, pool timeout 4 s, read timeout 3 s, dial 5 s, 3 retries, 8-512 ms backoff).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Most connections open at once.
+    pub size: u32,
+    /// How long a command waits for a free connection before failing, ms.
+    pub pool_timeout_ms: u64,
+    /// How long one command waits for its reply, ms.
+    pub read_timeout_ms: u64,
+    /// How long a connect may take, ms.
+    pub dial_timeout_ms: u64,
+    /// Retries after a transport error or timeout (go-redis `MaxRetries`).
+    pub retries: u32,
+    /// First retry backoff, ms; doubled per retry.
+    pub backoff_min_ms: u64,
+    /// Largest retry backoff, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            size: 10,
+            pool_timeout_ms: 4_000,
+            read_timeout_ms: 3_000,
+            dial_timeout_ms: 5_000,
+            retries: 3,
+            backoff_min_ms: 8,
+            backoff_max_ms: 512,
+        }
+    }
+}
+
+impl Pool {
+    /// The longest one command can take before it fails for good: pool wait, then each
+    /// attempt's dial and read timeouts and the backoffs between them.
+    pub fn worst_command_ms(&self) -> u64 {
+        let attempts = u64::from(self.retries) + 1;
+        let backoff: u64 = (0..self.retries)
+            .map(|retry| self.backoff_ms(retry))
+            .sum::<u64>();
+        self.pool_timeout_ms
+            .saturating_add(attempts.saturating_mul(self.dial_timeout_ms + self.read_timeout_ms))
+            .saturating_add(backoff)
+    }
+
+    /// The backoff before retry number `retry` (0-based).
+    pub fn backoff_ms(&self, retry: u32) -> u64 {
+        self.backoff_min_ms
+            .saturating_mul(1u64 << retry.min(20))
+            .min(self.backoff_max_ms)
+    }
+}
+
+/// The limit every gateway enforces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// L (or M for success limits, N for the legacy token bucket): units per window.
+    pub limit: u64,
+    /// The window, ms. Legacy IP lists need whole seconds, legacy model limits whole minutes.
+    pub window_ms: u64,
+    /// The legacy model request limit's total N (its token bucket); 0 turns it off.
+    #[serde(default)]
+    pub total: u64,
+    /// How long a success reservation lives without completion, ms; `None`: twice the
+    /// upstream's longest latency plus the pool's worst command time (so no lease expires
+    /// before its request completes, the reservation bound's condition).
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+}
+
+/// How arrivals are spaced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Arrivals {
+    /// Exponential gaps (a Poisson process).
+    Poisson,
+    /// Equal gaps.
+    Steady,
+    /// `size` requests at once, then a gap that keeps the average rate.
+    Bursts {
+        /// Requests per burst.
+        size: u32,
+    },
+}
+
+/// Which key a request uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Popularity {
+    /// Every key equally likely.
+    Uniform,
+    /// Key k (0-based) with weight 1/(k+1)^s.
+    Zipf {
+        /// The skew; 0 is uniform, 1 is classic Zipf.
+        s: f64,
+    },
+    /// Key 0 with probability `share`, the others uniformly.
+    Hot {
+        /// Share of requests on the hot key, in [0, 1].
+        share: f64,
+    },
+}
+
+/// The open-loop load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Requests per simulated second, all gateways together.
+    pub rate_per_s: f64,
+    /// How arrivals are spaced.
+    #[serde(default = "poisson")]
+    pub arrivals: Arrivals,
+    /// Distinct keys (users or IPs).
+    #[serde(default = "one_u64")]
+    pub keys: u64,
+    /// How keys are drawn.
+    #[serde(default = "uniform")]
+    pub popularity: Popularity,
+    /// Units per request.
+    #[serde(default = "one_u64")]
+    pub cost: u64,
+}
+
+fn poisson() -> Arrivals {
+    Arrivals::Poisson
+}
+
+fn uniform() -> Popularity {
+    Popularity::Uniform
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+/// A latency distribution, ms. Every draw is capped at `SPAN_MS_MAX`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Latency {
+    /// Always `ms`.
+    Fixed {
+        /// The latency.
+        ms: u64,
+    },
+    /// Uniform in `[min_ms, max_ms]`.
+    Uniform {
+        /// Smallest.
+        min_ms: u64,
+        /// Largest.
+        max_ms: u64,
+    },
+    /// Exponential with mean `mean_ms`, capped at `max_ms`.
+    Exponential {
+        /// The mean.
+        mean_ms: u64,
+        /// The cap.
+        max_ms: u64,
+    },
+    /// Lognormal with median `median_ms` and shape `sigma`, capped at `max_ms` (streaming
+    /// responses: mostly short, a long tail).
+    Lognormal {
+        /// The median.
+        median_ms: u64,
+        /// The shape (standard deviation of the log).
+        sigma: f64,
+        /// The cap.
+        max_ms: u64,
+    },
+}
+
+impl Latency {
+    /// The longest latency this distribution can draw.
+    pub fn max_ms(&self) -> u64 {
+        match self {
+            Latency::Fixed { ms } => *ms,
+            Latency::Uniform { max_ms, .. }
+            | Latency::Exponential { max_ms, .. }
+            | Latency::Lognormal { max_ms, .. } => *max_ms,
+        }
+    }
+
+    /// Draws one latency.
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
+        match self {
+            Latency::Fixed { ms } => *ms,
+            Latency::Uniform { min_ms, max_ms } => rng.random_range(*min_ms..=*max_ms),
+            Latency::Exponential { mean_ms, max_ms } => {
+                let draw = exponential(rng) * *mean_ms as f64;
+                (draw as u64).min(*max_ms)
+            }
+            Latency::Lognormal {
+                median_ms,
+                sigma,
+                max_ms,
+            } => {
+                let draw = *median_ms as f64 * (sigma * standard_normal(rng)).exp();
+                // `as` saturates (NaN to 0), so any draw lands in range.
+                (draw as u64).min(*max_ms)
+            }
+        }
+    }
+}
+
+/// A unit-mean exponential draw.
+pub fn exponential(rng: &mut ChaCha8Rng) -> f64 {
+    // 1 - u is in (0, 1], so the log is finite.
+    let u: f64 = rng.random();
+    -(1.0 - u).ln()
+}
+
+/// A standard normal draw (Box-Muller).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// The model API behind the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    /// How long a call takes.
+    pub latency: Latency,
+    /// Probability that a call fails (status ≥ 400: not a success).
+    pub error_rate: f64,
+}
+
+impl Default for Upstream {
+    fn default() -> Upstream {
+        Upstream {
+            latency: Latency::Fixed { ms: 20 },
+            error_rate: 0.0,
+        }
+    }
+}
+
+/// One scheduled fault. (Unknown fields are refused by [`FaultKind`], which receives every
+/// field but `at_ms`: serde cannot deny unknown fields on a struct that flattens.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// When it fires, simulated ms from the start.
+    pub at_ms: u64,
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+/// What a fault does. Host names are `redis-0` and `gateway-<i>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Cut the link between `a` and `b` (only `a` → `b` when `oneway`) for `duration_ms`.
+    Partition {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// Only messages from `a` to `b` are lost.
+        #[serde(default)]
+        oneway: bool,
+        /// How long until the link is repaired.
+        duration_ms: u64,
+    },
+    /// Hold every message between `a` and `b` for `duration_ms`, then deliver them.
+    Hold {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// How long until release.
+        duration_ms: u64,
+    },
+    /// Crash `redis-0` and start it again at once with an empty model: data and the script
+    /// cache are lost (no persistence).
+    RedisRestart {},
+    /// Step a host's clock by `step_ms` (negative: backwards) from now on.
+    ClockStep {
+        /// `redis-0` or `gateway-<i>`.
+        host: String,
+        /// The step.
+        step_ms: i64,
+    },
+    /// Set the one-way latency between `a` and `b` to `latency_ms` from now on.
+    LinkLatency {
+        /// One end.
+        a: String,
+        /// The other end.
+        b: String,
+        /// The new latency.
+        latency_ms: u64,
+    },
+}
+
+impl FaultKind {
+    /// How long the fault makes Redis unhealthy for someone, from its firing (0 for faults
+    /// that do not: a clock step, a latency change).
+    pub fn outage_ms(&self) -> u64 {
+        match self {
+            FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
+                *duration_ms
+            }
+            FaultKind::RedisRestart {} => 1,
+            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } => 0,
+        }
+    }
+}
+
+/// A scenario the harness cannot run: which field, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The field's path, as in the file (`gateways[0].pool.size`).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+fn problem(field: impl Into<String>, problem: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+fn at_most(field: &str, value: u64, max: u64) -> Result<(), ScenarioError> {
+    if value > max {
+        return Err(problem(
+            field,
+            format!("must be at most {max} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// Parses and validates TOML. A syntax or type error names the line and the key (toml's
+    /// message); a value error names the field.
+    pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text)
+            .map_err(|error| problem("scenario", error.to_string().trim_end().to_owned()))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The scenario as TOML (printed before a run; it parses back to the same scenario).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|error| format!("# not printable as TOML: {error}"))
+    }
+
+    /// Total number of gateways.
+    pub fn gateway_count(&self) -> u32 {
+        self.gateways.iter().map(|group| group.count).sum()
+    }
+
+    /// The group of gateway `index` (0-based over all groups).
+    pub fn gateway_group(&self, index: u32) -> Option<&GatewayGroup> {
+        let mut first = 0;
+        for group in &self.gateways {
+            if index < first + group.count {
+                return Some(group);
+            }
+            first += group.count;
+        }
+        None
+    }
+
+    /// The reservation lease used by `success_reservation`.
+    pub fn lease_ms(&self) -> u64 {
+        self.limit.lease_ms.unwrap_or_else(|| {
+            let worst_pool = self
+                .gateways
+                .iter()
+                .map(|group| group.pool.worst_command_ms())
+                .max()
+                .unwrap_or(0);
+            2 * self.upstream.latency.max_ms() + worst_pool + 1_000
+        })
+    }
+
+    /// Checks every value the harness relies on.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.duration_ms == 0 {
+            return Err(problem("duration_ms", "must be at least 1"));
+        }
+        at_most("duration_ms", self.duration_ms, DURATION_MS_MAX)?;
+        at_most(
+            "network.max_latency_ms",
+            self.network.max_latency_ms,
+            SPAN_MS_MAX,
+        )?;
+        if self.network.min_latency_ms > self.network.max_latency_ms {
+            return Err(problem(
+                "network.min_latency_ms",
+                "must not exceed network.max_latency_ms",
+            ));
+        }
+        if self.redis.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
+            return Err(problem("redis.clock_offset_ms", "must be within a year"));
+        }
+        if self.gateways.is_empty() {
+            return Err(problem("gateways", "needs at least one gateway group"));
+        }
+        let mut total = 0u32;
+        for (index, group) in self.gateways.iter().enumerate() {
+            let at = |field: &str| format!("gateways[{index}].{field}");
+            if group.count == 0 {
+                return Err(problem(at("count"), "must be at least 1"));
+            }
+            total = total.saturating_add(group.count);
+            let pool = &group.pool;
+            if pool.size == 0 {
+                return Err(problem(at("pool.size"), "must be at least 1"));
+            }
+            at_most(&at("pool.size"), u64::from(pool.size), 10_000)?;
+            at_most(&at("pool.retries"), u64::from(pool.retries), 10)?;
+            for (name, value) in [
+                ("pool.pool_timeout_ms", pool.pool_timeout_ms),
+                ("pool.read_timeout_ms", pool.read_timeout_ms),
+                ("pool.dial_timeout_ms", pool.dial_timeout_ms),
+                ("pool.backoff_min_ms", pool.backoff_min_ms),
+                ("pool.backoff_max_ms", pool.backoff_max_ms),
+            ] {
+                at_most(&at(name), value, SPAN_MS_MAX)?;
+            }
+            for (name, value) in [
+                ("pool.read_timeout_ms", pool.read_timeout_ms),
+                ("pool.dial_timeout_ms", pool.dial_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(problem(at(name), "must be at least 1"));
+                }
+            }
+            if group.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
+                return Err(problem(at("clock_offset_ms"), "must be within a year"));
+            }
+            ratelab::limiter::legacy::GatewayClock::new(group.tz_offset_s)
+                .map_err(|error| problem(at("tz_offset_s"), error.problem))?;
+            if let Some(template) = &group.key_scheme {
+                ratelab::keys::KeyScheme::parse(template, 1)
+                    .map_err(|error| problem(at("key_scheme"), error.to_string()))?;
+            }
+            self.validate_limit_for(group.limiter, &at("limiter"))?;
+        }
+        at_most("gateways", u64::from(total), u64::from(GATEWAYS_MAX))?;
+        let load = &self.load;
+        if !(load.rate_per_s > 0.0 && load.rate_per_s <= RATE_PER_S_MAX) {
+            return Err(problem(
+                "load.rate_per_s",
+                format!("must be in (0, {RATE_PER_S_MAX}] (got {})", load.rate_per_s),
+            ));
+        }
+        let requests = load.rate_per_s * self.duration_ms as f64 / 1_000.0;
+        if requests > REQUESTS_MAX as f64 {
+            return Err(problem(
+                "load.rate_per_s",
+                format!(
+                    "rate × duration is about {requests:.0} requests, above the {REQUESTS_MAX} a run allows"
+                ),
+            ));
+        }
+        if load.keys == 0 {
+            return Err(problem("load.keys", "must be at least 1"));
+        }
+        at_most("load.keys", load.keys, KEYS_MAX)?;
+        if load.cost == 0 {
+            return Err(problem("load.cost", "must be at least 1"));
+        }
+        at_most("load.cost", load.cost, 1_000_000)?;
+        match load.arrivals {
+            Arrivals::Bursts { size } if size == 0 || size > 100_000 => {
+                return Err(problem("load.arrivals.size", "must be in 1..=100000"));
+            }
+            _ => {}
+        }
+        match load.popularity {
+            Popularity::Zipf { s } if !(0.0..=10.0).contains(&s) => {
+                return Err(problem("load.popularity.s", "must be in [0, 10]"));
+            }
+            Popularity::Hot { share } if !(0.0..=1.0).contains(&share) => {
+                return Err(problem("load.popularity.share", "must be in [0, 1]"));
+            }
+            _ => {}
+        }
+        self.validate_upstream()?;
+        self.validate_faults(total)
+    }
+
+    fn validate_limit_for(&self, kind: LimiterKind, field: &str) -> Result<(), ScenarioError> {
+        let limit = &self.limit;
+        if limit.limit == 0 {
+            return Err(problem("limit.limit", "must be at least 1"));
+        }
+        at_most("limit.limit", limit.limit, i32::MAX as u64)?;
+        at_most("limit.total", limit.total, i32::MAX as u64)?;
+        if limit.window_ms == 0 {
+            return Err(problem("limit.window_ms", "must be at least 1"));
+        }
+        at_most("limit.window_ms", limit.window_ms, 24 * 3_600_000)?;
+        match kind {
+            LimiterKind::LegacyIpList if !limit.window_ms.is_multiple_of(1_000) => Err(problem(
+                "limit.window_ms",
+                format!("{field} = legacy_ip_list counts whole seconds: use a multiple of 1000"),
+            )),
+            LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket
+                if !limit.window_ms.is_multiple_of(60_000) =>
+            {
+                Err(problem(
+                    "limit.window_ms",
+                    format!("{field} counts whole minutes: use a multiple of 60000"),
+                ))
+            }
+            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket
+                if limit.window_ms < limit.limit =>
+            {
+                Err(problem(
+                    "limit.window_ms",
+                    "must be at least limit.limit (one unit per whole ms)",
+                ))
+            }
+            LimiterKind::SuccessReservation if limit.lease_ms == Some(0) => {
+                Err(problem("limit.lease_ms", "must be at least 1"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_upstream(&self) -> Result<(), ScenarioError> {
+        let upstream = &self.upstream;
+        if !(0.0..=1.0).contains(&upstream.error_rate) {
+            return Err(problem("upstream.error_rate", "must be in [0, 1]"));
+        }
+        at_most(
+            "upstream.latency.max_ms",
+            upstream.latency.max_ms(),
+            SPAN_MS_MAX,
+        )?;
+        match upstream.latency {
+            Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => Err(problem(
+                "upstream.latency.min_ms",
+                "must not exceed upstream.latency.max_ms",
+            )),
+            Latency::Lognormal { sigma, .. } if !(0.0..=5.0).contains(&sigma) => {
+                Err(problem("upstream.latency.sigma", "must be in [0, 5]"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_faults(&self, gateways: u32) -> Result<(), ScenarioError> {
+        let host_ok = |name: &str| {
+            name == "redis-0"
+                || name
+                    .strip_prefix("gateway-")
+                    .and_then(|index| index.parse::<u32>().ok())
+                    .is_some_and(|index| index < gateways)
+        };
+        for (index, fault) in self.faults.iter().enumerate() {
+            let at = |field: &str| format!("faults[{index}].{field}");
+            at_most(&at("at_ms"), fault.at_ms, self.duration_ms)?;
+            let hosts: Vec<(&str, &String)> = match &fault.kind {
+                FaultKind::Partition { a, b, .. }
+                | FaultKind::Hold { a, b, .. }
+                | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
+                FaultKind::ClockStep { host, .. } => vec![("host", host)],
+                FaultKind::RedisRestart {} => Vec::new(),
+            };
+            for (name, host) in &hosts {
+                if !host_ok(host) {
+                    return Err(problem(
+                        at(name),
+                        format!(
+                            "unknown host {host:?} (hosts: redis-0, gateway-0..gateway-{})",
+                            gateways - 1
+                        ),
+                    ));
+                }
+            }
+            if let [(_, a), (_, b)] = hosts[..]
+                && a == b
+            {
+                return Err(problem(at("b"), "must differ from a"));
+            }
+            match &fault.kind {
+                FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
+                    at_most(&at("duration_ms"), *duration_ms, SPAN_MS_MAX)?;
+                }
+                FaultKind::ClockStep { step_ms, .. } => {
+                    at_most(&at("step_ms"), step_ms.unsigned_abs(), 7 * 24 * 3_600_000)?;
+                }
+                FaultKind::LinkLatency { latency_ms, .. } => {
+                    at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
+                }
+                FaultKind::RedisRestart {} => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A scenario drawn entirely from `seed` (swarm testing): every knob comes from one
+    /// ChaCha8 stream in a fixed order, and the result always validates. Sizes stay small
+    /// enough that one seed runs in well under a second.
+    pub fn swarm(seed: u64) -> Scenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let duration_ms = rng.random_range(2_000..=8_000u64);
+        let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::ALL.len())];
+        let window_ms = match limiter {
+            LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket => 60_000,
+            _ => 1_000 * rng.random_range(1..=5u64),
+        };
+        let limit = rng.random_range(1..=20u64);
+        let max_latency_ms = rng.random_range(1..=5u64);
+        let network = Network {
+            min_latency_ms: rng.random_range(0..=max_latency_ms),
+            max_latency_ms,
+        };
+        let groups = rng.random_range(1..=2usize);
+        let mut gateways = Vec::new();
+        for group in 0..groups {
+            // A second group may run the replacement: a rolling upgrade on one Redis (the
+            // IP list and the sliding log state the same bound, L per trailing window).
+            let upgrade = group > 0 && rng.random_bool(0.5);
+            let kind = match limiter {
+                LimiterKind::LegacyIpList if upgrade => LimiterKind::AtomicSlidingLog,
+                _ => limiter,
+            };
+            gateways.push(GatewayGroup {
+                count: rng.random_range(1..=3),
+                limiter: kind,
+                key_scheme: None,
+                pool: Pool {
+                    size: rng.random_range(1..=10),
+                    pool_timeout_ms: rng.random_range(50..=1_000),
+                    read_timeout_ms: rng.random_range(20..=500),
+                    dial_timeout_ms: rng.random_range(20..=500),
+                    retries: rng.random_range(0..=3),
+                    backoff_min_ms: 8,
+                    backoff_max_ms: 512,
+                },
+                fail_mode: if rng.random_bool(0.5) {
+                    FailModeSetting::Open
+                } else {
+                    FailModeSetting::Closed
+                },
+                clock_offset_ms: if rng.random_bool(0.2) {
+                    rng.random_range(-2_000..=2_000)
+                } else {
+                    0
+                },
+                tz_offset_s: 0,
+            });
+        }
+        let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
+        let load = Load {
+            rate_per_s: f64::from(rng.random_range(10..=400u32)),
+            arrivals: match rng.random_range(0..3) {
+                0 => Arrivals::Poisson,
+                1 => Arrivals::Steady,
+                _ => Arrivals::Bursts {
+                    size: rng.random_range(2..=20),
+                },
+            },
+            keys: rng.random_range(1..=8),
+            popularity: match rng.random_range(0..3) {
+                0 => Popularity::Uniform,
+                1 => Popularity::Zipf {
+                    s: rng.random_range(0.5..1.5),
+                },
+                _ => Popularity::Hot {
+                    share: rng.random_range(0.5..0.95),
+                },
+            },
+            cost: 1,
+        };
+        let upstream = Upstream {
+            latency: match rng.random_range(0..3) {
+                0 => Latency::Fixed {
+                    ms: rng.random_range(1..=200),
+                },
+                1 => Latency::Uniform {
+                    min_ms: 10,
+                    max_ms: rng.random_range(10..=2_000),
+                },
+                _ => Latency::Lognormal {
+                    median_ms: rng.random_range(10..=500),
+                    sigma: rng.random_range(0.1..1.5),
+                    max_ms: 5_000,
+                },
+            },
+            error_rate: rng.random_range(0.0..0.3),
+        };
+        let mut faults = Vec::new();
+        for _ in 0..rng.random_range(0..=3) {
+            let at_ms = rng.random_range(0..duration_ms);
+            let gateway = format!("gateway-{}", rng.random_range(0..gateway_count));
+            let kind = match rng.random_range(0..5) {
+                0 => FaultKind::Partition {
+                    a: gateway,
+                    b: "redis-0".to_owned(),
+                    oneway: rng.random_bool(0.3),
+                    duration_ms: rng.random_range(10..=2_000),
+                },
+                1 => FaultKind::Hold {
+                    a: gateway,
+                    b: "redis-0".to_owned(),
+                    duration_ms: rng.random_range(10..=1_000),
+                },
+                2 => FaultKind::RedisRestart {},
+                3 => FaultKind::ClockStep {
+                    host: if rng.random_bool(0.5) {
+                        gateway
+                    } else {
+                        "redis-0".to_owned()
+                    },
+                    step_ms: rng.random_range(-3_000..=3_000),
+                },
+                _ => FaultKind::LinkLatency {
+                    a: gateway,
+                    b: "redis-0".to_owned(),
+                    latency_ms: rng.random_range(1..=50),
+                },
+            };
+            faults.push(Fault { at_ms, kind });
+        }
+        faults.sort_by_key(|fault| fault.at_ms);
+        Scenario {
+            duration_ms,
+            network,
+            redis: RedisNode::default(),
+            gateways,
+            limit: Limit {
+                limit,
+                window_ms,
+                total: 0,
+                lease_ms: None,
+            },
+            load,
+            upstream,
+            faults,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+duration_ms = 1000
+[limit]
+limit = 5
+window_ms = 1000
+[[gateways]]
+limiter = "atomic_gcra"
+[load]
+rate_per_s = 10
+"#;
+
+    /// Parses `MINIMAL` with `extra` appended (or `MINIMAL` edited by `edit`), and checks the
+    /// error's field, or success when `field` is `None`.
+    fn check(text: &str, field: Option<&str>) {
+        let outcome = Scenario::from_toml(text);
+        match (outcome, field) {
+            (Ok(_), None) => {}
+            (Err(error), Some(field)) => assert!(
+                error.to_string().contains(field),
+                "expected an error naming {field:?}, got {error}"
+            ),
+            (Ok(_), Some(field)) => panic!("expected an error naming {field:?}, got Ok"),
+            (Err(error), None) => panic!("expected Ok, got {error}"),
+        }
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        let cases: &[(String, Option<&str>)] = &[
+            (MINIMAL.to_owned(), None),
+            (
+                MINIMAL.replace("duration_ms = 1000", "duration_ms = 0"),
+                Some("duration_ms"),
+            ),
+            (
+                MINIMAL.replace("limit = 5", "limit = 0"),
+                Some("limit.limit"),
+            ),
+            (
+                MINIMAL.replace("atomic_gcra", "atomic_magic"),
+                Some("atomic_magic"),
+            ),
+            (
+                MINIMAL.replace("rate_per_s = 10", "rate_per_s = -1"),
+                Some("load.rate_per_s"),
+            ),
+            (
+                MINIMAL.replace("rate_per_s = 10", "rate_per_s = \"x\""),
+                Some("rate_per_s"),
+            ),
+            (format!("{MINIMAL}colour = 1\n"), Some("colour")),
+            (
+                MINIMAL
+                    .replace("atomic_gcra", "legacy_ip_list")
+                    .replace("window_ms = 1000", "window_ms = 1500"),
+                Some("limit.window_ms"),
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"partition\"\na = \"gateway-3\"\nb = \"redis-0\"\nduration_ms = 5\n"
+                ),
+                Some("faults[0].a"),
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"redis_restart\"\n"),
+                None,
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"redis_restart\"\nhots = 1\n"),
+                Some("hots"),
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"meteor\"\n"),
+                Some("meteor"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\n[gateways.pool]\nsize = 0",
+                ),
+                Some("gateways[0].pool.size"),
+            ),
+            (
+                format!("{MINIMAL}[upstream]\nerror_rate = 2.0\n"),
+                Some("upstream.error_rate"),
+            ),
+        ];
+        for (text, field) in cases {
+            check(text, *field);
+        }
+    }
+
+    #[test]
+    fn swarm_scenarios_validate_and_round_trip() {
+        for seed in 0..200 {
+            let scenario = Scenario::swarm(seed);
+            scenario
+                .validate()
+                .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+            assert_eq!(Scenario::swarm(seed), scenario, "seed {seed} is not stable");
+            let text = scenario.to_toml();
+            let back = Scenario::from_toml(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+            assert_eq!(back, scenario, "seed {seed} does not round-trip");
+        }
+    }
+}
