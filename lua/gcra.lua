@@ -36,4 +36,6 @@ else
   retry_after_ms = used_ms + cost * interval_ms - capacity_ms
 end
 
-return {allowed and 1 or 0, math.floor((capacity_ms - used_ms) / interval_ms), retry_after_ms, used_ms}
+-- A Redis clock that stepped back can leave more than the capacity in use: nothing remains.
+local remaining = math.floor(math.max(capacity_ms - used_ms, 0) / interval_ms)
+return {allowed and 1 or 0, remaining, retry_after_ms, used_ms}

@@ -59,7 +59,7 @@ for index = 1, count do
       retry_after_ms = math.max(retry_after_ms, limit.used_ms + cost * limit.interval_ms - limit.capacity_ms)
     end
   end
-  local left = math.floor((limit.capacity_ms - used_after_ms) / limit.interval_ms)
+  local left = math.floor(math.max(limit.capacity_ms - used_after_ms, 0) / limit.interval_ms)
   if remaining == nil or left < remaining then
     remaining = left
   end

@@ -89,9 +89,26 @@ impl Script {
         }
     }
 
-    /// The SHA-1 digest Redis files the script under (lowercase hex), for EVALSHA.
+    /// The SHA-1 digest Redis files the script under (lowercase hex), for EVALSHA. Computed
+    /// once per script and process: every EVALSHA sends it.
     pub fn sha(self) -> String {
-        sha1_smol::Sha1::from(self.source()).digest().to_string()
+        static DIGESTS: std::sync::OnceLock<Vec<(Script, String)>> = std::sync::OnceLock::new();
+        let digests = DIGESTS.get_or_init(|| {
+            Script::ALL
+                .iter()
+                .map(|script| {
+                    (
+                        *script,
+                        sha1_smol::Sha1::from(script.source()).digest().to_string(),
+                    )
+                })
+                .collect()
+        });
+        digests
+            .iter()
+            .find(|(script, _)| *script == self)
+            .map(|(_, digest)| digest.clone())
+            .expect("every script is in Script::ALL")
     }
 }
 
@@ -474,5 +491,58 @@ impl Redis for Local {
 
     async fn pipeline(&mut self, cmds: Vec<Cmd>) -> Result<Vec<Reply>, Error> {
         Ok(self.run(&cmds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_script_loads_under_the_digest_evalsha_sends() {
+        let mut redis = Local::fixed_time(1_700_000_000_000);
+        for script in Script::ALL {
+            let loaded = redis.exec(Cmd::ScriptLoad { script }).await.unwrap();
+            assert_eq!(
+                loaded,
+                Reply::Bulk(script.sha().into_bytes()),
+                "{}",
+                script.name()
+            );
+            assert!(
+                script.source().starts_with("-- "),
+                "{} opens with its contract",
+                script.name()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn run_script_falls_back_to_eval_once_and_meters_it() {
+        let mut redis = Metered::new(Local::fixed_time(1_700_000_000_000));
+        let args = vec![b"3".to_vec(), b"100".to_vec(), b"1".to_vec(), Vec::new()];
+        let first = run_script(&mut redis, Script::Gcra, vec![b"k".to_vec()], args.clone())
+            .await
+            .unwrap();
+        assert!(matches!(first, Reply::Array(_)), "{first:?}");
+        assert_eq!(
+            redis.usage(),
+            Usage {
+                round_trips: 2,
+                commands: 2
+            },
+            "EVALSHA, NOSCRIPT, EVAL"
+        );
+        run_script(&mut redis, Script::Gcra, vec![b"k".to_vec()], args)
+            .await
+            .unwrap();
+        assert_eq!(
+            redis.usage(),
+            Usage {
+                round_trips: 3,
+                commands: 3
+            },
+            "cached now: EVALSHA only"
+        );
     }
 }

@@ -382,20 +382,6 @@ impl Gateway {
             cost: self.scenario.load.cost,
             log: Arc::clone(&self.log),
         });
-        let uses_bucket = match shared.kind {
-            LimiterKind::LegacyTokenBucket => true,
-            LimiterKind::LegacyModelRequest => self.scenario.limit.total > 0,
-            _ => false,
-        };
-        if uses_bucket {
-            // new-api's `sync.Once` load, done before the first request instead of by it:
-            // the library's loader makes concurrent first callers spin (yield in a loop)
-            // until the load finishes, and under turmoil a spinning task keeps a tick from
-            // ever ending, so the reply that would end the spin is never delivered. A failed
-            // load still leaves the digest empty for the life of the gateway, as in new-api.
-            let mut redis = ratelab::redis::Metered::new(shared.pool.handle());
-            shared.loader.get_or_load(&mut redis).await;
-        }
         let load = &self.scenario.load;
         let gateways = f64::from(self.scenario.gateway_count());
         let rate_per_us = load.rate_per_s / gateways / 1_000_000.0;

@@ -42,7 +42,8 @@ pub fn decide(
     };
     let decision = Decision {
         allowed,
-        remaining: (capacity_ms - used_after_ms) / interval_ms,
+        // A clock that stepped back can leave more than the capacity in use: nothing remains.
+        remaining: capacity_ms.saturating_sub(used_after_ms) / interval_ms,
         retry_after_ms,
         reset_after_ms: used_after_ms,
     };
@@ -114,7 +115,7 @@ pub fn decide_all(
                 retry_after_ms.max(limit.used_ms + cost * interval_ms - limit.quota.capacity_ms())
             };
         }
-        let left = (limit.quota.capacity_ms() - used_after_ms) / interval_ms;
+        let left = limit.quota.capacity_ms().saturating_sub(used_after_ms) / interval_ms;
         remaining = Some(remaining.map_or(left, |smallest| smallest.min(left)));
         reset_after_ms = reset_after_ms.max(used_after_ms);
     }
@@ -230,6 +231,23 @@ mod tests {
         assert_eq!(stores, vec![Some(110)]);
         let (empty, stores) = decide_all(&[], 10, 1);
         assert!(empty.decision.allowed && stores.is_empty());
+    }
+
+    #[test]
+    fn regression_gcra_after_a_backward_clock_step_has_nothing_remaining() {
+        // Postmortem: found by `ratelab explore` (seed 2097). After the clock steps back further
+        // than a key's free capacity, TAT - now exceeds the capacity; "remaining" was computed
+        // as capacity - used and went negative in Lua (and would underflow here).
+        let quota = RateQuota::new(2, 100).unwrap();
+        let (_, tat) = decide(quota, None, 10_000, 2);
+        let (decision, stored) = decide(quota, tat, 9_000, 1);
+        assert_eq!(
+            (decision.allowed, decision.remaining, stored),
+            (false, 0, None)
+        );
+        assert_eq!(decision.retry_after_ms, 1_100);
+        let (multi, _) = decide_all(&[(quota, tat)], 9_000, 1);
+        assert_eq!(multi.decision, decision);
     }
 
     #[test]

@@ -3,10 +3,7 @@
 //! (`RedisLimiter.Allow` + `limiter.New`), and [`ModelRequestLimiter`] the two in new-api's
 //! order.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use crate::algo::{Decision, LUA_EXACT_MAX, QuotaError};
 use crate::keys::KeyScheme;
@@ -288,22 +285,9 @@ enum LoadState {
 #[derive(Debug)]
 pub struct NewapiScriptLoader {
     state: Mutex<LoadState>,
-}
-
-/// Resolves on its second poll: lets a waiter give the loading task a turn.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        Poll::Pending
-    }
+    /// Wakes the callers that arrived while the first call was loading. (An earlier version
+    /// let them spin by yielding; under turmoil a spinning task never lets a tick end.)
+    loaded: tokio::sync::Notify,
 }
 
 /// Marks the load finished (with `""`) if the loading future is dropped half-way: `sync.Once`
@@ -326,6 +310,7 @@ impl NewapiScriptLoader {
     pub fn new() -> Arc<NewapiScriptLoader> {
         Arc::new(NewapiScriptLoader {
             state: Mutex::new(LoadState::Unloaded),
+            loaded: tokio::sync::Notify::new(),
         })
     }
 
@@ -338,6 +323,7 @@ impl NewapiScriptLoader {
 
     fn finish(&self, sha: String) {
         *self.lock() = LoadState::Loaded(sha);
+        self.loaded.notify_waiters();
     }
 
     /// The digest held, once the load has happened (`Some("")` after a failed load).
@@ -351,7 +337,7 @@ impl NewapiScriptLoader {
     /// The digest, loading it through `redis` on the first call.
     pub async fn get_or_load<R: Redis>(&self, redis: &mut Metered<R>) -> String {
         loop {
-            {
+            let waiting = {
                 let mut state = self.lock();
                 match &*state {
                     LoadState::Loaded(sha) => return sha.clone(),
@@ -359,10 +345,12 @@ impl NewapiScriptLoader {
                         *state = LoadState::Loading;
                         break;
                     }
-                    LoadState::Loading => {}
+                    // Registered before the lock is released, so `finish` cannot slip
+                    // between this check and the wait.
+                    LoadState::Loading => self.loaded.notified(),
                 }
-            }
-            YieldNow(false).await;
+            };
+            waiting.await;
         }
         let mut guard = LoadGuard {
             loader: self,
