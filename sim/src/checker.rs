@@ -208,17 +208,21 @@ pub fn admission_bound(kind: LimiterKind, scenario: &Scenario) -> Option<Bound> 
     let limit = scenario.limit.limit;
     let window_ms = scenario.limit.window_ms;
     match kind {
-        LimiterKind::LegacyIpList | LimiterKind::AtomicSlidingLog => Some(Bound::Window {
+        LimiterKind::LegacyIpList
+        | LimiterKind::AtomicSlidingLog
+        | LimiterKind::LegacyMemoryList => Some(Bound::Window {
             limit,
             span_ms: window_ms,
         }),
-        LimiterKind::AtomicFixedWindow => Some(Bound::Window {
+        // new-api's email INCR is a fixed window that starts at the key's first request.
+        LimiterKind::AtomicFixedWindow | LimiterKind::LegacyEmail => Some(Bound::Window {
             limit: 2 * limit,
             span_ms: window_ms,
         }),
         LimiterKind::AtomicGcra
         | LimiterKind::AtomicTokenBucket
-        | LimiterKind::LegacyTokenBucket => Some(Bound::Rate {
+        | LimiterKind::LegacyTokenBucket
+        | LimiterKind::MemoryGcra => Some(Bound::Rate {
             burst: limit,
             interval_ms: window_ms / limit,
         }),
@@ -266,7 +270,7 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .faults
         .iter()
         .filter(|fault| match &fault.kind {
-            FaultKind::RedisRestart {} => true,
+            FaultKind::RedisRestart {} | FaultKind::Flush {} => true,
             FaultKind::ClockStep { host, .. } => legacy || host == "redis-0",
             _ => false,
         })

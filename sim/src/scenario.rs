@@ -114,6 +114,16 @@ pub enum LimiterKind {
     AtomicTokenBucket,
     /// The atomic success limit by reservation: M = `limit.limit` successes per window.
     SuccessReservation,
+    /// new-api's in-memory sliding log (`common/rate-limit.go`, path A in memory mode): one
+    /// store per gateway, swept every `memory_cleanup_ms` (new-api: 20 min); L per window of
+    /// whole seconds, per gateway.
+    LegacyMemoryList,
+    /// The sharded in-process GCRA (`MemoryLimiter`): burst L, one unit every window/L, per
+    /// gateway; its sweep only drops keys whose state equals a fresh key's.
+    MemoryGcra,
+    /// new-api path D (email verification): INCR, then EXPIRE in a second round trip when
+    /// the count is 1; L per window of whole seconds from the key's first request.
+    LegacyEmail,
 }
 
 impl LimiterKind {
@@ -144,6 +154,16 @@ impl LimiterKind {
             LimiterKind::LegacyIpList
                 | LimiterKind::LegacyModelRequest
                 | LimiterKind::LegacyTokenBucket
+                | LimiterKind::LegacyMemoryList
+                | LimiterKind::LegacyEmail
+        )
+    }
+
+    /// Whether it keeps its state in the gateway's process, not in Redis.
+    pub fn is_in_memory(self) -> bool {
+        matches!(
+            self,
+            LimiterKind::LegacyMemoryList | LimiterKind::MemoryGcra
         )
     }
 }
@@ -183,6 +203,22 @@ pub struct GatewayGroup {
     /// The gateway's zone east of UTC, seconds (new-api writes local time with a literal Z).
     #[serde(default)]
     pub tz_offset_s: i64,
+    /// In-memory limiters: how often the gateway sweeps its store, ms (for
+    /// `legacy_memory_list` also the idle age after which a key is dropped, new-api's
+    /// `expirationDuration`). `None`: new-api's 20 minutes. Scaled down, it shows race R11
+    /// in a short run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cleanup_ms: Option<u64>,
+}
+
+/// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
+pub const MEMORY_CLEANUP_MS_DEFAULT: u64 = 1_200_000;
+
+impl GatewayGroup {
+    /// The in-memory sweep period, ms.
+    pub fn memory_cleanup_ms(&self) -> u64 {
+        self.memory_cleanup_ms.unwrap_or(MEMORY_CLEANUP_MS_DEFAULT)
+    }
 }
 
 fn one() -> u32 {
@@ -479,6 +515,9 @@ pub enum FaultKind {
         /// The step.
         step_ms: i64,
     },
+    /// FLUSHALL on `redis-0` (as an operator or `maxmemory` eviction would drop keys): data
+    /// lost, scripts kept, the node healthy throughout (race R7).
+    Flush {},
     /// Set the one-way latency between `a` and `b` to `latency_ms` from now on.
     LinkLatency {
         /// One end.
@@ -499,7 +538,7 @@ impl FaultKind {
                 *duration_ms
             }
             FaultKind::RedisRestart {} => 1,
-            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } => 0,
+            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } | FaultKind::Flush {} => 0,
         }
     }
 }
@@ -646,6 +685,12 @@ impl Scenario {
                     .map_err(|error| problem(at("key_scheme"), error.to_string()))?;
             }
             self.validate_limit_for(group.limiter, &at("limiter"))?;
+            if let Some(cleanup_ms) = group.memory_cleanup_ms {
+                if cleanup_ms < 1_000 {
+                    return Err(problem(at("memory_cleanup_ms"), "must be at least 1000"));
+                }
+                at_most(&at("memory_cleanup_ms"), cleanup_ms, 24 * 3_600_000)?;
+            }
         }
         at_most("gateways", u64::from(total), u64::from(GATEWAYS_MAX))?;
         let load = &self.load;
@@ -703,10 +748,16 @@ impl Scenario {
         }
         at_most("limit.window_ms", limit.window_ms, 24 * 3_600_000)?;
         match kind {
-            LimiterKind::LegacyIpList if !limit.window_ms.is_multiple_of(1_000) => Err(problem(
-                "limit.window_ms",
-                format!("{field} = legacy_ip_list counts whole seconds: use a multiple of 1000"),
-            )),
+            LimiterKind::LegacyIpList
+            | LimiterKind::LegacyMemoryList
+            | LimiterKind::LegacyEmail
+                if !limit.window_ms.is_multiple_of(1_000) =>
+            {
+                Err(problem(
+                    "limit.window_ms",
+                    format!("{field} counts whole seconds: use a multiple of 1000"),
+                ))
+            }
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket
                 if !limit.window_ms.is_multiple_of(60_000) =>
             {
@@ -715,7 +766,7 @@ impl Scenario {
                     format!("{field} counts whole minutes: use a multiple of 60000"),
                 ))
             }
-            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket
+            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket | LimiterKind::MemoryGcra
                 if limit.window_ms < limit.limit =>
             {
                 Err(problem(
@@ -768,7 +819,7 @@ impl Scenario {
                 | FaultKind::Hold { a, b, .. }
                 | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
                 FaultKind::ClockStep { host, .. } => vec![("host", host)],
-                FaultKind::RedisRestart {} => Vec::new(),
+                FaultKind::RedisRestart {} | FaultKind::Flush {} => Vec::new(),
             };
             for (name, host) in &hosts {
                 if !host_ok(host) {
@@ -796,7 +847,7 @@ impl Scenario {
                 FaultKind::LinkLatency { latency_ms, .. } => {
                     at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
                 }
-                FaultKind::RedisRestart {} => {}
+                FaultKind::RedisRestart {} | FaultKind::Flush {} => {}
             }
         }
         Ok(())
@@ -853,6 +904,7 @@ impl Scenario {
                     0
                 },
                 tz_offset_s: 0,
+                memory_cleanup_ms: None,
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();

@@ -1,0 +1,117 @@
+//! The remaining named races (R2, R5-style scenarios aside, R7, R11, R12, path D's lost
+//! EXPIRE): each is FOUND with new-api's limiter and NOT with its replacement, with fixed
+//! seeds and runs of a few simulated seconds.
+
+use sim::checker::Report;
+use sim::scenario::{LimiterKind, Scenario};
+
+const R2: &str = include_str!("../scenarios/r2-legacy-list-full.toml");
+const R7: &str = include_str!("../scenarios/r7-flush-legacy-ip-list.toml");
+const R11: &str = include_str!("../scenarios/r11-memory-cleanup.toml");
+const R12: &str = include_str!("../scenarios/r12-memory-instances.toml");
+const EMAIL: &str = include_str!("../scenarios/d-email-lost-expire.toml");
+
+/// Seeds every race test runs: a race must show on each, a fix must hold on each.
+const SEEDS: [u64; 3] = [1, 2, 3];
+
+fn parse(text: &str) -> Scenario {
+    Scenario::from_toml(text).unwrap_or_else(|error| panic!("a shipped scenario is bad: {error}"))
+}
+
+fn with_limiter(text: &str, kind: LimiterKind) -> Scenario {
+    let mut scenario = parse(text);
+    for group in &mut scenario.gateways {
+        group.limiter = kind;
+    }
+    scenario
+}
+
+fn run(scenario: &Scenario, seed: u64) -> Report {
+    sim::simulate(scenario, seed)
+        .unwrap_or_else(|error| panic!("seed {seed}: {error}"))
+        .0
+}
+
+/// Runs the legacy scenario and its replacement on every seed: the legacy run must violate
+/// `property`, the replacement must be safe and still deny.
+fn found_then_fixed(text: &str, property: &str, replacement: LimiterKind) {
+    for seed in SEEDS {
+        let legacy = run(&parse(text), seed);
+        assert!(
+            legacy.violated(property),
+            "seed {seed}: {property} not violated by the legacy limiter\n{legacy}"
+        );
+        let fixed = run(&with_limiter(text, replacement), seed);
+        fixed.assert_safe();
+        assert!(
+            fixed.metrics.denied > 0,
+            "{replacement:?} never denied:\n{fixed}"
+        );
+    }
+}
+
+#[test]
+fn r2_full_legacy_list_admits_two_on_one_aged_out_entry_and_the_sliding_log_does_not() {
+    // Goal: R2, two requests read the same aged-out oldest entry (LINDEX -1) of a full list
+    // and both are admitted. Method: two gateways, steady load far above L = 5 per second
+    // on one key (the list stays full), a 5-15 ms link; the legacy list must exceed L in
+    // some window, the atomic sliding log (same bound) must not.
+    found_then_fixed(R2, "admissions_within_bound", LimiterKind::AtomicSlidingLog);
+}
+
+#[test]
+fn r7_flushed_key_between_llen_and_lindex_is_a_500_and_atomic_scripts_never_5xx() {
+    // Goal: R7, the key vanishes between LLEN and LINDEX and the legacy list answers 500
+    // while Redis is healthy. Method: FLUSHALL every 100 ms under 400 requests per second on
+    // one key; the legacy list must 5xx outside any outage, the atomic sliding log never.
+    found_then_fixed(
+        R7,
+        "no_5xx_while_redis_healthy",
+        LimiterKind::AtomicSlidingLog,
+    );
+}
+
+#[test]
+fn r11_memory_sweep_shorter_than_the_window_over_admits_and_the_sharded_gcra_does_not() {
+    // Goal: R11, new-api's in-memory sweep drops keys idle longer than its age (20 min)
+    // even inside a longer window. Method: scaled down, a 60 s window and a 2 s sweep,
+    // bursts of L every 10 s; the legacy list must exceed L per window, the sharded
+    // MemoryLimiter (GCRA, swept every 2 s too) must stay in B + floor(Δ/T).
+    found_then_fixed(R11, "admissions_within_bound", LimiterKind::MemoryGcra);
+}
+
+#[test]
+fn r12_in_memory_limits_multiply_by_instances_and_redis_does_not() {
+    // Goal: R12, N gateways with their own memory admit N x L. Method: three gateways, one
+    // key; new-api's memory list and the sharded in-process GCRA must both exceed the bound
+    // (neither shares state), the Redis sliding log must not.
+    found_then_fixed(
+        R12,
+        "admissions_within_bound",
+        LimiterKind::AtomicSlidingLog,
+    );
+    for seed in SEEDS {
+        let per_process = run(&with_limiter(R12, LimiterKind::MemoryGcra), seed);
+        assert!(
+            per_process.violated("admissions_within_bound"),
+            "seed {seed}: per-process GCRA stayed in bound\n{per_process}"
+        );
+    }
+}
+
+#[test]
+fn email_limit_loses_its_expire_in_a_partition_and_the_atomic_window_does_not() {
+    // Goal: path D, INCR then EXPIRE as two round trips: a partition between them leaves a
+    // key with no TTL (a permanent lockout). Method: many keys, one-way partitions from the
+    // gateway to Redis; the legacy email limit must leave a key without TTL, the atomic
+    // fixed window (one script) must not.
+    for seed in SEEDS {
+        let legacy = run(&parse(EMAIL), seed);
+        assert!(
+            legacy.violated("every_key_has_ttl"),
+            "seed {seed}: no key lost its TTL\n{legacy}"
+        );
+        let fixed = run(&with_limiter(EMAIL, LimiterKind::AtomicFixedWindow), seed);
+        fixed.assert_safe();
+    }
+}
