@@ -413,6 +413,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let mut commands = 0u64;
     let mut fired = vec![false; scenario.faults.len()];
     let mut snapshot: Option<&Vec<(String, i64)>> = None;
+    let mut levels: &[(String, String, String)] = &[];
     // Per key: admissions (time, weight) and recorded successes (time, 1).
     let mut admissions: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     let mut successes: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
@@ -538,7 +539,14 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     *slot = true;
                 }
             }
-            Event::Snapshot { keys, .. } => snapshot = Some(keys),
+            Event::Snapshot {
+                keys,
+                levels: stored,
+                ..
+            } => {
+                snapshot = Some(keys);
+                levels = stored;
+            }
         }
     }
 
@@ -702,6 +710,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         },
     });
 
+    if let Some(verdict) = bucket_levels_verdict(scenario, &kinds, levels) {
+        verdicts.push(verdict);
+    }
+
     verdicts.push(Verdict {
         name: "some_request_denied".to_owned(),
         kind: VerdictKind::Coverage,
@@ -723,6 +735,63 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         metrics,
         timelines,
     }
+}
+
+/// `bucket_levels_in_range`, when a token bucket runs: every stored level at the end is in
+/// [0, capacity]: new-api's `tokens` in [0, N], the atomic bucket's `credit` in [0, B × T]
+/// ms. A Redis clock step back drives new-api's below zero (R9); the atomic one clamps.
+fn bucket_levels_verdict(
+    scenario: &Scenario,
+    kinds: &[LimiterKind],
+    levels: &[(String, String, String)],
+) -> Option<Verdict> {
+    let limit = &scenario.limit;
+    let tokens_max = kinds.iter().find_map(|kind| match kind {
+        LimiterKind::LegacyTokenBucket => Some(limit.limit),
+        LimiterKind::LegacyModelRequest if limit.total > 0 => Some(limit.total),
+        _ => None,
+    });
+    let credit_max_ms = kinds
+        .contains(&LimiterKind::AtomicTokenBucket)
+        .then(|| limit.limit * (limit.window_ms / limit.limit));
+    if tokens_max.is_none() && credit_max_ms.is_none() {
+        return None;
+    }
+    let mut outside = Vec::new();
+    for (key, field, value) in levels {
+        let max = match field.as_str() {
+            "tokens" => tokens_max,
+            "credit" => credit_max_ms,
+            _ => None,
+        };
+        let Some(max) = max else { continue };
+        let in_range = value
+            .parse::<f64>()
+            .is_ok_and(|level| (0.0..=max as f64).contains(&level));
+        if !in_range {
+            outside.push(format!("{key}.{field} = {value} (range [0, {max}])"));
+        }
+    }
+    Some(Verdict {
+        name: "bucket_levels_in_range".to_owned(),
+        kind: VerdictKind::Safety,
+        held: outside.is_empty(),
+        detail: if outside.is_empty() {
+            format!("{} bucket levels, all in [0, capacity]", levels.len())
+        } else {
+            format!(
+                "{} of {} levels outside [0, capacity]: {}",
+                outside.len(),
+                levels.len(),
+                outside
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    })
 }
 
 /// The offending key's events in its worst window (and a little before), at most 40 lines.

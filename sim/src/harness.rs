@@ -237,11 +237,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         .clone();
     if let Some(model) = model {
         let node_ms = skewed_ms(simulated_ms, &offsets[REDIS_HOST]);
+        let keys = snapshot(&model, node_ms);
+        let levels = bucket_levels(&model, node_ms, &keys);
         push(
             &log,
             Event::Snapshot {
                 at_ms: simulated_ms,
-                keys: snapshot(&model, node_ms),
+                keys,
+                levels,
             },
         );
     }
@@ -333,6 +336,38 @@ fn flush(
     );
     model.disconnect(&mut session);
     format!("flush {REDIS_HOST} (FLUSHALL: {reply:?})")
+}
+
+/// The `tokens` and `credit` fields of every hash among `keys` (token bucket levels).
+fn bucket_levels(
+    model: &SharedModel,
+    node_ms: u64,
+    keys: &[(String, i64)],
+) -> Vec<(String, String, String)> {
+    let mut model = model
+        .lock()
+        .expect("the model lock is never held across a panic");
+    let mut session = model.connect("checker:1");
+    let mut out = Vec::new();
+    for (key, _) in keys {
+        for field in ["tokens", "credit"] {
+            let line = [
+                b"HGET".to_vec(),
+                key.as_bytes().to_vec(),
+                field.as_bytes().to_vec(),
+            ];
+            // Non-hash keys answer WRONGTYPE, hashes without the field nil: both skipped.
+            if let Reply::Bulk(value) = model.exec(node_ms, &mut session, &line) {
+                out.push((
+                    key.clone(),
+                    field.to_owned(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                ));
+            }
+        }
+    }
+    model.disconnect(&mut session);
+    out
 }
 
 /// Every key of database 0 with its PTTL, in key order.

@@ -154,3 +154,28 @@ fn shrinking_a_legacy_race_gives_a_smaller_scenario_that_still_violates() {
         sim::simulate(&with_limiter(R3, LimiterKind::AtomicSlidingLog), seed).expect("runs");
     assert!(sim::shrink::shrink(&scenario, seed, &safe, events, 30).is_none());
 }
+
+#[test]
+fn r9_legacy_bucket_goes_negative_after_a_redis_clock_step_back_and_the_atomic_one_does_not() {
+    // Goal: the "bucket levels in range" property (R9). Method: Redis steps back 30 s under
+    // load on new-api's bucket (N = 10 per minute); the snapshot's `tokens` must be found
+    // below 0. The atomic token bucket on the same run keeps `credit` in [0, B x T] and is
+    // safe overall.
+    const R9: &str = include_str!("../scenarios/r9-legacy-bucket-clock-step-back.toml");
+    for seed in SEEDS {
+        let legacy = run(&parse(R9), seed);
+        assert!(
+            legacy.violated("bucket_levels_in_range"),
+            "seed {seed}: no bucket level out of range\n{legacy}"
+        );
+        let fixed = run(&with_limiter(R9, LimiterKind::AtomicTokenBucket), seed);
+        fixed.assert_safe();
+        assert!(
+            fixed
+                .verdict("bucket_levels_in_range")
+                .is_some_and(|verdict| verdict.held && !verdict.detail.starts_with("0 ")),
+            "{fixed}"
+        );
+        assert!(fixed.metrics.denied > 0, "{fixed}");
+    }
+}
