@@ -417,6 +417,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     // Per key: admissions (time, weight) and recorded successes (time, 1).
     let mut admissions: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     let mut successes: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    // Per (group index, key), when groups have their own limits (R5).
+    let grouped = scenario.has_group_limits();
+    let mut group_admissions: BTreeMap<(usize, String), Vec<(u64, u64)>> = BTreeMap::new();
     let mut errors_while_healthy: Vec<(u64, u64, String)> = Vec::new();
 
     let outages: Vec<(u64, u64)> = scenario
@@ -482,6 +485,12 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                             .entry(key.clone())
                             .or_default()
                             .push((*at_ms, weight));
+                        if let Some(group) = scenario.group_index(*gateway).filter(|_| grouped) {
+                            group_admissions
+                                .entry((group, key.clone()))
+                                .or_default()
+                                .push((*at_ms, weight));
+                        }
                     }
                     Outcome::Denied => metrics.denied += 1,
                     Outcome::FailOpen => metrics.fail_open += 1,
@@ -580,7 +589,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let jitter = jitter_ms(scenario);
     let resets = resets(scenario, &kinds);
     let mut bound_checks = Vec::new();
-    if let Some(bound) = admission_bound(first_kind, scenario) {
+    // With per-group limits the first group's bound says nothing about the others' keys;
+    // each group is judged against its own below.
+    if let Some(bound) = admission_bound(first_kind, scenario).filter(|_| !grouped) {
         let margin = match bound {
             Bound::Rate { .. } => jitter + bucket_margin,
             Bound::Window { .. } => jitter,
@@ -664,6 +675,41 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         });
     }
 
+    if grouped {
+        let mut over = Vec::new();
+        for ((group, key), points) in &group_admissions {
+            let settings = &scenario.gateways[*group];
+            let Some(bound) = admission_bound(settings.limiter, &scenario.for_group(settings))
+            else {
+                continue;
+            };
+            let margin = match bound {
+                Bound::Rate { .. } => jitter + bucket_margin,
+                Bound::Window { .. } => jitter,
+            };
+            let mut points = points.clone();
+            points.sort_unstable();
+            if let Some((start_ms, end_ms, counted, allowed)) =
+                worst_excess(&points, bound, margin, &resets)
+            {
+                over.push(format!(
+                    "group {group} ({}) key {key}: {counted} admissions in [{start_ms} ms, {end_ms} ms] where {allowed} are allowed ({bound})",
+                    settings.group.as_deref().unwrap_or("default")
+                ));
+            }
+        }
+        verdicts.push(Verdict {
+            name: "group_admissions_within_bound".to_owned(),
+            kind: VerdictKind::Safety,
+            held: over.is_empty(),
+            detail: if over.is_empty() {
+                "every group's admissions on every key within its own bound".to_owned()
+            } else {
+                format!("{} (group, key) pairs over: {}", over.len(), over[0])
+            },
+        });
+    }
+
     verdicts.push(Verdict {
         name: "no_5xx_while_redis_healthy".to_owned(),
         kind: VerdictKind::Safety,
@@ -710,7 +756,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         },
     });
 
-    if let Some(verdict) = bucket_levels_verdict(scenario, &kinds, levels) {
+    if let Some(verdict) = bucket_levels_verdict(scenario, levels) {
         verdicts.push(verdict);
     }
 
@@ -742,18 +788,26 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
 /// ms. A Redis clock step back drives new-api's below zero (R9); the atomic one clamps.
 fn bucket_levels_verdict(
     scenario: &Scenario,
-    kinds: &[LimiterKind],
     levels: &[(String, String, String)],
 ) -> Option<Verdict> {
     let limit = &scenario.limit;
-    let tokens_max = kinds.iter().find_map(|kind| match kind {
-        LimiterKind::LegacyTokenBucket => Some(limit.limit),
-        LimiterKind::LegacyModelRequest if limit.total > 0 => Some(limit.total),
-        _ => None,
-    });
-    let credit_max_ms = kinds
-        .contains(&LimiterKind::AtomicTokenBucket)
-        .then(|| limit.limit * (limit.window_ms / limit.limit));
+    // With per-group limits, a bucket is full at the largest group's capacity.
+    let group_limit = |group: &crate::scenario::GatewayGroup| group.limit.unwrap_or(limit.limit);
+    let tokens_max = scenario
+        .gateways
+        .iter()
+        .filter_map(|group| match group.limiter {
+            LimiterKind::LegacyTokenBucket => Some(group_limit(group)),
+            LimiterKind::LegacyModelRequest if limit.total > 0 => Some(limit.total),
+            _ => None,
+        })
+        .max();
+    let credit_max_ms = scenario
+        .gateways
+        .iter()
+        .filter(|group| group.limiter == LimiterKind::AtomicTokenBucket)
+        .map(|group| group_limit(group) * (limit.window_ms / group_limit(group)))
+        .max();
     if tokens_max.is_none() && credit_max_ms.is_none() {
         return None;
     }

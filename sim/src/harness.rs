@@ -182,7 +182,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         let gateway = Gateway {
             index,
             group,
-            scenario: scenario.clone(),
+            // The group's own limit (new-api's group override), if it has one.
+            scenario: scenario.for_group(
+                scenario
+                    .gateway_group(index)
+                    .expect("index below the count"),
+            ),
             seed: gateway_seeds[usize::try_from(index).expect("small")],
             offset: Arc::clone(&offsets[&format!("gateway-{index}")]),
             log: Arc::clone(&log),
@@ -431,6 +436,8 @@ struct Shared {
     memory_list: Arc<InMemoryRateLimiter>,
     /// This gateway's sharded in-process GCRA, for `memory_gcra`.
     memory_gcra: Option<Arc<MemoryLimiter>>,
+    /// The user group it serves.
+    group: Option<String>,
 }
 
 impl Gateway {
@@ -484,6 +491,7 @@ impl Gateway {
             log: Arc::clone(&self.log),
             memory_list,
             memory_gcra,
+            group: self.group.group.clone(),
         });
         let load = &self.scenario.load;
         let gateways = f64::from(self.scenario.gateway_count());
@@ -594,7 +602,7 @@ pub fn key_name(key: u64) -> String {
     format!("k{key}")
 }
 
-fn identity(kind: LimiterKind, key: u64) -> Identity {
+fn identity(kind: LimiterKind, key: u64, group: &str) -> Identity {
     let namespace = match kind {
         // new-api's mark for the global API limit (`GA`).
         LimiterKind::LegacyIpList => "GA",
@@ -603,7 +611,7 @@ fn identity(kind: LimiterKind, key: u64) -> Identity {
     Identity::new(namespace)
         .with("ip", format!("10.0.{}.{}", key / 256 % 256, key % 256))
         .with("user", key.to_string())
-        .with("group", "default")
+        .with("group", group)
         .with("model", "gpt-4o")
 }
 
@@ -786,7 +794,11 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
     let redis = shared.pool.handle();
     let pool_wait = redis.pool_wait_counter();
     let request = Request {
-        identity: identity(shared.kind, planned.key),
+        identity: identity(
+            shared.kind,
+            planned.key,
+            shared.group.as_deref().unwrap_or("default"),
+        ),
         cost: shared.cost,
         now_ms: skewed_ms(arrived_ms, &shared.offset),
     };

@@ -209,6 +209,14 @@ pub struct GatewayGroup {
     /// in a short run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_cleanup_ms: Option<u64>,
+    /// The user group these gateways serve (`$group` in key templates); `None`: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// This group's own L (new-api's per-group override of `limit.limit`); `None`: the
+    /// scenario's. When any group sets it, the checker judges each group's admissions
+    /// against its own bound (`group_admissions_within_bound`) instead of the first group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 /// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
@@ -609,6 +617,32 @@ impl Scenario {
         None
     }
 
+    /// The index of the group gateway `index` belongs to.
+    pub fn group_index(&self, index: u32) -> Option<usize> {
+        let mut first = 0;
+        for (group_index, group) in self.gateways.iter().enumerate() {
+            if index < first + group.count {
+                return Some(group_index);
+            }
+            first += group.count;
+        }
+        None
+    }
+
+    /// Whether some group overrides the limit (per-group quotas, race R5).
+    pub fn has_group_limits(&self) -> bool {
+        self.gateways.iter().any(|group| group.limit.is_some())
+    }
+
+    /// The scenario as group `group` sees it: its own limit in `limit.limit`.
+    pub fn for_group(&self, group: &GatewayGroup) -> Scenario {
+        let mut scenario = self.clone();
+        if let Some(limit) = group.limit {
+            scenario.limit.limit = limit;
+        }
+        scenario
+    }
+
     /// The reservation lease used by `success_reservation`.
     pub fn lease_ms(&self) -> u64 {
         self.limit.lease_ms.unwrap_or_else(|| {
@@ -684,7 +718,11 @@ impl Scenario {
                 ratelab::keys::KeyScheme::parse(template, 1)
                     .map_err(|error| problem(at("key_scheme"), error.to_string()))?;
             }
-            self.validate_limit_for(group.limiter, &at("limiter"))?;
+            if group.limit == Some(0) {
+                return Err(problem(at("limit"), "must be at least 1"));
+            }
+            self.for_group(group)
+                .validate_limit_for(group.limiter, &at("limiter"))?;
             if let Some(cleanup_ms) = group.memory_cleanup_ms {
                 if cleanup_ms < 1_000 {
                     return Err(problem(at("memory_cleanup_ms"), "must be at least 1000"));
@@ -905,6 +943,8 @@ impl Scenario {
                 },
                 tz_offset_s: 0,
                 memory_cleanup_ms: None,
+                group: None,
+                limit: None,
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
