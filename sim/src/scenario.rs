@@ -1128,6 +1128,38 @@ rate_per_s = 10
                 format!("{MINIMAL}[upstream]\nerror_rate = 2.0\n"),
                 Some("upstream.error_rate"),
             ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"flush\"\n"),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"legacy_memory_list\"\nmemory_cleanup_ms = 999",
+                ),
+                Some("gateways[0].memory_cleanup_ms"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\ngroup = \"vip\"\nlimit = 0",
+                ),
+                Some("gateways[0].limit"),
+            ),
+            (
+                MINIMAL
+                    .replace("limiter = \"atomic_gcra\"", "limiter = \"legacy_email\"")
+                    .replace("window_ms = 1000", "window_ms = 1500"),
+                Some("limit.window_ms"),
+            ),
+            // A group's own limit is validated against the window like the scenario's.
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nlimit = 5000",
+                ),
+                Some("limit.window_ms"),
+            ),
         ];
         for (text, field) in cases {
             check(text, *field);
