@@ -992,6 +992,99 @@ mod tests {
     }
 
     #[test]
+    fn bucket_levels_are_judged_against_each_kind_and_groups_capacity() {
+        let scenario = |kind: LimiterKind, group_limit: Option<u64>| {
+            let mut text = format!(
+                "duration_ms = 1000\n[limit]\nlimit = 10\nwindow_ms = 60000\n[[gateways]]\nlimiter = \"{}\"\n",
+                serde_json::to_value(kind)
+                    .expect("serialises")
+                    .as_str()
+                    .expect("a string")
+            );
+            if let Some(limit) = group_limit {
+                text.push_str(&format!("limit = {limit}\n"));
+            }
+            text.push_str("[load]\nrate_per_s = 1\n");
+            Scenario::from_toml(&text).expect("valid")
+        };
+        let level =
+            |field: &str, value: &str| vec![("k".to_owned(), field.to_owned(), value.to_owned())];
+        type Case = (
+            LimiterKind,
+            Option<u64>,
+            Vec<(String, String, String)>,
+            Option<bool>,
+        );
+        let cases: &[Case] = &[
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "10"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "0"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "-0.5"),
+                Some(false),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "10.5"),
+                Some(false),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                Some(20),
+                level("tokens", "15"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "nan?"),
+                Some(false),
+            ),
+            // Capacity B × T = 10 × 6000 ms.
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("credit", "60000"),
+                Some(true),
+            ),
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("credit", "60001"),
+                Some(false),
+            ),
+            // A field of another kind is not judged.
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("tokens", "-5"),
+                Some(true),
+            ),
+            (LimiterKind::AtomicGcra, None, level("tokens", "-5"), None),
+        ];
+        for (kind, group_limit, levels, expected) in cases {
+            let verdict = bucket_levels_verdict(&scenario(*kind, *group_limit), levels);
+            assert_eq!(
+                verdict.as_ref().map(|verdict| verdict.held),
+                *expected,
+                "{kind:?} {group_limit:?} {levels:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
     fn percentiles() {
         assert_eq!(percentile(&[], 500), 0);
         assert_eq!(percentile(&[7], 990), 7);
