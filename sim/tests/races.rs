@@ -1,6 +1,6 @@
-//! The remaining named races (R2, R5-style scenarios aside, R7, R11, R12, path D's lost
-//! EXPIRE): each is FOUND with new-api's limiter and NOT with its replacement, with fixed
-//! seeds and runs of a few simulated seconds.
+//! The remaining named races (R2, R5, R7, R9, R11, R12, path D's lost EXPIRE) and
+//! shrinking: each race is FOUND with new-api's limiter and NOT with its replacement, with
+//! fixed seeds and runs of a few simulated seconds.
 
 use sim::checker::Report;
 use sim::scenario::{LimiterKind, Scenario};
