@@ -208,17 +208,21 @@ pub fn admission_bound(kind: LimiterKind, scenario: &Scenario) -> Option<Bound> 
     let limit = scenario.limit.limit;
     let window_ms = scenario.limit.window_ms;
     match kind {
-        LimiterKind::LegacyIpList | LimiterKind::AtomicSlidingLog => Some(Bound::Window {
+        LimiterKind::LegacyIpList
+        | LimiterKind::AtomicSlidingLog
+        | LimiterKind::LegacyMemoryList => Some(Bound::Window {
             limit,
             span_ms: window_ms,
         }),
-        LimiterKind::AtomicFixedWindow => Some(Bound::Window {
+        // new-api's email INCR is a fixed window that starts at the key's first request.
+        LimiterKind::AtomicFixedWindow | LimiterKind::LegacyEmail => Some(Bound::Window {
             limit: 2 * limit,
             span_ms: window_ms,
         }),
         LimiterKind::AtomicGcra
         | LimiterKind::AtomicTokenBucket
-        | LimiterKind::LegacyTokenBucket => Some(Bound::Rate {
+        | LimiterKind::LegacyTokenBucket
+        | LimiterKind::MemoryGcra => Some(Bound::Rate {
             burst: limit,
             interval_ms: window_ms / limit,
         }),
@@ -266,7 +270,7 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .faults
         .iter()
         .filter(|fault| match &fault.kind {
-            FaultKind::RedisRestart {} => true,
+            FaultKind::RedisRestart {} | FaultKind::Flush {} => true,
             FaultKind::ClockStep { host, .. } => legacy || host == "redis-0",
             _ => false,
         })
@@ -409,9 +413,13 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let mut commands = 0u64;
     let mut fired = vec![false; scenario.faults.len()];
     let mut snapshot: Option<&Vec<(String, i64)>> = None;
+    let mut levels: &[(String, String, String)] = &[];
     // Per key: admissions (time, weight) and recorded successes (time, 1).
     let mut admissions: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     let mut successes: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    // Per (group index, key), when groups have their own limits (R5).
+    let grouped = scenario.has_group_limits();
+    let mut group_admissions: BTreeMap<(usize, String), Vec<(u64, u64)>> = BTreeMap::new();
     let mut errors_while_healthy: Vec<(u64, u64, String)> = Vec::new();
 
     let outages: Vec<(u64, u64)> = scenario
@@ -477,6 +485,12 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                             .entry(key.clone())
                             .or_default()
                             .push((*at_ms, weight));
+                        if let Some(group) = scenario.group_index(*gateway).filter(|_| grouped) {
+                            group_admissions
+                                .entry((group, key.clone()))
+                                .or_default()
+                                .push((*at_ms, weight));
+                        }
                     }
                     Outcome::Denied => metrics.denied += 1,
                     Outcome::FailOpen => metrics.fail_open += 1,
@@ -534,7 +548,14 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     *slot = true;
                 }
             }
-            Event::Snapshot { keys, .. } => snapshot = Some(keys),
+            Event::Snapshot {
+                keys,
+                levels: stored,
+                ..
+            } => {
+                snapshot = Some(keys);
+                levels = stored;
+            }
         }
     }
 
@@ -568,7 +589,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let jitter = jitter_ms(scenario);
     let resets = resets(scenario, &kinds);
     let mut bound_checks = Vec::new();
-    if let Some(bound) = admission_bound(first_kind, scenario) {
+    // With per-group limits the first group's bound says nothing about the others' keys;
+    // each group is judged against its own below.
+    if let Some(bound) = admission_bound(first_kind, scenario).filter(|_| !grouped) {
         let margin = match bound {
             Bound::Rate { .. } => jitter + bucket_margin,
             Bound::Window { .. } => jitter,
@@ -652,6 +675,41 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         });
     }
 
+    if grouped {
+        let mut over = Vec::new();
+        for ((group, key), points) in &group_admissions {
+            let settings = &scenario.gateways[*group];
+            let Some(bound) = admission_bound(settings.limiter, &scenario.for_group(settings))
+            else {
+                continue;
+            };
+            let margin = match bound {
+                Bound::Rate { .. } => jitter + bucket_margin,
+                Bound::Window { .. } => jitter,
+            };
+            let mut points = points.clone();
+            points.sort_unstable();
+            if let Some((start_ms, end_ms, counted, allowed)) =
+                worst_excess(&points, bound, margin, &resets)
+            {
+                over.push(format!(
+                    "group {group} ({}) key {key}: {counted} admissions in [{start_ms} ms, {end_ms} ms] where {allowed} are allowed ({bound})",
+                    settings.group.as_deref().unwrap_or("default")
+                ));
+            }
+        }
+        verdicts.push(Verdict {
+            name: "group_admissions_within_bound".to_owned(),
+            kind: VerdictKind::Safety,
+            held: over.is_empty(),
+            detail: if over.is_empty() {
+                "every group's admissions on every key within its own bound".to_owned()
+            } else {
+                format!("{} (group, key) pairs over: {}", over.len(), over[0])
+            },
+        });
+    }
+
     verdicts.push(Verdict {
         name: "no_5xx_while_redis_healthy".to_owned(),
         kind: VerdictKind::Safety,
@@ -698,6 +756,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         },
     });
 
+    if let Some(verdict) = bucket_levels_verdict(scenario, levels) {
+        verdicts.push(verdict);
+    }
+
     verdicts.push(Verdict {
         name: "some_request_denied".to_owned(),
         kind: VerdictKind::Coverage,
@@ -719,6 +781,71 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         metrics,
         timelines,
     }
+}
+
+/// `bucket_levels_in_range`, when a token bucket runs: every stored level at the end is in
+/// [0, capacity]: new-api's `tokens` in [0, N], the atomic bucket's `credit` in [0, B × T]
+/// ms. A Redis clock step back drives new-api's below zero (R9); the atomic one clamps.
+fn bucket_levels_verdict(
+    scenario: &Scenario,
+    levels: &[(String, String, String)],
+) -> Option<Verdict> {
+    let limit = &scenario.limit;
+    // With per-group limits, a bucket is full at the largest group's capacity.
+    let group_limit = |group: &crate::scenario::GatewayGroup| group.limit.unwrap_or(limit.limit);
+    let tokens_max = scenario
+        .gateways
+        .iter()
+        .filter_map(|group| match group.limiter {
+            LimiterKind::LegacyTokenBucket => Some(group_limit(group)),
+            LimiterKind::LegacyModelRequest if limit.total > 0 => Some(limit.total),
+            _ => None,
+        })
+        .max();
+    let credit_max_ms = scenario
+        .gateways
+        .iter()
+        .filter(|group| group.limiter == LimiterKind::AtomicTokenBucket)
+        .map(|group| group_limit(group) * (limit.window_ms / group_limit(group)))
+        .max();
+    if tokens_max.is_none() && credit_max_ms.is_none() {
+        return None;
+    }
+    let mut outside = Vec::new();
+    for (key, field, value) in levels {
+        let max = match field.as_str() {
+            "tokens" => tokens_max,
+            "credit" => credit_max_ms,
+            _ => None,
+        };
+        let Some(max) = max else { continue };
+        let in_range = value
+            .parse::<f64>()
+            .is_ok_and(|level| (0.0..=max as f64).contains(&level));
+        if !in_range {
+            outside.push(format!("{key}.{field} = {value} (range [0, {max}])"));
+        }
+    }
+    Some(Verdict {
+        name: "bucket_levels_in_range".to_owned(),
+        kind: VerdictKind::Safety,
+        held: outside.is_empty(),
+        detail: if outside.is_empty() {
+            format!("{} bucket levels, all in [0, capacity]", levels.len())
+        } else {
+            format!(
+                "{} of {} levels outside [0, capacity]: {}",
+                outside.len(),
+                levels.len(),
+                outside
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    })
 }
 
 /// The offending key's events in its worst window (and a little before), at most 40 lines.
@@ -862,6 +989,99 @@ mod tests {
         );
         let two_after: Vec<(u64, u64)> = [0, 0, 600, 600].iter().map(|&t| (t, 1)).collect();
         assert_eq!(worst_excess(&two_after, window, 0, &resets), None);
+    }
+
+    #[test]
+    fn bucket_levels_are_judged_against_each_kind_and_groups_capacity() {
+        let scenario = |kind: LimiterKind, group_limit: Option<u64>| {
+            let mut text = format!(
+                "duration_ms = 1000\n[limit]\nlimit = 10\nwindow_ms = 60000\n[[gateways]]\nlimiter = \"{}\"\n",
+                serde_json::to_value(kind)
+                    .expect("serialises")
+                    .as_str()
+                    .expect("a string")
+            );
+            if let Some(limit) = group_limit {
+                text.push_str(&format!("limit = {limit}\n"));
+            }
+            text.push_str("[load]\nrate_per_s = 1\n");
+            Scenario::from_toml(&text).expect("valid")
+        };
+        let level =
+            |field: &str, value: &str| vec![("k".to_owned(), field.to_owned(), value.to_owned())];
+        type Case = (
+            LimiterKind,
+            Option<u64>,
+            Vec<(String, String, String)>,
+            Option<bool>,
+        );
+        let cases: &[Case] = &[
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "10"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "0"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "-0.5"),
+                Some(false),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "10.5"),
+                Some(false),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                Some(20),
+                level("tokens", "15"),
+                Some(true),
+            ),
+            (
+                LimiterKind::LegacyTokenBucket,
+                None,
+                level("tokens", "nan?"),
+                Some(false),
+            ),
+            // Capacity B × T = 10 × 6000 ms.
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("credit", "60000"),
+                Some(true),
+            ),
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("credit", "60001"),
+                Some(false),
+            ),
+            // A field of another kind is not judged.
+            (
+                LimiterKind::AtomicTokenBucket,
+                None,
+                level("tokens", "-5"),
+                Some(true),
+            ),
+            (LimiterKind::AtomicGcra, None, level("tokens", "-5"), None),
+        ];
+        for (kind, group_limit, levels, expected) in cases {
+            let verdict = bucket_levels_verdict(&scenario(*kind, *group_limit), levels);
+            assert_eq!(
+                verdict.as_ref().map(|verdict| verdict.held),
+                *expected,
+                "{kind:?} {group_limit:?} {levels:?}: {verdict:?}"
+            );
+        }
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub enum Event {
         at_ms: u64,
         /// Keys in byte order with their PTTL (-1: no TTL).
         keys: Vec<(String, i64)>,
+        /// Token bucket levels: (key, field, stored value) for every hash with a `tokens`
+        /// (new-api's bucket) or `credit` (the atomic bucket, in ms) field, in key order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        levels: Vec<(String, String, String)>,
     },
 }
 

@@ -19,11 +19,14 @@ use ratelab::algo::{RateQuota, WindowQuota};
 use ratelab::keys::{Identity, KeyScheme};
 use ratelab::limiter::atomic::{self, Algorithm, ScriptClock, ScriptLimiter};
 use ratelab::limiter::legacy::GatewayClock;
+use ratelab::limiter::legacy::email::{EmailLimiter, EmailQuota};
+use ratelab::limiter::legacy::in_memory::{InMemoryRateLimiter, MemoryListLogLimiter};
 use ratelab::limiter::legacy::list_log::{ListLogLimiter, ListLogQuota};
 use ratelab::limiter::legacy::model_request::{
     self, ModelQuota, ModelRequestLimiter, NewapiScriptLoader, TokenBucketLimiter,
 };
 use ratelab::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
+use ratelab::memory::MemoryLimiter;
 use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
 use ratelab::redis::Usage;
 use ratelab::resp::server::{Clock, serve_connection};
@@ -179,7 +182,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         let gateway = Gateway {
             index,
             group,
-            scenario: scenario.clone(),
+            // The group's own limit (new-api's group override), if it has one.
+            scenario: scenario.for_group(
+                scenario
+                    .gateway_group(index)
+                    .expect("index below the count"),
+            ),
             seed: gateway_seeds[usize::try_from(index).expect("small")],
             offset: Arc::clone(&offsets[&format!("gateway-{index}")]),
             log: Arc::clone(&log),
@@ -208,7 +216,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
                 break;
             }
             next_action += 1;
-            let what = apply_fault(&mut sim, &scenario.faults[index].kind, is_end, &offsets);
+            let what = match &scenario.faults[index].kind {
+                FaultKind::Flush {} => flush(&current_model, now_ms, &offsets[REDIS_HOST]),
+                kind => apply_fault(&mut sim, kind, is_end, &offsets),
+            };
             push(
                 &log,
                 Event::Fault {
@@ -231,11 +242,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         .clone();
     if let Some(model) = model {
         let node_ms = skewed_ms(simulated_ms, &offsets[REDIS_HOST]);
+        let keys = snapshot(&model, node_ms);
+        let levels = bucket_levels(&model, node_ms, &keys);
         push(
             &log,
             Event::Snapshot {
                 at_ms: simulated_ms,
-                keys: snapshot(&model, node_ms),
+                keys,
+                levels,
             },
         );
     }
@@ -295,11 +309,70 @@ fn apply_fault(
             }
             format!("clock step {host} by {step_ms} ms")
         }
+        FaultKind::Flush {} => "flush (applied by the caller)".to_owned(),
         FaultKind::LinkLatency { a, b, latency_ms } => {
             sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*latency_ms));
             format!("latency {a} <-> {b} = {latency_ms} ms")
         }
     }
+}
+
+/// FLUSHALL on the live model at the node's time (the node stays up; scripts are kept).
+fn flush(
+    current_model: &Arc<Mutex<Option<SharedModel>>>,
+    true_ms: u64,
+    offset: &AtomicI64,
+) -> String {
+    let model = current_model
+        .lock()
+        .expect("the model slot lock is never held across a panic")
+        .clone();
+    let Some(model) = model else {
+        return format!("flush {REDIS_HOST}: not started yet, nothing to flush");
+    };
+    let mut model = model
+        .lock()
+        .expect("the model lock is never held across a panic");
+    let mut session = model.connect("fault:0");
+    let reply = model.exec(
+        skewed_ms(true_ms, offset),
+        &mut session,
+        &[b"FLUSHALL".to_vec()],
+    );
+    model.disconnect(&mut session);
+    format!("flush {REDIS_HOST} (FLUSHALL: {reply:?})")
+}
+
+/// The `tokens` and `credit` fields of every hash among `keys` (token bucket levels).
+fn bucket_levels(
+    model: &SharedModel,
+    node_ms: u64,
+    keys: &[(String, i64)],
+) -> Vec<(String, String, String)> {
+    let mut model = model
+        .lock()
+        .expect("the model lock is never held across a panic");
+    let mut session = model.connect("checker:1");
+    let mut out = Vec::new();
+    for (key, _) in keys {
+        for field in ["tokens", "credit"] {
+            let line = [
+                b"HGET".to_vec(),
+                key.as_bytes().to_vec(),
+                field.as_bytes().to_vec(),
+            ];
+            // Non-hash keys answer WRONGTYPE, hashes without the field nil: both skipped.
+            if let Reply::Bulk(value) = model.exec(node_ms, &mut session, &line) {
+                out.push((
+                    key.clone(),
+                    field.to_owned(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                ));
+            }
+        }
+    }
+    model.disconnect(&mut session);
+    out
 }
 
 /// Every key of database 0 with its PTTL, in key order.
@@ -359,6 +432,12 @@ struct Shared {
     scenario: Scenario,
     cost: u64,
     log: Log,
+    /// This gateway's process-wide in-memory store (new-api's `inMemoryRateLimiter`).
+    memory_list: Arc<InMemoryRateLimiter>,
+    /// This gateway's sharded in-process GCRA, for `memory_gcra`.
+    memory_gcra: Option<Arc<MemoryLimiter>>,
+    /// The user group it serves.
+    group: Option<String>,
 }
 
 impl Gateway {
@@ -369,6 +448,35 @@ impl Gateway {
             None => KeyScheme::parse("rl:$ns:{u:$user}", 1),
         }
         .map_err(|error| error.to_string())?;
+        // The first `init` wins (as in new-api), so the scenario's sweep age sticks.
+        let memory_list = InMemoryRateLimiter::new();
+        let cleanup_ms = self.group.memory_cleanup_ms();
+        memory_list.init(i64::try_from(cleanup_ms / 1_000).expect("validated: at most a day"));
+        let memory_gcra = match self.group.limiter {
+            LimiterKind::MemoryGcra => Some(Arc::new(MemoryLimiter::with_seed(
+                RateQuota::per_window(self.scenario.limit.limit, self.scenario.limit.window_ms)
+                    .map_err(|error| error.to_string())?,
+                self.seed,
+            ))),
+            _ => None,
+        };
+        if self.group.limiter.is_in_memory() {
+            // new-api's `clearExpiredItems` goroutine: sleep, sweep, until the run ends.
+            let memory_list = Arc::clone(&memory_list);
+            let memory_gcra = memory_gcra.clone();
+            let offset = Arc::clone(&self.offset);
+            let sweeps = (self.scenario.duration_ms + self.drain_ms) / cleanup_ms;
+            tokio::spawn(async move {
+                for _ in 0..sweeps {
+                    tokio::time::sleep(Duration::from_millis(cleanup_ms)).await;
+                    let now_ms = skewed_ms(sim_now_ms(), &offset);
+                    memory_list.cleanup(i64::try_from(now_ms / 1_000).expect("fits"));
+                    if let Some(memory_gcra) = &memory_gcra {
+                        memory_gcra.cleanup(now_ms);
+                    }
+                }
+            });
+        }
         let shared = Arc::new(Shared {
             index: self.index,
             kind: self.group.limiter,
@@ -381,6 +489,9 @@ impl Gateway {
             scenario: self.scenario.clone(),
             cost: self.scenario.load.cost,
             log: Arc::clone(&self.log),
+            memory_list,
+            memory_gcra,
+            group: self.group.group.clone(),
         });
         let load = &self.scenario.load;
         let gateways = f64::from(self.scenario.gateway_count());
@@ -491,7 +602,7 @@ pub fn key_name(key: u64) -> String {
     format!("k{key}")
 }
 
-fn identity(kind: LimiterKind, key: u64) -> Identity {
+fn identity(kind: LimiterKind, key: u64, group: &str) -> Identity {
     let namespace = match kind {
         // new-api's mark for the global API limit (`GA`).
         LimiterKind::LegacyIpList => "GA",
@@ -500,7 +611,7 @@ fn identity(kind: LimiterKind, key: u64) -> Identity {
     Identity::new(namespace)
         .with("ip", format!("10.0.{}.{}", key / 256 % 256, key % 256))
         .with("user", key.to_string())
-        .with("group", "default")
+        .with("group", group)
         .with("model", "gpt-4o")
 }
 
@@ -627,6 +738,39 @@ async fn admit(shared: &Shared, redis: PooledRedis, request: &Request) -> Admiss
                 Err(error) => quota_failed(error),
             }
         }
+        LimiterKind::LegacyMemoryList => match ListLogQuota::new(count(limit.limit), window_s) {
+            Ok(quota) => {
+                let mut limiter =
+                    MemoryListLogLimiter::newapi_ip(Arc::clone(&shared.memory_list), quota);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::MemoryGcra => {
+            let Some(memory) = &shared.memory_gcra else {
+                return Admission::Failed(LimiterError::Reply("no memory limiter".to_owned()));
+            };
+            match shared.scheme.render(&request.identity, 0) {
+                Ok(key) => {
+                    let decision = memory.check(&key, request.now_ms.max(1), request.cost);
+                    Admission::Decided(
+                        Verdict {
+                            decision,
+                            usage: Usage::default(),
+                        },
+                        None,
+                    )
+                }
+                Err(error) => Admission::Failed(LimiterError::Reply(error.to_string())),
+            }
+        }
+        LimiterKind::LegacyEmail => match EmailQuota::new(count(limit.limit), window_s) {
+            Ok(quota) => {
+                let mut limiter = EmailLimiter::new(redis, quota);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
         LimiterKind::AtomicGcra
         | LimiterKind::AtomicTokenBucket
         | LimiterKind::AtomicFixedWindow
@@ -650,7 +794,11 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
     let redis = shared.pool.handle();
     let pool_wait = redis.pool_wait_counter();
     let request = Request {
-        identity: identity(shared.kind, planned.key),
+        identity: identity(
+            shared.kind,
+            planned.key,
+            shared.group.as_deref().unwrap_or("default"),
+        ),
         cost: shared.cost,
         now_ms: skewed_ms(arrived_ms, &shared.offset),
     };

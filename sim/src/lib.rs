@@ -5,6 +5,7 @@
 //! * [`harness`]: the turmoil world that runs a scenario and records [`event::Event`]s.
 //! * [`pool`]: a go-redis-like connection pool over turmoil TCP.
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
+//! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //!
 //! `ratelab run` and `ratelab explore` (in `main.rs`) are thin wrappers around [`simulate`].
 
@@ -13,6 +14,7 @@ pub mod event;
 pub mod harness;
 pub mod pool;
 pub mod scenario;
+pub mod shrink;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
 pub fn simulate(

@@ -61,6 +61,14 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// On a violation (text format), at most this many extra runs to shrink the scenario
+    /// to a smaller one that still violates; 0 turns shrinking off.
+    #[arg(long, default_value_t = 40)]
+    shrink_runs: u32,
+    /// Where to write the shrunk scenario; default `ratelab-shrunk-<seed>.toml` in the
+    /// system's temporary directory.
+    #[arg(long)]
+    shrunk_to: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,6 +163,9 @@ fn run(args: &RunArgs) -> ExitCode {
             print!("{report}");
             if !report.safe() {
                 println!("VIOLATED (seed {seed}); replay: {replay}");
+                if args.shrink_runs > 0 {
+                    shrink_and_print(args, &scenario, seed, &report, events);
+                }
             }
         }
         Format::Json => {
@@ -173,6 +184,36 @@ fn run(args: &RunArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Shrinks a violating run, writes the smallest scenario to a file and prints its timeline
+/// with the command that replays it.
+fn shrink_and_print(
+    args: &RunArgs,
+    scenario: &Scenario,
+    seed: u64,
+    report: &sim::checker::Report,
+    events: Vec<sim::event::Event>,
+) {
+    let Some(shrunk) = sim::shrink::shrink(scenario, seed, report, events, args.shrink_runs) else {
+        return;
+    };
+    if shrunk.steps.is_empty() {
+        println!(
+            "shrinking: no smaller variant still violates {}",
+            shrunk.property
+        );
+        return;
+    }
+    let path = args
+        .shrunk_to
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ratelab-shrunk-{seed}.toml")));
+    let replay = match std::fs::write(&path, shrunk.scenario.to_toml()) {
+        Ok(()) => replay_command(Some(&path), seed),
+        Err(error) => format!("(cannot write {}: {error})", path.display()),
+    };
+    print!("{}", sim::shrink::render(&shrunk, seed, &replay));
 }
 
 fn explore(args: &ExploreArgs) -> ExitCode {

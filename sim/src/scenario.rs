@@ -114,6 +114,16 @@ pub enum LimiterKind {
     AtomicTokenBucket,
     /// The atomic success limit by reservation: M = `limit.limit` successes per window.
     SuccessReservation,
+    /// new-api's in-memory sliding log (`common/rate-limit.go`, path A in memory mode): one
+    /// store per gateway, swept every `memory_cleanup_ms` (new-api: 20 min); L per window of
+    /// whole seconds, per gateway.
+    LegacyMemoryList,
+    /// The sharded in-process GCRA (`MemoryLimiter`): burst L, one unit every window/L, per
+    /// gateway; its sweep only drops keys whose state equals a fresh key's.
+    MemoryGcra,
+    /// new-api path D (email verification): INCR, then EXPIRE in a second round trip when
+    /// the count is 1; L per window of whole seconds from the key's first request.
+    LegacyEmail,
 }
 
 impl LimiterKind {
@@ -144,6 +154,16 @@ impl LimiterKind {
             LimiterKind::LegacyIpList
                 | LimiterKind::LegacyModelRequest
                 | LimiterKind::LegacyTokenBucket
+                | LimiterKind::LegacyMemoryList
+                | LimiterKind::LegacyEmail
+        )
+    }
+
+    /// Whether it keeps its state in the gateway's process, not in Redis.
+    pub fn is_in_memory(self) -> bool {
+        matches!(
+            self,
+            LimiterKind::LegacyMemoryList | LimiterKind::MemoryGcra
         )
     }
 }
@@ -183,6 +203,30 @@ pub struct GatewayGroup {
     /// The gateway's zone east of UTC, seconds (new-api writes local time with a literal Z).
     #[serde(default)]
     pub tz_offset_s: i64,
+    /// In-memory limiters: how often the gateway sweeps its store, ms (for
+    /// `legacy_memory_list` also the idle age after which a key is dropped, new-api's
+    /// `expirationDuration`). `None`: new-api's 20 minutes. Scaled down, it shows race R11
+    /// in a short run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cleanup_ms: Option<u64>,
+    /// The user group these gateways serve (`$group` in key templates); `None`: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// This group's own L (new-api's per-group override of `limit.limit`); `None`: the
+    /// scenario's. When any group sets it, the checker judges each group's admissions
+    /// against its own bound (`group_admissions_within_bound`) instead of the first group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
+pub const MEMORY_CLEANUP_MS_DEFAULT: u64 = 1_200_000;
+
+impl GatewayGroup {
+    /// The in-memory sweep period, ms.
+    pub fn memory_cleanup_ms(&self) -> u64 {
+        self.memory_cleanup_ms.unwrap_or(MEMORY_CLEANUP_MS_DEFAULT)
+    }
 }
 
 fn one() -> u32 {
@@ -479,6 +523,9 @@ pub enum FaultKind {
         /// The step.
         step_ms: i64,
     },
+    /// FLUSHALL on `redis-0` (as an operator or `maxmemory` eviction would drop keys): data
+    /// lost, scripts kept, the node healthy throughout (race R7).
+    Flush {},
     /// Set the one-way latency between `a` and `b` to `latency_ms` from now on.
     LinkLatency {
         /// One end.
@@ -499,7 +546,7 @@ impl FaultKind {
                 *duration_ms
             }
             FaultKind::RedisRestart {} => 1,
-            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } => 0,
+            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } | FaultKind::Flush {} => 0,
         }
     }
 }
@@ -568,6 +615,32 @@ impl Scenario {
             first += group.count;
         }
         None
+    }
+
+    /// The index of the group gateway `index` belongs to.
+    pub fn group_index(&self, index: u32) -> Option<usize> {
+        let mut first = 0;
+        for (group_index, group) in self.gateways.iter().enumerate() {
+            if index < first + group.count {
+                return Some(group_index);
+            }
+            first += group.count;
+        }
+        None
+    }
+
+    /// Whether some group overrides the limit (per-group quotas, race R5).
+    pub fn has_group_limits(&self) -> bool {
+        self.gateways.iter().any(|group| group.limit.is_some())
+    }
+
+    /// The scenario as group `group` sees it: its own limit in `limit.limit`.
+    pub fn for_group(&self, group: &GatewayGroup) -> Scenario {
+        let mut scenario = self.clone();
+        if let Some(limit) = group.limit {
+            scenario.limit.limit = limit;
+        }
+        scenario
     }
 
     /// The reservation lease used by `success_reservation`.
@@ -645,7 +718,17 @@ impl Scenario {
                 ratelab::keys::KeyScheme::parse(template, 1)
                     .map_err(|error| problem(at("key_scheme"), error.to_string()))?;
             }
-            self.validate_limit_for(group.limiter, &at("limiter"))?;
+            if group.limit == Some(0) {
+                return Err(problem(at("limit"), "must be at least 1"));
+            }
+            self.for_group(group)
+                .validate_limit_for(group.limiter, &at("limiter"))?;
+            if let Some(cleanup_ms) = group.memory_cleanup_ms {
+                if cleanup_ms < 1_000 {
+                    return Err(problem(at("memory_cleanup_ms"), "must be at least 1000"));
+                }
+                at_most(&at("memory_cleanup_ms"), cleanup_ms, 24 * 3_600_000)?;
+            }
         }
         at_most("gateways", u64::from(total), u64::from(GATEWAYS_MAX))?;
         let load = &self.load;
@@ -703,10 +786,16 @@ impl Scenario {
         }
         at_most("limit.window_ms", limit.window_ms, 24 * 3_600_000)?;
         match kind {
-            LimiterKind::LegacyIpList if !limit.window_ms.is_multiple_of(1_000) => Err(problem(
-                "limit.window_ms",
-                format!("{field} = legacy_ip_list counts whole seconds: use a multiple of 1000"),
-            )),
+            LimiterKind::LegacyIpList
+            | LimiterKind::LegacyMemoryList
+            | LimiterKind::LegacyEmail
+                if !limit.window_ms.is_multiple_of(1_000) =>
+            {
+                Err(problem(
+                    "limit.window_ms",
+                    format!("{field} counts whole seconds: use a multiple of 1000"),
+                ))
+            }
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket
                 if !limit.window_ms.is_multiple_of(60_000) =>
             {
@@ -715,7 +804,7 @@ impl Scenario {
                     format!("{field} counts whole minutes: use a multiple of 60000"),
                 ))
             }
-            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket
+            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket | LimiterKind::MemoryGcra
                 if limit.window_ms < limit.limit =>
             {
                 Err(problem(
@@ -768,7 +857,7 @@ impl Scenario {
                 | FaultKind::Hold { a, b, .. }
                 | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
                 FaultKind::ClockStep { host, .. } => vec![("host", host)],
-                FaultKind::RedisRestart {} => Vec::new(),
+                FaultKind::RedisRestart {} | FaultKind::Flush {} => Vec::new(),
             };
             for (name, host) in &hosts {
                 if !host_ok(host) {
@@ -796,7 +885,7 @@ impl Scenario {
                 FaultKind::LinkLatency { latency_ms, .. } => {
                     at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
                 }
-                FaultKind::RedisRestart {} => {}
+                FaultKind::RedisRestart {} | FaultKind::Flush {} => {}
             }
         }
         Ok(())
@@ -853,6 +942,9 @@ impl Scenario {
                     0
                 },
                 tz_offset_s: 0,
+                memory_cleanup_ms: None,
+                group: None,
+                limit: None,
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
@@ -1035,6 +1127,38 @@ rate_per_s = 10
             (
                 format!("{MINIMAL}[upstream]\nerror_rate = 2.0\n"),
                 Some("upstream.error_rate"),
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"flush\"\n"),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"legacy_memory_list\"\nmemory_cleanup_ms = 999",
+                ),
+                Some("gateways[0].memory_cleanup_ms"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\ngroup = \"vip\"\nlimit = 0",
+                ),
+                Some("gateways[0].limit"),
+            ),
+            (
+                MINIMAL
+                    .replace("limiter = \"atomic_gcra\"", "limiter = \"legacy_email\"")
+                    .replace("window_ms = 1000", "window_ms = 1500"),
+                Some("limit.window_ms"),
+            ),
+            // A group's own limit is validated against the window like the scenario's.
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nlimit = 5000",
+                ),
+                Some("limit.window_ms"),
             ),
         ];
         for (text, field) in cases {
