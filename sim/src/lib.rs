@@ -13,6 +13,7 @@ pub mod event;
 pub mod harness;
 pub mod pool;
 pub mod scenario;
+pub mod topology;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
 pub fn simulate(
