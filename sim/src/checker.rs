@@ -311,7 +311,7 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .iter()
         .filter(|fault| match &fault.kind {
             FaultKind::RedisRestart {} | FaultKind::Failover {} => true,
-            FaultKind::ClockStep { host, .. } => legacy || host == "redis-0",
+            FaultKind::ClockStep { host, .. } => legacy || host.starts_with("redis-"),
             _ => false,
         })
         .map(|fault| fault.at_ms)
