@@ -864,6 +864,16 @@ impl Scenario {
                         "failover needs redis.topology = \"replicated\"",
                     ));
                 }
+                FaultKind::Failover {}
+                    if self.faults[..index]
+                        .iter()
+                        .any(|earlier| matches!(earlier.kind, FaultKind::Failover {})) =>
+                {
+                    return Err(problem(
+                        at("kind"),
+                        "at most one failover per run (redis-1 is the one replica promoted)",
+                    ));
+                }
                 FaultKind::Failover {} => Vec::new(),
             };
             for (name, host) in &hosts {

@@ -177,13 +177,16 @@ fn the_four_gateway_three_shard_scenario_runs() {
 
 #[test]
 fn failover_needs_a_replicated_topology() {
-    // Goal: a failover on a topology without replicas is a bad file, naming the field.
-    // Method: the failover scenario with topology standalone, and with cluster.
+    // Goal: a failover on a topology without replicas, a second failover, or a cluster
+    // without shards is a bad file, naming the field. Method: edited shipped scenarios.
     for topology in ["standalone", "cluster"] {
         let text = FAILOVER.replace("\"replicated\"", &format!("\"{topology}\""));
         let error = Scenario::from_toml(&text).expect_err("a failover needs replicas");
         assert!(error.to_string().contains("faults[0].kind"), "{error}");
     }
+    let twice = format!("{FAILOVER}\n[[faults]]\nat_ms = 3000\nkind = \"failover\"\n");
+    let error = Scenario::from_toml(&twice).expect_err("one replica to promote");
+    assert!(error.to_string().contains("faults[1].kind"), "{error}");
     let text = HOT.replace("shards = 3", "shards = 0");
     let error = Scenario::from_toml(&text).expect_err("no shards");
     assert!(error.to_string().contains("redis.shards"), "{error}");
