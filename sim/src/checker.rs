@@ -13,6 +13,11 @@
 //!   a restart broke, for the pool's worst command time after it) are a figure of their own;
 //! * every key in Redis at the end has a TTL (new-api's bucket hash breaks this by design).
 //!
+//! **Topologies.** A failover is a reset (one more L + 1 per key); the admissions beyond
+//! the plain bound, which only the failover's lost writes excuse, are reported apart
+//! (`failover_excess`, `failover_allowance`). Cluster runs report commands per node and
+//! slot, the hottest of each, MOVED redirects and CROSSSLOT errors.
+//!
 //! **Coverage** (reported, never a failure, but a run without them proves little): a request
 //! was denied; each scheduled fault fired.
 //!

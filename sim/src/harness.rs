@@ -1,9 +1,11 @@
-//! The turmoil world: one Redis host serving the model over simulated TCP, gateway hosts
+//! The turmoil world: Redis hosts serving the model over simulated TCP (one node, a primary
+//! with lagging replicas, or a cluster of shards: see [`crate::topology`]), gateway hosts
 //! with an open-loop load, a limiter and a connection pool each, an upstream, and the
 //! scheduled faults. [`run`] returns the event log; judging it is the checker's job.
 //!
 //! Determinism: one `u64` seed. turmoil gets it (`rng_seed`), and a ChaCha8 master stream
-//! hands each component its own seed in a fixed order (the Redis node, then gateway 0, 1, ...).
+//! hands each component its own seed in a fixed order (the Redis nodes, derived from one
+//! draw; then gateway 0, 1, ...).
 //! Time is turmoil's: events carry true simulated ms; each host's clock is that plus its own
 //! offset (which clock-step faults move). Nothing here reads the wall clock.
 

@@ -4,6 +4,7 @@
 //! * [`scenario`]: a run as data (TOML or a swarm seed), validated field by field.
 //! * [`harness`]: the turmoil world that runs a scenario and records [`event::Event`]s.
 //! * [`pool`]: a go-redis-like connection pool over turmoil TCP.
+//! * [`topology`]: replication with a lag and failover, and the cluster slot router.
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //!
 //! `ratelab run` and `ratelab explore` (in `main.rs`) are thin wrappers around [`simulate`].

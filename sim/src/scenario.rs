@@ -46,7 +46,7 @@ pub struct Scenario {
     /// The simulated network between every pair of hosts.
     #[serde(default)]
     pub network: Network,
-    /// The Redis node (`redis-0`, standalone).
+    /// The Redis node or nodes (`redis-0` standalone by default; replicated or a cluster).
     #[serde(default)]
     pub redis: RedisNode,
     /// Gateway groups; group `g` with `count = n` adds n hosts `gateway-<i>` in order.
