@@ -13,6 +13,11 @@
 //!   a restart broke, for the pool's worst command time after it) are a figure of their own;
 //! * every key in Redis at the end has a TTL (new-api's bucket hash breaks this by design).
 //!
+//! **Topologies.** A failover is a reset (one more L + 1 per key); the admissions beyond
+//! the plain bound, which only the failover's lost writes excuse, are reported apart
+//! (`failover_excess`, `failover_allowance`). Cluster runs report commands per node and
+//! slot, the hottest of each, MOVED redirects and CROSSSLOT errors.
+//!
 //! **Coverage** (reported, never a failure, but a run without them proves little): a request
 //! was denied; each scheduled fault fired.
 //!
@@ -88,6 +93,26 @@ pub struct Metrics {
     pub pool_wait_p50_ms: u64,
     /// Pool wait per decision, 99th percentile, ms.
     pub pool_wait_p99_ms: u64,
+    /// Failovers that fired.
+    pub failovers: u64,
+    /// What a failover may lawfully cost, per key and per failover, in units: one more limit
+    /// (plus one, as any reset), for the writes the promoted replica had not received.
+    pub failover_allowance: u64,
+    /// The worst key's admissions beyond the plain bound (without the failover allowance):
+    /// the over-admission failovers caused. 0 when nothing was lost.
+    pub failover_excess: u64,
+    /// Cluster: commands the gateways sent to each node, in host order.
+    pub commands_per_node: Vec<(String, u64)>,
+    /// Cluster: the node that received the most commands, with its count.
+    pub hottest_node: Option<(String, u64)>,
+    /// Cluster: the slot that received the most commands, with its count.
+    pub hottest_slot: Option<(u16, u64)>,
+    /// Cluster: slots that received any command.
+    pub slots_used: u64,
+    /// Cluster: MOVED redirects the gateways followed.
+    pub moved_redirects: u64,
+    /// Decisions that failed on a CROSSSLOT reply (keys of one call in different slots).
+    pub crossslot_errors: u64,
 }
 
 /// The checker's answer.
@@ -166,6 +191,30 @@ impl std::fmt::Display for Report {
             m.pool_wait_p50_ms,
             m.pool_wait_p99_ms
         )?;
+        if m.failovers > 0 {
+            writeln!(
+                f,
+                "  failovers {}: allowance {} per key per failover; worst key {} over the plain bound",
+                m.failovers, m.failover_allowance, m.failover_excess
+            )?;
+        }
+        if !m.commands_per_node.is_empty() {
+            let nodes: Vec<String> = m
+                .commands_per_node
+                .iter()
+                .map(|(host, count)| format!("{host} {count}"))
+                .collect();
+            writeln!(
+                f,
+                "  commands per node: {}; hottest node {:?}, hottest slot {:?} of {} used; {} MOVED followed; {} CROSSSLOT",
+                nodes.join(", "),
+                m.hottest_node,
+                m.hottest_slot,
+                m.slots_used,
+                m.moved_redirects,
+                m.crossslot_errors
+            )?;
+        }
         for timeline in &self.timelines {
             write!(f, "{timeline}")?;
         }
@@ -270,8 +319,8 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .faults
         .iter()
         .filter(|fault| match &fault.kind {
-            FaultKind::RedisRestart {} | FaultKind::Flush {} => true,
-            FaultKind::ClockStep { host, .. } => legacy || host == "redis-0",
+            FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => true,
+            FaultKind::ClockStep { host, .. } => legacy || host.starts_with("redis-"),
             _ => false,
         })
         .map(|fault| fault.at_ms)
@@ -462,8 +511,15 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 commands: sent,
                 pool_wait_ms,
                 error_class,
+                error,
                 ..
             } => {
+                if error
+                    .as_deref()
+                    .is_some_and(|error| error.contains("CROSSSLOT"))
+                {
+                    metrics.crossslot_errors += 1;
+                }
                 metrics.decisions += 1;
                 latencies.push(*latency_ms);
                 pool_waits.push(*pool_wait_ms);
@@ -556,6 +612,31 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 snapshot = Some(keys);
                 levels = stored;
             }
+            Event::Load {
+                nodes,
+                slots,
+                redirects,
+                ..
+            } => {
+                metrics.commands_per_node = nodes.clone();
+                // Ties go to the first in order (host, slot), so the figure is stable.
+                metrics.hottest_node = nodes
+                    .iter()
+                    .fold(None::<&(String, u64)>, |best, node| match best {
+                        Some(best) if best.1 >= node.1 => Some(best),
+                        _ => Some(node),
+                    })
+                    .cloned();
+                metrics.hottest_slot = slots.iter().fold(
+                    None,
+                    |best: Option<(u16, u64)>, &(slot, count)| match best {
+                        Some(best) if best.1 >= count => Some(best),
+                        _ => Some((slot, count)),
+                    },
+                );
+                metrics.slots_used = u64::try_from(slots.len()).expect("fits");
+                metrics.moved_redirects = *redirects;
+            }
         }
     }
 
@@ -588,6 +669,27 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     };
     let jitter = jitter_ms(scenario);
     let resets = resets(scenario, &kinds);
+    let failover_at_ms: Vec<u64> = scenario
+        .faults
+        .iter()
+        .filter(|fault| matches!(fault.kind, FaultKind::Failover {}))
+        .map(|fault| fault.at_ms)
+        .collect();
+    metrics.failovers = u64::try_from(failover_at_ms.len()).expect("fits");
+    if metrics.failovers > 0 {
+        metrics.failover_allowance = scenario.limit.limit + 1;
+    }
+    // The same resets without the failovers: the plain bound, against which a failover's
+    // lost writes show as excess.
+    let plain_resets = {
+        let mut plain = resets.clone();
+        for at in &failover_at_ms {
+            if let Some(position) = plain.at_ms.iter().position(|reset| reset == at) {
+                plain.at_ms.remove(position);
+            }
+        }
+        plain
+    };
     let mut bound_checks = Vec::new();
     // With per-group limits the first group's bound says nothing about the others' keys;
     // each group is judged against its own below.
@@ -634,6 +736,13 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
+            if what == "admissions"
+                && metrics.failovers > 0
+                && let Some((_, _, counted, allowed)) =
+                    worst_excess(&points, bound, margin, &plain_resets)
+            {
+                metrics.failover_excess = metrics.failover_excess.max(counted - allowed);
+            }
             if let Some((start_ms, end_ms, counted, allowed)) =
                 worst_excess(&points, bound, margin, resets)
             {

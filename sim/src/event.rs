@@ -88,6 +88,18 @@ pub enum Event {
         /// What happened, in words.
         what: String,
     },
+    /// Cluster runs, at the end: the commands the gateways sent to each node and to each
+    /// slot (a command counts once per node it reached, so a redirect counts twice).
+    Load {
+        /// When it was taken.
+        at_ms: u64,
+        /// Commands per node, in host order.
+        nodes: Vec<(String, u64)>,
+        /// Commands per slot, for the slots that saw any, in slot order.
+        slots: Vec<(u16, u64)>,
+        /// MOVED redirects the gateways followed.
+        redirects: u64,
+    },
     /// Redis at the end of the run: every key and its remaining TTL.
     Snapshot {
         /// When it was taken.
@@ -109,6 +121,7 @@ impl Event {
             | Event::Decision { at_ms, .. }
             | Event::Completion { at_ms, .. }
             | Event::Fault { at_ms, .. }
+            | Event::Load { at_ms, .. }
             | Event::Snapshot { at_ms, .. } => *at_ms,
         }
     }
@@ -119,7 +132,7 @@ impl Event {
             Event::Request { id, .. }
             | Event::Decision { id, .. }
             | Event::Completion { id, .. } => Some(*id),
-            Event::Fault { .. } | Event::Snapshot { .. } => None,
+            Event::Fault { .. } | Event::Load { .. } | Event::Snapshot { .. } => None,
         }
     }
 }

@@ -1,14 +1,16 @@
-//! The turmoil world: one Redis host serving the model over simulated TCP, gateway hosts
+//! The turmoil world: Redis hosts serving the model over simulated TCP (one node, a primary
+//! with lagging replicas, or a cluster of shards: see [`crate::topology`]), gateway hosts
 //! with an open-loop load, a limiter and a connection pool each, an upstream, and the
 //! scheduled faults. [`run`] returns the event log; judging it is the checker's job.
 //!
 //! Determinism: one `u64` seed. turmoil gets it (`rng_seed`), and a ChaCha8 master stream
-//! hands each component its own seed in a fixed order (the Redis node, then gateway 0, 1, ...).
+//! hands each component its own seed in a fixed order (the Redis nodes, derived from one
+//! draw; then gateway 0, 1, ...).
 //! Time is turmoil's: events carry true simulated ms; each host's clock is that plus its own
 //! offset (which clock-step faults move). Nothing here reads the wall clock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,16 +34,22 @@ use ratelab::redis::Usage;
 use ratelab::resp::server::{Clock, serve_connection};
 
 use crate::event::{ErrorClass, Event, Outcome};
-use crate::pool::{Pool, PooledRedis, REDIS_PORT};
+use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
-    Arrivals, FailModeSetting, FaultKind, GatewayGroup, LimiterKind, Popularity, Scenario,
+    Arrivals, FailModeSetting, FaultKind, GatewayGroup, LimiterKind, Popularity, Scenario, Topology,
+};
+use crate::topology::{
+    ClusterClient, GatewayRedis, Load, ModelSlot, ReplicaLink, cluster_config, replicate,
 };
 
 /// Unix ms at simulated time zero (2023-11-14): every clock starts here plus its offset.
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
 
-/// The Redis host's name.
+/// The first Redis host's name (the only one standalone, the primary when replicated).
 pub const REDIS_HOST: &str = "redis-0";
+
+/// The replica a failover promotes.
+pub const PROMOTED_HOST: &str = "redis-1";
 
 /// What a run produced.
 #[derive(Debug)]
@@ -123,10 +131,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
     let log: Log = Arc::new(Mutex::new(Vec::new()));
     // Each host's clock offset, by name; clock-step faults add to them.
     let mut offsets: BTreeMap<String, Arc<AtomicI64>> = BTreeMap::new();
-    offsets.insert(
-        REDIS_HOST.to_owned(),
-        Arc::new(AtomicI64::new(scenario.redis.clock_offset_ms)),
-    );
+    let redis_hosts = scenario.redis.hosts();
+    for host in &redis_hosts {
+        offsets.insert(
+            host.clone(),
+            Arc::new(AtomicI64::new(scenario.redis.clock_offset_ms)),
+        );
+    }
     for index in 0..gateway_count {
         let group = scenario
             .gateway_group(index)
@@ -137,42 +148,38 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         );
     }
 
-    // The live model, replaced by a fresh one at each (re)start of the host.
-    let current_model: Arc<Mutex<Option<SharedModel>>> = Arc::new(Mutex::new(None));
-    {
-        let current_model = Arc::clone(&current_model);
-        let offset = Arc::clone(&offsets[REDIS_HOST]);
-        let starts = Arc::new(AtomicI64::new(0));
-        sim.host(REDIS_HOST, move || {
-            let current_model = Arc::clone(&current_model);
-            let offset = Arc::clone(&offset);
-            // A restarted node gets a new seed, derived, so the run stays reproducible.
-            let start = starts.fetch_add(1, Ordering::Relaxed);
-            let node_seed = redis_seed.wrapping_add(start.unsigned_abs());
-            async move {
-                let config = NodeConfig {
-                    port: REDIS_PORT,
-                    ..NodeConfig::standalone(node_seed)
-                };
-                let model: SharedModel = Arc::new(Mutex::new(Model::new(config)));
-                *current_model
-                    .lock()
-                    .expect("the model slot lock is never held across a panic") =
-                    Some(Arc::clone(&model));
-                let clock: Clock = Arc::new(move || skewed_ms(sim_now_ms(), &offset));
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", REDIS_PORT)).await?;
-                loop {
-                    let (stream, peer) = listener.accept().await?;
-                    let model = Arc::clone(&model);
-                    let clock = Arc::clone(&clock);
-                    tokio::spawn(async move {
-                        // A dropped connection is the client's problem, not the server's.
-                        let _ = serve_connection(stream, model, clock, peer.to_string()).await;
-                    });
-                }
-            }
-        });
+    // Each Redis host's live model, replaced by a fresh one at each (re)start of the host.
+    let models: BTreeMap<String, ModelSlot> = redis_hosts
+        .iter()
+        .map(|host| (host.clone(), Arc::new(Mutex::new(None))))
+        .collect();
+    let replication_stopped = Arc::new(AtomicBool::new(false));
+    let shards = u32::try_from(redis_hosts.len()).expect("at most REDIS_NODES_MAX");
+    for (index, host) in (0u32..).zip(&redis_hosts) {
+        let cluster =
+            (scenario.redis.topology == Topology::Cluster).then(|| cluster_config(index, shards));
+        let replica_of =
+            (scenario.redis.topology == Topology::Replicated && index > 0).then(|| ReplicaLink {
+                primary: Arc::clone(&models[REDIS_HOST]),
+                lag_ms: scenario.redis.replication_lag_ms,
+                stopped: Arc::clone(&replication_stopped),
+            });
+        let node = RedisHost {
+            host: host.clone(),
+            // Every node its own seed, derived, so that adding nodes changes nothing else.
+            seed: redis_seed.wrapping_add(u64::from(index) << 32),
+            cluster,
+            replica_of,
+            model: Arc::clone(&models[host]),
+            offset: Arc::clone(&offsets[host]),
+        };
+        node.add_to(&mut sim);
     }
+
+    // Where gateways send commands: the current primary (moved by a failover), or the
+    // cluster's nodes; the cluster's load counters.
+    let primary: Target = Arc::new(Mutex::new(REDIS_HOST.to_owned()));
+    let load: Arc<Mutex<Load>> = Arc::new(Mutex::new(Load::default()));
 
     for index in 0..gateway_count {
         let group = scenario
@@ -192,6 +199,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
             offset: Arc::clone(&offsets[&format!("gateway-{index}")]),
             log: Arc::clone(&log),
             drain_ms: drain,
+            primary: Arc::clone(&primary),
+            redis_hosts: redis_hosts.clone(),
+            load: Arc::clone(&load),
         };
         sim.client(format!("gateway-{index}"), gateway.run());
     }
@@ -217,8 +227,24 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
             }
             next_action += 1;
             let what = match &scenario.faults[index].kind {
-                FaultKind::Flush {} => flush(&current_model, now_ms, &offsets[REDIS_HOST]),
-                kind => apply_fault(&mut sim, kind, is_end, &offsets),
+                // FLUSHALL on whichever node is the primary now.
+                FaultKind::Flush {} => {
+                    let host = primary
+                        .lock()
+                        .expect("the target lock is never held across a panic")
+                        .clone();
+                    flush(&models[&host], now_ms, &offsets[&host])
+                }
+                kind => apply_fault(
+                    &mut sim,
+                    kind,
+                    is_end,
+                    &offsets,
+                    &Failover {
+                        primary: &primary,
+                        replication_stopped: &replication_stopped,
+                    },
+                ),
             };
             push(
                 &log,
@@ -236,14 +262,56 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         }
     }
     let simulated_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let model = current_model
-        .lock()
-        .expect("the model slot lock is never held across a panic")
-        .clone();
-    if let Some(model) = model {
-        let node_ms = skewed_ms(simulated_ms, &offsets[REDIS_HOST]);
-        let keys = snapshot(&model, node_ms);
-        let levels = bucket_levels(&model, node_ms, &keys);
+    if scenario.redis.topology == Topology::Cluster {
+        let load = load
+            .lock()
+            .expect("the load lock is never held across a panic");
+        push(
+            &log,
+            Event::Load {
+                at_ms: simulated_ms,
+                nodes: redis_hosts
+                    .iter()
+                    .map(|host| (host.clone(), load.nodes.get(host).copied().unwrap_or(0)))
+                    .collect(),
+                slots: load
+                    .slots
+                    .iter()
+                    .map(|(slot, count)| (*slot, *count))
+                    .collect(),
+                redirects: load.redirects,
+            },
+        );
+    }
+    // The data the gateways see at the end: the current primary's, or every shard's.
+    let serving: Vec<String> = match scenario.redis.topology {
+        Topology::Cluster => redis_hosts.clone(),
+        _ => vec![
+            primary
+                .lock()
+                .expect("the target lock is never held across a panic")
+                .clone(),
+        ],
+    };
+    let mut keys = Vec::new();
+    let mut levels = Vec::new();
+    let mut any = false;
+    for host in &serving {
+        let model = models[host]
+            .lock()
+            .expect("the model slot lock is never held across a panic")
+            .clone();
+        if let Some(model) = model {
+            any = true;
+            let node_ms = skewed_ms(simulated_ms, &offsets[host]);
+            let host_keys = snapshot(&model, node_ms);
+            levels.extend(bucket_levels(&model, node_ms, &host_keys));
+            keys.extend(host_keys);
+        }
+    }
+    if any {
+        keys.sort();
+        levels.sort();
         push(
             &log,
             Event::Snapshot {
@@ -265,12 +333,19 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
     })
 }
 
+/// What a failover moves.
+struct Failover<'a> {
+    primary: &'a Target,
+    replication_stopped: &'a AtomicBool,
+}
+
 /// Applies (or ends) one fault and says what happened.
 fn apply_fault(
     sim: &mut turmoil::Sim<'_>,
     kind: &FaultKind,
     is_end: bool,
     offsets: &BTreeMap<String, Arc<AtomicI64>>,
+    failover: &Failover<'_>,
 ) -> String {
     match kind {
         FaultKind::Partition { a, b, oneway, .. } => match (is_end, oneway) {
@@ -302,6 +377,20 @@ fn apply_fault(
         FaultKind::RedisRestart {} => {
             sim.bounce(REDIS_HOST);
             format!("restart {REDIS_HOST} (data and script cache lost)")
+        }
+        FaultKind::Failover {} => {
+            // Replication stops first, so the promoted replica keeps exactly what it had
+            // received; then the old primary dies (its connections break) and every
+            // gateway's pool dials the new one.
+            failover.replication_stopped.store(true, Ordering::Relaxed);
+            sim.crash(REDIS_HOST);
+            *failover
+                .primary
+                .lock()
+                .expect("the target lock is never held across a panic") = PROMOTED_HOST.to_owned();
+            format!(
+                "failover: {REDIS_HOST} dies, {PROMOTED_HOST} promoted (unreplicated writes lost, script cache empty)"
+            )
         }
         FaultKind::ClockStep { host, step_ms } => {
             if let Some(offset) = offsets.get(host) {
@@ -375,6 +464,58 @@ fn bucket_levels(
     out
 }
 
+/// One Redis host: its node configuration and, for a replica, what it follows.
+struct RedisHost {
+    host: String,
+    seed: u64,
+    cluster: Option<ratelab::model::ClusterConfig>,
+    replica_of: Option<ReplicaLink>,
+    model: ModelSlot,
+    offset: Arc<AtomicI64>,
+}
+
+impl RedisHost {
+    fn add_to(self, sim: &mut turmoil::Sim<'_>) {
+        let starts = Arc::new(AtomicI64::new(0));
+        let host = self.host.clone();
+        sim.host(host, move || {
+            let slot = Arc::clone(&self.model);
+            let offset = Arc::clone(&self.offset);
+            let cluster = self.cluster.clone();
+            let replica_of = self.replica_of.clone();
+            // A restarted node gets a new seed, derived, so the run stays reproducible.
+            let start = starts.fetch_add(1, Ordering::Relaxed);
+            let node_seed = self.seed.wrapping_add(start.unsigned_abs());
+            async move {
+                let config = NodeConfig {
+                    port: REDIS_PORT,
+                    cluster,
+                    ..NodeConfig::standalone(node_seed)
+                };
+                let model: SharedModel = Arc::new(Mutex::new(Model::new(config)));
+                *slot
+                    .lock()
+                    .expect("the model slot lock is never held across a panic") =
+                    Some(Arc::clone(&model));
+                if let Some(link) = replica_of {
+                    tokio::spawn(replicate(link, Arc::clone(&model), sim_now_ms));
+                }
+                let clock: Clock = Arc::new(move || skewed_ms(sim_now_ms(), &offset));
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", REDIS_PORT)).await?;
+                loop {
+                    let (stream, peer) = listener.accept().await?;
+                    let model = Arc::clone(&model);
+                    let clock = Arc::clone(&clock);
+                    tokio::spawn(async move {
+                        // A dropped connection is the client's problem, not the server's.
+                        let _ = serve_connection(stream, model, clock, peer.to_string()).await;
+                    });
+                }
+            }
+        });
+    }
+}
+
 /// Every key of database 0 with its PTTL, in key order.
 fn snapshot(model: &SharedModel, node_ms: u64) -> Vec<(String, i64)> {
     let mut model = model
@@ -408,6 +549,29 @@ struct Gateway {
     offset: Arc<AtomicI64>,
     log: Log,
     drain_ms: u64,
+    /// The host single-node pools dial (a failover moves it).
+    primary: Target,
+    /// Every Redis host (the cluster's nodes).
+    redis_hosts: Vec<String>,
+    /// The cluster's load counters, shared by every gateway.
+    load: Arc<Mutex<Load>>,
+}
+
+/// How a gateway reaches Redis.
+enum Connector {
+    /// One pool to the current primary.
+    Single(Arc<Pool>),
+    /// A slot router over a pool per node.
+    Cluster(Arc<ClusterClient>),
+}
+
+impl Connector {
+    fn handle(&self) -> GatewayRedis {
+        match self {
+            Connector::Single(pool) => GatewayRedis::Single(pool.handle()),
+            Connector::Cluster(client) => GatewayRedis::Cluster(client.handle()),
+        }
+    }
 }
 
 /// What the arrival loop decided about one request before it runs.
@@ -426,7 +590,7 @@ struct Shared {
     scheme: KeyScheme,
     clock: GatewayClock,
     offset: Arc<AtomicI64>,
-    pool: Arc<Pool>,
+    pool: Connector,
     /// new-api's process-wide script loader (`sync.Once`): one per gateway.
     loader: Arc<NewapiScriptLoader>,
     scenario: Scenario,
@@ -484,7 +648,17 @@ impl Gateway {
             scheme,
             clock: GatewayClock::new(self.group.tz_offset_s).map_err(|error| error.problem)?,
             offset: Arc::clone(&self.offset),
-            pool: Pool::new(self.group.pool.clone(), REDIS_HOST),
+            pool: match self.scenario.redis.topology {
+                Topology::Cluster => Connector::Cluster(ClusterClient::new(
+                    &self.redis_hosts,
+                    &self.group.pool,
+                    Arc::clone(&self.load),
+                )),
+                _ => Connector::Single(Pool::following(
+                    self.group.pool.clone(),
+                    Arc::clone(&self.primary),
+                )),
+            },
             loader: NewapiScriptLoader::new(),
             scenario: self.scenario.clone(),
             cost: self.scenario.load.cost,
@@ -626,11 +800,11 @@ enum Admission {
 /// An outcome limiter waiting for its request's outcome.
 enum Completer {
     Legacy(
-        Box<ModelRequestLimiter<PooledRedis>>,
+        Box<ModelRequestLimiter<GatewayRedis>>,
         model_request::SuccessTicket,
     ),
     Reservation(
-        Box<atomic::SuccessLimiter<PooledRedis>>,
+        Box<atomic::SuccessLimiter<GatewayRedis>>,
         atomic::SuccessTicket,
     ),
 }
@@ -655,7 +829,7 @@ fn decided(result: Result<Verdict, LimiterError>) -> Admission {
     }
 }
 
-async fn admit(shared: &Shared, redis: PooledRedis, request: &Request) -> Admission {
+async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admission {
     let limit = &shared.scenario.limit;
     let window_s = i64::try_from(limit.window_ms / 1_000).expect("validated: at most a day");
     let minutes = window_s / 60;

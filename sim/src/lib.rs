@@ -4,6 +4,7 @@
 //! * [`scenario`]: a run as data (TOML or a swarm seed), validated field by field.
 //! * [`harness`]: the turmoil world that runs a scenario and records [`event::Event`]s.
 //! * [`pool`]: a go-redis-like connection pool over turmoil TCP.
+//! * [`topology`]: replication with a lag and failover, and the cluster slot router.
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //!
@@ -15,6 +16,7 @@ pub mod harness;
 pub mod pool;
 pub mod scenario;
 pub mod shrink;
+pub mod topology;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
 pub fn simulate(

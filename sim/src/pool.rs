@@ -22,23 +22,32 @@ use crate::scenario;
 /// The port every simulated Redis node listens on.
 pub const REDIS_PORT: u16 = 6379;
 
+/// The host a pool dials, shared so that a failover can point every gateway elsewhere.
+pub type Target = Arc<Mutex<String>>;
+
 /// One gateway's pool, shared by all its requests.
 pub struct Pool {
     config: scenario::Pool,
-    host: String,
+    host: Target,
     permits: Semaphore,
-    /// Connections not in use. A `Vec` used as a stack: the most recently returned first, as
-    /// go-redis's idle list.
-    idle: Mutex<Vec<RespRedis<TcpStream>>>,
+    /// Connections not in use, with the host each one reaches. A `Vec` used as a stack: the
+    /// most recently returned first, as go-redis's idle list.
+    idle: Mutex<Vec<(String, RespRedis<TcpStream>)>>,
 }
 
 impl Pool {
     /// A pool of connections to `host` on [`REDIS_PORT`].
     pub fn new(config: scenario::Pool, host: &str) -> Arc<Pool> {
+        Pool::following(config, Arc::new(Mutex::new(host.to_owned())))
+    }
+
+    /// A pool of connections to whichever host `target` names when a connection is dialled;
+    /// idle connections to another host are closed rather than reused.
+    pub fn following(config: scenario::Pool, host: Target) -> Arc<Pool> {
         let size = usize::try_from(config.size).expect("validated: at most 10000");
         Arc::new(Pool {
             config,
-            host: host.to_owned(),
+            host,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::new()),
         })
@@ -47,24 +56,45 @@ impl Pool {
     /// A handle for one request: every command it sends checks a connection out of the pool;
     /// the time spent waiting for one is added to the handle's counter.
     pub fn handle(self: &Arc<Pool>) -> PooledRedis {
+        self.handle_counting(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// A handle that adds its pool waits to `pool_wait_ms` (a cluster request shares one
+    /// counter over the handles of every node it reaches).
+    pub fn handle_counting(self: &Arc<Pool>, pool_wait_ms: Arc<AtomicU64>) -> PooledRedis {
         PooledRedis {
             pool: Arc::clone(self),
-            pool_wait_ms: Arc::new(AtomicU64::new(0)),
+            pool_wait_ms,
         }
     }
 
-    fn take_idle(&self) -> Option<RespRedis<TcpStream>> {
-        self.idle
+    fn current_host(&self) -> String {
+        self.host
             .lock()
-            .expect("the idle list lock is never held across a panic")
-            .pop()
+            .expect("the target lock is never held across a panic")
+            .clone()
     }
 
-    fn put_idle(&self, connection: RespRedis<TcpStream>) {
+    /// The most recent idle connection to `host`; idle connections to any other host (the
+    /// primary before a failover) are dropped on the way.
+    fn take_idle(&self, host: &str) -> Option<RespRedis<TcpStream>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .expect("the idle list lock is never held across a panic");
+        while let Some((reaches, connection)) = idle.pop() {
+            if reaches == host {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, host: String, connection: RespRedis<TcpStream>) {
         self.idle
             .lock()
             .expect("the idle list lock is never held across a panic")
-            .push(connection);
+            .push((host, connection));
     }
 
     /// One attempt: a connection (pooled or dialled), one round trip.
@@ -80,10 +110,11 @@ impl Pool {
             }
         };
         add_ms(pool_wait_ms, waiting_since.elapsed());
-        let mut connection = match self.take_idle() {
+        let host = self.current_host();
+        let mut connection = match self.take_idle(&host) {
             Some(connection) => connection,
             None => {
-                let dial = TcpStream::connect((self.host.as_str(), REDIS_PORT));
+                let dial = TcpStream::connect((host.as_str(), REDIS_PORT));
                 let dial_timeout = Duration::from_millis(self.config.dial_timeout_ms);
                 match tokio::time::timeout(dial_timeout, dial).await {
                     Ok(Ok(stream)) => RespRedis::with_read_timeout(
@@ -97,7 +128,7 @@ impl Pool {
         };
         let result = connection.pipeline(cmds.to_vec()).await;
         if result.is_ok() {
-            self.put_idle(connection);
+            self.put_idle(host, connection);
         }
         drop(permit);
         result.map_err(Attempt::Failed)

@@ -46,7 +46,7 @@ pub struct Scenario {
     /// The simulated network between every pair of hosts.
     #[serde(default)]
     pub network: Network,
-    /// The Redis node (`redis-0`, standalone).
+    /// The Redis node or nodes (`redis-0` standalone by default; replicated or a cluster).
     #[serde(default)]
     pub redis: RedisNode,
     /// Gateway groups; group `g` with `count = n` adds n hosts `gateway-<i>` in order.
@@ -82,12 +82,63 @@ impl Default for Network {
     }
 }
 
-/// The Redis node.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The Redis node (or nodes: see `topology`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisNode {
     /// Added to true time for everything the node sees as time (TIME, expiry), ms.
     pub clock_offset_ms: i64,
+    /// One node, a primary with replicas, or a cluster of shards.
+    pub topology: Topology,
+    /// Replicated: how many replicas (`redis-1..=redis-<replicas>`).
+    pub replicas: u32,
+    /// Replicated: how long a write takes to reach the replicas, ms. Writes a replica has not
+    /// received when it is promoted are lost.
+    pub replication_lag_ms: u64,
+    /// Cluster: how many shards (`redis-0..redis-<shards - 1>`), each owning an equal slot
+    /// range.
+    pub shards: u32,
+}
+
+impl Default for RedisNode {
+    fn default() -> RedisNode {
+        RedisNode {
+            clock_offset_ms: 0,
+            topology: Topology::Standalone,
+            replicas: 1,
+            replication_lag_ms: 0,
+            shards: 3,
+        }
+    }
+}
+
+/// Most replicas, or shards, one run may have.
+pub const REDIS_NODES_MAX: u32 = 16;
+
+/// How the Redis nodes are arranged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// One node, `redis-0`.
+    #[default]
+    Standalone,
+    /// A primary `redis-0` and replicas that apply its writes `replication_lag_ms` later; a
+    /// `failover` fault promotes `redis-1`.
+    Replicated,
+    /// `shards` nodes, each owning a slot range; gateways route by slot and follow MOVED.
+    Cluster,
+}
+
+impl RedisNode {
+    /// The Redis hosts' names, `redis-0` first.
+    pub fn hosts(&self) -> Vec<String> {
+        let count = match self.topology {
+            Topology::Standalone => 1,
+            Topology::Replicated => 1 + self.replicas,
+            Topology::Cluster => self.shards,
+        };
+        (0..count).map(|index| format!("redis-{index}")).collect()
+    }
 }
 
 /// Which limiter a gateway runs.
@@ -526,6 +577,10 @@ pub enum FaultKind {
     /// FLUSHALL on `redis-0` (as an operator or `maxmemory` eviction would drop keys): data
     /// lost, scripts kept, the node healthy throughout (race R7).
     Flush {},
+    /// Replicated topology: the primary `redis-0` dies and `redis-1` is promoted. Gateways
+    /// dial `redis-1` from now on (pooled connections to `redis-0` break); its script cache
+    /// is empty, and the writes it had not received yet are lost.
+    Failover {},
     /// Set the one-way latency between `a` and `b` to `latency_ms` from now on.
     LinkLatency {
         /// One end.
@@ -545,7 +600,7 @@ impl FaultKind {
             FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
                 *duration_ms
             }
-            FaultKind::RedisRestart {} => 1,
+            FaultKind::RedisRestart {} | FaultKind::Failover {} => 1,
             FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } | FaultKind::Flush {} => 0,
         }
     }
@@ -841,9 +896,43 @@ impl Scenario {
         }
     }
 
+    fn validate_redis(&self) -> Result<(), ScenarioError> {
+        let redis = &self.redis;
+        match redis.topology {
+            Topology::Standalone => Ok(()),
+            Topology::Replicated => {
+                if redis.replicas == 0 {
+                    return Err(problem("redis.replicas", "must be at least 1"));
+                }
+                at_most(
+                    "redis.replicas",
+                    u64::from(redis.replicas),
+                    u64::from(REDIS_NODES_MAX),
+                )?;
+                at_most(
+                    "redis.replication_lag_ms",
+                    redis.replication_lag_ms,
+                    SPAN_MS_MAX,
+                )
+            }
+            Topology::Cluster => {
+                if redis.shards == 0 {
+                    return Err(problem("redis.shards", "must be at least 1"));
+                }
+                at_most(
+                    "redis.shards",
+                    u64::from(redis.shards),
+                    u64::from(REDIS_NODES_MAX),
+                )
+            }
+        }
+    }
+
     fn validate_faults(&self, gateways: u32) -> Result<(), ScenarioError> {
+        self.validate_redis()?;
+        let redis_hosts = self.redis.hosts();
         let host_ok = |name: &str| {
-            name == "redis-0"
+            redis_hosts.iter().any(|host| host == name)
                 || name
                     .strip_prefix("gateway-")
                     .and_then(|index| index.parse::<u32>().ok())
@@ -858,13 +947,31 @@ impl Scenario {
                 | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
                 FaultKind::ClockStep { host, .. } => vec![("host", host)],
                 FaultKind::RedisRestart {} | FaultKind::Flush {} => Vec::new(),
+                FaultKind::Failover {} if self.redis.topology != Topology::Replicated => {
+                    return Err(problem(
+                        at("kind"),
+                        "failover needs redis.topology = \"replicated\"",
+                    ));
+                }
+                FaultKind::Failover {}
+                    if self.faults[..index]
+                        .iter()
+                        .any(|earlier| matches!(earlier.kind, FaultKind::Failover {})) =>
+                {
+                    return Err(problem(
+                        at("kind"),
+                        "at most one failover per run (redis-1 is the one replica promoted)",
+                    ));
+                }
+                FaultKind::Failover {} => Vec::new(),
             };
             for (name, host) in &hosts {
                 if !host_ok(host) {
                     return Err(problem(
                         at(name),
                         format!(
-                            "unknown host {host:?} (hosts: redis-0, gateway-0..gateway-{})",
+                            "unknown host {host:?} (hosts: {}, gateway-0..gateway-{})",
+                            redis_hosts.join(", "),
                             gateways - 1
                         ),
                     ));
@@ -885,7 +992,7 @@ impl Scenario {
                 FaultKind::LinkLatency { latency_ms, .. } => {
                     at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
                 }
-                FaultKind::RedisRestart {} | FaultKind::Flush {} => {}
+                FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => {}
             }
         }
         Ok(())
