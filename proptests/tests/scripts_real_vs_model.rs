@@ -57,6 +57,39 @@ where
     }
 }
 
+/// The gateway time passed to the scripts: the drawn gaps plus the real time that has passed.
+///
+/// Scripts set TTLs relative to the server's own clock. Real Redis counts those in real time,
+/// so if the gateway time moved slower than real time, a key could expire on the real server
+/// before its window ended in gateway time, and the two backends would disagree for a reason
+/// that has nothing to do with fidelity (this flaked on a loaded machine). With the real time
+/// added, a key never expires on the real server before the scripts' own logic has let go of
+/// it, so both backends must decide alike.
+struct GatewayClock {
+    now_ms: u64,
+    last_real: std::time::Instant,
+}
+
+impl GatewayClock {
+    fn start() -> GatewayClock {
+        GatewayClock {
+            now_ms: 1_700_000_000_000,
+            last_real: std::time::Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, gap_ms: u64) -> u64 {
+        let real_ms = u64::try_from(self.last_real.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Carry the sub-millisecond remainder so that real time is never undercounted.
+        self.last_real += std::time::Duration::from_millis(real_ms);
+        // Real time can then lead the gateway time by less than 1 ms, which the scripts
+        // tolerate: each key's TTL ends exactly where its state becomes equivalent to a
+        // missing key (a new window, a full bucket, an empty log).
+        self.now_ms += gap_ms + real_ms;
+        self.now_ms
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,9 +139,9 @@ fn check_algorithm(server: &RedisServer, algorithm: Algorithm, steps: &[(u64, u6
             ScriptLimiter::new(local(), scheme.clone(), algorithm, ScriptClock::Gateway);
         let mut on_redis =
             ScriptLimiter::new(real(server).await, scheme, algorithm, ScriptClock::Gateway);
-        let mut now_ms = 1_700_000_000_000;
+        let mut clock = GatewayClock::start();
         for &(gap_ms, cost) in steps {
-            now_ms += gap_ms;
+            let now_ms = clock.advance(gap_ms);
             let model = on_model.check(&request(cost, now_ms)).await.unwrap();
             let redis = on_redis.check(&request(cost, now_ms)).await.unwrap();
             assert_eq!(
@@ -189,9 +222,9 @@ fn multi_limit_and_success_scripts_agree_on_real_redis() {
                 let mut success_redis =
                     SuccessLimiter::new(real_success, scheme, quota, ScriptClock::Gateway);
                 let mut tickets = Vec::new();
-                let mut now_ms = 1_700_000_000_000;
+                let mut clock = GatewayClock::start();
                 for &(gap_ms, action) in &steps {
-                    now_ms += gap_ms;
+                    let now_ms = clock.advance(gap_ms);
                     let cost = u64::from(action % 3);
                     let (model, model_denied_by) = multi_model
                         .check_detailed(&request(cost, now_ms))
