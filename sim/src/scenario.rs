@@ -63,7 +63,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
-/// Link latency for every message (turmoil's `min/max_message_latency`).
+/// Link latency for every message (turmoil's `min/max_message_latency`), and per-link
+/// latency distributions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
@@ -71,16 +72,45 @@ pub struct Network {
     pub min_latency_ms: u64,
     /// Largest one-way latency, ms (turmoil draws in between, exponentially).
     pub max_latency_ms: u64,
+    /// How often each `links` entry draws a new latency, simulated ms. turmoil gives a link
+    /// one latency, not a distribution, so the harness samples the distribution every
+    /// `resample_ms` and sets the link's latency to the draw until the next one.
+    pub resample_ms: u64,
+    /// Links whose latency follows their own distribution instead of the network's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkLatencySpec>,
 }
+
+/// Default `network.resample_ms`: a new draw every 10 simulated ms.
+pub const RESAMPLE_MS_DEFAULT: u64 = 10;
 
 impl Default for Network {
     fn default() -> Network {
         Network {
             min_latency_ms: 1,
             max_latency_ms: 1,
+            resample_ms: RESAMPLE_MS_DEFAULT,
+            links: Vec::new(),
         }
     }
 }
+
+/// One link's latency distribution (both directions), resampled every
+/// `network.resample_ms` from the link's own seeded stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkLatencySpec {
+    /// One end (`redis-<i>` or `gateway-<i>`).
+    pub a: String,
+    /// The other end.
+    pub b: String,
+    /// The one-way latency distribution, ms.
+    pub latency: Latency,
+}
+
+/// Largest clock drift accepted, parts per million (a clock at most twice as fast, or
+/// stopped).
+pub const DRIFT_PPM_MAX: u64 = 1_000_000;
 
 /// The Redis node (or nodes: see `topology`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +128,9 @@ pub struct RedisNode {
     /// Cluster: how many shards (`redis-0..redis-<shards - 1>`), each owning an equal slot
     /// range.
     pub shards: u32,
+    /// Every Redis node's clock drift, parts per million: the offset grows by
+    /// `drift_ppm * elapsed / 10^6` (positive: the clock runs fast).
+    pub drift_ppm: i64,
 }
 
 impl Default for RedisNode {
@@ -108,6 +141,7 @@ impl Default for RedisNode {
             replicas: 1,
             replication_lag_ms: 0,
             shards: 3,
+            drift_ppm: 0,
         }
     }
 }
@@ -268,6 +302,15 @@ pub struct GatewayGroup {
     /// against its own bound (`group_admissions_within_bound`) instead of the first group's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// The gateways' clock drift, parts per million: each one's clock offset grows by
+    /// `drift_ppm * elapsed / 10^6` on top of `clock_offset_ms` and clock steps (positive:
+    /// the clock runs fast).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drift_ppm: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
@@ -630,6 +673,21 @@ fn problem(field: impl Into<String>, problem: impl Into<String>) -> ScenarioErro
     }
 }
 
+/// Checks a latency distribution found at `field` (`upstream.latency`).
+fn validate_latency(field: &str, latency: &Latency) -> Result<(), ScenarioError> {
+    at_most(&format!("{field}.max_ms"), latency.max_ms(), SPAN_MS_MAX)?;
+    match latency {
+        Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => Err(problem(
+            format!("{field}.min_ms"),
+            format!("must not exceed {field}.max_ms"),
+        )),
+        Latency::Lognormal { sigma, .. } if !(0.0..=5.0).contains(sigma) => {
+            Err(problem(format!("{field}.sigma"), "must be in [0, 5]"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn at_most(field: &str, value: u64, max: u64) -> Result<(), ScenarioError> {
     if value > max {
         return Err(problem(
@@ -728,6 +786,11 @@ impl Scenario {
                 "must not exceed network.max_latency_ms",
             ));
         }
+        at_most(
+            "redis.drift_ppm",
+            self.redis.drift_ppm.unsigned_abs(),
+            DRIFT_PPM_MAX,
+        )?;
         if self.redis.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
             return Err(problem("redis.clock_offset_ms", "must be within a year"));
         }
@@ -764,6 +827,11 @@ impl Scenario {
                     return Err(problem(at(name), "must be at least 1"));
                 }
             }
+            at_most(
+                &at("drift_ppm"),
+                group.drift_ppm.unsigned_abs(),
+                DRIFT_PPM_MAX,
+            )?;
             if group.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
                 return Err(problem(at("clock_offset_ms"), "must be within a year"));
             }
@@ -826,7 +894,46 @@ impl Scenario {
             _ => {}
         }
         self.validate_upstream()?;
-        self.validate_faults(total)
+        self.validate_faults(total)?;
+        self.validate_links(total)
+    }
+
+    /// Whether `name` is one of the run's hosts.
+    fn has_host(&self, name: &str, gateways: u32) -> bool {
+        self.redis.hosts().iter().any(|host| host == name)
+            || name
+                .strip_prefix("gateway-")
+                .and_then(|index| index.parse::<u32>().ok())
+                .is_some_and(|index| index < gateways)
+    }
+
+    fn validate_links(&self, gateways: u32) -> Result<(), ScenarioError> {
+        let network = &self.network;
+        if network.resample_ms == 0 {
+            return Err(problem("network.resample_ms", "must be at least 1"));
+        }
+        at_most("network.resample_ms", network.resample_ms, SPAN_MS_MAX)?;
+        at_most("network.links", network.links.len() as u64, 256)?;
+        for (index, link) in network.links.iter().enumerate() {
+            let at = |field: &str| format!("network.links[{index}].{field}");
+            for (name, host) in [("a", &link.a), ("b", &link.b)] {
+                if !self.has_host(host, gateways) {
+                    return Err(problem(
+                        at(name),
+                        format!(
+                            "unknown host {host:?} (hosts: {}, gateway-0..gateway-{})",
+                            self.redis.hosts().join(", "),
+                            gateways - 1
+                        ),
+                    ));
+                }
+            }
+            if link.a == link.b {
+                return Err(problem(at("b"), "must differ from a"));
+            }
+            validate_latency(&at("latency"), &link.latency)?;
+        }
+        Ok(())
     }
 
     fn validate_limit_for(&self, kind: LimiterKind, field: &str) -> Result<(), ScenarioError> {
@@ -879,21 +986,7 @@ impl Scenario {
         if !(0.0..=1.0).contains(&upstream.error_rate) {
             return Err(problem("upstream.error_rate", "must be in [0, 1]"));
         }
-        at_most(
-            "upstream.latency.max_ms",
-            upstream.latency.max_ms(),
-            SPAN_MS_MAX,
-        )?;
-        match upstream.latency {
-            Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => Err(problem(
-                "upstream.latency.min_ms",
-                "must not exceed upstream.latency.max_ms",
-            )),
-            Latency::Lognormal { sigma, .. } if !(0.0..=5.0).contains(&sigma) => {
-                Err(problem("upstream.latency.sigma", "must be in [0, 5]"))
-            }
-            _ => Ok(()),
-        }
+        validate_latency("upstream.latency", &upstream.latency)
     }
 
     fn validate_redis(&self) -> Result<(), ScenarioError> {
@@ -1014,6 +1107,7 @@ impl Scenario {
         let network = Network {
             min_latency_ms: rng.random_range(0..=max_latency_ms),
             max_latency_ms,
+            ..Network::default()
         };
         let groups = rng.random_range(1..=2usize);
         let mut gateways = Vec::new();
@@ -1052,6 +1146,7 @@ impl Scenario {
                 memory_cleanup_ms: None,
                 group: None,
                 limit: None,
+                drift_ppm: 0,
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
