@@ -213,7 +213,7 @@ pub enum LimiterKind {
 
 impl LimiterKind {
     /// Every kind, for swarm draws.
-    pub const ALL: [LimiterKind; 8] = [
+    pub const ALL: [LimiterKind; 11] = [
         LimiterKind::LegacyIpList,
         LimiterKind::LegacyModelRequest,
         LimiterKind::LegacyTokenBucket,
@@ -222,6 +222,9 @@ impl LimiterKind {
         LimiterKind::AtomicSlidingLog,
         LimiterKind::AtomicTokenBucket,
         LimiterKind::SuccessReservation,
+        LimiterKind::LegacyMemoryList,
+        LimiterKind::MemoryGcra,
+        LimiterKind::LegacyEmail,
     ];
 
     /// Whether the limit counts successes (reported after the upstream call).
@@ -1093,10 +1096,14 @@ impl Scenario {
 
     /// A scenario drawn entirely from `seed` (swarm testing): every knob comes from one
     /// ChaCha8 stream in a fixed order, and the result always validates. Sizes stay small
-    /// enough that one seed runs in well under a second.
+    /// enough that one seed runs in well under a second. The draws cover every
+    /// [`LimiterKind::ALL`] entry, the three topologies (standalone; replicated, 1-2
+    /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
+    /// when replicated, at most one), up to two per-link latency distributions, and gateway
+    /// (±20%) and Redis (±0.1%) clock drift.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let duration_ms = rng.random_range(2_000..=8_000u64);
+        let duration_ms = rng.random_range(1_000..=4_000u64);
         let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::ALL.len())];
         let window_ms = match limiter {
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket => 60_000,
@@ -1143,7 +1150,9 @@ impl Scenario {
                     0
                 },
                 tz_offset_s: 0,
-                memory_cleanup_ms: None,
+                // In-memory stores: sometimes a sweep short enough to run (race R11).
+                memory_cleanup_ms: (kind.is_in_memory() && rng.random_bool(0.5))
+                    .then(|| 1_000 * rng.random_range(1..=5u64)),
                 group: None,
                 limit: None,
                 drift_ppm: 0,
@@ -1151,7 +1160,7 @@ impl Scenario {
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
         let load = Load {
-            rate_per_s: f64::from(rng.random_range(10..=400u32)),
+            rate_per_s: f64::from(rng.random_range(10..=200u32)),
             arrivals: match rng.random_range(0..3) {
                 0 => Arrivals::Poisson,
                 1 => Arrivals::Steady,
@@ -1188,44 +1197,88 @@ impl Scenario {
             },
             error_rate: rng.random_range(0.0..0.3),
         };
+        let redis = swarm_redis(&mut rng);
+        let redis_hosts = redis.hosts();
         let mut faults = Vec::new();
         for _ in 0..rng.random_range(0..=3) {
             let at_ms = rng.random_range(0..duration_ms);
             let gateway = format!("gateway-{}", rng.random_range(0..gateway_count));
-            let kind = match rng.random_range(0..5) {
+            let node = redis_hosts[rng.random_range(0..redis_hosts.len())].clone();
+            let kind = match rng.random_range(0..7) {
                 0 => FaultKind::Partition {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     oneway: rng.random_bool(0.3),
                     duration_ms: rng.random_range(10..=2_000),
                 },
                 1 => FaultKind::Hold {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     duration_ms: rng.random_range(10..=1_000),
                 },
                 2 => FaultKind::RedisRestart {},
                 3 => FaultKind::ClockStep {
-                    host: if rng.random_bool(0.5) {
-                        gateway
-                    } else {
-                        "redis-0".to_owned()
-                    },
+                    host: if rng.random_bool(0.5) { gateway } else { node },
                     step_ms: rng.random_range(-3_000..=3_000),
                 },
+                4 => FaultKind::Flush {},
+                // At most one failover, and only with replicas to promote.
+                5 if redis.topology == Topology::Replicated
+                    && !faults
+                        .iter()
+                        .any(|fault: &Fault| matches!(fault.kind, FaultKind::Failover {})) =>
+                {
+                    FaultKind::Failover {}
+                }
                 _ => FaultKind::LinkLatency {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     latency_ms: rng.random_range(1..=50),
                 },
             };
             faults.push(Fault { at_ms, kind });
         }
+        // Per-link latency distributions and clock drift, drawn after the faults so that
+        // the draws above keep their order.
+        let mut network = network;
+        for _ in 0..rng.random_range(0..=2) {
+            let a = format!("gateway-{}", rng.random_range(0..gateway_count));
+            let b = redis_hosts[rng.random_range(0..redis_hosts.len())].clone();
+            let latency = match rng.random_range(0..4) {
+                0 => Latency::Fixed {
+                    ms: rng.random_range(1..=30),
+                },
+                1 => Latency::Uniform {
+                    min_ms: 1,
+                    max_ms: rng.random_range(1..=40),
+                },
+                2 => Latency::Exponential {
+                    mean_ms: rng.random_range(1..=20),
+                    max_ms: 100,
+                },
+                _ => Latency::Lognormal {
+                    median_ms: rng.random_range(1..=20),
+                    sigma: rng.random_range(0.1..1.0),
+                    max_ms: 100,
+                },
+            };
+            network.links.push(LinkLatencySpec { a, b, latency });
+        }
+        network.resample_ms = rng.random_range(1..=50);
+        for group in &mut gateways {
+            if rng.random_bool(0.2) {
+                group.drift_ppm = rng.random_range(-200_000..=200_000);
+            }
+        }
+        let mut redis = redis;
+        if rng.random_bool(0.1) {
+            redis.drift_ppm = rng.random_range(-1_000..=1_000);
+        }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {
             duration_ms,
             network,
-            redis: RedisNode::default(),
+            redis,
             gateways,
             limit: Limit {
                 limit,
@@ -1237,6 +1290,25 @@ impl Scenario {
             upstream,
             faults,
         }
+    }
+}
+
+/// The Redis topology of a swarm scenario: standalone, replicated with a lag, or a cluster
+/// of 2-4 shards, each a third of the time.
+fn swarm_redis(rng: &mut ChaCha8Rng) -> RedisNode {
+    match rng.random_range(0..3) {
+        0 => RedisNode::default(),
+        1 => RedisNode {
+            topology: Topology::Replicated,
+            replicas: rng.random_range(1..=2),
+            replication_lag_ms: rng.random_range(0..=200),
+            ..RedisNode::default()
+        },
+        _ => RedisNode {
+            topology: Topology::Cluster,
+            shards: rng.random_range(2..=4),
+            ..RedisNode::default()
+        },
     }
 }
 

@@ -169,3 +169,77 @@ fn a_drifting_gateway_clock_breaks_the_legacy_list_not_gcra() {
         run(&still, seed).assert_safe();
     }
 }
+
+#[test]
+fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
+    // Goal: swarm seeds are always valid and runnable, and the swarm reaches every
+    // topology, limiter kind and new fault. Method: seeds 0..50 are drawn, validated and
+    // simulated (any harness error fails the test; safety violations are allowed, they are
+    // what `explore` looks for); the draws are tallied and every topology, every
+    // `LimiterKind::ALL` entry, flush, failover, a link distribution and drift must appear.
+    use sim::scenario::{FaultKind, Topology};
+    use std::collections::BTreeSet;
+    let mut topologies = BTreeSet::new();
+    let mut kinds = BTreeSet::new();
+    let mut shard_counts = BTreeSet::new();
+    let (mut flushes, mut failovers, mut links, mut drifts) = (0, 0, 0, 0);
+    // Two threads (CI has two cores), each with its own turmoil worlds; the tally below
+    // reads only the scenarios, so the split does not matter to it.
+    let run_seeds = |seeds: std::ops::Range<u64>| {
+        for seed in seeds {
+            let scenario = Scenario::swarm(seed);
+            scenario
+                .validate()
+                .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+            if let Err(error) = sim::simulate(&scenario, seed) {
+                panic!("seed {seed} does not run: {error}\n{}", scenario.to_toml());
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| run_seeds(0..25));
+        run_seeds(25..50);
+        if let Err(panic) = first.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    for seed in 0..50 {
+        let scenario = Scenario::swarm(seed);
+        topologies.insert(format!("{:?}", scenario.redis.topology));
+        if scenario.redis.topology == Topology::Cluster {
+            shard_counts.insert(scenario.redis.shards);
+        }
+        for group in &scenario.gateways {
+            kinds.insert(group.limiter);
+            drifts += usize::from(group.drift_ppm != 0);
+        }
+        drifts += usize::from(scenario.redis.drift_ppm != 0);
+        links += scenario.network.links.len();
+        for fault in &scenario.faults {
+            match fault.kind {
+                FaultKind::Flush {} => flushes += 1,
+                FaultKind::Failover {} => failovers += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(topologies.len(), 3, "{topologies:?}");
+    assert_eq!(
+        shard_counts.into_iter().collect::<Vec<_>>(),
+        [2, 3, 4],
+        "cluster sizes"
+    );
+    let missing: Vec<_> = LimiterKind::ALL
+        .iter()
+        .filter(|kind| !kinds.contains(kind))
+        .collect();
+    assert!(missing.is_empty(), "kinds never drawn: {missing:?}");
+    for (what, count) in [
+        ("flush", flushes),
+        ("failover", failovers),
+        ("link distribution", links),
+        ("drift", drifts),
+    ] {
+        assert!(count > 0, "no {what} in 50 seeds");
+    }
+}
