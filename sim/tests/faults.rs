@@ -16,24 +16,7 @@ fn run(scenario: &Scenario, seed: u64) -> Report {
 }
 
 /// Three GCRA gateways; gateway 1's link to Redis is slow (a lognormal around 40 ms).
-const SLOW_LINK: &str = r#"
-duration_ms = 2000
-[network]
-resample_ms = 10
-[[network.links]]
-a = "gateway-1"
-b = "redis-0"
-latency = { kind = "lognormal", median_ms = 40, sigma = 0.5, max_ms = 200 }
-[limit]
-limit = 50
-window_ms = 1000
-[[gateways]]
-count = 3
-limiter = "atomic_gcra"
-[load]
-rate_per_s = 90
-keys = 4
-"#;
+const SLOW_LINK: &str = include_str!("../scenarios/slow-link-lognormal.toml");
 
 #[test]
 fn a_slow_link_raises_only_its_gateways_decision_latency() {
@@ -124,23 +107,7 @@ fn bad_links_and_drift_name_the_field() {
 
 /// Two legacy IP-list gateways on one key; gateway 1's clock runs 40% fast (its offset is
 /// 0 at the start and 2.4 s after 6 s), as R6 with a constant skew.
-const DRIFTING: &str = r#"
-duration_ms = 6000
-[limit]
-limit = 5
-window_ms = 2000
-[[gateways]]
-count = 1
-limiter = "legacy_ip_list"
-[[gateways]]
-count = 1
-limiter = "legacy_ip_list"
-drift_ppm = 400000
-[load]
-rate_per_s = 20
-keys = 1
-arrivals = { kind = "steady" }
-"#;
+const DRIFTING: &str = include_str!("../scenarios/r6-gateway-clock-drift.toml");
 
 #[test]
 fn a_drifting_gateway_clock_breaks_the_legacy_list_not_gcra() {
