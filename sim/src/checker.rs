@@ -194,6 +194,18 @@ impl std::fmt::Display for Report {
             m.pool_wait_p50_ms,
             m.pool_wait_p99_ms
         )?;
+        if m.latency_p50_ms_per_gateway.len() > 1 {
+            let medians: Vec<String> = m
+                .latency_p50_ms_per_gateway
+                .iter()
+                .map(|(gateway, median)| format!("gateway-{gateway} {median} ms"))
+                .collect();
+            writeln!(
+                f,
+                "  decision latency p50 per gateway: {}",
+                medians.join(", ")
+            )?;
+        }
         if m.failovers > 0 {
             writeln!(
                 f,
