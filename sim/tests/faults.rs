@@ -269,3 +269,26 @@ fn explore_shrinks_each_failing_seed_and_prints_both_replays() {
     assert!(!plain.contains("shrunk"), "{plain}");
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[test]
+fn a_fast_redis_clock_lets_gcra_over_admit() {
+    // Goal: `redis.drift_ppm` reaches the clock the atomic scripts read (Redis TIME).
+    // Method: the two-gateway GCRA scenario, safe as shipped; with every Redis clock
+    // running twice as fast (1 000 000 ppm), GCRA's emission interval passes in half the
+    // true time, so keys get about twice the rate and admissions_within_bound (judged in
+    // true time) must fail. A small drift (100 ppm, 0.3 ms over the run) must change
+    // nothing.
+    let gcra = parse(include_str!("../scenarios/gcra-two-gateways.toml"));
+    for seed in [1, 2] {
+        let mut fast = gcra.clone();
+        fast.redis.drift_ppm = 1_000_000;
+        let report = run(&fast, seed);
+        assert!(
+            report.violated("admissions_within_bound"),
+            "seed {seed}: the Redis drift went unnoticed\n{report}"
+        );
+        let mut slight = gcra.clone();
+        slight.redis.drift_ppm = 100;
+        run(&slight, seed).assert_safe();
+    }
+}
