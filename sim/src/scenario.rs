@@ -1103,7 +1103,7 @@ impl Scenario {
     /// (±20%) and Redis (±0.1%) clock drift.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let duration_ms = rng.random_range(1_000..=4_000u64);
+        let duration_ms = rng.random_range(1_000..=3_000u64);
         let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::ALL.len())];
         let window_ms = match limiter {
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket => 60_000,
@@ -1160,7 +1160,7 @@ impl Scenario {
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
         let load = Load {
-            rate_per_s: f64::from(rng.random_range(10..=200u32)),
+            rate_per_s: f64::from(rng.random_range(10..=150u32)),
             arrivals: match rng.random_range(0..3) {
                 0 => Arrivals::Poisson,
                 1 => Arrivals::Steady,
