@@ -81,6 +81,9 @@ pub struct Metrics {
     pub unrecorded_successes: u64,
     /// Decision latency percentiles, ms.
     pub latency_p50_ms: u64,
+    /// Each gateway's median decision latency, ms, by gateway index (gateways that made
+    /// no decision are left out).
+    pub latency_p50_ms_per_gateway: Vec<(u32, u64)>,
     /// 99th percentile decision latency, ms.
     pub latency_p99_ms: u64,
     /// Largest decision latency, ms.
@@ -191,6 +194,18 @@ impl std::fmt::Display for Report {
             m.pool_wait_p50_ms,
             m.pool_wait_p99_ms
         )?;
+        if m.latency_p50_ms_per_gateway.len() > 1 {
+            let medians: Vec<String> = m
+                .latency_p50_ms_per_gateway
+                .iter()
+                .map(|(gateway, median)| format!("gateway-{gateway} {median} ms"))
+                .collect();
+            writeln!(
+                f,
+                "  decision latency p50 per gateway: {}",
+                medians.join(", ")
+            )?;
+        }
         if m.failovers > 0 {
             writeln!(
                 f,
@@ -457,6 +472,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let mut decisions: BTreeMap<u64, (u64, Outcome)> = BTreeMap::new();
     let mut metrics = Metrics::default();
     let mut latencies = Vec::new();
+    let mut gateway_latencies: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut pool_waits = Vec::new();
     let mut round_trips = 0u64;
     let mut commands = 0u64;
@@ -522,6 +538,12 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 }
                 metrics.decisions += 1;
                 latencies.push(*latency_ms);
+                if let Some((gateway, ..)) = requests.get(id) {
+                    gateway_latencies
+                        .entry(*gateway)
+                        .or_default()
+                        .push(*latency_ms);
+                }
                 pool_waits.push(*pool_wait_ms);
                 round_trips += trips;
                 commands += sent;
@@ -642,6 +664,13 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
 
     latencies.sort_unstable();
     pool_waits.sort_unstable();
+    metrics.latency_p50_ms_per_gateway = gateway_latencies
+        .into_iter()
+        .map(|(gateway, mut latencies)| {
+            latencies.sort_unstable();
+            (gateway, percentile(&latencies, 500))
+        })
+        .collect();
     metrics.latency_p50_ms = percentile(&latencies, 500);
     metrics.latency_p99_ms = percentile(&latencies, 990);
     metrics.latency_max_ms = latencies.last().copied().unwrap_or(0);

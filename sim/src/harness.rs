@@ -33,6 +33,7 @@ use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
 use ratelab::redis::Usage;
 use ratelab::resp::server::{Clock, serve_connection};
 
+use crate::dynamics::Dynamics;
 use crate::event::{ErrorClass, Event, Outcome};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
@@ -219,8 +220,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
     }
     actions.sort();
     let mut next_action = 0;
+    let mut dynamics = Dynamics::new(scenario, seed, &offsets);
     loop {
         let now_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+        dynamics.advance(&mut sim, now_ms);
         while let Some(&(at_ms, index, is_end)) = actions.get(next_action) {
             if at_ms > now_ms {
                 break;

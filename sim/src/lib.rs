@@ -5,12 +5,14 @@
 //! * [`harness`]: the turmoil world that runs a scenario and records [`event::Event`]s.
 //! * [`pool`]: a go-redis-like connection pool over turmoil TCP.
 //! * [`topology`]: replication with a lag and failover, and the cluster slot router.
+//! * [`dynamics`]: per-link latency distributions and clock drift, advanced every ms.
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //!
 //! `ratelab run` and `ratelab explore` (in `main.rs`) are thin wrappers around [`simulate`].
 
 pub mod checker;
+pub mod dynamics;
 pub mod event;
 pub mod harness;
 pub mod pool;

@@ -1,7 +1,8 @@
 //! `ratelab`: the command-line front of the simulator.
 //!
 //! * `run`: one scenario (a TOML file, or a swarm seed), its verdicts and metrics;
-//! * `explore`: many swarm seeds with a progress bar, listing the failing ones;
+//! * `explore`: many swarm seeds with a progress bar, listing the failing ones, each with
+//!   the replay command of its shrunk scenario (`--no-shrink` to skip shrinking);
 //! * `serve`: the in-process Redis model on a TCP port;
 //! * `bench`: the limiters against a real Redis.
 //!
@@ -82,6 +83,16 @@ struct ExploreArgs {
     /// Run this scenario with each seed instead of drawing a scenario from each seed.
     #[arg(long)]
     scenario: Option<PathBuf>,
+    /// List the failing seeds without shrinking them.
+    #[arg(long)]
+    no_shrink: bool,
+    /// For each failing seed, at most this many extra runs to shrink its scenario.
+    #[arg(long, default_value_t = 40)]
+    shrink_runs: u32,
+    /// Where to write the shrunk scenarios (`ratelab-shrunk-<seed>.toml`); default the
+    /// system's temporary directory.
+    #[arg(long)]
+    shrunk_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -216,6 +227,39 @@ fn shrink_and_print(
     print!("{}", sim::shrink::render(&shrunk, seed, &replay));
 }
 
+/// Shrinks one failing explore seed, writes the smallest scenario found and says how to
+/// replay it (one line).
+fn shrink_seed(
+    args: &ExploreArgs,
+    scenario: &Scenario,
+    seed: u64,
+    report: &sim::checker::Report,
+    events: Vec<sim::event::Event>,
+) -> String {
+    let Some(shrunk) = sim::shrink::shrink(scenario, seed, report, events, args.shrink_runs) else {
+        return "shrunk: nothing to shrink".to_owned();
+    };
+    if shrunk.steps.is_empty() {
+        return format!(
+            "shrunk: no smaller variant still violates {} ({} runs)",
+            shrunk.property, shrunk.runs
+        );
+    }
+    let directory = args.shrunk_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = directory.join(format!("ratelab-shrunk-{seed}.toml"));
+    let (gateways, faults, duration_ms, rate_per_s, keys) = sim::shrink::size(&shrunk.scenario);
+    let replay = match std::fs::write(&path, shrunk.scenario.to_toml()) {
+        Ok(()) => replay_command(Some(&path), seed),
+        Err(error) => format!("(cannot write {}: {error})", path.display()),
+    };
+    format!(
+        "shrunk ({} steps, {} runs: {gateways} gateways, {faults} faults, {duration_ms} ms, {rate_per_s} per s, {keys} keys; still violates {}): {replay}",
+        shrunk.steps.len(),
+        shrunk.runs,
+        shrunk.property
+    )
+}
+
 fn explore(args: &ExploreArgs) -> ExitCode {
     let fixed = match &args.scenario {
         Some(path) => match load(path) {
@@ -237,7 +281,7 @@ fn explore(args: &ExploreArgs) -> ExitCode {
     for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
         let scenario = fixed.clone().unwrap_or_else(|| Scenario::swarm(seed));
         match sim::simulate(&scenario, seed) {
-            Ok((report, _)) if !report.safe() => {
+            Ok((report, events)) if !report.safe() => {
                 let names: Vec<&str> = report
                     .verdicts
                     .iter()
@@ -246,7 +290,12 @@ fn explore(args: &ExploreArgs) -> ExitCode {
                     })
                     .map(|verdict| verdict.name.as_str())
                     .collect();
-                failing.push((seed, names.join(", ")));
+                let shrunk = if args.no_shrink || args.shrink_runs == 0 {
+                    None
+                } else {
+                    Some(shrink_seed(args, &scenario, seed, &report, events))
+                };
+                failing.push((seed, names.join(", "), shrunk));
             }
             Ok(_) => {}
             Err(error) => {
@@ -258,11 +307,14 @@ fn explore(args: &ExploreArgs) -> ExitCode {
         bar.inc(1);
     }
     bar.finish();
-    for (seed, names) in &failing {
+    for (seed, names, shrunk) in &failing {
         println!(
             "seed {seed} violates {names}; replay: {}",
             replay_command(args.scenario.as_ref(), *seed)
         );
+        if let Some(shrunk) = shrunk {
+            println!("  {shrunk}");
+        }
     }
     println!(
         "{} of {} seeds violated a safety property; {broken} could not run",

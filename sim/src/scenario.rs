@@ -63,7 +63,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
-/// Link latency for every message (turmoil's `min/max_message_latency`).
+/// Link latency for every message (turmoil's `min/max_message_latency`), and per-link
+/// latency distributions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
@@ -71,16 +72,45 @@ pub struct Network {
     pub min_latency_ms: u64,
     /// Largest one-way latency, ms (turmoil draws in between, exponentially).
     pub max_latency_ms: u64,
+    /// How often each `links` entry draws a new latency, simulated ms. turmoil gives a link
+    /// one latency, not a distribution, so the harness samples the distribution every
+    /// `resample_ms` and sets the link's latency to the draw until the next one.
+    pub resample_ms: u64,
+    /// Links whose latency follows their own distribution instead of the network's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkLatencySpec>,
 }
+
+/// Default `network.resample_ms`: a new draw every 10 simulated ms.
+pub const RESAMPLE_MS_DEFAULT: u64 = 10;
 
 impl Default for Network {
     fn default() -> Network {
         Network {
             min_latency_ms: 1,
             max_latency_ms: 1,
+            resample_ms: RESAMPLE_MS_DEFAULT,
+            links: Vec::new(),
         }
     }
 }
+
+/// One link's latency distribution (both directions), resampled every
+/// `network.resample_ms` from the link's own seeded stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkLatencySpec {
+    /// One end (`redis-<i>` or `gateway-<i>`).
+    pub a: String,
+    /// The other end.
+    pub b: String,
+    /// The one-way latency distribution, ms.
+    pub latency: Latency,
+}
+
+/// Largest clock drift accepted, parts per million (a clock at most twice as fast, or
+/// stopped).
+pub const DRIFT_PPM_MAX: u64 = 1_000_000;
 
 /// The Redis node (or nodes: see `topology`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +128,9 @@ pub struct RedisNode {
     /// Cluster: how many shards (`redis-0..redis-<shards - 1>`), each owning an equal slot
     /// range.
     pub shards: u32,
+    /// Every Redis node's clock drift, parts per million: the offset grows by
+    /// `drift_ppm * elapsed / 10^6` (positive: the clock runs fast).
+    pub drift_ppm: i64,
 }
 
 impl Default for RedisNode {
@@ -108,6 +141,7 @@ impl Default for RedisNode {
             replicas: 1,
             replication_lag_ms: 0,
             shards: 3,
+            drift_ppm: 0,
         }
     }
 }
@@ -179,7 +213,7 @@ pub enum LimiterKind {
 
 impl LimiterKind {
     /// Every kind, for swarm draws.
-    pub const ALL: [LimiterKind; 8] = [
+    pub const ALL: [LimiterKind; 11] = [
         LimiterKind::LegacyIpList,
         LimiterKind::LegacyModelRequest,
         LimiterKind::LegacyTokenBucket,
@@ -188,6 +222,9 @@ impl LimiterKind {
         LimiterKind::AtomicSlidingLog,
         LimiterKind::AtomicTokenBucket,
         LimiterKind::SuccessReservation,
+        LimiterKind::LegacyMemoryList,
+        LimiterKind::MemoryGcra,
+        LimiterKind::LegacyEmail,
     ];
 
     /// Whether the limit counts successes (reported after the upstream call).
@@ -268,6 +305,15 @@ pub struct GatewayGroup {
     /// against its own bound (`group_admissions_within_bound`) instead of the first group's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// The gateways' clock drift, parts per million: each one's clock offset grows by
+    /// `drift_ppm * elapsed / 10^6` on top of `clock_offset_ms` and clock steps (positive:
+    /// the clock runs fast).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drift_ppm: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
@@ -630,6 +676,21 @@ fn problem(field: impl Into<String>, problem: impl Into<String>) -> ScenarioErro
     }
 }
 
+/// Checks a latency distribution found at `field` (`upstream.latency`).
+fn validate_latency(field: &str, latency: &Latency) -> Result<(), ScenarioError> {
+    at_most(&format!("{field}.max_ms"), latency.max_ms(), SPAN_MS_MAX)?;
+    match latency {
+        Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => Err(problem(
+            format!("{field}.min_ms"),
+            format!("must not exceed {field}.max_ms"),
+        )),
+        Latency::Lognormal { sigma, .. } if !(0.0..=5.0).contains(sigma) => {
+            Err(problem(format!("{field}.sigma"), "must be in [0, 5]"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn at_most(field: &str, value: u64, max: u64) -> Result<(), ScenarioError> {
     if value > max {
         return Err(problem(
@@ -728,6 +789,11 @@ impl Scenario {
                 "must not exceed network.max_latency_ms",
             ));
         }
+        at_most(
+            "redis.drift_ppm",
+            self.redis.drift_ppm.unsigned_abs(),
+            DRIFT_PPM_MAX,
+        )?;
         if self.redis.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
             return Err(problem("redis.clock_offset_ms", "must be within a year"));
         }
@@ -764,6 +830,11 @@ impl Scenario {
                     return Err(problem(at(name), "must be at least 1"));
                 }
             }
+            at_most(
+                &at("drift_ppm"),
+                group.drift_ppm.unsigned_abs(),
+                DRIFT_PPM_MAX,
+            )?;
             if group.clock_offset_ms.unsigned_abs() > DURATION_MS_MAX * 24 * 365 {
                 return Err(problem(at("clock_offset_ms"), "must be within a year"));
             }
@@ -826,7 +897,46 @@ impl Scenario {
             _ => {}
         }
         self.validate_upstream()?;
-        self.validate_faults(total)
+        self.validate_faults(total)?;
+        self.validate_links(total)
+    }
+
+    /// Whether `name` is one of the run's hosts.
+    fn has_host(&self, name: &str, gateways: u32) -> bool {
+        self.redis.hosts().iter().any(|host| host == name)
+            || name
+                .strip_prefix("gateway-")
+                .and_then(|index| index.parse::<u32>().ok())
+                .is_some_and(|index| index < gateways)
+    }
+
+    fn validate_links(&self, gateways: u32) -> Result<(), ScenarioError> {
+        let network = &self.network;
+        if network.resample_ms == 0 {
+            return Err(problem("network.resample_ms", "must be at least 1"));
+        }
+        at_most("network.resample_ms", network.resample_ms, SPAN_MS_MAX)?;
+        at_most("network.links", network.links.len() as u64, 256)?;
+        for (index, link) in network.links.iter().enumerate() {
+            let at = |field: &str| format!("network.links[{index}].{field}");
+            for (name, host) in [("a", &link.a), ("b", &link.b)] {
+                if !self.has_host(host, gateways) {
+                    return Err(problem(
+                        at(name),
+                        format!(
+                            "unknown host {host:?} (hosts: {}, gateway-0..gateway-{})",
+                            self.redis.hosts().join(", "),
+                            gateways - 1
+                        ),
+                    ));
+                }
+            }
+            if link.a == link.b {
+                return Err(problem(at("b"), "must differ from a"));
+            }
+            validate_latency(&at("latency"), &link.latency)?;
+        }
+        Ok(())
     }
 
     fn validate_limit_for(&self, kind: LimiterKind, field: &str) -> Result<(), ScenarioError> {
@@ -879,21 +989,7 @@ impl Scenario {
         if !(0.0..=1.0).contains(&upstream.error_rate) {
             return Err(problem("upstream.error_rate", "must be in [0, 1]"));
         }
-        at_most(
-            "upstream.latency.max_ms",
-            upstream.latency.max_ms(),
-            SPAN_MS_MAX,
-        )?;
-        match upstream.latency {
-            Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => Err(problem(
-                "upstream.latency.min_ms",
-                "must not exceed upstream.latency.max_ms",
-            )),
-            Latency::Lognormal { sigma, .. } if !(0.0..=5.0).contains(&sigma) => {
-                Err(problem("upstream.latency.sigma", "must be in [0, 5]"))
-            }
-            _ => Ok(()),
-        }
+        validate_latency("upstream.latency", &upstream.latency)
     }
 
     fn validate_redis(&self) -> Result<(), ScenarioError> {
@@ -1000,10 +1096,14 @@ impl Scenario {
 
     /// A scenario drawn entirely from `seed` (swarm testing): every knob comes from one
     /// ChaCha8 stream in a fixed order, and the result always validates. Sizes stay small
-    /// enough that one seed runs in well under a second.
+    /// enough that one seed runs in well under a second. The draws cover every
+    /// [`LimiterKind::ALL`] entry, the three topologies (standalone; replicated, 1-2
+    /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
+    /// when replicated, at most one), up to two per-link latency distributions, and gateway
+    /// (±20%) and Redis (±0.1%) clock drift.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let duration_ms = rng.random_range(2_000..=8_000u64);
+        let duration_ms = rng.random_range(1_000..=3_000u64);
         let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::ALL.len())];
         let window_ms = match limiter {
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket => 60_000,
@@ -1014,6 +1114,7 @@ impl Scenario {
         let network = Network {
             min_latency_ms: rng.random_range(0..=max_latency_ms),
             max_latency_ms,
+            ..Network::default()
         };
         let groups = rng.random_range(1..=2usize);
         let mut gateways = Vec::new();
@@ -1049,14 +1150,17 @@ impl Scenario {
                     0
                 },
                 tz_offset_s: 0,
-                memory_cleanup_ms: None,
+                // In-memory stores: sometimes a sweep short enough to run (race R11).
+                memory_cleanup_ms: (kind.is_in_memory() && rng.random_bool(0.5))
+                    .then(|| 1_000 * rng.random_range(1..=5u64)),
                 group: None,
                 limit: None,
+                drift_ppm: 0,
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
         let load = Load {
-            rate_per_s: f64::from(rng.random_range(10..=400u32)),
+            rate_per_s: f64::from(rng.random_range(10..=150u32)),
             arrivals: match rng.random_range(0..3) {
                 0 => Arrivals::Poisson,
                 1 => Arrivals::Steady,
@@ -1093,44 +1197,88 @@ impl Scenario {
             },
             error_rate: rng.random_range(0.0..0.3),
         };
+        let redis = swarm_redis(&mut rng);
+        let redis_hosts = redis.hosts();
         let mut faults = Vec::new();
         for _ in 0..rng.random_range(0..=3) {
             let at_ms = rng.random_range(0..duration_ms);
             let gateway = format!("gateway-{}", rng.random_range(0..gateway_count));
-            let kind = match rng.random_range(0..5) {
+            let node = redis_hosts[rng.random_range(0..redis_hosts.len())].clone();
+            let kind = match rng.random_range(0..7) {
                 0 => FaultKind::Partition {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     oneway: rng.random_bool(0.3),
                     duration_ms: rng.random_range(10..=2_000),
                 },
                 1 => FaultKind::Hold {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     duration_ms: rng.random_range(10..=1_000),
                 },
                 2 => FaultKind::RedisRestart {},
                 3 => FaultKind::ClockStep {
-                    host: if rng.random_bool(0.5) {
-                        gateway
-                    } else {
-                        "redis-0".to_owned()
-                    },
+                    host: if rng.random_bool(0.5) { gateway } else { node },
                     step_ms: rng.random_range(-3_000..=3_000),
                 },
+                4 => FaultKind::Flush {},
+                // At most one failover, and only with replicas to promote.
+                5 if redis.topology == Topology::Replicated
+                    && !faults
+                        .iter()
+                        .any(|fault: &Fault| matches!(fault.kind, FaultKind::Failover {})) =>
+                {
+                    FaultKind::Failover {}
+                }
                 _ => FaultKind::LinkLatency {
                     a: gateway,
-                    b: "redis-0".to_owned(),
+                    b: node,
                     latency_ms: rng.random_range(1..=50),
                 },
             };
             faults.push(Fault { at_ms, kind });
         }
+        // Per-link latency distributions and clock drift, drawn after the faults so that
+        // the draws above keep their order.
+        let mut network = network;
+        for _ in 0..rng.random_range(0..=2) {
+            let a = format!("gateway-{}", rng.random_range(0..gateway_count));
+            let b = redis_hosts[rng.random_range(0..redis_hosts.len())].clone();
+            let latency = match rng.random_range(0..4) {
+                0 => Latency::Fixed {
+                    ms: rng.random_range(1..=30),
+                },
+                1 => Latency::Uniform {
+                    min_ms: 1,
+                    max_ms: rng.random_range(1..=40),
+                },
+                2 => Latency::Exponential {
+                    mean_ms: rng.random_range(1..=20),
+                    max_ms: 100,
+                },
+                _ => Latency::Lognormal {
+                    median_ms: rng.random_range(1..=20),
+                    sigma: rng.random_range(0.1..1.0),
+                    max_ms: 100,
+                },
+            };
+            network.links.push(LinkLatencySpec { a, b, latency });
+        }
+        network.resample_ms = rng.random_range(1..=50);
+        for group in &mut gateways {
+            if rng.random_bool(0.2) {
+                group.drift_ppm = rng.random_range(-200_000..=200_000);
+            }
+        }
+        let mut redis = redis;
+        if rng.random_bool(0.1) {
+            redis.drift_ppm = rng.random_range(-1_000..=1_000);
+        }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {
             duration_ms,
             network,
-            redis: RedisNode::default(),
+            redis,
             gateways,
             limit: Limit {
                 limit,
@@ -1142,6 +1290,25 @@ impl Scenario {
             upstream,
             faults,
         }
+    }
+}
+
+/// The Redis topology of a swarm scenario: standalone, replicated with a lag, or a cluster
+/// of 2-4 shards, each a third of the time.
+fn swarm_redis(rng: &mut ChaCha8Rng) -> RedisNode {
+    match rng.random_range(0..3) {
+        0 => RedisNode::default(),
+        1 => RedisNode {
+            topology: Topology::Replicated,
+            replicas: rng.random_range(1..=2),
+            replication_lag_ms: rng.random_range(0..=200),
+            ..RedisNode::default()
+        },
+        _ => RedisNode {
+            topology: Topology::Cluster,
+            shards: rng.random_range(2..=4),
+            ..RedisNode::default()
+        },
     }
 }
 

@@ -2,7 +2,8 @@
 //! scenario (same seed) that still violates it, so a reader sees the race and little else.
 //!
 //! The search is greedy and bounded: each round tries candidates in a fixed order (drop one
-//! fault, drop one gateway, halve the duration, halve the rate, halve the key count) and
+//! fault, drop one gateway, drop one link latency distribution, zero one drift, halve the
+//! duration, halve the rate, halve the key count) and
 //! keeps the first that still violates the same property; it stops when no candidate does
 //! or the run budget is spent. Every candidate is strictly smaller in one dimension and no
 //! larger in any other, so the search ends. Candidates that do not validate (a fault naming
@@ -99,6 +100,27 @@ fn candidates(scenario: &Scenario) -> Vec<(String, Scenario)> {
             smaller.gateways[index].count -= 1;
             out.push((format!("one gateway fewer in group {index}"), smaller));
         }
+    }
+    // Time-varying knobs: a link distribution, a group's drift, the Redis nodes' drift.
+    for index in (0..scenario.network.links.len()).rev() {
+        let mut smaller = scenario.clone();
+        let link = smaller.network.links.remove(index);
+        out.push((
+            format!("drop link latency {index} ({} <-> {})", link.a, link.b),
+            smaller,
+        ));
+    }
+    for (index, group) in scenario.gateways.iter().enumerate() {
+        if group.drift_ppm != 0 {
+            let mut smaller = scenario.clone();
+            smaller.gateways[index].drift_ppm = 0;
+            out.push((format!("no drift in gateway group {index}"), smaller));
+        }
+    }
+    if scenario.redis.drift_ppm != 0 {
+        let mut smaller = scenario.clone();
+        smaller.redis.drift_ppm = 0;
+        out.push(("no drift on the Redis nodes".to_owned(), smaller));
     }
     if scenario.duration_ms / 2 >= DURATION_MS_MIN {
         let mut smaller = scenario.clone();
