@@ -208,6 +208,8 @@ struct Engine {
     handler: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
+    /// Field names probed on every table a script returns.
+    reply_fields: ReplyFields,
 }
 
 /// The per-run state the Lua callbacks reach through the Lua state's app data.
@@ -626,8 +628,39 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The field names a script's reply table is probed for, interned once per Lua state.
+/// Probing with a held string skips hashing and interning the name on every reply (the
+/// lookups, and so the conversion, are the same as with a fresh string).
+struct ReplyFields {
+    err: mlua::LuaString,
+    ok: mlua::LuaString,
+    double: mlua::LuaString,
+    big_number: mlua::LuaString,
+    verbatim_string: mlua::LuaString,
+    format: mlua::LuaString,
+    string: mlua::LuaString,
+    map: mlua::LuaString,
+    set: mlua::LuaString,
+}
+
+impl ReplyFields {
+    fn new(lua: &Lua) -> mlua::Result<ReplyFields> {
+        Ok(ReplyFields {
+            err: lua.create_string("err")?,
+            ok: lua.create_string("ok")?,
+            double: lua.create_string("double")?,
+            big_number: lua.create_string("big_number")?,
+            verbatim_string: lua.create_string("verbatim_string")?,
+            format: lua.create_string("format")?,
+            string: lua.create_string("string")?,
+            map: lua.create_string("map")?,
+            set: lua.create_string("set")?,
+        })
+    }
+}
+
 /// A script's return value as the reply Redis sends (RESP2 rules).
-fn lua_to_reply(value: &Value, depth: usize) -> Reply {
+fn lua_to_reply(value: &Value, depth: usize, fields: &ReplyFields) -> Reply {
     if depth > REPLY_DEPTH_MAX {
         return err("ERR reached lua stack limit");
     }
@@ -637,7 +670,7 @@ fn lua_to_reply(value: &Value, depth: usize) -> Reply {
         Value::Boolean(false) => Reply::Nil,
         Value::Number(number) => Reply::Integer(lua_number_to_integer(*number)),
         Value::Integer(integer) => Reply::Integer(*integer),
-        Value::Table(table) => table_to_reply(table, depth).unwrap_or_else(|error| {
+        Value::Table(table) => table_to_reply(table, depth, fields).unwrap_or_else(|error| {
             err(sanitize(&format!(
                 "ERR Error converting the script's reply: {error}"
             )))
@@ -646,42 +679,42 @@ fn lua_to_reply(value: &Value, depth: usize) -> Reply {
     }
 }
 
-fn table_to_reply(table: &Table, depth: usize) -> mlua::Result<Reply> {
-    if let Value::String(line) = table.raw_get::<Value>("err")? {
+fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Result<Reply> {
+    if let Value::String(line) = table.raw_get::<Value>(&fields.err)? {
         return Ok(Reply::Error(sanitize(&lossy(&line.as_bytes()))));
     }
-    if let Value::String(status) = table.raw_get::<Value>("ok")? {
+    if let Value::String(status) = table.raw_get::<Value>(&fields.ok)? {
         return Ok(Reply::Status(sanitize(&lossy(&status.as_bytes()))));
     }
-    if let Some(double) = as_number(&table.raw_get::<Value>("double")?) {
+    if let Some(double) = as_number(&table.raw_get::<Value>(&fields.double)?) {
         // RESP2 sends a double as a bulk string in `%.17g`.
         return Ok(Reply::Bulk(format_g17(double).into_bytes()));
     }
-    if let Value::String(big) = table.raw_get::<Value>("big_number")? {
+    if let Value::String(big) = table.raw_get::<Value>(&fields.big_number)? {
         return Ok(Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()));
     }
-    if let Value::Table(verbatim) = table.raw_get::<Value>("verbatim_string")?
+    if let Value::Table(verbatim) = table.raw_get::<Value>(&fields.verbatim_string)?
         && let (Value::String(_), Value::String(text)) = (
-            verbatim.raw_get::<Value>("format")?,
-            verbatim.raw_get::<Value>("string")?,
+            verbatim.raw_get::<Value>(&fields.format)?,
+            verbatim.raw_get::<Value>(&fields.string)?,
         )
     {
         return Ok(Reply::Bulk(text.as_bytes().to_vec()));
     }
-    if let Value::Table(map) = table.raw_get::<Value>("map")? {
+    if let Value::Table(map) = table.raw_get::<Value>(&fields.map)? {
         let mut items = Vec::new();
         for pair in map.pairs::<Value, Value>() {
             let (key, value) = pair?;
-            items.push(lua_to_reply(&key, depth + 1));
-            items.push(lua_to_reply(&value, depth + 1));
+            items.push(lua_to_reply(&key, depth + 1, fields));
+            items.push(lua_to_reply(&value, depth + 1, fields));
         }
         return Ok(Reply::Array(items));
     }
-    if let Value::Table(set) = table.raw_get::<Value>("set")? {
+    if let Value::Table(set) = table.raw_get::<Value>(&fields.set)? {
         let mut items = Vec::new();
         for pair in set.pairs::<Value, Value>() {
             let (key, _) = pair?;
-            items.push(lua_to_reply(&key, depth + 1));
+            items.push(lua_to_reply(&key, depth + 1, fields));
         }
         return Ok(Reply::Array(items));
     }
@@ -691,7 +724,7 @@ fn table_to_reply(table: &Table, depth: usize) -> mlua::Result<Reply> {
         if item.is_nil() {
             break;
         }
-        items.push(lua_to_reply(&item, depth + 1));
+        items.push(lua_to_reply(&item, depth + 1, fields));
     }
     Ok(Reply::Array(items))
 }
@@ -1168,6 +1201,7 @@ impl Engine {
             },
         )?;
         Ok(Engine {
+            reply_fields: ReplyFields::new(&lua)?,
             lua,
             env,
             xpcall,
@@ -1250,7 +1284,7 @@ impl Engine {
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
-            Ok((true, value)) => lua_to_reply(&value, 0),
+            Ok((true, value)) => lua_to_reply(&value, 0, &self.reply_fields),
             Ok((false, value)) => match failure {
                 Some((line, ignore_stats)) => {
                     if ignore_stats {
