@@ -1259,7 +1259,9 @@ impl Engine {
                 .expect("the run state is installed when the engine starts");
             run.core = Some(real_core);
             run.ctx = start.ctx;
-            run.sha = String::from_utf8_lossy(&start.sha).into_owned();
+            // Reuses the buffer: a SHA1 in hex is ASCII, so nothing is allocated per run.
+            run.sha.clear();
+            run.sha.push_str(&String::from_utf8_lossy(&start.sha));
             run.read_only = start.read_only;
             run.allow_cross_slot = start.allow_cross_slot;
             run.slot = start.slot;
@@ -1270,7 +1272,7 @@ impl Engine {
             run.random_state = *start.random_state;
         }
         let outcome = self.call(script, start.keys, start.args);
-        let (real_core, failure, sha) = {
+        let (real_core, failure) = {
             let mut run = self
                 .lua
                 .app_data_mut::<Run>()
@@ -1280,7 +1282,7 @@ impl Engine {
                 .core
                 .take()
                 .expect("the core stays in the run state until the script ends");
-            (real_core, run.failure.take(), std::mem::take(&mut run.sha))
+            (real_core, run.failure.take())
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
@@ -1294,9 +1296,9 @@ impl Engine {
                     }
                     Reply::Error(line)
                 }
-                None => running_error(&sha, &describe(&value)),
+                None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
             },
-            Err(error) => running_error(&sha, &error.to_string()),
+            Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
         }
     }
 
