@@ -1315,6 +1315,16 @@ impl Engine {
     }
 
     fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
+        // Keys and arguments are nearly always UTF-8. As `&str` each one is pushed straight
+        // onto the Lua stack under one lock, with no registry handle made and dropped per
+        // string; the Lua string holds the same bytes either way.
+        if let Some(texts) = items
+            .iter()
+            .map(|item| std::str::from_utf8(item).ok())
+            .collect::<Option<Vec<&str>>>()
+        {
+            return self.lua.create_sequence_from(texts);
+        }
         let table = self.lua.create_table_with_capacity(items.len(), 0)?;
         for (index, item) in items.iter().enumerate() {
             table.raw_set(index + 1, self.lua.create_string(item)?)?;
