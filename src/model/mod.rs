@@ -309,7 +309,9 @@ impl Model {
             return reply::unknown_command(argv);
         };
         if let Some(info) = self.core.clients.get_mut(&session.id) {
-            info.last_command = spec.name.to_owned();
+            // Reuses the buffer: this runs for every command.
+            info.last_command.clear();
+            info.last_command.push_str(spec.name);
         }
         if !spec.arity_ok(argv.len()) {
             session.multi_failed |= session.multi.is_some();

@@ -208,6 +208,8 @@ struct Engine {
     handler: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
+    /// Field names probed on every table a script returns.
+    reply_fields: ReplyFields,
 }
 
 /// The per-run state the Lua callbacks reach through the Lua state's app data.
@@ -626,8 +628,39 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The field names a script's reply table is probed for, interned once per Lua state.
+/// Probing with a held string skips hashing and interning the name on every reply (the
+/// lookups, and so the conversion, are the same as with a fresh string).
+struct ReplyFields {
+    err: mlua::LuaString,
+    ok: mlua::LuaString,
+    double: mlua::LuaString,
+    big_number: mlua::LuaString,
+    verbatim_string: mlua::LuaString,
+    format: mlua::LuaString,
+    string: mlua::LuaString,
+    map: mlua::LuaString,
+    set: mlua::LuaString,
+}
+
+impl ReplyFields {
+    fn new(lua: &Lua) -> mlua::Result<ReplyFields> {
+        Ok(ReplyFields {
+            err: lua.create_string("err")?,
+            ok: lua.create_string("ok")?,
+            double: lua.create_string("double")?,
+            big_number: lua.create_string("big_number")?,
+            verbatim_string: lua.create_string("verbatim_string")?,
+            format: lua.create_string("format")?,
+            string: lua.create_string("string")?,
+            map: lua.create_string("map")?,
+            set: lua.create_string("set")?,
+        })
+    }
+}
+
 /// A script's return value as the reply Redis sends (RESP2 rules).
-fn lua_to_reply(value: &Value, depth: usize) -> Reply {
+fn lua_to_reply(value: &Value, depth: usize, fields: &ReplyFields) -> Reply {
     if depth > REPLY_DEPTH_MAX {
         return err("ERR reached lua stack limit");
     }
@@ -637,7 +670,7 @@ fn lua_to_reply(value: &Value, depth: usize) -> Reply {
         Value::Boolean(false) => Reply::Nil,
         Value::Number(number) => Reply::Integer(lua_number_to_integer(*number)),
         Value::Integer(integer) => Reply::Integer(*integer),
-        Value::Table(table) => table_to_reply(table, depth).unwrap_or_else(|error| {
+        Value::Table(table) => table_to_reply(table, depth, fields).unwrap_or_else(|error| {
             err(sanitize(&format!(
                 "ERR Error converting the script's reply: {error}"
             )))
@@ -646,42 +679,42 @@ fn lua_to_reply(value: &Value, depth: usize) -> Reply {
     }
 }
 
-fn table_to_reply(table: &Table, depth: usize) -> mlua::Result<Reply> {
-    if let Value::String(line) = table.raw_get::<Value>("err")? {
+fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Result<Reply> {
+    if let Value::String(line) = table.raw_get::<Value>(&fields.err)? {
         return Ok(Reply::Error(sanitize(&lossy(&line.as_bytes()))));
     }
-    if let Value::String(status) = table.raw_get::<Value>("ok")? {
+    if let Value::String(status) = table.raw_get::<Value>(&fields.ok)? {
         return Ok(Reply::Status(sanitize(&lossy(&status.as_bytes()))));
     }
-    if let Some(double) = as_number(&table.raw_get::<Value>("double")?) {
+    if let Some(double) = as_number(&table.raw_get::<Value>(&fields.double)?) {
         // RESP2 sends a double as a bulk string in `%.17g`.
         return Ok(Reply::Bulk(format_g17(double).into_bytes()));
     }
-    if let Value::String(big) = table.raw_get::<Value>("big_number")? {
+    if let Value::String(big) = table.raw_get::<Value>(&fields.big_number)? {
         return Ok(Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()));
     }
-    if let Value::Table(verbatim) = table.raw_get::<Value>("verbatim_string")?
+    if let Value::Table(verbatim) = table.raw_get::<Value>(&fields.verbatim_string)?
         && let (Value::String(_), Value::String(text)) = (
-            verbatim.raw_get::<Value>("format")?,
-            verbatim.raw_get::<Value>("string")?,
+            verbatim.raw_get::<Value>(&fields.format)?,
+            verbatim.raw_get::<Value>(&fields.string)?,
         )
     {
         return Ok(Reply::Bulk(text.as_bytes().to_vec()));
     }
-    if let Value::Table(map) = table.raw_get::<Value>("map")? {
+    if let Value::Table(map) = table.raw_get::<Value>(&fields.map)? {
         let mut items = Vec::new();
         for pair in map.pairs::<Value, Value>() {
             let (key, value) = pair?;
-            items.push(lua_to_reply(&key, depth + 1));
-            items.push(lua_to_reply(&value, depth + 1));
+            items.push(lua_to_reply(&key, depth + 1, fields));
+            items.push(lua_to_reply(&value, depth + 1, fields));
         }
         return Ok(Reply::Array(items));
     }
-    if let Value::Table(set) = table.raw_get::<Value>("set")? {
+    if let Value::Table(set) = table.raw_get::<Value>(&fields.set)? {
         let mut items = Vec::new();
         for pair in set.pairs::<Value, Value>() {
             let (key, _) = pair?;
-            items.push(lua_to_reply(&key, depth + 1));
+            items.push(lua_to_reply(&key, depth + 1, fields));
         }
         return Ok(Reply::Array(items));
     }
@@ -691,7 +724,7 @@ fn table_to_reply(table: &Table, depth: usize) -> mlua::Result<Reply> {
         if item.is_nil() {
             break;
         }
-        items.push(lua_to_reply(&item, depth + 1));
+        items.push(lua_to_reply(&item, depth + 1, fields));
     }
     Ok(Reply::Array(items))
 }
@@ -1168,6 +1201,7 @@ impl Engine {
             },
         )?;
         Ok(Engine {
+            reply_fields: ReplyFields::new(&lua)?,
             lua,
             env,
             xpcall,
@@ -1225,7 +1259,9 @@ impl Engine {
                 .expect("the run state is installed when the engine starts");
             run.core = Some(real_core);
             run.ctx = start.ctx;
-            run.sha = String::from_utf8_lossy(&start.sha).into_owned();
+            // Reuses the buffer: a SHA1 in hex is ASCII, so nothing is allocated per run.
+            run.sha.clear();
+            run.sha.push_str(&String::from_utf8_lossy(&start.sha));
             run.read_only = start.read_only;
             run.allow_cross_slot = start.allow_cross_slot;
             run.slot = start.slot;
@@ -1236,7 +1272,7 @@ impl Engine {
             run.random_state = *start.random_state;
         }
         let outcome = self.call(script, start.keys, start.args);
-        let (real_core, failure, sha) = {
+        let (real_core, failure) = {
             let mut run = self
                 .lua
                 .app_data_mut::<Run>()
@@ -1246,11 +1282,11 @@ impl Engine {
                 .core
                 .take()
                 .expect("the core stays in the run state until the script ends");
-            (real_core, run.failure.take(), std::mem::take(&mut run.sha))
+            (real_core, run.failure.take())
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
-            Ok((true, value)) => lua_to_reply(&value, 0),
+            Ok((true, value)) => lua_to_reply(&value, 0, &self.reply_fields),
             Ok((false, value)) => match failure {
                 Some((line, ignore_stats)) => {
                     if ignore_stats {
@@ -1260,9 +1296,9 @@ impl Engine {
                     }
                     Reply::Error(line)
                 }
-                None => running_error(&sha, &describe(&value)),
+                None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
             },
-            Err(error) => running_error(&sha, &error.to_string()),
+            Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
         }
     }
 
@@ -1279,6 +1315,16 @@ impl Engine {
     }
 
     fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
+        // Keys and arguments are nearly always UTF-8. As `&str` each one is pushed straight
+        // onto the Lua stack under one lock, with no registry handle made and dropped per
+        // string; the Lua string holds the same bytes either way.
+        if let Some(texts) = items
+            .iter()
+            .map(|item| std::str::from_utf8(item).ok())
+            .collect::<Option<Vec<&str>>>()
+        {
+            return self.lua.create_sequence_from(texts);
+        }
         let table = self.lua.create_table_with_capacity(items.len(), 0)?;
         for (index, item) in items.iter().enumerate() {
             table.raw_set(index + 1, self.lua.create_string(item)?)?;
