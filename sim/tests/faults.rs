@@ -2,18 +2,11 @@
 //! coverage of topologies, limiter kinds and faults. Fixed seeds; each run is a few
 //! simulated seconds.
 
-use sim::checker::Report;
+mod common;
+
+use common::{parse, run};
+
 use sim::scenario::{LimiterKind, Scenario};
-
-fn parse(text: &str) -> Scenario {
-    Scenario::from_toml(text).unwrap_or_else(|error| panic!("a test scenario is bad: {error}"))
-}
-
-fn run(scenario: &Scenario, seed: u64) -> Report {
-    sim::simulate(scenario, seed)
-        .unwrap_or_else(|error| panic!("seed {seed}: {error}"))
-        .0
-}
 
 /// Three GCRA gateways; gateway 1's link to Redis is slow (a lognormal around 40 ms).
 const SLOW_LINK: &str = include_str!("../scenarios/slow-link-lognormal.toml");

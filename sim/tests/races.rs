@@ -2,9 +2,12 @@
 //! shrinking: each race is FOUND with new-api's limiter and NOT with its replacement, with
 //! fixed seeds and runs of a few simulated seconds.
 
-use sim::checker::Report;
+mod common;
+
+use common::{parse, run, with_limiter};
+
 use sim::event::Event;
-use sim::scenario::{LimiterKind, Scenario};
+use sim::scenario::LimiterKind;
 
 const R2: &str = include_str!("../scenarios/r2-legacy-list-full.toml");
 const R7: &str = include_str!("../scenarios/r7-flush-legacy-ip-list.toml");
@@ -14,24 +17,6 @@ const EMAIL: &str = include_str!("../scenarios/d-email-lost-expire.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
 const SEEDS: [u64; 3] = [1, 2, 3];
-
-fn parse(text: &str) -> Scenario {
-    Scenario::from_toml(text).unwrap_or_else(|error| panic!("a shipped scenario is bad: {error}"))
-}
-
-fn with_limiter(text: &str, kind: LimiterKind) -> Scenario {
-    let mut scenario = parse(text);
-    for group in &mut scenario.gateways {
-        group.limiter = kind;
-    }
-    scenario
-}
-
-fn run(scenario: &Scenario, seed: u64) -> Report {
-    sim::simulate(scenario, seed)
-        .unwrap_or_else(|error| panic!("seed {seed}: {error}"))
-        .0
-}
 
 /// Runs the legacy scenario and its replacement on every seed: the legacy run must violate
 /// `property`, the replacement must be safe and still deny.

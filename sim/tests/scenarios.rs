@@ -2,7 +2,10 @@
 //! replacement, plus determinism and bad-input checks. Every run is a few simulated seconds
 //! and a few hundred requests, with fixed seeds.
 
-use sim::checker::Report;
+mod common;
+
+use common::{parse, run, with_limiter};
+
 use sim::event::log_hash;
 use sim::scenario::{FaultKind, LimiterKind, Scenario};
 
@@ -15,24 +18,6 @@ const UPGRADE: &str = include_str!("../scenarios/rolling-upgrade.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
 const SEEDS: [u64; 3] = [1, 2, 3];
-
-fn parse(text: &str) -> Scenario {
-    Scenario::from_toml(text).unwrap_or_else(|error| panic!("a shipped scenario is bad: {error}"))
-}
-
-fn with_limiter(text: &str, kind: LimiterKind) -> Scenario {
-    let mut scenario = parse(text);
-    for group in &mut scenario.gateways {
-        group.limiter = kind;
-    }
-    scenario
-}
-
-fn run(scenario: &Scenario, seed: u64) -> Report {
-    sim::simulate(scenario, seed)
-        .unwrap_or_else(|error| panic!("seed {seed}: {error}"))
-        .0
-}
 
 #[test]
 fn a_seed_run_twice_gives_the_same_event_log() {

@@ -2,7 +2,10 @@
 //! lag), and a cluster of shards that gateways reach through a slot router following MOVED.
 //! Fixed seeds; each run is a few simulated seconds.
 
-use sim::checker::Report;
+mod common;
+
+use common::{parse, run_with_log as run};
+
 use sim::event::Event;
 use sim::scenario::{LimiterKind, Scenario, Topology};
 use sim::topology::shard_slots;
@@ -12,14 +15,6 @@ const HOT: &str = include_str!("../scenarios/cluster-hot-keys.toml");
 const PERF: &str = include_str!("../scenarios/perf-4-gateways-3-shards.toml");
 
 const SEEDS: [u64; 3] = [1, 2, 3];
-
-fn parse(text: &str) -> Scenario {
-    Scenario::from_toml(text).unwrap_or_else(|error| panic!("a shipped scenario is bad: {error}"))
-}
-
-fn run(scenario: &Scenario, seed: u64) -> (Report, Vec<Event>) {
-    sim::simulate(scenario, seed).unwrap_or_else(|error| panic!("seed {seed}: {error}"))
-}
 
 /// The host whose slot range holds the slot of the hash tag `{tag}`.
 fn owner_of(tag: &str, shards: u32) -> String {
