@@ -2,7 +2,7 @@
 //! from PATH), and talk to it with a small blocking client.
 //!
 //! Why: the model is only as good as its agreement with the real server, so the differential
-//! tests (`tests/differential.rs`, `proptests/tests/random_differential.rs`) ask a real Redis
+//! tests (`tests/redis/differential.rs`, `proptests/tests/props/random_differential.rs`) ask a real Redis
 //! the same questions. A machine without Redis still runs those tests against recorded golden
 //! replies; the live half then prints a visible `skipped:` line instead of passing quietly,
 //! and `RATELAB_REQUIRE_REDIS=1` (set by CI) turns that skip into a failure.

@@ -642,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn regression_success_ids_survive_the_counter_expiring() {
-        // Postmortem: found by proptests/tests/scripts_vs_algo.rs. Reservation ids came from a
+        // Postmortem: found by proptests/tests/props/scripts_vs_algo.rs. Reservation ids came from a
         // counter key that expires with the others; once every lease had run out, the counter
         // restarted at 1 and a new reservation took the id of a ticket still held by a slow
         // request. Completing that old ticket then removed the new reservation, and the next

@@ -4,7 +4,7 @@
 //! A plain synchronous state machine. Every call takes `now_ms`, the caller's idea of the
 //! current Unix time in milliseconds; nothing here reads a clock or an unseeded RNG, so the same
 //! code runs behind `ratelab serve`, under turmoil and inside property tests, and one seed
-//! replays a run exactly. Real Redis is the judge: `tests/differential.rs` compares replies byte
+//! replays a run exactly. Real Redis is the judge: `tests/redis/differential.rs` compares replies byte
 //! for byte.
 //!
 //! # Layout

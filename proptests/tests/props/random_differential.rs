@@ -2,7 +2,7 @@
 //!
 //! Goal: find any sequence of everyday commands after which the model answers differently
 //! from real Redis 7.0.15, and shrink it to the shortest such sequence. The hand-written
-//! corpus (`tests/differential.rs`) checks the cases someone thought of; this checks the
+//! corpus (`tests/redis/differential.rs`) checks the cases someone thought of; this checks the
 //! interleavings nobody did: a TTL set by one command and read through another, a type
 //! changed under a later command, a script in the middle of it all.
 //!

@@ -2,17 +2,15 @@
 //! lag), and a cluster of shards that gateways reach through a slot router following MOVED.
 //! Fixed seeds; each run is a few simulated seconds.
 
-mod common;
-
-use common::{parse, run_with_log as run};
+use crate::common::{parse, run_with_log as run};
 
 use sim::event::Event;
 use sim::scenario::{LimiterKind, Scenario, Topology};
 use sim::topology::shard_slots;
 
-const FAILOVER: &str = include_str!("../scenarios/failover-replication-lag.toml");
-const HOT: &str = include_str!("../scenarios/cluster-hot-keys.toml");
-const PERF: &str = include_str!("../scenarios/perf-4-gateways-3-shards.toml");
+const FAILOVER: &str = include_str!("../../scenarios/failover-replication-lag.toml");
+const HOT: &str = include_str!("../../scenarios/cluster-hot-keys.toml");
+const PERF: &str = include_str!("../../scenarios/perf-4-gateways-3-shards.toml");
 
 const SEEDS: [u64; 3] = [1, 2, 3];
 

@@ -2,18 +2,16 @@
 //! shrinking: each race is FOUND with new-api's limiter and NOT with its replacement, with
 //! fixed seeds and runs of a few simulated seconds.
 
-mod common;
-
-use common::{parse, run, with_limiter};
+use crate::common::{parse, run, with_limiter};
 
 use sim::event::Event;
 use sim::scenario::LimiterKind;
 
-const R2: &str = include_str!("../scenarios/r2-legacy-list-full.toml");
-const R7: &str = include_str!("../scenarios/r7-flush-legacy-ip-list.toml");
-const R11: &str = include_str!("../scenarios/r11-memory-cleanup.toml");
-const R12: &str = include_str!("../scenarios/r12-memory-instances.toml");
-const EMAIL: &str = include_str!("../scenarios/d-email-lost-expire.toml");
+const R2: &str = include_str!("../../scenarios/r2-legacy-list-full.toml");
+const R7: &str = include_str!("../../scenarios/r7-flush-legacy-ip-list.toml");
+const R11: &str = include_str!("../../scenarios/r11-memory-cleanup.toml");
+const R12: &str = include_str!("../../scenarios/r12-memory-instances.toml");
+const EMAIL: &str = include_str!("../../scenarios/d-email-lost-expire.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -132,7 +130,7 @@ fn shrinking_a_legacy_race_gives_a_smaller_scenario_that_still_violates() {
     // Goal: the shrinker's promise: smaller in some dimension, no larger in any, and the
     // same property still fails when the shrunk scenario is replayed from scratch. Method:
     // shrink R3 (three gateways, bursts, L = 5) with a budget of 30 runs, then replay.
-    const R3: &str = include_str!("../scenarios/r3-legacy-ip-list.toml");
+    const R3: &str = include_str!("../../scenarios/r3-legacy-ip-list.toml");
     let scenario = parse(R3);
     let seed = 1;
     let (report, events) = sim::simulate(&scenario, seed).expect("runs");
@@ -172,7 +170,7 @@ fn r9_legacy_bucket_goes_negative_after_a_redis_clock_step_back_and_the_atomic_o
     // load on new-api's bucket (N = 10 per minute); the snapshot's `tokens` must be found
     // below 0. The atomic token bucket on the same run keeps `credit` in [0, B x T] and is
     // safe overall.
-    const R9: &str = include_str!("../scenarios/r9-legacy-bucket-clock-step-back.toml");
+    const R9: &str = include_str!("../../scenarios/r9-legacy-bucket-clock-step-back.toml");
     for seed in SEEDS {
         let legacy = run(&parse(R9), seed);
         assert!(
@@ -197,7 +195,7 @@ fn r5_group_limits_on_one_user_key_over_admit_the_strict_group_and_per_group_key
     // Method: a strict group (3 per minute) and a vip group (1000 per minute) on one user's
     // bucket; the strict group must exceed its own bound. With the plan's per-group keys
     // (`$group` in the key) and the atomic bucket, every group stays in its own bound.
-    const R5: &str = include_str!("../scenarios/r5-legacy-group-quotas.toml");
+    const R5: &str = include_str!("../../scenarios/r5-legacy-group-quotas.toml");
     for seed in SEEDS {
         let legacy = run(&parse(R5), seed);
         assert!(

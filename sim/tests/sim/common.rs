@@ -1,10 +1,4 @@
-//! Helpers shared by the simulation's test files (each file is its own test binary and
-//! includes this module with `mod common;`).
-
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different subset of these helpers"
-)]
+//! Helpers shared by the simulation's test modules.
 
 use sim::checker::Report;
 use sim::event::Event;

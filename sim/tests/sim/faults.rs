@@ -2,14 +2,12 @@
 //! coverage of topologies, limiter kinds and faults. Fixed seeds; each run is a few
 //! simulated seconds.
 
-mod common;
-
-use common::{parse, run};
+use crate::common::{parse, run};
 
 use sim::scenario::{LimiterKind, Scenario};
 
 /// Three GCRA gateways; gateway 1's link to Redis is slow (a lognormal around 40 ms).
-const SLOW_LINK: &str = include_str!("../scenarios/slow-link-lognormal.toml");
+const SLOW_LINK: &str = include_str!("../../scenarios/slow-link-lognormal.toml");
 
 #[test]
 fn a_slow_link_raises_only_its_gateways_decision_latency() {
@@ -100,7 +98,7 @@ fn bad_links_and_drift_name_the_field() {
 
 /// Two legacy IP-list gateways on one key; gateway 1's clock runs 40% fast (its offset is
 /// 0 at the start and 2.4 s after 6 s), as R6 with a constant skew.
-const DRIFTING: &str = include_str!("../scenarios/r6-gateway-clock-drift.toml");
+const DRIFTING: &str = include_str!("../../scenarios/r6-gateway-clock-drift.toml");
 
 #[test]
 fn a_drifting_gateway_clock_breaks_the_legacy_list_not_gcra() {
@@ -236,7 +234,7 @@ fn explore_shrinks_each_failing_seed_and_prints_both_replays() {
     };
     let directory_arg = directory.to_str().expect("utf-8 path");
     let text = explore(&["--shrink-runs", "8", "--shrunk-dir", directory_arg]);
-    let original = parse(include_str!("../scenarios/r6-gateway-clock-skew.toml"));
+    let original = parse(include_str!("../../scenarios/r6-gateway-clock-skew.toml"));
     for seed in [2u64, 3] {
         assert!(
             text.contains(&format!(
@@ -271,7 +269,7 @@ fn a_fast_redis_clock_lets_gcra_over_admit() {
     // true time, so keys get about twice the rate and admissions_within_bound (judged in
     // true time) must fail. A small drift (100 ppm, 0.3 ms over the run) must change
     // nothing.
-    let gcra = parse(include_str!("../scenarios/gcra-two-gateways.toml"));
+    let gcra = parse(include_str!("../../scenarios/gcra-two-gateways.toml"));
     for seed in [1, 2] {
         let mut fast = gcra.clone();
         fast.redis.drift_ppm = 1_000_000;

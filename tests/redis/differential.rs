@@ -7,7 +7,7 @@
 //!   whose clock starts at the golden file's recorded base time and moves only by `@sleep`;
 //!   each reply is compared with the one real Redis gave when the golden file was recorded.
 //!   With `RATELAB_RECORD=1` it first re-records every golden file from a real Redis
-//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test differential`).
+//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test redis differential`).
 //! * `corpus_matches_live_redis` (when a real Redis is available): each file runs on real
 //!   Redis and on a fresh model side by side, the model's clock following the wall clock.
 //! * `mutated_corpus_commands_do_not_panic_the_model`: every corpus command, truncated, with
@@ -615,7 +615,7 @@ fn write_golden(corpus: &Corpus, base_ms: u64, replies: &[Reply]) {
     writeln!(
         out,
         "# Replies of real Redis 7.0.15 to tests/corpus/{}.redis. Generated: do not edit.\n\
-         # Re-record: RATELAB_RECORD=1 cargo test -p ratelab --test differential\n\
+         # Re-record: RATELAB_RECORD=1 cargo test -p ratelab --test redis differential\n\
          base_ms {base_ms}",
         corpus.name
     )

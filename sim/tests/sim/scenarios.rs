@@ -2,19 +2,17 @@
 //! replacement, plus determinism and bad-input checks. Every run is a few simulated seconds
 //! and a few hundred requests, with fixed seeds.
 
-mod common;
-
-use common::{parse, run, with_limiter};
+use crate::common::{parse, run, with_limiter};
 
 use sim::event::log_hash;
 use sim::scenario::{FaultKind, LimiterKind, Scenario};
 
-const GCRA: &str = include_str!("../scenarios/gcra-two-gateways.toml");
-const R1: &str = include_str!("../scenarios/r1-legacy-success-limit.toml");
-const R3: &str = include_str!("../scenarios/r3-legacy-ip-list.toml");
-const NOSCRIPT: &str = include_str!("../scenarios/noscript-legacy-token-bucket.toml");
-const R6: &str = include_str!("../scenarios/r6-gateway-clock-skew.toml");
-const UPGRADE: &str = include_str!("../scenarios/rolling-upgrade.toml");
+const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
+const R1: &str = include_str!("../../scenarios/r1-legacy-success-limit.toml");
+const R3: &str = include_str!("../../scenarios/r3-legacy-ip-list.toml");
+const NOSCRIPT: &str = include_str!("../../scenarios/noscript-legacy-token-bucket.toml");
+const R6: &str = include_str!("../../scenarios/r6-gateway-clock-skew.toml");
+const UPGRADE: &str = include_str!("../../scenarios/rolling-upgrade.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -297,7 +295,9 @@ fn regression_seed_2097_gcra_after_a_backward_redis_clock_step() {
     // The script (and algo::gcra) now clamp remaining at 0. Method: step Redis back 2.5 s
     // under load; every safety property must hold.
     let report = run(
-        &parse(include_str!("../scenarios/gcra-redis-clock-step-back.toml")),
+        &parse(include_str!(
+            "../../scenarios/gcra-redis-clock-step-back.toml"
+        )),
         1,
     );
     report.assert_safe();

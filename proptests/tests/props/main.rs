@@ -1,0 +1,12 @@
+//! The property tests, in one test binary; each module keeps its failures in
+//! `<module>.regressions` beside its file.
+//!
+//! - `decoder`: the RESP decoder never panics and streaming changes nothing.
+//! - `random_differential`: random command sequences, model against real Redis.
+//! - `scripts_vs_algo`: every `lua/` script on the model against its `algo` core.
+//! - `scripts_real_vs_model`: the same scripts on real Redis against the model.
+
+mod decoder;
+mod random_differential;
+mod scripts_real_vs_model;
+mod scripts_vs_algo;

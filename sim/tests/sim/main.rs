@@ -1,0 +1,14 @@
+//! The simulation suite: one test binary (one link of turmoil, mlua and the model instead of
+//! one per file). Each module is one theme; `common` holds what they share.
+//!
+//! - `scenarios`: named races R1/R3/R6 and NOSCRIPT, the rolling upgrade, determinism, bad input.
+//! - `races`: the remaining named races, each found with the legacy limiter and fixed by its
+//!   replacement; shrinking.
+//! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
+//! - `faults`: link latency distributions, clock drift, the swarm's coverage.
+
+mod common;
+mod faults;
+mod races;
+mod scenarios;
+mod topology;

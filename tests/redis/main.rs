@@ -1,0 +1,10 @@
+//! Fidelity and interoperability against real Redis, in one test binary.
+//!
+//! - `differential`: the command corpus against golden replies and a live Redis, and a
+//!   mutation pass that must not panic the model.
+//! - `interop`: redis-cli, the `redis` crate and mini-redis's client against `ratelab serve`.
+//! - `real_redis`: the real-Redis backends (standalone and Cluster) and the scripts on them.
+
+mod differential;
+mod interop;
+mod real_redis;
