@@ -24,6 +24,8 @@ pub enum Only {
     Redis,
     /// Only the in-memory limiter against governor.
     Memory,
+    /// Only the simulation's speed: simulated decisions per wall-second, 1 to 16 gateways.
+    Sim,
 }
 
 /// Output format of the Redis table.
@@ -60,17 +62,132 @@ pub struct BenchArgs {
     /// Keys for the bytes-per-key measurement.
     #[arg(long, default_value_t = 1_000_000)]
     pub keys: u64,
+    /// Gateway counts for the simulation's speed, comma-separated (the load stays 10k
+    /// requests per simulated second in all).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub gateways: Vec<u32>,
 }
 
 /// Runs the benchmarks and prints their tables.
 pub fn run(args: &BenchArgs) -> std::io::Result<()> {
-    if args.only != Only::Memory {
+    if matches!(args.only, Only::All | Only::Redis) {
         run_redis(args)?;
     }
-    if args.only != Only::Redis {
+    if matches!(args.only, Only::All | Only::Memory) {
         run_memory(args);
     }
+    if matches!(args.only, Only::All | Only::Sim) {
+        run_sim(args)?;
+    }
     Ok(())
+}
+
+/// The throughput scenario: 4 gateways, 3 shards, 10k requests/s, atomic GCRA.
+const PERF_SCENARIO: &str = include_str!("../scenarios/perf-4-gateways-3-shards.toml");
+
+/// The simulation's speed. Each row runs the throughput scenario with its gateway count (the
+/// load is the same 10k requests per simulated second, split among them) and times the
+/// harness (turmoil, RESP over simulated TCP, the model, the limiters) and the checker apart.
+/// The peer, in the same run: the same decisions with the same script straight on one
+/// in-process model (no turmoil, no RESP, no pool), the floor the simulation's overhead
+/// stands on.
+fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
+    use sim::checker;
+    use sim::event::Event;
+    use sim::harness;
+    use sim::scenario::Scenario;
+
+    if args.gateways.is_empty() || args.gateways.contains(&0) {
+        return Err(std::io::Error::other("--gateways needs positive numbers"));
+    }
+    let base = Scenario::from_toml(PERF_SCENARIO)
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    println!(
+        "simulation speed: {} ms of 10k requests/s on 1000 Zipf keys, atomic GCRA, 3-shard cluster, seed 1",
+        base.duration_ms
+    );
+    println!(
+        "{:>8} {:>10} {:>9} {:>9} {:>12} {:>12} {:>9}",
+        "gateways", "decisions", "sim_s", "wall_s", "decisions/s", "sim/wall", "check_s"
+    );
+    let mut four_gateways = None;
+    for &gateways in &args.gateways {
+        let mut scenario = base.clone();
+        scenario.gateways[0].count = gateways;
+        let started = Instant::now();
+        let output = harness::run(&scenario, 1).map_err(|error| std::io::Error::other(error.0))?;
+        let harness_s = started.elapsed().as_secs_f64();
+        let checked = Instant::now();
+        let report = checker::check(&scenario, 1, &output.events);
+        let check_s = checked.elapsed().as_secs_f64();
+        let decisions = output
+            .events
+            .iter()
+            .filter(|event| matches!(event, Event::Decision { .. }))
+            .count();
+        let wall_s = harness_s + check_s;
+        let sim_s = output.simulated_ms as f64 / 1_000.0;
+        let per_s = decisions as f64 / wall_s;
+        println!(
+            "{gateways:>8} {decisions:>10} {sim_s:>9.1} {wall_s:>9.2} {per_s:>12.0} {:>12.1} {check_s:>9.2}{}",
+            sim_s / wall_s,
+            if report.safe() { "" } else { "  (a safety property failed!)" }
+        );
+        if gateways == 4 {
+            four_gateways = Some(per_s);
+        }
+    }
+    let bare = bare_gcra_decisions_per_s(100_000);
+    println!("peer: the same GCRA script on one in-process model, no network: {bare:.0} decisions/s");
+    if let Some(simulated) = four_gateways {
+        println!(
+            "simulated (4 gateways) / bare: {:.2} (the share of a decision's cost that is the limiter and the model)",
+            simulated / bare
+        );
+    }
+    Ok(())
+}
+
+/// Decisions per wall-second of the atomic GCRA limiter on a local model: 1000 keys in
+/// turn, the model's clock moving 0.1 ms per decision (10k/s), quota 20 per second.
+fn bare_gcra_decisions_per_s(decisions: u64) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use ratelab::keys::{Identity, KeyScheme};
+    use ratelab::limiter::atomic::{Algorithm, ScriptClock, ScriptLimiter};
+    use ratelab::limiter::{Limiter, Request};
+    use ratelab::model::{Model, NodeConfig};
+    use ratelab::redis::Local;
+
+    let tenth_ms = Arc::new(AtomicU64::new(17_000_000_000_000));
+    let clock_tenths = Arc::clone(&tenth_ms);
+    let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(1))));
+    let local = Local::connect(
+        model,
+        Arc::new(move || clock_tenths.load(Ordering::Relaxed) / 10),
+    );
+    let scheme = KeyScheme::parse("rl:$ns:{u:$user}", 1).expect("a valid template");
+    let quota = RateQuota::per_window(20, 1_000).expect("a valid quota");
+    let mut limiter = ScriptLimiter::new(local, scheme, Algorithm::Gcra(quota), ScriptClock::Redis);
+    let requests: Vec<Request> = (0..1_000u64)
+        .map(|key| Request {
+            identity: Identity::new("model").with("user", key.to_string()),
+            cost: 1,
+            now_ms: 0,
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let started = Instant::now();
+    runtime.block_on(async {
+        for decision in 0..decisions {
+            tenth_ms.fetch_add(1, Ordering::Relaxed);
+            let request = &requests[(decision % 1_000) as usize];
+            black_box(limiter.check(request).await.expect("the local model always answers"));
+        }
+    });
+    decisions as f64 / started.elapsed().as_secs_f64()
 }
 
 fn run_redis(args: &BenchArgs) -> std::io::Result<()> {

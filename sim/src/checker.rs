@@ -23,7 +23,9 @@
 //!
 //! **Time.** Events carry the time the gateway saw them, not the time Redis ran the command.
 //! The two differ by the reply's network latency, so windows are shrunk (and intervals Δ
-//! widened) by the run's latency jitter: the check never blames a limiter for the network.
+//! widened) by the run's latency jitter (the network's spread, the longest latency a fault
+//! or a per-link distribution sets) and by what Redis's clock drift adds over the run: the
+//! check never blames a limiter for the network or for the clock it was given.
 //! new-api's bucket reads Redis TIME in whole seconds, so its Δ gets one more second.
 
 use std::collections::BTreeMap;
@@ -312,7 +314,11 @@ fn weighted(kind: LimiterKind) -> bool {
 }
 
 /// How far the gateway's view of a time may be from Redis's, ms: the network jitter plus
-/// two ticks, plus any latency a fault sets.
+/// two ticks, plus the longest latency a fault or a per-link distribution can set, plus what
+/// Redis's clock drift can add over the whole run (a node that runs fast by `d` ppm sees a
+/// true window of Δ as Δ(1 + d/10^6); over a run of T ms that is at most T·|d|/10^6 ms).
+/// Admissions are stamped when the gateway reads the reply, so a reply that takes longer
+/// than another moves its admission later by up to the difference.
 pub fn jitter_ms(scenario: &Scenario) -> u64 {
     let fault_latency = scenario
         .faults
@@ -323,7 +329,20 @@ pub fn jitter_ms(scenario: &Scenario) -> u64 {
         })
         .max()
         .unwrap_or(0);
-    scenario.network.max_latency_ms - scenario.network.min_latency_ms + 2 + fault_latency
+    let link_latency = scenario
+        .network
+        .links
+        .iter()
+        .map(|link| link.latency.max_ms())
+        .max()
+        .unwrap_or(0);
+    let run_ms = scenario.duration_ms + scenario.upstream.latency.max_ms() + 1_000;
+    let drift_ms = (u128::from(run_ms) * u128::from(scenario.redis.drift_ppm.unsigned_abs()))
+        .div_ceil(1_000_000);
+    scenario.network.max_latency_ms - scenario.network.min_latency_ms
+        + 2
+        + fault_latency.max(link_latency)
+        + u64::try_from(drift_ms).expect("validated: drift and duration are bounded")
 }
 
 /// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
@@ -1219,6 +1238,36 @@ mod tests {
                 *expected,
                 "{kind:?} {group_limit:?} {levels:?}: {verdict:?}"
             );
+        }
+    }
+
+    /// Goal: the gateway/Redis margin grows with every source of timing spread a scenario
+    /// has (network spread, a fault's link latency, a per-link distribution's longest draw,
+    /// Redis drift over the run), so that a lawful run is not flagged. Method: one base
+    /// scenario, each source added alone, the margin computed by hand.
+    #[test]
+    fn the_margin_counts_every_source_of_timing_spread() {
+        let base = "duration_ms = 9000\n[limit]\nlimit = 10\nwindow_ms = 1000\n\
+                    [[gateways]]\nlimiter = \"atomic_gcra\"\n[load]\nrate_per_s = 1\n";
+        let cases: &[(&str, u64)] = &[
+            ("", 2),
+            ("[network]\nmin_latency_ms = 1\nmax_latency_ms = 5\n", 6),
+            (
+                "[[network.links]]\na = \"gateway-0\"\nb = \"redis-0\"\n\
+                 latency = { kind = \"uniform\", min_ms = 1, max_ms = 40 }\n",
+                42,
+            ),
+            (
+                "[[faults]]\nat_ms = 10\nkind = \"link_latency\"\na = \"gateway-0\"\n\
+                 b = \"redis-0\"\nlatency_ms = 30\n",
+                32,
+            ),
+            // 9000 ms of load + the 20 ms upstream + 1000 ms drain at 1000 ppm: 10.02 -> 11.
+            ("[redis]\ndrift_ppm = -1000\n", 13),
+        ];
+        for (extra, expected_ms) in cases {
+            let scenario = Scenario::from_toml(&format!("{base}{extra}")).expect("valid");
+            assert_eq!(jitter_ms(&scenario), *expected_ms, "with {extra:?}");
         }
     }
 
