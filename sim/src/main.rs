@@ -13,6 +13,7 @@ mod bench;
 mod bench_redis;
 mod serve;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,6 +94,10 @@ struct ExploreArgs {
     /// system's temporary directory.
     #[arg(long)]
     shrunk_dir: Option<PathBuf>,
+    /// Seeds run at once, each on its own thread (a run is one thread; seeds share nothing).
+    /// Default: the machine's cores. The listing is in seed order whatever this is.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -260,6 +265,48 @@ fn shrink_seed(
     )
 }
 
+/// What one explored seed came to.
+enum SeedOutcome {
+    /// Every safety property held.
+    Safe,
+    /// The run could not complete.
+    Broken(String),
+    /// Safety properties failed: their names, and the shrunk scenario's summary.
+    Failing {
+        names: String,
+        shrunk: Option<String>,
+    },
+}
+
+/// Runs one seed of `explore` (the fixed scenario, or the one the seed draws) and shrinks
+/// it if it fails.
+fn explore_seed(args: &ExploreArgs, fixed: Option<&Scenario>, seed: u64) -> SeedOutcome {
+    let scenario = fixed.cloned().unwrap_or_else(|| Scenario::swarm(seed));
+    match sim::simulate(&scenario, seed) {
+        Ok((report, events)) if !report.safe() => {
+            let names: Vec<&str> = report
+                .verdicts
+                .iter()
+                .filter(|verdict| {
+                    !verdict.held && verdict.kind == sim::checker::VerdictKind::Safety
+                })
+                .map(|verdict| verdict.name.as_str())
+                .collect();
+            let shrunk = if args.no_shrink || args.shrink_runs == 0 {
+                None
+            } else {
+                Some(shrink_seed(args, &scenario, seed, &report, events))
+            };
+            SeedOutcome::Failing {
+                names: names.join(", "),
+                shrunk,
+            }
+        }
+        Ok(_) => SeedOutcome::Safe,
+        Err(error) => SeedOutcome::Broken(error.to_string()),
+    }
+}
+
 fn explore(args: &ExploreArgs) -> ExitCode {
     let fixed = match &args.scenario {
         Some(path) => match load(path) {
@@ -276,35 +323,58 @@ fn explore(args: &ExploreArgs) -> ExitCode {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let first = args.first_seed;
+    let end = first.saturating_add(args.seeds);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    if args.jobs == Some(0) {
+        eprintln!("ratelab: --jobs must be at least 1");
+        return ExitCode::from(2);
+    }
+    // Each worker takes the next seed; outcomes are keyed by seed so the listing below does
+    // not depend on which thread finished first.
+    let next = std::sync::atomic::AtomicU64::new(first);
+    let outcomes: std::sync::Mutex<BTreeMap<u64, SeedOutcome>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    let outcome = explore_seed(args, fixed.as_ref(), seed);
+                    if let SeedOutcome::Broken(error) = &outcome {
+                        bar.println(format!("seed {seed}: {error}"));
+                    }
+                    let mut outcomes = outcomes
+                        .lock()
+                        .expect("no worker panics while holding the outcome map");
+                    outcomes.insert(seed, outcome);
+                    let failing = outcomes
+                        .values()
+                        .filter(|outcome| matches!(outcome, SeedOutcome::Failing { .. }))
+                        .count();
+                    bar.set_message(format!("{failing} failing"));
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    let outcomes = outcomes
+        .into_inner()
+        .expect("no worker panics while holding the outcome map");
     let mut failing = Vec::new();
     let mut broken = 0u64;
-    for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
-        let scenario = fixed.clone().unwrap_or_else(|| Scenario::swarm(seed));
-        match sim::simulate(&scenario, seed) {
-            Ok((report, events)) if !report.safe() => {
-                let names: Vec<&str> = report
-                    .verdicts
-                    .iter()
-                    .filter(|verdict| {
-                        !verdict.held && verdict.kind == sim::checker::VerdictKind::Safety
-                    })
-                    .map(|verdict| verdict.name.as_str())
-                    .collect();
-                let shrunk = if args.no_shrink || args.shrink_runs == 0 {
-                    None
-                } else {
-                    Some(shrink_seed(args, &scenario, seed, &report, events))
-                };
-                failing.push((seed, names.join(", "), shrunk));
-            }
-            Ok(_) => {}
-            Err(error) => {
-                broken += 1;
-                bar.println(format!("seed {seed}: {error}"));
-            }
+    for (seed, outcome) in outcomes {
+        match outcome {
+            SeedOutcome::Safe => {}
+            SeedOutcome::Broken(_) => broken += 1,
+            SeedOutcome::Failing { names, shrunk } => failing.push((seed, names, shrunk)),
         }
-        bar.set_message(format!("{} failing", failing.len()));
-        bar.inc(1);
     }
     bar.finish();
     for (seed, names, shrunk) in &failing {
