@@ -23,7 +23,30 @@ pub fn run(scenario: &Scenario, seed: u64) -> Report {
     run_with_log(scenario, seed).0
 }
 
-/// Simulates and judges one seed, keeping the event log.
+/// Simulates and judges one seed, keeping the event log. The report carries the command that
+/// replays the run, so every failing assertion that prints it says how to replay it.
 pub fn run_with_log(scenario: &Scenario, seed: u64) -> (Report, Vec<Event>) {
-    sim::simulate(scenario, seed).unwrap_or_else(|error| panic!("seed {seed}: {error}"))
+    let (mut report, events) =
+        sim::simulate(scenario, seed).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+    report.replay = Some(replay(scenario, seed));
+    (report, events)
+}
+
+/// Writes the scenario as the test ran it (tests change shipped files: another limiter,
+/// another seed's faults) to a file named by its content, and gives the `ratelab run` command
+/// that replays it.
+fn replay(scenario: &Scenario, seed: u64) -> String {
+    use std::hash::{Hash, Hasher};
+
+    let text = scenario.to_toml();
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    let path = std::env::temp_dir().join(format!("ratelab-test-{:016x}.toml", hasher.finish()));
+    match std::fs::write(&path, &text) {
+        Ok(()) => format!(
+            "cargo run --release -p sim -- run --scenario {} --seed {seed}",
+            path.display()
+        ),
+        Err(error) => format!("(cannot write {}: {error})", path.display()),
+    }
 }
