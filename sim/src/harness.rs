@@ -800,8 +800,8 @@ pub fn key_name(kind: Option<IdentityKind>, key: u64) -> String {
 /// With a mix, every field a key template can name is distinct per (kind, key), so each
 /// becomes its own rate-limited identity under any template naming `$user` or `$ip`:
 /// * namespace: the kind (`ip`, `user`, `model`) for atomic and in-process GCRA limiters;
-///   legacy limiters keep new-api's fixed marks (`GA` for the path A IP list), since
-///   new-api applies the same limit whatever the caller is;
+///   legacy limiters keep new-api's fixed keys (mark `GA` for path A's IP lists, in Redis
+///   and in memory), since new-api applies the same limit whatever the caller is;
 /// * ip: `10.<c>.a.b`, c = 0 for ip, 1 for user, 2 for model: each kind's callers come from
 ///   their own /16, so new-api's IP-keyed limits (path A, email, the in-memory list) count
 ///   each (kind, key) apart;
@@ -825,7 +825,8 @@ fn identity(limiter: LimiterKind, kind: Option<IdentityKind>, key: u64, group: &
             .with("model", "gpt-4o");
     };
     let namespace = match limiter {
-        LimiterKind::LegacyIpList => "GA",
+        // Path A, in Redis or in memory: new-api's global API mark for every request.
+        LimiterKind::LegacyIpList | LimiterKind::LegacyMemoryList => "GA",
         _ if limiter.is_legacy() => "model",
         _ => kind.name(),
     };

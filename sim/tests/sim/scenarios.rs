@@ -419,13 +419,13 @@ fn a_mix_splits_the_requests_by_its_weights() {
 #[test]
 fn a_saturated_kind_does_not_deny_another_kind_on_the_same_key_number() {
     // Goal: each kind is its own rate-limited identity, under the atomic GCRA (kind as
-    // namespace) and under new-api's IP list (kind as the caller's /16, mark GA). Method:
-    // one key, 200 requests per s split 19:1 between the ip and user kinds, limit 20 per s;
-    // the ip kind (about 190 per s) must be denied, the user kind (about 10 per s, on the
-    // same key number k0) never, at seeds 1-3. With both kinds on one identity the user
-    // kind would be denied as often as the ip kind.
+    // namespace), new-api's IP list (kind as the caller's /16, mark GA) and new-api's
+    // user-keyed token bucket (kind in the user id). Method: one key, 200 requests per s
+    // split 19:1 between the ip and user kinds, limit 20 per s (40 per minute for the
+    // bucket); the ip kind (about 190 per s) must be mostly denied, the user kind (about 10
+    // per s, on the same key number k0) never, at seeds 1-3. With both kinds on one
+    // identity the user kind would be denied as often as the ip kind.
     let mut scenario = parse(MIXED);
-    scenario.limit.limit = 20;
     scenario.load.rate_per_s = 200.0;
     scenario.load.keys = 1;
     scenario.load.mix = Some(Mix {
@@ -433,9 +433,17 @@ fn a_saturated_kind_does_not_deny_another_kind_on_the_same_key_number() {
         user: 1.0,
         model: 0.0,
     });
-    for kind in [LimiterKind::AtomicGcra, LimiterKind::LegacyIpList] {
+    // new-api's bucket keys by user id and counts per minute: 40 per minute is above the
+    // user kind's 30 requests in 3 s and far below the ip kind's 570.
+    for (kind, limit, window_ms) in [
+        (LimiterKind::AtomicGcra, 20, 1_000),
+        (LimiterKind::LegacyIpList, 20, 1_000),
+        (LimiterKind::LegacyTokenBucket, 40, 60_000),
+    ] {
         let mut scenario = scenario.clone();
         scenario.gateways[0].limiter = kind;
+        scenario.limit.limit = limit;
+        scenario.limit.window_ms = window_ms;
         for seed in SEEDS {
             let (report, events) = run_with_log(&scenario, seed);
             let per_key = outcomes_per_key(&events);
