@@ -39,7 +39,8 @@ pub enum Event {
         id: u64,
         /// The gateway's index.
         gateway: u32,
-        /// The logical key (the user or IP the limit is for).
+        /// The logical key (the user or IP the limit is for): `k3`, or with a `load.mix`
+        /// `ip:k3`, `user:k3`, `model:k3` (the checker bounds each name on its own).
         key: String,
         /// Arrival time.
         at_ms: u64,

@@ -37,7 +37,8 @@ use crate::dynamics::Dynamics;
 use crate::event::{ErrorClass, Event, Outcome};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
-    Arrivals, FailModeSetting, FaultKind, GatewayGroup, LimiterKind, Popularity, Scenario, Topology,
+    Arrivals, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind, Popularity,
+    Scenario, Topology,
 };
 use crate::topology::{
     ClusterClient, GatewayRedis, Load, ModelSlot, ReplicaLink, cluster_config, replicate,
@@ -580,6 +581,8 @@ impl Connector {
 /// What the arrival loop decided about one request before it runs.
 struct Planned {
     id: u64,
+    /// The limit kind drawn from `load.mix`; `None` without a mix.
+    kind: Option<IdentityKind>,
     key: u64,
     upstream_ms: u64,
     upstream_ok: bool,
@@ -704,11 +707,15 @@ impl Gateway {
             }
             // `as` saturates; at_us is below duration_us here.
             tokio::time::sleep_until(start + Duration::from_micros(at_us as u64)).await;
+            // The kind first (only with a mix, so that runs without one draw exactly as
+            // before), then the key with the scenario's popularity.
+            let kind = load.mix.as_ref().map(|mix| mix.draw(&mut rng));
             let key = draw_key(&mut rng, load.keys, &load.popularity, &weights);
             let upstream_ms = self.scenario.upstream.latency.sample(&mut rng);
             let upstream_ok = !rng.random_bool(self.scenario.upstream.error_rate);
             let planned = Planned {
                 id: (u64::from(self.index) << 32) | sequence,
+                kind,
                 key,
                 upstream_ms,
                 upstream_ok,
@@ -776,22 +783,66 @@ fn draw_key(
     }
 }
 
-/// The logical key's name in the log.
-pub fn key_name(key: u64) -> String {
-    format!("k{key}")
+/// The logical key's name in the log: `k3` without a mix, `ip:k3`, `user:k3` or `model:k3`
+/// with one, so the checker bounds each (kind, key) on its own.
+pub fn key_name(kind: Option<IdentityKind>, key: u64) -> String {
+    match kind {
+        None => format!("k{key}"),
+        Some(kind) => format!("{}:k{key}", kind.name()),
+    }
 }
 
-fn identity(kind: LimiterKind, key: u64, group: &str) -> Identity {
-    let namespace = match kind {
-        // new-api's mark for the global API limit (`GA`).
-        LimiterKind::LegacyIpList => "GA",
-        _ => "model",
+/// The identity a request on logical key `key` presents to `limiter`.
+///
+/// Without a mix (`kind` is `None`): namespace `GA` (new-api's global API mark) for the IP
+/// list, `model` otherwise; ip `10.0.a.b` from the key, user the key, model `gpt-4o`.
+///
+/// With a mix, every field a key template can name is distinct per (kind, key), so each
+/// becomes its own rate-limited identity under any template naming `$user` or `$ip`:
+/// * namespace: the kind (`ip`, `user`, `model`) for atomic and in-process GCRA limiters;
+///   legacy limiters keep new-api's fixed keys (mark `GA` for path A's IP lists, in Redis
+///   and in memory), since new-api applies the same limit whatever the caller is;
+/// * ip: `10.<c>.a.b`, c = 0 for ip, 1 for user, 2 for model: each kind's callers come from
+///   their own /16, so new-api's IP-keyed limits (path A, email, the in-memory list) count
+///   each (kind, key) apart;
+/// * user: the key for the user kind, `ip-<key>` and `model-<key>` for the others: every
+///   shipped template (the default `rl:$ns:{u:$user}` among them) and new-api's user-keyed
+///   limits (the model request limits key by user id) hash on the user, so a fixed user
+///   would fold all of a kind's keys into one;
+/// * model: `model-<key>` for the model kind, `gpt-4o` otherwise.
+fn identity(limiter: LimiterKind, kind: Option<IdentityKind>, key: u64, group: &str) -> Identity {
+    let low = format!("{}.{}", key / 256 % 256, key % 256);
+    let Some(kind) = kind else {
+        let namespace = match limiter {
+            // new-api's mark for the global API limit (`GA`).
+            LimiterKind::LegacyIpList => "GA",
+            _ => "model",
+        };
+        return Identity::new(namespace)
+            .with("ip", format!("10.0.{low}"))
+            .with("user", key.to_string())
+            .with("group", group)
+            .with("model", "gpt-4o");
+    };
+    let namespace = match limiter {
+        // Path A, in Redis or in memory: new-api's global API mark for every request.
+        LimiterKind::LegacyIpList | LimiterKind::LegacyMemoryList => "GA",
+        _ if limiter.is_legacy() => "model",
+        _ => kind.name(),
+    };
+    let user = match kind {
+        IdentityKind::User => key.to_string(),
+        IdentityKind::Ip | IdentityKind::Model => format!("{}-{key}", kind.name()),
+    };
+    let model = match kind {
+        IdentityKind::Model => format!("model-{key}"),
+        IdentityKind::Ip | IdentityKind::User => "gpt-4o".to_owned(),
     };
     Identity::new(namespace)
-        .with("ip", format!("10.0.{}.{}", key / 256 % 256, key % 256))
-        .with("user", key.to_string())
+        .with("ip", format!("10.{}.{low}", kind.index()))
+        .with("user", user)
         .with("group", group)
-        .with("model", "gpt-4o")
+        .with("model", model)
 }
 
 /// One admission's result, whichever limiter family made it.
@@ -965,7 +1016,7 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
         Event::Request {
             id: planned.id,
             gateway: shared.index,
-            key: key_name(planned.key),
+            key: key_name(planned.kind, planned.key),
             at_ms: arrived_ms,
             cost: shared.cost,
         },
@@ -975,6 +1026,7 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
     let request = Request {
         identity: identity(
             shared.kind,
+            planned.kind,
             planned.key,
             shared.group.as_deref().unwrap_or("default"),
         ),

@@ -459,6 +459,114 @@ pub struct Load {
     /// Units per request.
     #[serde(default = "one_u64")]
     pub cost: u64,
+    /// Which limit each request falls under (IP, user, model), by weight; `None`: every
+    /// request is the same kind, keyed as before mixes existed (logical keys `k<n>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<Mix>,
+}
+
+/// Which kind of limit a request falls under: the identity its key stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityKind {
+    /// A limit per client IP (new-api's path A).
+    Ip,
+    /// A limit per user.
+    User,
+    /// A limit per model.
+    Model,
+}
+
+impl IdentityKind {
+    /// Every kind, in the order a mix lists them.
+    pub const ALL: [IdentityKind; 3] = [IdentityKind::Ip, IdentityKind::User, IdentityKind::Model];
+
+    /// The kind's name: its field in `load.mix`, its key namespace, its logical-key prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityKind::Ip => "ip",
+            IdentityKind::User => "user",
+            IdentityKind::Model => "model",
+        }
+    }
+
+    /// A small number per kind (0, 1, 2), for address ranges.
+    pub fn index(self) -> u64 {
+        match self {
+            IdentityKind::Ip => 0,
+            IdentityKind::User => 1,
+            IdentityKind::Model => 2,
+        }
+    }
+}
+
+/// Weights of the limit kinds in the load: a request is of kind `ip` with probability
+/// `ip / (ip + user + model)`, and so on. Each is finite and non-negative; one is positive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mix {
+    /// Weight of requests limited per client IP.
+    pub ip: f64,
+    /// Weight of requests limited per user.
+    pub user: f64,
+    /// Weight of requests limited per model.
+    pub model: f64,
+}
+
+impl Mix {
+    /// The weight of `kind`.
+    pub fn weight(&self, kind: IdentityKind) -> f64 {
+        match kind {
+            IdentityKind::Ip => self.ip,
+            IdentityKind::User => self.user,
+            IdentityKind::Model => self.model,
+        }
+    }
+
+    /// Checks the weights, naming the offending field (`load.mix.ip`).
+    fn validate(&self) -> Result<(), ScenarioError> {
+        for kind in IdentityKind::ALL {
+            let weight = self.weight(kind);
+            if !(weight.is_finite() && (0.0..=1e12).contains(&weight)) {
+                return Err(problem(
+                    format!("load.mix.{}", kind.name()),
+                    format!("must be a weight in [0, 1e12] (got {weight})"),
+                ));
+            }
+        }
+        if IdentityKind::ALL
+            .iter()
+            .all(|&kind| self.weight(kind) == 0.0)
+        {
+            return Err(problem("load.mix", "at least one weight must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Draws one request's kind: one uniform draw from `rng`, mapped onto the cumulative
+    /// weights; a zero weight is never drawn.
+    pub fn draw(&self, rng: &mut ChaCha8Rng) -> IdentityKind {
+        let total: f64 = IdentityKind::ALL
+            .iter()
+            .map(|&kind| self.weight(kind))
+            .sum();
+        let target = rng.random::<f64>() * total;
+        let mut cumulative = 0.0;
+        let mut last = IdentityKind::Ip;
+        for kind in IdentityKind::ALL {
+            let weight = self.weight(kind);
+            if weight <= 0.0 {
+                continue;
+            }
+            cumulative += weight;
+            last = kind;
+            if target < cumulative {
+                return kind;
+            }
+        }
+        // Rounding can leave the target at the total: the last positive kind takes it.
+        last
+    }
 }
 
 fn poisson() -> Arrivals {
@@ -896,6 +1004,9 @@ impl Scenario {
             }
             _ => {}
         }
+        if let Some(mix) = &load.mix {
+            mix.validate()?;
+        }
         self.validate_upstream()?;
         self.validate_faults(total)?;
         self.validate_links(total)
@@ -1100,7 +1211,7 @@ impl Scenario {
     /// [`LimiterKind::ALL`] entry, the three topologies (standalone; replicated, 1-2
     /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
     /// when replicated, at most one), up to two per-link latency distributions, and gateway
-    /// (±20%) and Redis (±0.1%) clock drift.
+    /// (±20%) and Redis (±0.1%) clock drift, and in one seed of four a mix of limit kinds.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let duration_ms = rng.random_range(1_000..=3_000u64);
@@ -1179,6 +1290,7 @@ impl Scenario {
                 },
             },
             cost: 1,
+            mix: None,
         };
         let upstream = Upstream {
             latency: match rng.random_range(0..3) {
@@ -1273,6 +1385,20 @@ impl Scenario {
         let mut redis = redis;
         if rng.random_bool(0.1) {
             redis.drift_ppm = rng.random_range(-1_000..=1_000);
+        }
+        // A mix of limit kinds in one seed of four, drawn last so that the draws above
+        // keep their order; weights 0-3, so one kind is sometimes absent.
+        let mut load = load;
+        if rng.random_bool(0.25) {
+            let mut mix = Mix {
+                ip: f64::from(rng.random_range(0..=3u32)),
+                user: f64::from(rng.random_range(0..=3u32)),
+                model: f64::from(rng.random_range(0..=3u32)),
+            };
+            if mix.ip + mix.user + mix.model == 0.0 {
+                mix.user = 1.0;
+            }
+            load.mix = Some(mix);
         }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {
@@ -1434,9 +1560,90 @@ rate_per_s = 10
                 ),
                 Some("limit.window_ms"),
             ),
+            // A mix of limit kinds: weights non-negative, finite, one positive.
+            (
+                MINIMAL.replace(
+                    "rate_per_s = 10",
+                    "rate_per_s = 10\nmix = { ip = 2, user = 1.5 }",
+                ),
+                None,
+            ),
+            (
+                MINIMAL.replace("rate_per_s = 10", "rate_per_s = 10\nmix = { ip = -1 }"),
+                Some("load.mix.ip"),
+            ),
+            (
+                MINIMAL.replace(
+                    "rate_per_s = 10",
+                    "rate_per_s = 10\nmix = { ip = 1, model = nan }",
+                ),
+                Some("load.mix.model"),
+            ),
+            (
+                MINIMAL.replace(
+                    "rate_per_s = 10",
+                    "rate_per_s = 10\nmix = { ip = 0, user = 0 }",
+                ),
+                Some("load.mix: at least one weight must be positive"),
+            ),
+            (
+                MINIMAL.replace("rate_per_s = 10", "rate_per_s = 10\nmix = { ipv6 = 1 }"),
+                Some("ipv6"),
+            ),
+            (
+                MINIMAL.replace("rate_per_s = 10", "rate_per_s = 10\nmix = { user = \"x\" }"),
+                Some("user"),
+            ),
         ];
         for (text, field) in cases {
             check(text, *field);
+        }
+    }
+
+    #[test]
+    fn mix_draws_each_kind_at_its_weight_and_never_a_zero_weight() {
+        // Goal: `Mix::draw` honours the weights exactly in expectation and never draws a
+        // kind of weight 0. Method: 20 000 draws from a fixed ChaCha8 seed for three mixes;
+        // each kind's share must be within 0.02 of its weight's share (about 4 standard
+        // deviations at this count), and a zero weight must get no draw at all.
+        let mixes = [
+            Mix {
+                ip: 2.0,
+                user: 1.0,
+                model: 1.0,
+            },
+            Mix {
+                ip: 0.0,
+                user: 3.0,
+                model: 1.0,
+            },
+            Mix {
+                ip: 0.0,
+                user: 0.0,
+                model: 0.5,
+            },
+        ];
+        for mix in mixes {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let draws = 20_000;
+            let mut counts = [0u32; 3];
+            for _ in 0..draws {
+                counts[usize::try_from(mix.draw(&mut rng).index()).expect("small")] += 1;
+            }
+            let total = mix.ip + mix.user + mix.model;
+            for kind in IdentityKind::ALL {
+                let count = counts[usize::try_from(kind.index()).expect("small")];
+                let share = f64::from(count) / f64::from(draws);
+                let expected = mix.weight(kind) / total;
+                assert!(
+                    (share - expected).abs() < 0.02,
+                    "{mix:?}: {} drawn {share:.3}, weight says {expected:.3}",
+                    kind.name()
+                );
+                if mix.weight(kind) == 0.0 {
+                    assert_eq!(count, 0, "{mix:?}: a zero weight was drawn");
+                }
+            }
         }
     }
 

@@ -2,9 +2,9 @@
 //! scenario (same seed) that still violates it, so a reader sees the race and little else.
 //!
 //! The search is greedy and bounded: each round tries candidates in a fixed order (drop one
-//! fault, drop one gateway, drop one link latency distribution, zero one drift, halve the
-//! duration, halve the rate, halve the key count) and
-//! keeps the first that still violates the same property; it stops when no candidate does
+//! fault, drop one gateway, drop one link latency distribution, zero one drift, drop the
+//! limit-kind mix, halve the duration, halve the rate, halve the key count) and keeps the
+//! first that still violates the same property; it stops when no candidate does
 //! or the run budget is spent. Every candidate is strictly smaller in one dimension and no
 //! larger in any other, so the search ends. Candidates that do not validate (a fault naming
 //! a gateway that is gone, a fault after the new end) are skipped without a run.
@@ -121,6 +121,12 @@ fn candidates(scenario: &Scenario) -> Vec<(String, Scenario)> {
         let mut smaller = scenario.clone();
         smaller.redis.drift_ppm = 0;
         out.push(("no drift on the Redis nodes".to_owned(), smaller));
+    }
+    // One kind of limit instead of a mix (the keys lose their kind prefix).
+    if scenario.load.mix.is_some() {
+        let mut smaller = scenario.clone();
+        smaller.load.mix = None;
+        out.push(("no limit-kind mix".to_owned(), smaller));
     }
     if scenario.duration_ms / 2 >= DURATION_MS_MIN {
         let mut smaller = scenario.clone();

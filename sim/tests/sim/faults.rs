@@ -134,13 +134,14 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
     // topology, limiter kind and new fault. Method: seeds 0..50 are drawn, validated and
     // simulated (any harness error fails the test; safety violations are allowed, they are
     // what `explore` looks for); the draws are tallied and every topology, every
-    // `LimiterKind::ALL` entry, flush, failover, a link distribution and drift must appear.
+    // `LimiterKind::ALL` entry, flush, failover, a link distribution, drift and a
+    // limit-kind mix must appear.
     use sim::scenario::{FaultKind, Topology};
     use std::collections::BTreeSet;
     let mut topologies = BTreeSet::new();
     let mut kinds = BTreeSet::new();
     let mut shard_counts = BTreeSet::new();
-    let (mut flushes, mut failovers, mut links, mut drifts) = (0, 0, 0, 0);
+    let (mut flushes, mut failovers, mut links, mut drifts, mut mixes) = (0, 0, 0, 0, 0);
     // Two threads (CI has two cores), each with its own turmoil worlds; the tally below
     // reads only the scenarios, so the split does not matter to it.
     let run_seeds = |seeds: std::ops::Range<u64>| {
@@ -173,6 +174,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         }
         drifts += usize::from(scenario.redis.drift_ppm != 0);
         links += scenario.network.links.len();
+        mixes += usize::from(scenario.load.mix.is_some());
         for fault in &scenario.faults {
             match fault.kind {
                 FaultKind::Flush {} => flushes += 1,
@@ -197,6 +199,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         ("failover", failovers),
         ("link distribution", links),
         ("drift", drifts),
+        ("limit-kind mix", mixes),
     ] {
         assert!(count > 0, "no {what} in 50 seeds");
     }

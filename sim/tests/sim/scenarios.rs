@@ -2,10 +2,12 @@
 //! replacement, plus determinism and bad-input checks. Every run is a few simulated seconds
 //! and a few hundred requests, with fixed seeds.
 
-use crate::common::{parse, run, with_limiter};
+use std::collections::BTreeMap;
 
-use sim::event::log_hash;
-use sim::scenario::{FaultKind, LimiterKind, Scenario};
+use crate::common::{parse, run, run_with_log, with_limiter};
+
+use sim::event::{Event, Outcome, log_hash};
+use sim::scenario::{FaultKind, LimiterKind, Mix, Scenario};
 
 const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
 const R1: &str = include_str!("../../scenarios/r1-legacy-success-limit.toml");
@@ -13,6 +15,7 @@ const R3: &str = include_str!("../../scenarios/r3-legacy-ip-list.toml");
 const NOSCRIPT: &str = include_str!("../../scenarios/noscript-legacy-token-bucket.toml");
 const R6: &str = include_str!("../../scenarios/r6-gateway-clock-skew.toml");
 const UPGRADE: &str = include_str!("../../scenarios/rolling-upgrade.toml");
+const MIXED: &str = include_str!("../../scenarios/mixed-limit-kinds.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -24,6 +27,11 @@ fn a_seed_run_twice_gives_the_same_event_log() {
     // a different seed must give a different log, or the hash would prove nothing.
     let mut faulty = parse(GCRA);
     faulty.faults = parse(NOSCRIPT).faults;
+    // Swarm seed 5 draws a limit-kind mix, so the mix's draws are covered too.
+    assert!(
+        Scenario::swarm(5).load.mix.is_some(),
+        "swarm seed 5 lost its mix"
+    );
     for (scenario, seed) in [(faulty, 11), (Scenario::swarm(5), 5), (parse(R1), 4)] {
         let first = sim::simulate(&scenario, seed).expect("runs").1;
         let second = sim::simulate(&scenario, seed).expect("runs").1;
@@ -217,6 +225,10 @@ fn bad_scenario_files_name_the_field_and_exit_2() {
             GCRA.replace("duration_ms = 3000", "duration_ms = \"soon\""),
             "duration_ms",
         ),
+        (
+            MIXED.replace("ip = 2,", "ip = -2,"),
+            "load.mix.ip: must be a weight",
+        ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad-{index}.toml"));
@@ -301,4 +313,154 @@ fn regression_seed_2097_gcra_after_a_backward_redis_clock_step() {
         1,
     );
     report.assert_safe();
+}
+
+/// Per logical key: (requests, denials), from the log's Request and Decision events.
+fn outcomes_per_key(events: &[Event]) -> BTreeMap<String, (u64, u64)> {
+    let mut key_of = BTreeMap::new();
+    let mut per_key: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for event in events {
+        match event {
+            Event::Request { id, key, .. } => {
+                key_of.insert(*id, key.clone());
+                per_key.entry(key.clone()).or_default().0 += 1;
+            }
+            Event::Decision { id, outcome, .. } if *outcome == Outcome::Denied => {
+                let key = key_of.get(id).expect("a decision follows its request");
+                per_key.get_mut(key).expect("counted above").1 += 1;
+            }
+            _ => {}
+        }
+    }
+    per_key
+}
+
+/// The Redis keys in the run's final snapshot.
+fn snapshot_keys(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .find_map(|event| match event {
+            Event::Snapshot { keys, .. } => Some(keys.iter().map(|(key, _)| key.clone()).collect()),
+            _ => None,
+        })
+        .expect("a run on Redis ends with a snapshot")
+}
+
+#[test]
+fn the_mixed_example_runs_safe_with_each_kind_in_its_own_namespace() {
+    // Goal: the shipped mix example is safe, denies, and keeps the kinds apart in the log
+    // and in Redis. Method: run sim/scenarios/mixed-limit-kinds.toml at seeds 1-3; every
+    // safety verdict must hold, the log's keys must all carry a kind prefix with all three
+    // kinds present, and Redis must hold keys in the `ip`, `user` and `model` namespaces.
+    for seed in SEEDS {
+        let (report, events) = run_with_log(&parse(MIXED), seed);
+        report.assert_safe();
+        assert!(
+            report.metrics.denied > 0,
+            "seed {seed}: no denial\n{report}"
+        );
+        let per_key = outcomes_per_key(&events);
+        for kind in ["ip:", "user:", "model:"] {
+            assert!(
+                per_key.keys().any(|key| key.starts_with(kind)),
+                "seed {seed}: no {kind} key in {per_key:?}"
+            );
+        }
+        assert!(
+            per_key.keys().all(|key| ["ip:k", "user:k", "model:k"]
+                .iter()
+                .any(|p| key.starts_with(p))),
+            "seed {seed}: a key without its kind: {per_key:?}"
+        );
+        let keys = snapshot_keys(&events);
+        for key in ["rl:ip:{u:ip-0}", "rl:user:{u:0}", "rl:model:{u:model-0}"] {
+            assert!(
+                keys.iter().any(|held| held == key),
+                "seed {seed}: {key} not in Redis: {keys:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_mix_splits_the_requests_by_its_weights() {
+    // Goal: each request's kind follows `load.mix`. Method: 3 s at 1200 requests per s
+    // (about 3600 requests, 2 gateways, atomic GCRA) with weights ip 3, user 1, model 0 at
+    // seed 1; the ip kind's share of requests must be within 0.04 of 3/4 (about 5 standard
+    // deviations), the user kind's within 0.04 of 1/4, and the model kind must get none.
+    let mut scenario = parse(MIXED);
+    scenario.load.rate_per_s = 1_200.0;
+    scenario.load.mix = Some(Mix {
+        ip: 3.0,
+        user: 1.0,
+        model: 0.0,
+    });
+    let (_, events) = run_with_log(&scenario, 1);
+    let per_key = outcomes_per_key(&events);
+    let requests_of = |prefix: &str| -> u64 {
+        per_key
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(_, (requests, _))| requests)
+            .sum()
+    };
+    let total = requests_of("");
+    assert!(total > 3_000, "only {total} requests");
+    for (prefix, expected) in [("ip:", 0.75), ("user:", 0.25), ("model:", 0.0)] {
+        let share = requests_of(prefix) as f64 / total as f64;
+        assert!(
+            (share - expected).abs() < 0.04,
+            "{prefix} share {share:.3} of {total}, expected {expected}"
+        );
+    }
+    assert_eq!(requests_of("model:"), 0, "a zero weight was drawn");
+}
+
+#[test]
+fn a_saturated_kind_does_not_deny_another_kind_on_the_same_key_number() {
+    // Goal: each kind is its own rate-limited identity, under the atomic GCRA (kind as
+    // namespace), new-api's IP list (kind as the caller's /16, mark GA) and new-api's
+    // user-keyed token bucket (kind in the user id). Method: one key, 200 requests per s
+    // split 19:1 between the ip and user kinds, limit 20 per s (40 per minute for the
+    // bucket); the ip kind (about 190 per s) must be mostly denied, the user kind (about 10
+    // per s, on the same key number k0) never, at seeds 1-3. With both kinds on one
+    // identity the user kind would be denied as often as the ip kind.
+    let mut scenario = parse(MIXED);
+    scenario.load.rate_per_s = 200.0;
+    scenario.load.keys = 1;
+    scenario.load.mix = Some(Mix {
+        ip: 19.0,
+        user: 1.0,
+        model: 0.0,
+    });
+    // new-api's bucket keys by user id and counts per minute: 40 per minute is above the
+    // user kind's 30 requests in 3 s and far below the ip kind's 570.
+    for (kind, limit, window_ms) in [
+        (LimiterKind::AtomicGcra, 20, 1_000),
+        (LimiterKind::LegacyIpList, 20, 1_000),
+        (LimiterKind::LegacyTokenBucket, 40, 60_000),
+    ] {
+        let mut scenario = scenario.clone();
+        scenario.gateways[0].limiter = kind;
+        scenario.limit.limit = limit;
+        scenario.limit.window_ms = window_ms;
+        for seed in SEEDS {
+            let (report, events) = run_with_log(&scenario, seed);
+            let per_key = outcomes_per_key(&events);
+            let (ip_requests, ip_denied) = per_key["ip:k0"];
+            let (user_requests, user_denied) = per_key["user:k0"];
+            assert!(
+                ip_denied > ip_requests / 2,
+                "{kind:?} seed {seed}: the ip kind is not saturated ({ip_denied} of {ip_requests} denied)"
+            );
+            assert!(
+                user_requests > 10,
+                "{kind:?} seed {seed}: {user_requests} user requests"
+            );
+            assert_eq!(
+                user_denied, 0,
+                "{kind:?} seed {seed}: the user kind was denied {user_denied} of {user_requests}\n{report}"
+            );
+        }
+    }
 }
