@@ -1,5 +1,6 @@
 //! Throughput of the in-process Redis model: token-bucket decisions through EVALSHA, and plain
-//! INCR and GET, all through `Model::exec` on one thread.
+//! INCR and GET, and the cost of one EVALSHA for a few small scripts (the real GCRA among
+//! them), all through `Model::exec` on one thread.
 //!
 //! Run with `cargo run --release --example model_bench`. The decision script is the usual
 //! token bucket: HMGET the bucket, refill by elapsed time, take one token, HSET and PEXPIRE.
@@ -31,6 +32,17 @@ redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts_ms', now_ms)
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / refill_per_s * 1000))
 return {allowed, math.floor(tokens)}
 "#;
+
+/// The scripts timed one EVALSHA at a time: the host's fixed cost, a small reply table, one
+/// `redis.call`, and the real GCRA limiter (reading Redis TIME, as in production).
+const SCRIPT_CASES: &[(&str, &str)] = &[
+    ("return 1", "return 1"),
+    ("return {1,2,3,4}", "return {1,2,3,4}"),
+    ("one GET", "return redis.call('GET', KEYS[1])"),
+    ("lua/gcra.lua", include_str!("../lua/gcra.lua")),
+];
+
+const SCRIPT_CALLS: u64 = 500_000;
 
 const DECISIONS: u64 = 1_000_000;
 const PLAIN_COMMANDS: u64 = 2_000_000;
@@ -87,6 +99,40 @@ fn main() {
         DECISIONS as f64 / seconds,
         seconds * 1e6 / DECISIONS as f64
     );
+
+    let gcra_keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|index| format!("gcra:{index}").into_bytes())
+        .collect();
+    for (name, body) in SCRIPT_CASES {
+        let Reply::Bulk(case_sha) = model.exec(
+            now_ms,
+            &mut session,
+            &words(&[b"SCRIPT", b"LOAD", body.as_bytes()]),
+        ) else {
+            panic!("SCRIPT LOAD failed: {name}");
+        };
+        let started = Instant::now();
+        for call in 0..SCRIPT_CALLS {
+            // GCRA's contract: burst 20, interval 50 ms, cost 1, and '' to read Redis TIME.
+            let argv = vec![
+                b"EVALSHA".to_vec(),
+                case_sha.clone(),
+                b"1".to_vec(),
+                gcra_keys[(call % KEYS) as usize].clone(),
+                b"20".to_vec(),
+                b"50".to_vec(),
+                b"1".to_vec(),
+                Vec::new(),
+            ];
+            let reply = model.exec(now_ms + call / 10, &mut session, &argv);
+            assert!(!matches!(reply, Reply::Error(_)), "{name}: {reply:?}");
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "EVALSHA {name}: {:.0} ns/call ({SCRIPT_CALLS} calls)",
+            seconds * 1e9 / SCRIPT_CALLS as f64
+        );
+    }
 
     let counters: Vec<Vec<u8>> = (0..KEYS)
         .map(|index| format!("counter:{index}").into_bytes())
