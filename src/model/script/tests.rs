@@ -1219,3 +1219,208 @@ fn lua_number_formatting_matches_c() {
     assert_eq!(error_field("-NOSPACE"), "ERR NOSPACE");
     assert_eq!(error_field("plain words\r\n"), "ERR plain words");
 }
+
+/// A script that returns the sequence `1..=count` built in a loop, then runs `extra`.
+fn numbered_table(count: usize, extra: &str) -> String {
+    format!("local t = {{}} for i = 1, {count} do t[i] = i end {extra} return t")
+}
+
+fn numbers(range: std::ops::RangeInclusive<i64>) -> Vec<Reply> {
+    range.map(int).collect()
+}
+
+#[test]
+fn reply_tables_follow_redis_field_order_and_array_rules() {
+    let mut with_nested = numbers(1..=69);
+    with_nested.push(array(vec![bulk("x")]));
+    let mut with_function = numbers(1..=64);
+    with_function.push(Reply::Nil);
+    with_function.push(int(66));
+    let scripts: Vec<(String, Reply)> = vec![
+        (numbered_table(63, ""), array(numbers(1..=63))),
+        (numbered_table(64, ""), array(numbers(1..=64))),
+        (numbered_table(65, ""), array(numbers(1..=65))),
+        (numbered_table(200, ""), array(numbers(1..=200))),
+        (numbered_table(64, "t[66] = 1"), array(numbers(1..=64))),
+        (numbered_table(69, "t[70] = {'x'}"), array(with_nested)),
+        (numbered_table(66, "t[65] = tostring"), array(with_function)),
+        (numbered_table(3, "t.ok = 'fine'"), status("fine")),
+        (numbered_table(3, "t.double = '1'"), array(numbers(1..=3))),
+    ];
+    let mut model = Model::new(NodeConfig::standalone(1));
+    for (script, expected) in &scripts {
+        assert_eq!(
+            &check_reply(&mut model, &["EVAL", script, "0"]),
+            expected,
+            "{script}"
+        );
+    }
+    check(&[
+        (
+            &["EVAL", "return {1e30, 0/0, -0.5, 2^53, -2^63}", "0"],
+            array(vec![
+                int(i64::MIN),
+                int(i64::MIN),
+                int(0),
+                int(1 << 53),
+                int(i64::MIN),
+            ]),
+        ),
+        (
+            &[
+                "EVAL",
+                "return {1, tostring, coroutine.create(function() end), 2}",
+                "0",
+            ],
+            array(vec![int(1), Reply::Nil, Reply::Nil, int(2)]),
+        ),
+        (
+            &["EVAL", "return {'a\\0b', ''}", "0"],
+            array(vec![bulk("a\0b"), bulk("")]),
+        ),
+        (&["EVAL", "return {ok='a', err='b'}", "0"], error("b")),
+        (&["EVAL", "return {ok='a\\r\\nb'}", "0"], status("a  b")),
+        (&["EVAL", "return {err='a\\r\\nb'}", "0"], error("a  b")),
+        (&["EVAL", "return {ok='a', double=1}", "0"], status("a")),
+        (&["EVAL", "return {err=false, ok='a'}", "0"], status("a")),
+        (
+            &["EVAL", "return {double=0.1}", "0"],
+            bulk("0.10000000000000001"),
+        ),
+        (&["EVAL", "return {double=1/0}", "0"], bulk("inf")),
+        (&["EVAL", "return {double=-1/0}", "0"], bulk("-inf")),
+        (
+            &["EVAL", "return {double=3, big_number='7'}", "0"],
+            bulk("3"),
+        ),
+        (
+            &["EVAL", "return {double='3', big_number='7'}", "0"],
+            bulk("7"),
+        ),
+        (&["EVAL", "return {big_number='1\\n2'}", "0"], bulk("1 2")),
+        (&["EVAL", "return {big_number=7}", "0"], array(vec![])),
+        (
+            &[
+                "EVAL",
+                "return {verbatim_string={format='txt', string='a\\nb'}}",
+                "0",
+            ],
+            bulk("a\nb"),
+        ),
+        (
+            &["EVAL", "return {verbatim_string={string='x'}, 5}", "0"],
+            array(vec![int(5)]),
+        ),
+        (
+            &[
+                "EVAL",
+                "return {verbatim_string={format='txt', string=1}}",
+                "0",
+            ],
+            array(vec![]),
+        ),
+        (
+            &["EVAL", "return {verbatim_string='x', big_number='8'}", "0"],
+            bulk("8"),
+        ),
+        (
+            &["EVAL", "return {map={a=1}}", "0"],
+            array(vec![bulk("a"), int(1)]),
+        ),
+        (&["EVAL", "return {map={}, 1}", "0"], array(vec![])),
+        (
+            &["EVAL", "return {map='x', set={b=true}}", "0"],
+            array(vec![bulk("b")]),
+        ),
+        (&["EVAL", "return {set={}, 1}", "0"], array(vec![])),
+        (
+            &[
+                "EVAL",
+                "return setmetatable({}, {__index = {ok = 'x'}})",
+                "0",
+            ],
+            array(vec![]),
+        ),
+        (
+            &[
+                "EVAL",
+                "return setmetatable({}, {__index = function(t, i) return i end})",
+                "0",
+            ],
+            array(vec![]),
+        ),
+        (
+            &["EVAL", "return {{{ok='deep'}}, {err='e'}, {double=2}}", "0"],
+            array(vec![array(vec![status("deep")]), error("e"), bulk("2")]),
+        ),
+    ]);
+}
+
+#[test]
+fn keys_and_args_reach_scripts_byte_for_byte() {
+    check(&[
+        (
+            &["EVAL", "return {#KEYS, #ARGV}", "0"],
+            array(vec![int(0), int(0)]),
+        ),
+        (
+            &[
+                "EVAL",
+                "return {#KEYS, #ARGV, ARGV[1], ARGV[2]}",
+                "0",
+                "a",
+                "",
+            ],
+            array(vec![int(0), int(2), bulk("a"), bulk("")]),
+        ),
+        (
+            &[
+                "EVAL",
+                "return {#KEYS, #ARGV, KEYS[1], KEYS[3], ARGV[1]}",
+                "3",
+                "k1",
+                "k2",
+                "k3",
+                "a1",
+            ],
+            array(vec![int(3), int(1), bulk("k1"), bulk("k3"), bulk("a1")]),
+        ),
+        (
+            &["EVAL", "return {#KEYS, #ARGV, KEYS[2]}", "2", "k1", "k2"],
+            array(vec![int(2), int(0), bulk("k2")]),
+        ),
+        (
+            &[
+                "EVAL",
+                "table.insert(KEYS, 'x') KEYS.y = 1 return {#KEYS, KEYS[2], KEYS.y}",
+                "1",
+                "k",
+            ],
+            array(vec![int(2), bulk("x"), int(1)]),
+        ),
+        // Every run gets fresh tables.
+        (
+            &["EVAL", "return {#KEYS, KEYS.y}", "1", "k"],
+            array(vec![int(1)]),
+        ),
+    ]);
+    let mut model = Model::new(NodeConfig::standalone(1));
+    let mut session = model.connect("127.0.0.1:1");
+    let argv: Vec<Vec<u8>> = vec![
+        b"EVAL".to_vec(),
+        b"return {KEYS[1], ARGV[1], #KEYS[1], ARGV[2]}".to_vec(),
+        b"1".to_vec(),
+        b"\xff\x00k".to_vec(),
+        b"\xc3".to_vec(),
+        b"plain".to_vec(),
+    ];
+    assert_eq!(
+        model.exec(NOW_MS, &mut session, &argv),
+        array(vec![
+            Reply::Bulk(b"\xff\x00k".to_vec()),
+            Reply::Bulk(b"\xc3".to_vec()),
+            int(3),
+            bulk("plain"),
+        ])
+    );
+}
