@@ -45,7 +45,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use mlua::{
-    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
+    Either, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic,
+    VmState,
 };
 
 use super::cmd::{arg_i64, is_opt};
@@ -129,6 +130,92 @@ end
 coroutine.resume = function(...) return plain_result(raw_resume(...)) end
 "#;
 
+/// The chunk name of [`RUN_SCRIPT`]: the step hook recognises host code by it.
+const HOST_CHUNK_NAME: &str = "=[host]";
+
+/// How many keys and arguments go to [`RUN_SCRIPT`] on the Lua stack; more are put in
+/// tables from Rust first (the C API guarantees only a few thousand stack slots).
+const STACK_ARGS_MAX: usize = 64;
+
+/// How many items of a plain array reply [`RUN_SCRIPT`] hands back on the stack; a longer
+/// array is converted by [`table_to_reply`].
+const STACK_REPLY_MAX: usize = 64;
+
+/// What [`RUN_SCRIPT`]'s first result says about the rest (the `local` numbers there).
+mod tag {
+    /// Not a table: the value itself follows.
+    pub const VALUE: i64 = 0;
+    /// `{err=<string>}`: the string follows.
+    pub const ERROR: i64 = 1;
+    /// `{ok=<string>}`: the string follows.
+    pub const STATUS: i64 = 2;
+    /// `{double=<number>}`: the number follows.
+    pub const DOUBLE: i64 = 3;
+    /// `{big_number=<string>}`: the string follows.
+    pub const BIG_NUMBER: i64 = 4;
+    /// `{verbatim_string={format=<string>, string=<string>}}`: the text follows.
+    pub const VERBATIM: i64 = 5;
+    /// A plain array of at most `STACK_REPLY_MAX` non-table items: the items follow.
+    pub const ARRAY: i64 = 6;
+    /// Any other table (map, set, nested, long): the table follows.
+    pub const TABLE: i64 = 7;
+    /// The script raised an error: what `xpcall` returned after `false` follows.
+    pub const FAILED: i64 = 8;
+}
+
+/// Host code around every script run, compiled once per Lua state: sets KEYS and ARGV from
+/// the keys and arguments pushed straight onto the stack, runs the script under `xpcall`
+/// with the top-level error handler, and classifies the reply the way `table_to_reply`
+/// does (same fields, same order, same types, raw reads only), so that most replies come
+/// back to Rust as a tag and plain values instead of a table probed field by field.
+const RUN_SCRIPT: &str = r#"
+local env, xpcall, handler, rawget, type, unpack, select, stack_reply_max = ...
+local VALUE, ERROR, STATUS, DOUBLE, BIG_NUMBER, VERBATIM, ARRAY, TABLE, FAILED =
+  0, 1, 2, 3, 4, 5, 6, 7, 8
+local function classify(ok, value)
+  if not ok then return FAILED, value end
+  if type(value) ~= 'table' then return VALUE, value end
+  local field = rawget(value, 'err')
+  if type(field) == 'string' then return ERROR, field end
+  field = rawget(value, 'ok')
+  if type(field) == 'string' then return STATUS, field end
+  field = rawget(value, 'double')
+  if type(field) == 'number' then return DOUBLE, field end
+  field = rawget(value, 'big_number')
+  if type(field) == 'string' then return BIG_NUMBER, field end
+  field = rawget(value, 'verbatim_string')
+  if type(field) == 'table' then
+    local format, text = rawget(field, 'format'), rawget(field, 'string')
+    if type(format) == 'string' and type(text) == 'string' then return VERBATIM, text end
+  end
+  if type(rawget(value, 'map')) == 'table' or type(rawget(value, 'set')) == 'table' then
+    return TABLE, value
+  end
+  local count = 0
+  while true do
+    local item = rawget(value, count + 1)
+    if item == nil then break end
+    if count == stack_reply_max or type(item) == 'table' then return TABLE, value end
+    count = count + 1
+  end
+  return ARRAY, unpack(value, 1, count)
+end
+return function(script, key_count, ...)
+  if key_count == 0 then
+    env.KEYS = {}
+    env.ARGV = {...}
+  elseif key_count == 1 then
+    env.KEYS = {(...)}
+    env.ARGV = {select(2, ...)}
+  elseif key_count > 1 then
+    local all = {...}
+    env.KEYS = {unpack(all, 1, key_count)}
+    env.ARGV = {select(key_count + 1, ...)}
+  end
+  return classify(xpcall(script, handler))
+end
+"#;
+
 /// The Lua interpreter and the script cache of one node.
 pub struct ScriptHost {
     /// The node seed. `math.random` does not use it: Redis 7.0's generator starts from the
@@ -202,10 +289,9 @@ struct Engine {
     lua: Lua,
     /// The real globals table, behind the read-only proxy scripts see as `_G`.
     env: Table,
-    /// The unwrapped `xpcall`, through which every script runs.
-    xpcall: Function,
-    /// The top-level error handler: Redis's `__redis__err__handler`, in Rust.
-    handler: Function,
+    /// [`RUN_SCRIPT`]'s function: every script runs through it, under the unwrapped
+    /// `xpcall` and the top-level error handler (Redis's `__redis__err__handler`, in Rust).
+    run_script: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
     /// Field names probed on every table a script returns.
@@ -717,6 +803,40 @@ fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Re
     Ok(Reply::Array(items))
 }
 
+/// The reply for [`RUN_SCRIPT`]'s tag and values: what [`lua_to_reply`] answers for the
+/// script's return value, which the host code classified already.
+fn tagged_reply(tag: i64, values: &[Value], fields: &ReplyFields) -> Reply {
+    let first = values.first().unwrap_or(&Value::Nil);
+    let text = match first {
+        Value::String(text) => Some(text),
+        _ => None,
+    };
+    match (tag, text) {
+        (tag::ERROR, Some(line)) => Reply::Error(sanitize(&lossy(&line.as_bytes()))),
+        (tag::STATUS, Some(status)) => Reply::Status(sanitize(&lossy(&status.as_bytes()))),
+        (tag::BIG_NUMBER, Some(big)) => Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()),
+        (tag::VERBATIM, Some(text)) => Reply::Bulk(text.as_bytes().to_vec()),
+        (tag::DOUBLE, _) => match as_number(first) {
+            // RESP2 sends a double as a bulk string in `%.17g`.
+            Some(double) => Reply::Bulk(format_g17(double).into_bytes()),
+            None => unexpected_tag(),
+        },
+        (tag::ARRAY, _) => Reply::Array(
+            values
+                .iter()
+                .map(|item| lua_to_reply(item, 1, fields))
+                .collect(),
+        ),
+        (tag::VALUE | tag::TABLE, _) => lua_to_reply(first, 0, fields),
+        _ => unexpected_tag(),
+    }
+}
+
+/// Never answered: `RUN_SCRIPT` sends each tag with the value it names.
+fn unexpected_tag() -> Reply {
+    err("ERR the script host classified a reply it cannot convert")
+}
+
 /// A Lua argument of `redis.call` as a command argument, or `None` if it is neither a string
 /// nor a number.
 fn lua_to_arg(value: &Value) -> Option<Vec<u8>> {
@@ -1161,10 +1281,25 @@ impl Engine {
         lua.set_globals(globals)?;
 
         let handler = lua.create_function(on_error)?;
+        let run_script: Function = lua
+            .load(RUN_SCRIPT)
+            .set_name(HOST_CHUNK_NAME)
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()?
+            .call((
+                env.clone(),
+                xpcall,
+                handler,
+                env.raw_get::<Function>("rawget")?,
+                env.raw_get::<Function>("type")?,
+                env.raw_get::<Function>("unpack")?,
+                env.raw_get::<Function>("select")?,
+                STACK_REPLY_MAX,
+            ))?;
         // A global hook: coroutines a script creates inherit it, so they are limited too.
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(STEP_CHECK_INTERVAL),
-            |lua, _debug| {
+            |lua, debug| {
                 let mut run = lua
                     .app_data_mut::<Run>()
                     .expect("the run state is installed when the engine starts");
@@ -1184,6 +1319,12 @@ impl Engine {
                 } else {
                     return Ok(VmState::Continue);
                 };
+                // Only the script is killed: a kill in the host code around it (setting
+                // KEYS and ARGV, classifying the reply) would escape the script's `xpcall`.
+                // The next check inside a script kills it instead.
+                if debug.source().source.as_deref() == Some(&HOST_CHUNK_NAME[..]) {
+                    return Ok(VmState::Continue);
+                }
                 run.killed = true;
                 Err(table_error(message, false))
             },
@@ -1192,8 +1333,7 @@ impl Engine {
             reply_fields: ReplyFields::new(&lua)?,
             lua,
             env,
-            xpcall,
-            handler,
+            run_script,
             scripts: HashMap::new(),
         })
     }
@@ -1274,8 +1414,7 @@ impl Engine {
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
-            Ok((true, value)) => lua_to_reply(&value, 0, &self.reply_fields),
-            Ok((false, value)) => match failure {
+            Ok((tag::FAILED, values)) => match failure {
                 Some((line, ignore_stats)) => {
                     if ignore_stats {
                         // The command's own error was counted already; `Model::exec` counts
@@ -1284,22 +1423,40 @@ impl Engine {
                     }
                     Reply::Error(line)
                 }
-                None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
+                None => running_error(
+                    &String::from_utf8_lossy(&start.sha),
+                    &describe(values.first().unwrap_or(&Value::Nil)),
+                ),
             },
+            Ok((tag, values)) => tagged_reply(tag, &values, &self.reply_fields),
             Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
         }
     }
 
+    /// Runs the script through [`RUN_SCRIPT`]: its tag and values.
     fn call(
         &self,
         script: &CachedScript,
         keys: &[Vec<u8>],
         args: &[Vec<u8>],
-    ) -> mlua::Result<(bool, Value)> {
-        self.env.raw_set("KEYS", self.string_array(keys)?)?;
-        self.env.raw_set("ARGV", self.string_array(args)?)?;
-        self.xpcall
-            .call::<(bool, Value)>((&script.function, &self.handler))
+    ) -> mlua::Result<(i64, Variadic<Value>)> {
+        if keys.len() + args.len() > STACK_ARGS_MAX {
+            self.env.raw_set("KEYS", self.string_array(keys)?)?;
+            self.env.raw_set("ARGV", self.string_array(args)?)?;
+            // A negative key count: KEYS and ARGV are set already.
+            return self.run_script.call((&script.function, -1));
+        }
+        // UTF-8 items (nearly all) are pushed as `&str`, straight onto the stack with no
+        // registry handle; other bytes become Lua strings first. The strings are the same.
+        let mut items = Variadic::with_capacity(keys.len() + args.len());
+        for item in keys.iter().chain(args) {
+            items.push(match std::str::from_utf8(item) {
+                Ok(text) => Either::Left(text),
+                Err(_) => Either::Right(self.lua.create_string(item)?),
+            });
+        }
+        let key_count = i64::try_from(keys.len()).expect("at most STACK_ARGS_MAX keys");
+        self.run_script.call((&script.function, key_count, items))
     }
 
     fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
