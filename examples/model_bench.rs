@@ -2,7 +2,8 @@
 //! INCR and GET, and the cost of one EVALSHA for a few small scripts (the real GCRA among
 //! them), all through `Model::exec` on one thread.
 //!
-//! Run with `cargo run --release --example model_bench`. The decision script is the usual
+//! Run with `cargo run --release --example model_bench`; with an argument, only the script
+//! cases whose name contains it run (for profiling one of them). The decision script is the usual
 //! token bucket: HMGET the bucket, refill by elapsed time, take one token, HSET and PEXPIRE.
 //! It measures the model (command dispatch, the Lua host, value conversions), not a network.
 
@@ -53,6 +54,7 @@ fn words(items: &[&[u8]]) -> Vec<Vec<u8>> {
 }
 
 fn main() {
+    let only = std::env::args().nth(1);
     for name in ["hmget", "hset", "pexpire", "incr", "get", "evalsha"] {
         if command::lookup(name.as_bytes()).is_none() {
             println!("skipped: this build of the model has no {name}");
@@ -74,8 +76,9 @@ fn main() {
         .collect();
 
     let mut allowed = 0u64;
+    let decisions = if only.is_some() { 0 } else { DECISIONS };
     let started = Instant::now();
-    for decision in 0..DECISIONS {
+    for decision in 0..decisions {
         let at_ms = now_ms + decision / 10;
         let argv = vec![
             b"EVALSHA".to_vec(),
@@ -94,16 +97,24 @@ fn main() {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "EVALSHA token bucket: {:.0} decisions/s ({DECISIONS} decisions, {allowed} allowed, {:.2} us each)",
-        DECISIONS as f64 / seconds,
-        seconds * 1e6 / DECISIONS as f64
-    );
+    if decisions > 0 {
+        println!(
+            "EVALSHA token bucket: {:.0} decisions/s ({DECISIONS} decisions, {allowed} allowed, {:.2} us each)",
+            DECISIONS as f64 / seconds,
+            seconds * 1e6 / DECISIONS as f64
+        );
+    }
 
     let gcra_keys: Vec<Vec<u8>> = (0..KEYS)
         .map(|index| format!("gcra:{index}").into_bytes())
         .collect();
     for (name, body) in SCRIPT_CASES {
+        if only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
         let Reply::Bulk(case_sha) = model.exec(
             now_ms,
             &mut session,
@@ -134,6 +145,9 @@ fn main() {
         );
     }
 
+    if only.is_some() {
+        return;
+    }
     let counters: Vec<Vec<u8>> = (0..KEYS)
         .map(|index| format!("counter:{index}").into_bytes())
         .collect();

@@ -155,9 +155,9 @@ mod tag {
     pub const BIG_NUMBER: i64 = 4;
     /// `{verbatim_string={format=<string>, string=<string>}}`: the text follows.
     pub const VERBATIM: i64 = 5;
-    /// A plain array of at most `STACK_REPLY_MAX` non-table items: the items follow.
+    /// A plain array of at most `STACK_REPLY_MAX` items: the items follow.
     pub const ARRAY: i64 = 6;
-    /// Any other table (map, set, nested, long): the table follows.
+    /// Any other table (map, set, long, with a metatable): the table follows.
     pub const TABLE: i64 = 7;
     /// The script raised an error: what `xpcall` returned after `false` follows.
     pub const FAILED: i64 = 8;
@@ -169,33 +169,36 @@ mod tag {
 /// does (same fields, same order, same types, raw reads only), so that most replies come
 /// back to Rust as a tag and plain values instead of a table probed field by field.
 const RUN_SCRIPT: &str = r#"
-local env, xpcall, handler, rawget, type, unpack, select, stack_reply_max = ...
+local env, xpcall, handler, rawget, type, unpack, select, getmetatable, stack_reply_max = ...
 local VALUE, ERROR, STATUS, DOUBLE, BIG_NUMBER, VERBATIM, ARRAY, TABLE, FAILED =
   0, 1, 2, 3, 4, 5, 6, 7, 8
+-- Without a metatable, `t.x` and `t[i]` read the table raw: no function call per probe.
+-- Tables with one (rare) are converted in Rust.
 local function classify(ok, value)
   if not ok then return FAILED, value end
   if type(value) ~= 'table' then return VALUE, value end
-  local field = rawget(value, 'err')
-  if type(field) == 'string' then return ERROR, field end
-  field = rawget(value, 'ok')
-  if type(field) == 'string' then return STATUS, field end
-  field = rawget(value, 'double')
-  if type(field) == 'number' then return DOUBLE, field end
-  field = rawget(value, 'big_number')
-  if type(field) == 'string' then return BIG_NUMBER, field end
-  field = rawget(value, 'verbatim_string')
-  if type(field) == 'table' then
+  if getmetatable(value) ~= nil then return TABLE, value end
+  local field = value.err
+  if field ~= nil and type(field) == 'string' then return ERROR, field end
+  field = value.ok
+  if field ~= nil and type(field) == 'string' then return STATUS, field end
+  field = value.double
+  if field ~= nil and type(field) == 'number' then return DOUBLE, field end
+  field = value.big_number
+  if field ~= nil and type(field) == 'string' then return BIG_NUMBER, field end
+  field = value.verbatim_string
+  if field ~= nil and type(field) == 'table' then
     local format, text = rawget(field, 'format'), rawget(field, 'string')
     if type(format) == 'string' and type(text) == 'string' then return VERBATIM, text end
   end
-  if type(rawget(value, 'map')) == 'table' or type(rawget(value, 'set')) == 'table' then
-    return TABLE, value
-  end
+  field = value.map
+  if field ~= nil and type(field) == 'table' then return TABLE, value end
+  field = value.set
+  if field ~= nil and type(field) == 'table' then return TABLE, value end
+  -- Items that are tables themselves are converted in Rust, one by one.
   local count = 0
-  while true do
-    local item = rawget(value, count + 1)
-    if item == nil then break end
-    if count == stack_reply_max or type(item) == 'table' then return TABLE, value end
+  while value[count + 1] ~= nil do
+    if count == stack_reply_max then return TABLE, value end
     count = count + 1
   end
   return ARRAY, unpack(value, 1, count)
@@ -1294,6 +1297,7 @@ impl Engine {
                 env.raw_get::<Function>("type")?,
                 env.raw_get::<Function>("unpack")?,
                 env.raw_get::<Function>("select")?,
+                env.raw_get::<Function>("getmetatable")?,
                 STACK_REPLY_MAX,
             ))?;
         // A global hook: coroutines a script creates inherit it, so they are limited too.
@@ -1322,7 +1326,7 @@ impl Engine {
                 // Only the script is killed: a kill in the host code around it (setting
                 // KEYS and ARGV, classifying the reply) would escape the script's `xpcall`.
                 // The next check inside a script kills it instead.
-                if debug.source().source.as_deref() == Some(&HOST_CHUNK_NAME[..]) {
+                if debug.source().source.as_deref() == Some(HOST_CHUNK_NAME) {
                     return Ok(VmState::Continue);
                 }
                 run.killed = true;
