@@ -674,17 +674,19 @@ fn lua_number_to_integer(number: f64) -> i64 {
     }
 }
 
-/// A command reply as Lua sees it from `redis.call`.
-fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
-    Ok(match reply {
+/// A command reply as Lua sees it from `redis.call`. UTF-8 bulk strings (nearly all) stay a
+/// Rust `String`, which mlua pushes straight onto the Lua stack (no registry handle made and
+/// dropped); the Lua string is the same either way.
+fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Either<String, Value>> {
+    Ok(Either::Right(match reply {
         Reply::Integer(integer) => Value::Number(integer as f64),
-        Reply::Bulk(bytes) => Value::String(lua.create_string(&bytes)?),
+        Reply::Bulk(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => return Ok(Either::Left(text)),
+            Err(error) => Value::String(lua.create_string(error.into_bytes())?),
+        },
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Status(status) => {
-            let table = lua.create_table_with_capacity(0, 1)?;
-            table.raw_set("ok", lua.create_string(&status)?)?;
-            Value::Table(table)
-        }
+        // One call builds the table (sized for one field, as before).
+        Reply::Status(status) => Value::Table(lua.create_table_from([("ok", status)])?),
         Reply::Error(line) => {
             let table = lua.create_table_with_capacity(0, 2)?;
             table.raw_set("err", lua.create_string(error_field(&format!("-{line}")))?)?;
@@ -692,13 +694,14 @@ fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Value> {
             Value::Table(table)
         }
         Reply::Array(items) => {
-            let table = lua.create_table_with_capacity(items.len(), 0)?;
-            for (index, item) in items.into_iter().enumerate() {
-                table.raw_set(index + 1, reply_to_lua(lua, item)?)?;
-            }
-            Value::Table(table)
+            let items = items
+                .into_iter()
+                .map(|item| reply_to_lua(lua, item))
+                .collect::<mlua::Result<Vec<_>>>()?;
+            // Sized for the items, as `create_table_with_capacity(len, 0)`, and filled in one go.
+            Value::Table(lua.create_sequence_from(items)?)
         }
-    })
+    }))
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -808,8 +811,7 @@ fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Re
 
 /// The reply for [`RUN_SCRIPT`]'s tag and values: what [`lua_to_reply`] answers for the
 /// script's return value, which the host code classified already.
-fn tagged_reply(tag: i64, values: &[Value], fields: &ReplyFields) -> Reply {
-    let first = values.first().unwrap_or(&Value::Nil);
+fn tagged_reply(tag: i64, first: &Value, rest: &[Value], fields: &ReplyFields) -> Reply {
     let text = match first {
         Value::String(text) => Some(text),
         _ => None,
@@ -824,9 +826,11 @@ fn tagged_reply(tag: i64, values: &[Value], fields: &ReplyFields) -> Reply {
             Some(double) => Reply::Bulk(format_g17(double).into_bytes()),
             None => unexpected_tag(),
         },
+        // Items are never nil, so a nil first value is the empty array.
+        (tag::ARRAY, _) if first.is_nil() => Reply::Array(Vec::new()),
         (tag::ARRAY, _) => Reply::Array(
-            values
-                .iter()
+            std::iter::once(first)
+                .chain(rest)
                 .map(|item| lua_to_reply(item, 1, fields))
                 .collect(),
         ),
@@ -855,14 +859,17 @@ fn lua_args_to_argv(args: &MultiValue) -> Result<Vec<Vec<u8>>, &'static str> {
     if args.is_empty() {
         return Err("Please specify at least one argument for this redis lib call");
     }
-    args.iter()
-        .map(lua_to_arg)
-        .collect::<Option<Vec<_>>>()
-        .ok_or("Lua redis lib command arguments must be strings or integers")
+    let mut argv = Vec::with_capacity(args.len());
+    for arg in args {
+        argv.push(
+            lua_to_arg(arg).ok_or("Lua redis lib command arguments must be strings or integers")?,
+        );
+    }
+    Ok(argv)
 }
 
 /// `redis.call` (`raise`) and `redis.pcall`.
-fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
+fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<Either<String, Value>> {
     let (line, ignore_stats) = match lua_args_to_argv(&args) {
         Err(message) => (error_field(message), false),
         Ok(argv) => {
@@ -887,7 +894,7 @@ fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<Value> {
     if ignore_stats {
         table.raw_set("ignore_error_stats_update", true)?;
     }
-    Ok(Value::Table(table))
+    Ok(Either::Right(Value::Table(table)))
 }
 
 /// `lua_tonumber` on an argument: numbers and numeric strings.
@@ -1418,7 +1425,7 @@ impl Engine {
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
-            Ok((tag::FAILED, values)) => match failure {
+            Ok((tag::FAILED, value, _)) => match failure {
                 Some((line, ignore_stats)) => {
                     if ignore_stats {
                         // The command's own error was counted already; `Model::exec` counts
@@ -1427,23 +1434,21 @@ impl Engine {
                     }
                     Reply::Error(line)
                 }
-                None => running_error(
-                    &String::from_utf8_lossy(&start.sha),
-                    &describe(values.first().unwrap_or(&Value::Nil)),
-                ),
+                None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
             },
-            Ok((tag, values)) => tagged_reply(tag, &values, &self.reply_fields),
+            Ok((tag, first, rest)) => tagged_reply(tag, &first, &rest, &self.reply_fields),
             Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
         }
     }
 
-    /// Runs the script through [`RUN_SCRIPT`]: its tag and values.
+    /// Runs the script through [`RUN_SCRIPT`]: its tag and values (the first one apart, so
+    /// that the common one-value answers need no vector).
     fn call(
         &self,
         script: &CachedScript,
         keys: &[Vec<u8>],
         args: &[Vec<u8>],
-    ) -> mlua::Result<(i64, Variadic<Value>)> {
+    ) -> mlua::Result<(i64, Value, Variadic<Value>)> {
         if keys.len() + args.len() > STACK_ARGS_MAX {
             self.env.raw_set("KEYS", self.string_array(keys)?)?;
             self.env.raw_set("ARGV", self.string_array(args)?)?;
