@@ -1400,7 +1400,10 @@ impl Engine {
             run.ctx = start.ctx;
             // Reuses the buffer: a SHA1 in hex is ASCII, so nothing is allocated per run.
             run.sha.clear();
-            run.sha.push_str(&String::from_utf8_lossy(&start.sha));
+            match std::str::from_utf8(&start.sha) {
+                Ok(sha) => run.sha.push_str(sha),
+                Err(_) => run.sha.push_str(&String::from_utf8_lossy(&start.sha)),
+            }
             run.read_only = start.read_only;
             run.allow_cross_slot = start.allow_cross_slot;
             run.slot = start.slot;
@@ -1736,7 +1739,11 @@ fn eval_generic(
         args: &argv[3 + key_count..],
         read_only: read_only_command || (flags.shebang && flags.no_writes),
         allow_cross_slot: !flags.shebang || flags.allow_cross_slot,
-        slot: keys.first().map(|key| cluster::key_slot(key)),
+        // Only cluster mode checks slots (in `Run::execute`): no CRC16 per run otherwise.
+        slot: match core.config.cluster {
+            Some(_) => keys.first().map(|key| cluster::key_slot(key)),
+            None => None,
+        },
         random_state,
     };
     engine.run(core, spare_core, script, start)

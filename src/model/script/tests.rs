@@ -1424,3 +1424,35 @@ fn keys_and_args_reach_scripts_byte_for_byte() {
         ])
     );
 }
+
+#[test]
+fn step_checks_in_the_host_code_around_a_script_never_kill() {
+    // With no steps allowed, every check that lands in the script kills it; one that lands
+    // in the host code (KEYS/ARGV, reply classification) must not, or the kill would escape
+    // the script's error handler as "Error running script".
+    let mut config = NodeConfig::standalone(1);
+    config.limits.script_steps_max = 0;
+    let mut model = Model::new(config);
+    let script = "local x = 1\nreturn {x, 2, {3}, ok = false}";
+    let expected = array(vec![int(1), int(2), array(vec![int(3)])]);
+    let (mut answered, mut killed) = (0, 0);
+    for _ in 0..3000 {
+        let reply = check_reply(&mut model, &["EVAL", script, "2", "k1", "k2", "a"]);
+        match &reply {
+            Reply::Error(line)
+                if line.starts_with("ERR Script killed by the model's step limit")
+                    && line.contains(" on @user_script:") =>
+            {
+                killed += 1;
+            }
+            _ => {
+                assert_eq!(reply, expected);
+                answered += 1;
+            }
+        }
+    }
+    assert!(
+        answered > 0 && killed > 0,
+        "{answered} answered, {killed} killed"
+    );
+}
