@@ -203,17 +203,19 @@ local function classify(ok, value)
   end
   return ARRAY, unpack(value, 1, count)
 end
-return function(script, key_count, ...)
-  if key_count == 0 then
-    env.KEYS = {}
+-- Keys and arguments are never nil, so `first == nil` means there are none. Each table is
+-- sized for its items, as `create_sequence_from` sizes it.
+return function(script, key_count, first, ...)
+  if key_count == 1 then
+    env.KEYS = {first}
     env.ARGV = {...}
-  elseif key_count == 1 then
-    env.KEYS = {(...)}
-    env.ARGV = {select(2, ...)}
+  elseif key_count == 0 then
+    env.KEYS = {}
+    if first == nil then env.ARGV = {} else env.ARGV = {first, ...} end
   elseif key_count > 1 then
-    local all = {...}
+    local all = {first, ...}
     env.KEYS = {unpack(all, 1, key_count)}
-    env.ARGV = {select(key_count + 1, ...)}
+    env.ARGV = {select(key_count, ...)}
   end
   return classify(xpcall(script, handler))
 end

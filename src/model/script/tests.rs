@@ -1404,7 +1404,41 @@ fn keys_and_args_reach_scripts_byte_for_byte() {
             array(vec![int(1)]),
         ),
     ]);
+    // Few and many items (the host code takes up to 64 on the Lua stack, more in tables).
     let mut model = Model::new(NodeConfig::standalone(1));
+    for (key_count, arg_count) in [
+        (0i64, 64i64),
+        (64, 0),
+        (1, 63),
+        (2, 63),
+        (5, 10),
+        (66, 4),
+        (0, 100),
+    ] {
+        let mut words: Vec<String> = vec![
+            "EVAL".into(),
+            "return {#KEYS, #ARGV, KEYS[#KEYS] or false, ARGV[#ARGV] or false}".into(),
+            key_count.to_string(),
+        ];
+        words.extend((1..=key_count).map(|index| format!("k{index}")));
+        words.extend((1..=arg_count).map(|index| format!("a{index}")));
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let last = |count: i64, prefix: &str| match count {
+            0 => Reply::Nil,
+            _ => bulk(&format!("{prefix}{count}")),
+        };
+        let expected = vec![
+            int(key_count),
+            int(arg_count),
+            last(key_count, "k"),
+            last(arg_count, "a"),
+        ];
+        assert_eq!(
+            check_reply(&mut model, &words),
+            array(expected),
+            "{key_count} keys, {arg_count} args"
+        );
+    }
     let mut session = model.connect("127.0.0.1:1");
     let argv: Vec<Vec<u8>> = vec![
         b"EVAL".to_vec(),
