@@ -16,6 +16,12 @@
 //! Data commands run through their ordinary `Handler::Data` with the script's frozen start
 //! time, which is why a key cannot expire in the middle of a script.
 //!
+//! Every run goes through a small piece of host Lua code (`RUN_SCRIPT`): it builds KEYS
+//! and ARGV from strings pushed straight onto the Lua stack, calls the script under `xpcall`,
+//! and classifies a returned table by Redis's rules in Lua, so the common replies (a status,
+//! an error, a short array) cross into Rust as a tag and plain values rather than as a table
+//! probed one field at a time through mlua. The step limit never fires in that host code.
+//!
 //! Errors keep Redis's shapes: `redis.call` raises a Redis error object (`{err=...}` in Lua),
 //! the top-level error handler adds the source and line the way Redis's
 //! `__redis__err__handler` does, and `pcall` hands scripts the same values Redis's does.
@@ -204,7 +210,8 @@ local function classify(ok, value)
   return ARRAY, unpack(value, 1, count)
 end
 -- Keys and arguments are never nil, so `first == nil` means there are none. Each table is
--- sized for its items, as `create_sequence_from` sizes it.
+-- sized for its items, as `create_sequence_from` sizes it. A negative count: Rust has set
+-- KEYS and ARGV already (too many items for the stack).
 return function(script, key_count, first, ...)
   if key_count == 1 then
     env.KEYS = {first}
