@@ -1490,3 +1490,25 @@ fn step_checks_in_the_host_code_around_a_script_never_kill() {
         "{answered} answered, {killed} killed"
     );
 }
+
+#[test]
+fn each_redis_call_sees_exactly_its_own_arguments() {
+    let script = "redis.pcall('SET', 'k', {}) \
+        redis.call('SET', 'k', 'first-long-value', 'EX', 100) \
+        redis.call('SET', 'k2', 'x') \
+        local big = redis.call('ECHO', string.rep('z', 5000)) \
+        return {redis.call('GET', 'k'), redis.call('TTL', 'k'), redis.call('GET', 'k2'), \
+          #big, redis.call('ECHO', 'y'), redis.call('ECHO', 0.1), redis.pcall('GET')}";
+    check(&[(
+        &["EVAL", script, "0"],
+        array(vec![
+            bulk("first-long-value"),
+            int(100),
+            bulk("x"),
+            int(5000),
+            bulk("y"),
+            bulk("0.10000000000000001"),
+            error("ERR Wrong number of args calling Redis command from script"),
+        ]),
+    )]);
+}
