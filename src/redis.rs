@@ -352,6 +352,57 @@ pub async fn run_script<R: Redis>(
     keys: Vec<Vec<u8>>,
     args: Vec<Vec<u8>>,
 ) -> Result<Reply, Error> {
+    run_script_with(redis, script, keys, args, &Reload::EvalShaThenEval).await
+}
+
+/// What a client does about a server that lost its script cache.
+///
+/// The choice matters under load. Behind a saturated connection pool each round trip is a
+/// separate wait for a connection; go-redis's EVALSHA-then-EVAL needs two, the EVAL queues
+/// behind every other request, times out, and so the script is never loaded again: no
+/// decision is made until the load drops, although Redis is up (the simulation's
+/// `pool-exhaustion-cold-script-cache` scenario). [`Reload::EvalUntilLoaded`] needs one.
+#[derive(Clone, Debug, Default)]
+pub enum Reload {
+    /// go-redis's `Script.Run`: EVALSHA, and on NOSCRIPT an EVAL, two round trips.
+    #[default]
+    EvalShaThenEval,
+    /// After a NOSCRIPT, send EVAL first (one round trip, the script's body on the wire)
+    /// until an EVAL is answered, then EVALSHA again. The flag is shared by the limiters of
+    /// one gateway (clones share it): one NOSCRIPT switches them all.
+    EvalUntilLoaded(std::sync::Arc<std::sync::atomic::AtomicBool>),
+}
+
+impl Reload {
+    /// [`Reload::EvalUntilLoaded`] with its own flag, starting with EVALSHA.
+    pub fn eval_until_loaded() -> Reload {
+        Reload::EvalUntilLoaded(std::sync::Arc::default())
+    }
+}
+
+/// [`run_script`] with a choice of what to do after NOSCRIPT.
+pub async fn run_script_with<R: Redis>(
+    redis: &mut R,
+    script: Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+    reload: &Reload,
+) -> Result<Reply, Error> {
+    use std::sync::atomic::Ordering;
+
+    let cold = match reload {
+        Reload::EvalShaThenEval => None,
+        Reload::EvalUntilLoaded(cold) => Some(cold),
+    };
+    if let Some(cold) = cold
+        && cold.load(Ordering::Relaxed)
+    {
+        // Any reply means the server compiled the script and cached it (a script error
+        // too: Redis caches before it runs); a transport error leaves the cache cold.
+        let reply = redis.exec(Cmd::Eval { script, keys, args }).await?;
+        cold.store(false, Ordering::Relaxed);
+        return Ok(reply);
+    }
     let reply = redis
         .exec(Cmd::EvalSha {
             script,
@@ -360,7 +411,14 @@ pub async fn run_script<R: Redis>(
         })
         .await?;
     if is_noscript(&reply) {
-        return redis.exec(Cmd::Eval { script, keys, args }).await;
+        if let Some(cold) = cold {
+            cold.store(true, Ordering::Relaxed);
+        }
+        let reply = redis.exec(Cmd::Eval { script, keys, args }).await?;
+        if let Some(cold) = cold {
+            cold.store(false, Ordering::Relaxed);
+        }
+        return Ok(reply);
     }
     Ok(reply)
 }

@@ -30,7 +30,7 @@ use ratelab::limiter::legacy::model_request::{
 use ratelab::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
 use ratelab::memory::MemoryLimiter;
 use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
-use ratelab::redis::Usage;
+use ratelab::redis::{Reload, Usage};
 use ratelab::resp::server::{Clock, serve_connection};
 
 use crate::dynamics::Dynamics;
@@ -38,7 +38,7 @@ use crate::event::{ErrorClass, Event, Outcome};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
     Arrivals, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind, Popularity,
-    Scenario, Topology,
+    Scenario, ScriptReload, Topology,
 };
 use crate::topology::{
     ClusterClient, GatewayRedis, Load, ModelSlot, ReplicaLink, cluster_config, replicate,
@@ -608,6 +608,8 @@ struct Shared {
     memory_gcra: Option<Arc<MemoryLimiter>>,
     /// The user group it serves.
     group: Option<String>,
+    /// What its script limiters do after NOSCRIPT (one flag per gateway process).
+    reload: Reload,
 }
 
 impl Gateway {
@@ -672,6 +674,10 @@ impl Gateway {
             memory_list,
             memory_gcra,
             group: self.group.group.clone(),
+            reload: match self.group.script_reload {
+                ScriptReload::EvalshaThenEval => Reload::EvalShaThenEval,
+                ScriptReload::EvalUntilLoaded => Reload::eval_until_loaded(),
+            },
         });
         let load = &self.scenario.load;
         let gateways = f64::from(self.scenario.gateway_count());
@@ -906,7 +912,8 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
         return match algorithm {
             Ok(algorithm) => {
                 let mut limiter =
-                    ScriptLimiter::new(redis, shared.scheme.clone(), algorithm, ScriptClock::Redis);
+                    ScriptLimiter::new(redis, shared.scheme.clone(), algorithm, ScriptClock::Redis)
+                        .with_reload(shared.reload.clone());
                 decided(limiter.check(request).await)
             }
             Err(error) => quota_failed(error),

@@ -310,10 +310,31 @@ pub struct GatewayGroup {
     /// the clock runs fast).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub drift_ppm: i64,
+    /// What the atomic script limiters do after NOSCRIPT.
+    #[serde(default, skip_serializing_if = "ScriptReload::is_default")]
+    pub script_reload: ScriptReload,
 }
 
 fn is_zero(value: &i64) -> bool {
     *value == 0
+}
+
+/// What a gateway's atomic script limiters do when Redis has lost its script cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptReload {
+    /// go-redis's `Script.Run`: EVALSHA, then EVAL on NOSCRIPT (two trips through the pool).
+    #[default]
+    EvalshaThenEval,
+    /// After a NOSCRIPT, EVAL first (one trip) until an EVAL is answered; shared by the
+    /// gateway's limiters (`ratelab::redis::Reload::EvalUntilLoaded`).
+    EvalUntilLoaded,
+}
+
+impl ScriptReload {
+    fn is_default(&self) -> bool {
+        *self == ScriptReload::default()
+    }
 }
 
 /// new-api's in-memory sweep period and idle age (`Init(20 min)`), ms.
@@ -1267,6 +1288,7 @@ impl Scenario {
                 group: None,
                 limit: None,
                 drift_ppm: 0,
+                script_reload: ScriptReload::default(),
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
@@ -1399,6 +1421,12 @@ impl Scenario {
                 mix.user = 1.0;
             }
             load.mix = Some(mix);
+        }
+        // The NOSCRIPT policy, drawn after the mix for the same reason.
+        for group in &mut gateways {
+            if rng.random_bool(0.25) {
+                group.script_reload = ScriptReload::EvalUntilLoaded;
+            }
         }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {

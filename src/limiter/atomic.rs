@@ -9,7 +9,7 @@
 use crate::algo::{Decision, RateQuota, WindowQuota};
 use crate::keys::KeyScheme;
 use crate::model::Reply;
-use crate::redis::{Cmd, Metered, Redis, Script, Usage, run_script};
+use crate::redis::{Cmd, Metered, Redis, Reload, Script, Usage, run_script, run_script_with};
 
 use super::{Limiter, LimiterError, Request, Verdict};
 
@@ -115,6 +115,7 @@ pub struct ScriptLimiter<R> {
     scheme: KeyScheme,
     algorithm: Algorithm,
     clock: ScriptClock,
+    reload: Reload,
 }
 
 impl<R: Redis> ScriptLimiter<R> {
@@ -130,7 +131,14 @@ impl<R: Redis> ScriptLimiter<R> {
             scheme,
             algorithm,
             clock,
+            reload: Reload::default(),
         }
+    }
+
+    /// What to do after NOSCRIPT (default: go-redis's EVALSHA then EVAL).
+    pub fn with_reload(mut self, reload: Reload) -> ScriptLimiter<R> {
+        self.reload = reload;
+        self
     }
 
     /// The backend, for inspection.
@@ -147,11 +155,12 @@ impl<R: Redis> Limiter for ScriptLimiter<R> {
             ScriptClock::Gateway => Some(request.now_ms),
         };
         let before = self.redis.usage();
-        let reply = run_script(
+        let reply = run_script_with(
             &mut self.redis,
             self.algorithm.script(),
             vec![key],
             self.algorithm.args(request.cost, now_ms),
+            &self.reload,
         )
         .await?;
         let decision = parse_decision(&reply)?;
@@ -740,6 +749,75 @@ mod tests {
             .is_err(),
             "a quota below the shard count is refused"
         );
+    }
+
+    /// Passes everything through, but the first EVAL fails as a pool timeout would; logs
+    /// which script command each call was.
+    struct FirstEvalTimesOut<R> {
+        inner: R,
+        failed: bool,
+        log: Vec<&'static str>,
+    }
+
+    impl<R: Redis> Redis for FirstEvalTimesOut<R> {
+        async fn exec(&mut self, cmd: Cmd) -> Result<Reply, crate::redis::Error> {
+            let name = match &cmd {
+                Cmd::Eval { .. } => "EVAL",
+                Cmd::EvalSha { .. } => "EVALSHA",
+                _ => "other",
+            };
+            self.log.push(name);
+            if name == "EVAL" && !self.failed {
+                self.failed = true;
+                return Err(crate::redis::Error::Timeout);
+            }
+            self.inner.exec(cmd).await
+        }
+
+        async fn pipeline(&mut self, cmds: Vec<Cmd>) -> Result<Vec<Reply>, crate::redis::Error> {
+            self.inner.pipeline(cmds).await
+        }
+    }
+
+    #[tokio::test]
+    async fn after_noscript_eval_until_loaded_needs_one_round_trip() {
+        // Goal: `Reload::EvalUntilLoaded` makes a cold script cache cost one round trip per
+        // decision (EVAL) until an EVAL is answered, where go-redis's way costs two (EVALSHA,
+        // NOSCRIPT, EVAL) and, behind a saturated pool, never loads the script. Method: a
+        // fresh model (empty cache) whose first EVAL fails as a pool timeout; three decisions
+        // under each policy, with the commands each one sent.
+        let quota = RateQuota::new(100, 10).unwrap();
+        let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
+        let cases: [(Reload, [&[&str]; 3]); 2] = [
+            (
+                Reload::EvalShaThenEval,
+                [&["EVALSHA", "EVAL"], &["EVALSHA", "EVAL"], &["EVALSHA"]],
+            ),
+            (
+                Reload::eval_until_loaded(),
+                [&["EVALSHA", "EVAL"], &["EVAL"], &["EVALSHA"]],
+            ),
+        ];
+        for (reload, expected) in cases {
+            let backend = FirstEvalTimesOut {
+                inner: local().0,
+                failed: false,
+                log: Vec::new(),
+            };
+            let mut limiter = ScriptLimiter::new(
+                backend,
+                scheme.clone(),
+                Algorithm::Gcra(quota),
+                ScriptClock::Redis,
+            )
+            .with_reload(reload.clone());
+            for (index, commands) in expected.iter().enumerate() {
+                let outcome = limiter.check(&request("1", 1, 0)).await;
+                assert_eq!(outcome.is_ok(), index > 0, "{reload:?} decision {index}");
+                let sent = std::mem::take(&mut limiter.redis_mut().log);
+                assert_eq!(sent, *commands, "{reload:?} decision {index}");
+            }
+        }
     }
 
     #[tokio::test]

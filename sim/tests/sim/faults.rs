@@ -1,10 +1,11 @@
-//! The time-varying fault knobs: per-link latency distributions, clock drift, the swarm's
-//! coverage of topologies, limiter kinds and faults. Fixed seeds; each run is a few
+//! The time-varying fault knobs: per-link latency distributions, clock drift, pool
+//! exhaustion, the swarm's coverage of topologies, limiter kinds and faults. Fixed seeds; each run is a few
 //! simulated seconds.
 
-use crate::common::{parse, run};
+use crate::common::{parse, run, run_with_log};
 
-use sim::scenario::{LimiterKind, Scenario};
+use sim::event::{Event, Outcome};
+use sim::scenario::{LimiterKind, Scenario, ScriptReload};
 
 /// Three GCRA gateways; gateway 1's link to Redis is slow (a lognormal around 40 ms).
 const SLOW_LINK: &str = include_str!("../../scenarios/slow-link-lognormal.toml");
@@ -99,6 +100,9 @@ fn bad_links_and_drift_name_the_field() {
 /// Two legacy IP-list gateways on one key; gateway 1's clock runs 40% fast (its offset is
 /// 0 at the start and 2.4 s after 6 s), as R6 with a constant skew.
 const DRIFTING: &str = include_str!("../../scenarios/r6-gateway-clock-drift.toml");
+const POOL_EXHAUSTION: &str = include_str!("../../scenarios/pool-exhaustion.toml");
+const POOL_EXHAUSTION_COLD: &str =
+    include_str!("../../scenarios/pool-exhaustion-cold-script-cache.toml");
 
 #[test]
 fn a_drifting_gateway_clock_breaks_the_legacy_list_not_gcra() {
@@ -134,14 +138,15 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
     // topology, limiter kind and new fault. Method: seeds 0..50 are drawn, validated and
     // simulated (any harness error fails the test; safety violations are allowed, they are
     // what `explore` looks for); the draws are tallied and every topology, every
-    // `LimiterKind::ALL` entry, flush, failover, a link distribution, drift and a
-    // limit-kind mix must appear.
+    // `LimiterKind::ALL` entry, flush, failover, a link distribution, drift, a
+    // limit-kind mix and the eval-until-loaded reload policy must appear.
     use sim::scenario::{FaultKind, Topology};
     use std::collections::BTreeSet;
     let mut topologies = BTreeSet::new();
     let mut kinds = BTreeSet::new();
     let mut shard_counts = BTreeSet::new();
     let (mut flushes, mut failovers, mut links, mut drifts, mut mixes) = (0, 0, 0, 0, 0);
+    let mut eager_reloads = 0;
     // Two threads (CI has two cores), each with its own turmoil worlds; the tally below
     // reads only the scenarios, so the split does not matter to it.
     let run_seeds = |seeds: std::ops::Range<u64>| {
@@ -171,6 +176,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         for group in &scenario.gateways {
             kinds.insert(group.limiter);
             drifts += usize::from(group.drift_ppm != 0);
+            eager_reloads += usize::from(group.script_reload == ScriptReload::EvalUntilLoaded);
         }
         drifts += usize::from(scenario.redis.drift_ppm != 0);
         links += scenario.network.links.len();
@@ -200,6 +206,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         ("link distribution", links),
         ("drift", drifts),
         ("limit-kind mix", mixes),
+        ("eval_until_loaded", eager_reloads),
     ] {
         assert!(count > 0, "no {what} in 50 seeds");
     }
@@ -284,5 +291,65 @@ fn a_fast_redis_clock_lets_gcra_over_admit() {
         let mut slight = gcra.clone();
         slight.redis.drift_ppm = 100;
         run(&slight, seed).assert_safe();
+    }
+}
+
+/// Decisions made (allowed or denied, not failed) in `[from_ms, to_ms)`.
+fn decided_between(events: &[Event], from_ms: u64, to_ms: u64) -> usize {
+    events
+        .iter()
+        .filter(|event| {
+            matches!(
+                event,
+                Event::Decision { at_ms, outcome: Outcome::Allowed | Outcome::Denied, .. }
+                    if (from_ms..to_ms).contains(at_ms)
+            )
+        })
+        .count()
+}
+
+#[test]
+fn a_saturated_pool_decides_at_its_capacity_until_a_restart_empties_the_script_cache() {
+    // Goal: pool exhaustion is simulated as go-redis behaves (a bounded pool, a pool timeout
+    // that is not retried), and the metastable failure it hides is found. Method: a pool of 2
+    // behind a link slowed to 25 ms each way from 500 ms, at 300 requests/s: two connections
+    // carry ~40 round trips/s. With the script cached, ~40 decisions/s still come out (about
+    // 32 in 1200..2000 ms) and the rest fail after the pool timeout, as transport errors that
+    // break no safety property. Add a Redis restart at 1000 ms: each decision now needs
+    // EVALSHA then EVAL, two trips through the saturated pool; the EVAL always loses, the
+    // script is never loaded again, and no decision is made until the load stops. The fix,
+    // `script_reload = "eval_until_loaded"` (EVAL first after a NOSCRIPT, one trip), must
+    // bring the decisions back to the warm cache's rate.
+    let pool_timeout_ms = 30;
+    for seed in [1, 2] {
+        let (warm, warm_log) = run_with_log(&parse(POOL_EXHAUSTION), seed);
+        warm.assert_safe();
+        let warm_decided = decided_between(&warm_log, 1_200, 2_000);
+        assert!(
+            (20..=60).contains(&warm_decided),
+            "seed {seed}: {warm_decided} decisions in 1200..2000 ms with a warm cache, expected ~32\n{warm}"
+        );
+        assert!(warm.metrics.transport_errors_while_healthy > 100, "{warm}");
+        assert!(warm.metrics.pool_wait_p99_ms >= pool_timeout_ms, "{warm}");
+
+        let (cold, cold_log) = run_with_log(&parse(POOL_EXHAUSTION_COLD), seed);
+        cold.assert_safe();
+        let cold_decided = decided_between(&cold_log, 1_200, 2_000);
+        assert_eq!(
+            cold_decided, 0,
+            "seed {seed}: decisions after the restart: the cold cache recovered\n{cold}"
+        );
+        // The load's end lets the queue drain, and the script loads again.
+        assert!(decided_between(&cold_log, 2_000, u64::MAX) > 0, "{cold}");
+
+        let mut fixed = parse(POOL_EXHAUSTION_COLD);
+        fixed.gateways[0].script_reload = ScriptReload::EvalUntilLoaded;
+        let (fixed, fixed_log) = run_with_log(&fixed, seed);
+        fixed.assert_safe();
+        let fixed_decided = decided_between(&fixed_log, 1_200, 2_000);
+        assert!(
+            (20..=60).contains(&fixed_decided),
+            "seed {seed}: {fixed_decided} decisions in 1200..2000 ms with eval_until_loaded, expected ~32\n{fixed}"
+        );
     }
 }
