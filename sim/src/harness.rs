@@ -958,12 +958,15 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
         LimiterKind::SuccessReservation => {
             match SuccessQuota::new(limit.limit, limit.window_ms, shared.scenario.lease_ms()) {
                 Ok(quota) => {
-                    let mut limiter = Box::new(atomic::SuccessLimiter::new(
-                        redis,
-                        shared.scheme.clone(),
-                        quota,
-                        ScriptClock::Redis,
-                    ));
+                    let mut limiter = Box::new(
+                        atomic::SuccessLimiter::new(
+                            redis,
+                            shared.scheme.clone(),
+                            quota,
+                            ScriptClock::Redis,
+                        )
+                        .with_reload(shared.reload.clone()),
+                    );
                     match limiter.admit(request).await {
                         Ok((verdict, ticket)) => Admission::Decided(
                             verdict,

@@ -9,7 +9,7 @@
 use crate::algo::{Decision, RateQuota, WindowQuota};
 use crate::keys::KeyScheme;
 use crate::model::Reply;
-use crate::redis::{Cmd, Metered, Redis, Reload, Script, Usage, run_script, run_script_with};
+use crate::redis::{Cmd, Metered, Redis, Reload, Script, Usage, run_script_with};
 
 use super::{Limiter, LimiterError, Request, Verdict};
 
@@ -271,6 +271,7 @@ pub struct MultiLimiter<R> {
     redis: Metered<R>,
     limits: Vec<(KeyScheme, RateQuota)>,
     clock: ScriptClock,
+    reload: Reload,
 }
 
 impl<R: Redis> MultiLimiter<R> {
@@ -285,7 +286,14 @@ impl<R: Redis> MultiLimiter<R> {
             redis: Metered::new(redis),
             limits,
             clock,
+            reload: Reload::default(),
         }
+    }
+
+    /// What to do after NOSCRIPT (default: go-redis's EVALSHA then EVAL).
+    pub fn with_reload(mut self, reload: Reload) -> Self {
+        self.reload = reload;
+        self
     }
 
     /// Decides and also says which limit refused (0-based), if any.
@@ -310,7 +318,14 @@ impl<R: Redis> MultiLimiter<R> {
             args.push(quota.interval_ms().to_string().into_bytes());
         }
         let before = self.redis.usage();
-        let reply = run_script(&mut self.redis, Script::MultiLimit, keys, args).await?;
+        let reply = run_script_with(
+            &mut self.redis,
+            Script::MultiLimit,
+            keys,
+            args,
+            &self.reload,
+        )
+        .await?;
         let numbers = integers(&reply, 5)?;
         let decision = parse_decision(&Reply::Array(
             [numbers[0], numbers[2], numbers[3], numbers[4]]
@@ -370,6 +385,7 @@ pub struct SuccessLimiter<R> {
     scheme: KeyScheme,
     quota: crate::algo::reservation::SuccessQuota,
     clock: ScriptClock,
+    reload: Reload,
 }
 
 /// What admission hands back: the three keys and the reservation id.
@@ -393,7 +409,14 @@ impl<R: Redis> SuccessLimiter<R> {
             scheme,
             quota,
             clock,
+            reload: Reload::default(),
         }
+    }
+
+    /// What to do after NOSCRIPT (default: go-redis's EVALSHA then EVAL).
+    pub fn with_reload(mut self, reload: Reload) -> Self {
+        self.reload = reload;
+        self
     }
 
     fn now_arg(&self, now_ms: u64) -> Vec<u8> {
@@ -423,7 +446,14 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
             self.now_arg(request.now_ms),
         ];
         let before = self.redis.usage();
-        let reply = run_script(&mut self.redis, Script::SuccessReserve, keys.clone(), args).await?;
+        let reply = run_script_with(
+            &mut self.redis,
+            Script::SuccessReserve,
+            keys.clone(),
+            args,
+            &self.reload,
+        )
+        .await?;
         let (numbers, id) = match &reply {
             Reply::Array(items) if items.len() == 5 => match &items[4] {
                 Reply::Bulk(id) => (integers(&Reply::Array(items[..4].to_vec()), 4)?, id.clone()),
@@ -469,7 +499,14 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
             self.now_arg(now_ms),
         ];
         let before = self.redis.usage();
-        let reply = run_script(&mut self.redis, Script::SuccessComplete, ticket.keys, args).await?;
+        let reply = run_script_with(
+            &mut self.redis,
+            Script::SuccessComplete,
+            ticket.keys,
+            args,
+            &self.reload,
+        )
+        .await?;
         integers(&reply, 2)?;
         Ok(self.redis.usage() - before)
     }
@@ -497,6 +534,7 @@ pub struct ShardedLimiter<R> {
     shards: Vec<Algorithm>,
     next_shard: usize,
     clock: ScriptClock,
+    reload: Reload,
 }
 
 impl<R: Redis> ShardedLimiter<R> {
@@ -540,7 +578,14 @@ impl<R: Redis> ShardedLimiter<R> {
             shards,
             next_shard: 0,
             clock,
+            reload: Reload::default(),
         })
+    }
+
+    /// What to do after NOSCRIPT (default: go-redis's EVALSHA then EVAL).
+    pub fn with_reload(mut self, reload: Reload) -> Self {
+        self.reload = reload;
+        self
     }
 
     async fn try_shard(
@@ -557,11 +602,12 @@ impl<R: Redis> ShardedLimiter<R> {
             ScriptClock::Redis => None,
             ScriptClock::Gateway => Some(request.now_ms),
         };
-        let reply = run_script(
+        let reply = run_script_with(
             &mut self.redis,
             algorithm.script(),
             vec![key],
             algorithm.args(request.cost, now_ms),
+            &self.reload,
         )
         .await?;
         parse_decision(&reply)
