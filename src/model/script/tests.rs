@@ -1,5 +1,7 @@
 //! Unit tests of the script host: conversions, error lines, sandbox, limits, commands.
 
+use super::convert::{REPLY_DEPTH_MAX, format_g17, lua_number_to_integer};
+use super::errors::error_field;
 use super::*;
 use crate::model::{ClusterConfig, NodeConfig};
 
