@@ -349,15 +349,25 @@ pub fn jitter_ms(scenario: &Scenario) -> u64 {
 }
 
 /// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
-/// Redis clock steps, and gateway clock steps when a legacy limiter (gateway time) runs.
+/// Redis clock steps, gateway clock steps when a legacy limiter (gateway time) runs, and
+/// restarts of a gateway whose limiter keeps its state in the process (`legacy_memory_list`,
+/// `memory_gcra`: the new process starts empty). A restart of a gateway with a Redis-backed
+/// limiter is no reset: the state is in Redis and survives it.
 pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
     let legacy = kinds.iter().any(|kind| kind.is_legacy());
+    let in_memory_gateway = |host: &str| {
+        host.strip_prefix("gateway-")
+            .and_then(|index| index.parse::<u32>().ok())
+            .and_then(|index| scenario.gateway_group(index))
+            .is_some_and(|group| group.limiter.is_in_memory())
+    };
     let mut at_ms: Vec<u64> = scenario
         .faults
         .iter()
         .filter(|fault| match &fault.kind {
             FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => true,
             FaultKind::ClockStep { host, .. } => legacy || host.starts_with("redis-"),
+            FaultKind::GatewayRestart { host, .. } => in_memory_gateway(host),
             _ => false,
         })
         .map(|fault| fault.at_ms)
@@ -1127,6 +1137,44 @@ mod tests {
         for (times, bound, margin, excess) in cases {
             check(times, *bound, *margin, *excess);
         }
+    }
+
+    #[test]
+    fn a_gateway_restart_is_a_reset_only_for_in_memory_limiters() {
+        // Goal: a gateway restart empties in-process state, not Redis. Method: two groups,
+        // gateway-0 on `memory_gcra`, gateway-1 on `atomic_gcra`, a restart of each; only
+        // gateway-0's counts as a reset, whatever kinds the run has.
+        let scenario = Scenario::from_toml(
+            r#"
+duration_ms = 2000
+[limit]
+limit = 5
+window_ms = 1000
+[[gateways]]
+limiter = "memory_gcra"
+[[gateways]]
+limiter = "atomic_gcra"
+[load]
+rate_per_s = 10
+[[faults]]
+at_ms = 300
+kind = "gateway_restart"
+host = "gateway-0"
+[[faults]]
+at_ms = 700
+kind = "gateway_restart"
+host = "gateway-1"
+down_ms = 50
+"#,
+        )
+        .expect("a valid scenario");
+        let kinds = [LimiterKind::MemoryGcra, LimiterKind::AtomicGcra];
+        assert_eq!(resets(&scenario, &kinds).at_ms, vec![300]);
+        assert_eq!(
+            resets(&scenario, &[LimiterKind::AtomicGcra]).at_ms,
+            vec![300],
+            "the restarted gateway's own kind decides"
+        );
     }
 
     #[test]

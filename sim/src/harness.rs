@@ -407,6 +407,11 @@ fn apply_fault(
             sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*latency_ms));
             format!("latency {a} <-> {b} = {latency_ms} ms")
         }
+        // The gateway restarts itself at this time (it knows its schedule): see
+        // `Gateway::run`.
+        FaultKind::GatewayRestart { host, down_ms } => format!(
+            "restart {host} (in-flight requests aborted, in-memory state and script loader lost; down {down_ms} ms)"
+        ),
     }
 }
 
@@ -612,9 +617,35 @@ struct Shared {
     reload: Reload,
 }
 
+/// One gateway process: what a restart throws away.
+struct Process {
+    shared: Arc<Shared>,
+    /// The in-memory store's sweep task (new-api's `clearExpiredItems` goroutine).
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
 impl Gateway {
-    async fn run(self) -> turmoil::Result {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+    /// This gateway's scheduled restarts, `(at_ms, down_ms)` in time order.
+    fn restarts(&self) -> Vec<(u64, u64)> {
+        let name = format!("gateway-{}", self.index);
+        let mut restarts: Vec<(u64, u64)> = self
+            .scenario
+            .faults
+            .iter()
+            .filter_map(|fault| match &fault.kind {
+                FaultKind::GatewayRestart { host, down_ms } if *host == name => {
+                    Some((fault.at_ms, *down_ms))
+                }
+                _ => None,
+            })
+            .collect();
+        restarts.sort_unstable();
+        restarts
+    }
+
+    /// Starts a gateway process at `started_ms` (true time): empty in-memory stores, a new
+    /// script loader and reload flag, a new pool (no connections yet).
+    fn start_process(&self, started_ms: u64) -> Result<Process, Box<dyn std::error::Error>> {
         let scheme = match &self.group.key_scheme {
             Some(template) => KeyScheme::parse(template, 1),
             None => KeyScheme::parse("rl:$ns:{u:$user}", 1),
@@ -632,13 +663,15 @@ impl Gateway {
             ))),
             _ => None,
         };
+        let mut sweeper = None;
         if self.group.limiter.is_in_memory() {
             // new-api's `clearExpiredItems` goroutine: sleep, sweep, until the run ends.
             let memory_list = Arc::clone(&memory_list);
             let memory_gcra = memory_gcra.clone();
             let offset = Arc::clone(&self.offset);
-            let sweeps = (self.scenario.duration_ms + self.drain_ms) / cleanup_ms;
-            tokio::spawn(async move {
+            let sweeps =
+                (self.scenario.duration_ms + self.drain_ms).saturating_sub(started_ms) / cleanup_ms;
+            sweeper = Some(tokio::spawn(async move {
                 for _ in 0..sweeps {
                     tokio::time::sleep(Duration::from_millis(cleanup_ms)).await;
                     let now_ms = skewed_ms(sim_now_ms(), &offset);
@@ -647,7 +680,7 @@ impl Gateway {
                         memory_gcra.cleanup(now_ms);
                     }
                 }
-            });
+            }));
         }
         let shared = Arc::new(Shared {
             index: self.index,
@@ -679,6 +712,20 @@ impl Gateway {
                 ScriptReload::EvalUntilLoaded => Reload::eval_until_loaded(),
             },
         });
+        Ok(Process { shared, sweeper })
+    }
+
+    async fn run(self) -> turmoil::Result {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut process = self.start_process(0)?;
+        // A restart (a `gateway_restart` fault) is emulated here: turmoil cannot bounce a
+        // client host, and the gateway knows its restart times from the scenario. The
+        // arrival stream goes on drawing through a restart, so that every arrival after it
+        // is the one the run without the fault has; arrivals while the gateway is down are
+        // drawn and dropped.
+        let restarts = self.restarts();
+        let mut next_restart = 0;
+        let mut down_until_ms = 0u64;
         let load = &self.scenario.load;
         let gateways = f64::from(self.scenario.gateway_count());
         let rate_per_us = load.rate_per_s / gateways / 1_000_000.0;
@@ -708,7 +755,26 @@ impl Gateway {
                     }
                 }
             };
-            if at_us >= duration_us as f64 {
+            let load_over = at_us >= duration_us as f64;
+            // Restarts due before this arrival (or, once the load is over, every one left:
+            // the drain below would otherwise let the old process finish its requests).
+            while let Some(&(restart_ms, down_ms)) = restarts.get(next_restart) {
+                if !load_over && (restart_ms.saturating_mul(1_000) as f64) > at_us {
+                    break;
+                }
+                next_restart += 1;
+                tokio::time::sleep_until(start + Duration::from_millis(restart_ms)).await;
+                // The old process dies: dropping the set aborts every request task (an
+                // aborted request logs nothing more), and with the last of them its pool
+                // and its connections go.
+                tasks = tokio::task::JoinSet::new();
+                if let Some(sweeper) = process.sweeper.take() {
+                    sweeper.abort();
+                }
+                process = self.start_process(restart_ms)?;
+                down_until_ms = down_until_ms.max(restart_ms.saturating_add(down_ms));
+            }
+            if load_over {
                 break;
             }
             // `as` saturates; at_us is below duration_us here.
@@ -727,9 +793,17 @@ impl Gateway {
                 upstream_ok,
             };
             sequence += 1;
+            if (at_us as u64) < down_until_ms.saturating_mul(1_000) {
+                // The gateway is down: a load balancer sends this request elsewhere (or
+                // nowhere); it never reaches this gateway.
+                continue;
+            }
             // Boxed: the task cell then holds a pointer, not the whole (large) future, which
             // makes the per-request spawn a small aligned allocation (measured, see the log).
-            tasks.spawn(Box::pin(serve_request(Arc::clone(&shared), planned)));
+            tasks.spawn(Box::pin(serve_request(
+                Arc::clone(&process.shared),
+                planned,
+            )));
             // Reap finished tasks so the set stays small under a long run.
             while tasks.try_join_next().is_some() {}
         }

@@ -765,6 +765,19 @@ pub enum FaultKind {
         /// The new latency.
         latency_ms: u64,
     },
+    /// Crash gateway `host`'s process and start it again: its in-flight requests die (no
+    /// decision or completion is logged for them; what they already sent to Redis stays
+    /// done), its pool's connections close, and the new process starts with empty
+    /// in-memory limiters and a fresh script loader. For `down_ms` it takes no requests: the
+    /// arrivals it would have had in that span are not generated (a load balancer routes
+    /// around a dead gateway; the others' load does not grow).
+    GatewayRestart {
+        /// `gateway-<i>`.
+        host: String,
+        /// How long the gateway is down before the new process takes requests, ms.
+        #[serde(default)]
+        down_ms: u64,
+    },
 }
 
 impl FaultKind {
@@ -776,7 +789,11 @@ impl FaultKind {
                 *duration_ms
             }
             FaultKind::RedisRestart {} | FaultKind::Failover {} => 1,
-            FaultKind::ClockStep { .. } | FaultKind::LinkLatency { .. } | FaultKind::Flush {} => 0,
+            // A gateway restart leaves Redis healthy.
+            FaultKind::ClockStep { .. }
+            | FaultKind::LinkLatency { .. }
+            | FaultKind::Flush {}
+            | FaultKind::GatewayRestart { .. } => 0,
         }
     }
 }
@@ -1174,6 +1191,16 @@ impl Scenario {
                 | FaultKind::Hold { a, b, .. }
                 | FaultKind::LinkLatency { a, b, .. } => vec![("a", a), ("b", b)],
                 FaultKind::ClockStep { host, .. } => vec![("host", host)],
+                FaultKind::GatewayRestart { host, .. } if !host.starts_with("gateway-") => {
+                    return Err(problem(
+                        at("host"),
+                        format!(
+                            "a gateway_restart needs a gateway (gateway-0..gateway-{}), got {host:?}",
+                            gateways - 1
+                        ),
+                    ));
+                }
+                FaultKind::GatewayRestart { host, .. } => vec![("host", host)],
                 FaultKind::RedisRestart {} | FaultKind::Flush {} => Vec::new(),
                 FaultKind::Failover {} if self.redis.topology != Topology::Replicated => {
                     return Err(problem(
@@ -1220,6 +1247,9 @@ impl Scenario {
                 FaultKind::LinkLatency { latency_ms, .. } => {
                     at_most(&at("latency_ms"), *latency_ms, SPAN_MS_MAX)?;
                 }
+                FaultKind::GatewayRestart { down_ms, .. } => {
+                    at_most(&at("down_ms"), *down_ms, SPAN_MS_MAX)?;
+                }
                 FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => {}
             }
         }
@@ -1231,7 +1261,7 @@ impl Scenario {
     /// enough that one seed runs in well under a second. The draws cover every
     /// [`LimiterKind::ALL`] entry, the three topologies (standalone; replicated, 1-2
     /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
-    /// when replicated, at most one), up to two per-link latency distributions, and gateway
+    /// when replicated, at most one; a gateway restart in one seed of eight, drawn last), up to two per-link latency distributions, and gateway
     /// (±20%) and Redis (±0.1%) clock drift, and in one seed of four a mix of limit kinds.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -1428,6 +1458,19 @@ impl Scenario {
                 group.script_reload = ScriptReload::EvalUntilLoaded;
             }
         }
+        // A gateway restart in one seed of eight, drawn last (not from the fault kinds'
+        // range above, which would move every seed's faults): the seeds that do not draw one
+        // are the scenarios they were.
+        if rng.random_bool(0.125) {
+            let at_ms = rng.random_range(0..duration_ms);
+            faults.push(Fault {
+                at_ms,
+                kind: FaultKind::GatewayRestart {
+                    host: format!("gateway-{}", rng.random_range(0..gateway_count)),
+                    down_ms: rng.random_range(0..=500),
+                },
+            });
+        }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {
             duration_ms,
@@ -1587,6 +1630,35 @@ rate_per_s = 10
                     "limiter = \"atomic_gcra\"\nlimit = 5000",
                 ),
                 Some("limit.window_ms"),
+            ),
+            // A gateway restart names an existing gateway, not a Redis node.
+            (
+                format!(
+                    "{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"gateway_restart\"\nhost = \"gateway-0\"\ndown_ms = 100\n"
+                ),
+                None,
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"gateway_restart\"\nhost = \"gateway-1\"\n"
+                ),
+                Some("faults[0].host"),
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"gateway_restart\"\nhost = \"redis-0\"\n"
+                ),
+                Some("faults[0].host: a gateway_restart needs a gateway"),
+            ),
+            (
+                format!(
+                    "{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"gateway_restart\"\nhost = \"gateway-0\"\ndown_ms = 600001\n"
+                ),
+                Some("faults[0].down_ms"),
+            ),
+            (
+                format!("{MINIMAL}[[faults]]\nat_ms = 10\nkind = \"gateway_restart\"\n"),
+                Some("host"),
             ),
             // A mix of limit kinds: weights non-negative, finite, one positive.
             (

@@ -139,14 +139,14 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
     // simulated (any harness error fails the test; safety violations are allowed, they are
     // what `explore` looks for); the draws are tallied and every topology, every
     // `LimiterKind::ALL` entry, flush, failover, a link distribution, drift, a
-    // limit-kind mix and the eval-until-loaded reload policy must appear.
+    // limit-kind mix, the eval-until-loaded reload policy and a gateway restart must appear.
     use sim::scenario::{FaultKind, Topology};
     use std::collections::BTreeSet;
     let mut topologies = BTreeSet::new();
     let mut kinds = BTreeSet::new();
     let mut shard_counts = BTreeSet::new();
     let (mut flushes, mut failovers, mut links, mut drifts, mut mixes) = (0, 0, 0, 0, 0);
-    let mut eager_reloads = 0;
+    let (mut eager_reloads, mut gateway_restarts) = (0, 0);
     // Two threads (CI has two cores), each with its own turmoil worlds; the tally below
     // reads only the scenarios, so the split does not matter to it.
     let run_seeds = |seeds: std::ops::Range<u64>| {
@@ -185,6 +185,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
             match fault.kind {
                 FaultKind::Flush {} => flushes += 1,
                 FaultKind::Failover {} => failovers += 1,
+                FaultKind::GatewayRestart { .. } => gateway_restarts += 1,
                 _ => {}
             }
         }
@@ -207,6 +208,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         ("drift", drifts),
         ("limit-kind mix", mixes),
         ("eval_until_loaded", eager_reloads),
+        ("gateway restart", gateway_restarts),
     ] {
         assert!(count > 0, "no {what} in 50 seeds");
     }
@@ -351,5 +353,273 @@ fn a_saturated_pool_decides_at_its_capacity_until_a_restart_empties_the_script_c
             (20..=60).contains(&fixed_decided),
             "seed {seed}: {fixed_decided} decisions in 1200..2000 ms with eval_until_loaded, expected ~32\n{fixed}"
         );
+    }
+}
+
+/// The NOSCRIPT scenario plus a restart of each gateway after the Redis restart.
+const NOSCRIPT_HEALED: &str =
+    include_str!("../../scenarios/noscript-healed-by-gateway-restart.toml");
+
+/// One gateway, one key, L = 10 per 10 s (one unit a second), 40 requests a second, and a
+/// restart of the gateway at 1.5 s; the limiter is set by each test.
+const RESTART: &str = r#"
+duration_ms = 3000
+[limit]
+limit = 10
+window_ms = 10000
+[[gateways]]
+limiter = "memory_gcra"
+[load]
+rate_per_s = 40
+keys = 1
+[[faults]]
+at_ms = 1500
+kind = "gateway_restart"
+host = "gateway-0"
+"#;
+
+/// The request ids each gateway received, and every decision as (id, at_ms, outcome,
+/// error class).
+type Decisions = Vec<(u64, u64, Outcome, Option<sim::event::ErrorClass>)>;
+
+fn gateways_and_decisions(events: &[Event]) -> (std::collections::BTreeMap<u64, u32>, Decisions) {
+    let mut gateway_of = std::collections::BTreeMap::new();
+    let mut decisions = Vec::new();
+    for event in events {
+        match event {
+            Event::Request { id, gateway, .. } => {
+                gateway_of.insert(*id, *gateway);
+            }
+            Event::Decision {
+                id,
+                at_ms,
+                outcome,
+                error_class,
+                ..
+            } => decisions.push((*id, *at_ms, *outcome, *error_class)),
+            _ => {}
+        }
+    }
+    (gateway_of, decisions)
+}
+
+#[test]
+fn a_gateway_restart_heals_the_legacy_buckets_sticky_noscript() {
+    // Goal: new-api #6412 "breaks until restart": the restart heals it, gateway by gateway.
+    // Method: Redis restarts at 1 s (script cache lost); gateway-0 restarts at 1.5 s,
+    // gateway-1 at 2 s with 100 ms down. Each gateway must answer reply-class 5xx
+    // (NOSCRIPT) between the Redis restart and its own restart, none after it, and admit
+    // again after it; gateway-1 receives no request while it is down.
+    use sim::event::ErrorClass;
+    let restart_ms = [1_500u64, 2_000];
+    for seed in [1, 2] {
+        let (report, events) = run_with_log(&parse(NOSCRIPT_HEALED), seed);
+        for fault in 0..3 {
+            assert!(
+                report
+                    .verdict(&format!("fault_{fault}_fired"))
+                    .is_some_and(|verdict| verdict.held),
+                "seed {seed}: fault {fault} did not fire\n{report}"
+            );
+        }
+        assert!(report.violated("no_5xx_while_redis_healthy"), "{report}");
+        let (gateway_of, decisions) = gateways_and_decisions(&events);
+        for gateway in 0..2u32 {
+            let restart = restart_ms[gateway as usize];
+            let mine = decisions
+                .iter()
+                .filter(|(id, ..)| gateway_of.get(id) == Some(&gateway));
+            let (mut broken, mut healed) = (0, 0);
+            for &(id, at_ms, outcome, class) in mine {
+                if outcome == Outcome::Error && class == Some(ErrorClass::Reply) {
+                    assert!(
+                        (1_000..restart).contains(&at_ms),
+                        "seed {seed}: gateway-{gateway} request {id:#x} got a reply 5xx at {at_ms} ms, outside the Redis restart (1000 ms) .. its own restart ({restart} ms)\n{report}"
+                    );
+                    broken += 1;
+                }
+                if at_ms > restart && outcome == Outcome::Allowed {
+                    healed += 1;
+                }
+            }
+            assert!(
+                broken > 0 && healed > 0,
+                "seed {seed}: gateway-{gateway}: {broken} NOSCRIPT 5xx before its restart, {healed} admissions after\n{report}"
+            );
+        }
+        let arrived_while_down = events.iter().any(|event| {
+            matches!(event, Event::Request { gateway: 1, at_ms, .. } if (2_000..2_100).contains(at_ms))
+        });
+        assert!(
+            !arrived_while_down,
+            "seed {seed}: gateway-1 took a request while down"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_in_memory_gcra_admits_a_fresh_burst_the_reset_allowance_covers() {
+    // Goal: a restart empties `memory_gcra`'s state (a lawful reset), and the checker
+    // grants exactly that. Method: one gateway, one key, burst 10 then one a second, 40
+    // requests a second, a restart at 1.5 s. The run must be safe; the gateway must admit
+    // a second burst (at least 8 admissions in the 500 ms after the restart, where the rate
+    // allows one); and the same
+    // events judged against the scenario without the fault (no reset allowance) must break
+    // admissions_within_bound, so the allowance is really needed. Same seed, same log.
+    for seed in [1, 2] {
+        let scenario = parse(RESTART);
+        let (report, events) = run_with_log(&scenario, seed);
+        report.assert_safe();
+        assert!(
+            report
+                .verdict("fault_0_fired")
+                .is_some_and(|verdict| verdict.held)
+        );
+        let (_, decisions) = gateways_and_decisions(&events);
+        let fresh_burst = decisions
+            .iter()
+            .filter(|(_, at_ms, outcome, _)| {
+                *outcome == Outcome::Allowed && (1_500..2_000).contains(at_ms)
+            })
+            .count();
+        assert!(
+            fresh_burst >= 8,
+            "seed {seed}: {fresh_burst} admissions after the restart\n{report}"
+        );
+        let mut unfaulted = scenario.clone();
+        unfaulted.faults.clear();
+        let judged = sim::checker::check(&unfaulted, seed, &events);
+        assert!(
+            judged.violated("admissions_within_bound"),
+            "seed {seed}: the fresh burst fits without the reset, the test proves nothing\n{judged}"
+        );
+        let again = sim::simulate(&scenario, seed).expect("runs").1;
+        assert_eq!(sim::event::log_hash(&events), sim::event::log_hash(&again));
+    }
+}
+
+#[test]
+fn a_gateway_restart_is_no_reset_for_a_redis_backed_limiter() {
+    // Goal: the atomic GCRA keeps its state in Redis, so a gateway restart earns no
+    // allowance and admits no fresh burst. Method: the restart scenario with `atomic_gcra`:
+    // safe, the verdict says 0 reset allowances, and the 500 ms after the restart admit at
+    // most what the rate allows there (one unit a second, plus one for timing).
+    for seed in [1, 2] {
+        let mut scenario = parse(RESTART);
+        scenario.gateways[0].limiter = LimiterKind::AtomicGcra;
+        let (report, events) = run_with_log(&scenario, seed);
+        report.assert_safe();
+        let detail = &report
+            .verdict("admissions_within_bound")
+            .expect("GCRA states a bound")
+            .detail;
+        assert!(
+            detail.contains("0 reset allowances"),
+            "seed {seed}: {detail}"
+        );
+        assert!(
+            sim::checker::resets(&scenario, &[LimiterKind::AtomicGcra])
+                .at_ms
+                .is_empty()
+        );
+        let (_, decisions) = gateways_and_decisions(&events);
+        let after = decisions
+            .iter()
+            .filter(|(_, at_ms, outcome, _)| {
+                *outcome == Outcome::Allowed && (1_500..2_000).contains(at_ms)
+            })
+            .count();
+        assert!(
+            after <= 2,
+            "seed {seed}: {after} admissions after the restart\n{report}"
+        );
+    }
+}
+
+#[test]
+fn a_gateway_restart_aborts_requests_in_their_upstream_call_and_success_reservations_hold() {
+    // Goal: a restart kills in-flight requests; a success limit by reservation stays within
+    // M (the dead requests' reservations are held until their lease ends: fewer
+    // admissions, never more). Method: two gateways, M = 10 a second on each of 2 keys, 15
+    // requests a second on each, upstream 500 ms, gateway-0 restarts at 0.4 s (while the
+    // first admissions are upstream). Safe; gateway-0's admissions still in their upstream
+    // call at 0.4 s (admitted before it) have no Completion, there is at least one, and
+    // every other admission completes.
+    let text = r#"
+duration_ms = 3000
+[limit]
+limit = 10
+window_ms = 1000
+[[gateways]]
+count = 2
+limiter = "success_reservation"
+[load]
+rate_per_s = 30
+keys = 2
+[upstream]
+latency = { kind = "fixed", ms = 500 }
+[[faults]]
+at_ms = 400
+kind = "gateway_restart"
+host = "gateway-0"
+"#;
+    for seed in [1, 2] {
+        let (report, events) = run_with_log(&parse(text), seed);
+        report.assert_safe();
+        assert!(
+            report.metrics.successes > 0 && report.metrics.denied > 0,
+            "{report}"
+        );
+        let (gateway_of, decisions) = gateways_and_decisions(&events);
+        let completed: std::collections::BTreeSet<u64> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Completion { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut aborted = 0;
+        for &(id, at_ms, outcome, _) in &decisions {
+            if outcome != Outcome::Allowed {
+                continue;
+            }
+            let in_flight = gateway_of.get(&id) == Some(&0) && at_ms < 400 && at_ms + 500 > 400;
+            assert_eq!(
+                completed.contains(&id),
+                !in_flight,
+                "seed {seed}: request {id:#x} admitted at {at_ms} ms"
+            );
+            aborted += usize::from(in_flight);
+        }
+        assert!(
+            aborted > 0,
+            "seed {seed}: no request was in flight at the restart\n{report}"
+        );
+    }
+}
+
+#[test]
+fn a_gateway_restart_of_a_missing_gateway_names_the_field() {
+    // Goal: the new fault is validated like the others. Method: gateway-9 in a 2-gateway
+    // scenario, a Redis host, and a down time over the bound.
+    let cases = [
+        (
+            NOSCRIPT_HEALED.replace("gateway-1", "gateway-9"),
+            "faults[2].host",
+        ),
+        (
+            NOSCRIPT_HEALED.replace("gateway-1", "redis-0"),
+            "faults[2].host",
+        ),
+        (
+            NOSCRIPT_HEALED.replace("down_ms = 100", "down_ms = 999999999"),
+            "faults[2].down_ms",
+        ),
+    ];
+    for (text, field) in cases {
+        match Scenario::from_toml(&text) {
+            Ok(_) => panic!("expected an error naming {field}"),
+            Err(error) => assert_eq!(error.field, field, "{error}"),
+        }
     }
 }
