@@ -1,6 +1,6 @@
 //! The time-varying fault knobs: per-link latency distributions, clock drift, pool
-//! exhaustion, the swarm's coverage of topologies, limiter kinds and faults. Fixed seeds; each run is a few
-//! simulated seconds.
+//! exhaustion, gateway restarts, the swarm's coverage of topologies, limiter kinds and
+//! faults. Fixed seeds; each run is a few simulated seconds.
 
 use crate::common::{parse, run, run_with_log};
 

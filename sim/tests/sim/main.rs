@@ -5,7 +5,8 @@
 //! - `races`: the remaining named races, each found with the legacy limiter and fixed by its
 //!   replacement; shrinking.
 //! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
-//! - `faults`: link latency distributions, clock drift, the swarm's coverage.
+//! - `faults`: link latency distributions, clock drift, pool exhaustion, gateway restarts, the
+//!   swarm's coverage.
 
 mod common;
 mod faults;
