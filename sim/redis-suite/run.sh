@@ -7,6 +7,7 @@
 #
 #   sim/redis-suite/run.sh /path/to/redis-7.0.15            # against the model
 #   sim/redis-suite/run.sh /path/to/redis-7.0.15 --real     # against redis-server, for reference
+#   RATELAB_SUITE_UNITS="unit/scripting" sim/redis-suite/run.sh /path/to/redis-7.0.15
 #
 # Prints one line per unit: passed, failed, and the names of the failing tests.
 set -euo pipefail
@@ -14,7 +15,8 @@ set -euo pipefail
 src=${1:?usage: run.sh REDIS_SOURCE_DIR [--real]}
 mode=${2:-model}
 here=$(cd "$(dirname "$0")/../.." && pwd)
-units=(unit/type/incr unit/expire unit/keyspace unit/type/hash)
+# RATELAB_SUITE_UNITS="unit/scripting unit/multi" picks other units.
+read -r -a units <<<"${RATELAB_SUITE_UNITS:-unit/type/incr unit/expire unit/keyspace unit/type/hash}"
 tags="-needs:debug -slow -needs:repl -needs:config-maxmemory -needs:save -needs:reset -needs:config-resetstat"
 logs=${RATELAB_SUITE_LOGS:-$(mktemp -d)}
 mkdir -p "$logs"
