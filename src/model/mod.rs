@@ -199,6 +199,20 @@ struct WatchedKey {
     watchers: u32,
     /// Bumped whenever the key is modified.
     version: u64,
+    /// Bumped when a flush or swap removes the key while it is stale (expired, not yet
+    /// deleted): that breaks only the watchers that saw it alive at WATCH time.
+    stale_version: u64,
+    /// Bumped when a swap puts a stale key where there was none: from then on every
+    /// watcher counts the key as seen expired (Redis sets each watcher's `expired` flag).
+    stale_marks: u64,
+}
+
+/// A key's state in one database as a flush or swap judges it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    Stale,
+    Live,
 }
 
 /// One call's context.
@@ -225,9 +239,9 @@ pub struct Session {
     pub multi: Option<Vec<Vec<Vec<u8>>>>,
     /// A queued command was rejected: EXEC will answer EXECABORT.
     pub multi_failed: bool,
-    /// Keys this client watches, with the version seen at WATCH time and whether the key
-    /// was already expired then.
-    pub watched: Vec<(usize, Vec<u8>, u64, bool)>,
+    /// Keys this client watches, with the versions seen at WATCH time (see `WatchedKey`)
+    /// and whether the key was already expired then.
+    pub watched: Vec<(usize, Vec<u8>, (u64, u64, u64), bool)>,
     /// The client sent QUIT: the transport closes the connection after the reply.
     pub quit: bool,
 }
@@ -452,12 +466,31 @@ impl Core {
         }
     }
 
-    /// Records that every key of database `db` may have changed (FLUSHDB, SWAPDB).
-    pub fn signal_db_changed(&mut self, db: usize) {
+    /// Records that database `db`'s contents are about to be replaced: by nothing (FLUSHDB,
+    /// FLUSHALL, `replaced_with` = `None`) or by database `replaced_with`'s (SWAPDB). Call it
+    /// before the change. As Redis's `touchAllWatchedKeysInDb`: a watched key breaks its
+    /// watchers when it is alive on either side; a key that is stale (expired, not yet
+    /// deleted) and is replaced by nothing alive breaks only the watchers that saw it alive;
+    /// a key absent before and absent or stale after changes nothing.
+    pub fn signal_db_replaced(&mut self, db: usize, replaced_with: Option<usize>, now_ms: u64) {
         self.dirty += 1;
-        for ((watched_db, _), watch) in self.watched.iter_mut() {
-            if *watched_db == db {
-                watch.version += 1;
+        let presence = |db: &db::Db, key: &[u8]| match db.peek(key) {
+            None => Presence::Absent,
+            Some(entry) if entry.expire_at_ms.is_some_and(|at| at < now_ms) => Presence::Stale,
+            Some(_) => Presence::Live,
+        };
+        for ((watched_db, key), watch) in self.watched.iter_mut() {
+            if *watched_db != db {
+                continue;
+            }
+            let before = presence(&self.dbs[db], key);
+            let after =
+                replaced_with.map_or(Presence::Absent, |other| presence(&self.dbs[other], key));
+            match (before, after) {
+                (Presence::Live, _) | (_, Presence::Live) => watch.version += 1,
+                (Presence::Stale, _) => watch.stale_version += 1,
+                (Presence::Absent, Presence::Stale) => watch.stale_marks += 1,
+                (Presence::Absent, Presence::Absent) => {}
             }
         }
     }
@@ -493,9 +526,12 @@ impl Core {
         );
         let watch = self.watched.entry((ctx.db, key.to_vec())).or_default();
         watch.watchers += 1;
-        session
-            .watched
-            .push((ctx.db, key.to_vec(), watch.version, expired));
+        session.watched.push((
+            ctx.db,
+            key.to_vec(),
+            (watch.version, watch.stale_version, watch.stale_marks),
+            expired,
+        ));
     }
 
     /// Ends every watch of `session`.
@@ -514,20 +550,21 @@ impl Core {
     /// Whether any key `session` watches changed since WATCH, or expired since (Redis 7.0
     /// treats a watched key that expires as modified).
     pub fn watch_broken(&mut self, now_ms: u64, session: &Session) -> bool {
-        session
-            .watched
-            .iter()
-            .any(|(db, key, version, was_expired)| {
-                let changed = self
-                    .watched
-                    .get(&(*db, key.clone()))
-                    .is_none_or(|watch| watch.version != *version);
+        session.watched.iter().any(
+            |(db, key, (version, stale_version, stale_marks), was_expired)| {
+                let Some(watch) = self.watched.get(&(*db, key.clone())) else {
+                    return true;
+                };
+                let seen_expired = *was_expired || watch.stale_marks != *stale_marks;
+                let changed = watch.version != *version
+                    || (!seen_expired && watch.stale_version != *stale_version);
                 let expired_now = matches!(
                     self.dbs[*db].peek(key),
                     Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
                 );
-                changed || (expired_now && !was_expired)
-            })
+                changed || (expired_now && !seen_expired)
+            },
+        )
     }
 
     /// Cluster admission: every key in one slot (CROSSSLOT), and that slot ours (MOVED).

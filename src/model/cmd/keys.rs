@@ -566,9 +566,9 @@ fn move_key(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     Reply::Integer(1)
 }
 
-/// SWAPDB a b: every client of one database now sees the other's keys, so every watch on
-/// either database breaks.
-fn swapdb(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+/// SWAPDB a b: every client of one database now sees the other's keys; a watch on either
+/// breaks where a live key appears or disappears (see `Core::signal_db_replaced`).
+fn swapdb(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if core.config.cluster.is_some() {
         return err("ERR SWAPDB is not allowed in cluster mode");
     }
@@ -580,9 +580,12 @@ fn swapdb(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         Ok(db) => db,
         Err(reply) => return reply,
     };
-    core.dbs.swap(first, second);
-    core.signal_db_changed(first);
-    core.signal_db_changed(second);
+    // A database swapped with itself changes nothing (Redis returns before touching).
+    if first != second {
+        core.signal_db_replaced(first, Some(second), ctx.now_ms);
+        core.signal_db_replaced(second, Some(first), ctx.now_ms);
+        core.dbs.swap(first, second);
+    }
     ok()
 }
 
@@ -1159,16 +1162,90 @@ mod tests {
         ]);
     }
 
+    /// Goal: FLUSHDB, FLUSHALL and SWAPDB break a WATCH exactly when Redis 7.0's
+    /// `touchAllWatchedKeysInDb` would: a live key on either side breaks it; a key absent on
+    /// both sides, or absent and replaced by a stale (expired, undeleted) one, does not; a
+    /// stale key thrown away breaks only a watcher that saw it alive; a database swapped
+    /// with itself touches nothing. Method: one watcher and one other client per case; the
+    /// setup runs at T on the other client, the WATCH at `T + watch_delay_ms`, then the
+    /// operation, then MULTI/PING/EXEC on the watcher (nil = broken).
     #[test]
-    fn swapdb_breaks_watches_on_both_databases() {
-        let mut model = Model::new(NodeConfig::standalone(1));
-        let mut watcher = model.connect("127.0.0.1:1");
-        let mut other = model.connect("127.0.0.1:2");
-        model.exec(T, &mut watcher, &words("WATCH k"));
-        model.exec(T, &mut other, &words("SWAPDB 5 0"));
-        model.exec(T, &mut watcher, &words("MULTI"));
-        model.exec(T, &mut watcher, &words("PING"));
-        assert_eq!(model.exec(T, &mut watcher, &words("EXEC")), Reply::NilArray);
+    fn flushes_and_swaps_break_watches_as_redis_judges_them() {
+        // (setup on the other client, watch in db, delay before WATCH, operation, broken)
+        let cases: &[(&[&str], usize, u64, &str, bool)] = &[
+            (&["SET k 1"], 0, 0, "FLUSHDB", true),
+            (&[], 0, 0, "FLUSHDB", false),
+            (&["SET k 1"], 0, 0, "FLUSHALL", true),
+            (&[], 0, 0, "FLUSHALL", false),
+            (&["SET other 1"], 0, 0, "FLUSHALL", false),
+            // Watched while stale: thrown away, nothing changed logically.
+            (&["SET k 1 PX 1"], 0, 5, "FLUSHDB", false),
+            // Watched alive, stale by the flush: the watcher saw it live, so it breaks.
+            (&["SET k 1 PX 3"], 0, 0, "FLUSHDB", true),
+            (&["SET k 1"], 0, 0, "SWAPDB 0 1", true),
+            (
+                &["SELECT 1", "SET k 1", "SELECT 0"],
+                0,
+                0,
+                "SWAPDB 0 1",
+                true,
+            ),
+            (&[], 0, 0, "SWAPDB 0 1", false),
+            (
+                &["SELECT 1", "SET k 1 PX 1", "SELECT 0"],
+                0,
+                5,
+                "SWAPDB 0 1",
+                false,
+            ),
+            (&["SET k 1 PX 1"], 0, 5, "SWAPDB 0 1", false),
+            (
+                &["SET k 1 PX 1", "SELECT 1", "SET k 2 PX 1", "SELECT 0"],
+                0,
+                5,
+                "SWAPDB 0 1",
+                false,
+            ),
+            (
+                &["SET k 1 PX 1", "SELECT 1", "SET k 2", "SELECT 0"],
+                0,
+                5,
+                "SWAPDB 0 1",
+                true,
+            ),
+            (&["SET k 1"], 0, 0, "SWAPDB 0 0", false),
+            (
+                &["SELECT 5", "SET k 1", "SELECT 0"],
+                5,
+                0,
+                "SWAPDB 5 0",
+                true,
+            ),
+        ];
+        for (setup, db, watch_delay_ms, operation, broken) in cases {
+            let mut model = Model::new(NodeConfig::standalone(1));
+            let mut watcher = model.connect("127.0.0.1:1");
+            let mut other = model.connect("127.0.0.1:2");
+            for line in *setup {
+                model.exec(T, &mut other, &words(line));
+            }
+            let at = T + watch_delay_ms;
+            model.exec(at, &mut watcher, &words(&format!("SELECT {db}")));
+            model.exec(at, &mut watcher, &words("WATCH k"));
+            model.exec(at + 5, &mut other, &words(operation));
+            model.exec(at + 5, &mut watcher, &words("MULTI"));
+            model.exec(at + 5, &mut watcher, &words("PING"));
+            let expected = if *broken {
+                Reply::NilArray
+            } else {
+                Reply::Array(vec![Reply::Status("PONG".to_owned())])
+            };
+            assert_eq!(
+                model.exec(at + 5, &mut watcher, &words("EXEC")),
+                expected,
+                "{setup:?}, WATCH k in db {db} after {watch_delay_ms} ms, {operation}"
+            );
+        }
     }
 
     #[test]

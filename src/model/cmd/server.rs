@@ -161,18 +161,18 @@ fn flushdb(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if !flush_mode_ok(argv) {
         return err(msg::SYNTAX);
     }
+    core.signal_db_replaced(ctx.db, None, ctx.now_ms);
     core.db(ctx).clear();
-    core.signal_db_changed(ctx.db);
     ok()
 }
 
-fn flushall(core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
+fn flushall(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     if !flush_mode_ok(argv) {
         return err(msg::SYNTAX);
     }
     for db in 0..DATABASES {
+        core.signal_db_replaced(db, None, ctx.now_ms);
         core.dbs[db].clear();
-        core.signal_db_changed(db);
     }
     ok()
 }
