@@ -193,10 +193,20 @@ pub struct Core {
     pub started_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default)]
-struct WatchedKey {
-    /// Clients watching this key.
-    watchers: u32,
+/// One key a client watches, as it was when the client sent WATCH.
+#[derive(Clone, Debug)]
+pub struct SessionWatch {
+    db: usize,
+    key: Vec<u8>,
+    /// The key's counters at WATCH time.
+    seen: WatchVersions,
+    /// The key was already expired (stale) at WATCH time.
+    expired: bool,
+}
+
+/// A watched key's change counters (see `WatchedKey`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WatchVersions {
     /// Bumped whenever the key is modified.
     version: u64,
     /// Bumped when a flush or swap removes the key while it is stale (expired, not yet
@@ -205,6 +215,14 @@ struct WatchedKey {
     /// Bumped when a swap puts a stale key where there was none: from then on every
     /// watcher counts the key as seen expired (Redis sets each watcher's `expired` flag).
     stale_marks: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct WatchedKey {
+    /// Clients watching this key.
+    watchers: u32,
+    /// What has happened to it.
+    versions: WatchVersions,
 }
 
 /// A key's state in one database as a flush or swap judges it.
@@ -241,7 +259,7 @@ pub struct Session {
     pub multi_failed: bool,
     /// Keys this client watches, with the versions seen at WATCH time (see `WatchedKey`)
     /// and whether the key was already expired then.
-    pub watched: Vec<(usize, Vec<u8>, (u64, u64, u64), bool)>,
+    pub watched: Vec<SessionWatch>,
     /// The client sent QUIT: the transport closes the connection after the reply.
     pub quit: bool,
 }
@@ -462,7 +480,7 @@ impl Core {
             return;
         }
         if let Some(watch) = self.watched.get_mut(&(db, key.to_vec())) {
-            watch.version += 1;
+            watch.versions.version += 1;
         }
     }
 
@@ -486,10 +504,11 @@ impl Core {
             let before = presence(&self.dbs[db], key);
             let after =
                 replaced_with.map_or(Presence::Absent, |other| presence(&self.dbs[other], key));
+            let versions = &mut watch.versions;
             match (before, after) {
-                (Presence::Live, _) | (_, Presence::Live) => watch.version += 1,
-                (Presence::Stale, _) => watch.stale_version += 1,
-                (Presence::Absent, Presence::Stale) => watch.stale_marks += 1,
+                (Presence::Live, _) | (_, Presence::Live) => versions.version += 1,
+                (Presence::Stale, _) => versions.stale_version += 1,
+                (Presence::Absent, Presence::Stale) => versions.stale_marks += 1,
                 (Presence::Absent, Presence::Absent) => {}
             }
         }
@@ -516,7 +535,7 @@ impl Core {
         if session
             .watched
             .iter()
-            .any(|(db, k, _, _)| *db == ctx.db && k == key)
+            .any(|watch| watch.db == ctx.db && watch.key == key)
         {
             return;
         }
@@ -526,17 +545,17 @@ impl Core {
         );
         let watch = self.watched.entry((ctx.db, key.to_vec())).or_default();
         watch.watchers += 1;
-        session.watched.push((
-            ctx.db,
-            key.to_vec(),
-            (watch.version, watch.stale_version, watch.stale_marks),
+        session.watched.push(SessionWatch {
+            db: ctx.db,
+            key: key.to_vec(),
+            seen: watch.versions,
             expired,
-        ));
+        });
     }
 
     /// Ends every watch of `session`.
     pub fn unwatch_all(&mut self, session: &mut Session) {
-        for (db, key, _, _) in session.watched.drain(..) {
+        for SessionWatch { db, key, .. } in session.watched.drain(..) {
             let index = (db, key);
             if let Some(watch) = self.watched.get_mut(&index) {
                 watch.watchers -= 1;
@@ -550,21 +569,20 @@ impl Core {
     /// Whether any key `session` watches changed since WATCH, or expired since (Redis 7.0
     /// treats a watched key that expires as modified).
     pub fn watch_broken(&mut self, now_ms: u64, session: &Session) -> bool {
-        session.watched.iter().any(
-            |(db, key, (version, stale_version, stale_marks), was_expired)| {
-                let Some(watch) = self.watched.get(&(*db, key.clone())) else {
-                    return true;
-                };
-                let seen_expired = *was_expired || watch.stale_marks != *stale_marks;
-                let changed = watch.version != *version
-                    || (!seen_expired && watch.stale_version != *stale_version);
-                let expired_now = matches!(
-                    self.dbs[*db].peek(key),
-                    Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
-                );
-                changed || (expired_now && !seen_expired)
-            },
-        )
+        session.watched.iter().any(|mine| {
+            let Some(watch) = self.watched.get(&(mine.db, mine.key.clone())) else {
+                return true;
+            };
+            let now = watch.versions;
+            let seen_expired = mine.expired || now.stale_marks != mine.seen.stale_marks;
+            let changed = now.version != mine.seen.version
+                || (!seen_expired && now.stale_version != mine.seen.stale_version);
+            let expired_now = matches!(
+                self.dbs[mine.db].peek(&mine.key),
+                Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
+            );
+            changed || (expired_now && !seen_expired)
+        })
     }
 
     /// Cluster admission: every key in one slot (CROSSSLOT), and that slot ours (MOVED).
