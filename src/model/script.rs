@@ -147,7 +147,7 @@ const HOST_CHUNK_NAME: &str = "=[host]";
 const STACK_ARGS_MAX: usize = 64;
 
 /// How many items of a plain array reply [`RUN_SCRIPT`] hands back on the stack; a longer
-/// array is converted by [`table_to_reply`](convert::table_to_reply).
+/// array is converted by `convert::table_to_reply`.
 const STACK_REPLY_MAX: usize = 64;
 
 /// What [`RUN_SCRIPT`]'s first result says about the rest (the `local` numbers there).
