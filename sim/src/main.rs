@@ -338,6 +338,7 @@ fn explore(args: &ExploreArgs) -> ExitCode {
     let next = std::sync::atomic::AtomicU64::new(first);
     let outcomes: std::sync::Mutex<BTreeMap<u64, SeedOutcome>> =
         std::sync::Mutex::new(BTreeMap::new());
+    let failing_so_far = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -347,17 +348,18 @@ fn explore(args: &ExploreArgs) -> ExitCode {
                         break;
                     }
                     let outcome = explore_seed(args, fixed.as_ref(), seed);
-                    if let SeedOutcome::Broken(error) = &outcome {
-                        bar.println(format!("seed {seed}: {error}"));
+                    match &outcome {
+                        SeedOutcome::Broken(error) => bar.println(format!("seed {seed}: {error}")),
+                        SeedOutcome::Failing { .. } => {
+                            failing_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        SeedOutcome::Safe => {}
                     }
-                    let mut outcomes = outcomes
+                    outcomes
                         .lock()
-                        .expect("no worker panics while holding the outcome map");
-                    outcomes.insert(seed, outcome);
-                    let failing = outcomes
-                        .values()
-                        .filter(|outcome| matches!(outcome, SeedOutcome::Failing { .. }))
-                        .count();
+                        .expect("no worker panics while holding the outcome map")
+                        .insert(seed, outcome);
+                    let failing = failing_so_far.load(std::sync::atomic::Ordering::Relaxed);
                     bar.set_message(format!("{failing} failing"));
                     bar.inc(1);
                 }
