@@ -137,22 +137,18 @@ pub fn decide_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::testing::{arrivals, max_in_closed_interval};
+    use crate::algo::testing::{arrivals, check_steps, max_in_closed_interval};
     use crate::algo::token_bucket;
 
     /// Runs requests `(now_ms, cost, expected allowed, expected remaining)` in order.
     fn check(burst: u64, interval_ms: u64, steps: &[(u64, u64, bool, u64)]) {
         let quota = RateQuota::new(burst, interval_ms).unwrap();
         let mut tat = None;
-        for &(now_ms, cost, allowed, remaining) in steps {
+        check_steps(steps, |now_ms, cost| {
             let (decision, stored) = decide(quota, tat, now_ms, cost);
-            assert_eq!(
-                (decision.allowed, decision.remaining),
-                (allowed, remaining),
-                "at {now_ms} cost {cost}"
-            );
             tat = stored.or(tat);
-        }
+            decision
+        });
     }
 
     #[test]

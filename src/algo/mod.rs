@@ -214,6 +214,22 @@ pub(crate) mod testing {
         times
     }
 
+    /// Runs requests `(now_ms, cost, expected allowed, expected remaining)` in order through
+    /// `decide`, which holds the algorithm's quota and state, and checks each decision.
+    pub fn check_steps(
+        steps: &[(u64, u64, bool, u64)],
+        mut decide: impl FnMut(u64, u64) -> super::Decision,
+    ) {
+        for &(now_ms, cost, allowed, remaining) in steps {
+            let decision = decide(now_ms, cost);
+            assert_eq!(
+                (decision.allowed, decision.remaining),
+                (allowed, remaining),
+                "at {now_ms} cost {cost}"
+            );
+        }
+    }
+
     /// The most admissions inside any half-open window `(t - span, t]` (sorted input).
     pub fn max_in_trailing_window(admitted_ms: &[u64], span_ms: u64) -> u64 {
         let mut best = 0;

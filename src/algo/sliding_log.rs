@@ -50,20 +50,13 @@ pub fn decide(quota: WindowQuota, log: &mut Vec<u64>, now_ms: u64, cost: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::testing::{arrivals, max_in_trailing_window};
+    use crate::algo::testing::{arrivals, check_steps, max_in_trailing_window};
 
     /// Runs requests `(now_ms, cost, expected allowed, expected remaining)` in order.
     fn check(limit: u64, window_ms: u64, steps: &[(u64, u64, bool, u64)]) {
         let quota = WindowQuota::new(limit, window_ms).unwrap();
         let mut log = Vec::new();
-        for &(now_ms, cost, allowed, remaining) in steps {
-            let decision = decide(quota, &mut log, now_ms, cost);
-            assert_eq!(
-                (decision.allowed, decision.remaining),
-                (allowed, remaining),
-                "at {now_ms} cost {cost}"
-            );
-        }
+        check_steps(steps, |now_ms, cost| decide(quota, &mut log, now_ms, cost));
     }
 
     #[test]

@@ -104,21 +104,17 @@ fn retry_after(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::testing::{arrivals, max_in_trailing_window};
+    use crate::algo::testing::{arrivals, check_steps, max_in_trailing_window};
 
     /// Runs requests `(now_ms, cost, expected allowed, expected remaining)` in order.
     fn check(limit: u64, window_ms: u64, steps: &[(u64, u64, bool, u64)]) {
         let quota = WindowQuota::new(limit, window_ms).unwrap();
         let mut state = None;
-        for &(now_ms, cost, allowed, remaining) in steps {
+        check_steps(steps, |now_ms, cost| {
             let (decision, next) = decide(quota, state, now_ms, cost);
-            assert_eq!(
-                (decision.allowed, decision.remaining),
-                (allowed, remaining),
-                "at {now_ms} cost {cost}"
-            );
             state = Some(next);
-        }
+            decision
+        });
     }
 
     #[test]

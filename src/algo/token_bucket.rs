@@ -67,21 +67,17 @@ pub fn decide(quota: RateQuota, state: Option<State>, now_ms: u64, cost: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::testing::{arrivals, max_in_closed_interval};
+    use crate::algo::testing::{arrivals, check_steps, max_in_closed_interval};
 
     /// Runs requests `(now_ms, cost, expected allowed, expected remaining)` in order.
     fn check(burst: u64, interval_ms: u64, steps: &[(u64, u64, bool, u64)]) {
         let quota = RateQuota::new(burst, interval_ms).unwrap();
         let mut state = None;
-        for &(now_ms, cost, allowed, remaining) in steps {
+        check_steps(steps, |now_ms, cost| {
             let (decision, next) = decide(quota, state, now_ms, cost);
-            assert_eq!(
-                (decision.allowed, decision.remaining),
-                (allowed, remaining),
-                "at {now_ms} cost {cost}"
-            );
             state = Some(next);
-        }
+            decision
+        });
     }
 
     #[test]
