@@ -119,6 +119,15 @@ pub struct Entry {
     pub expire_at_ms: Option<u64>,
 }
 
+impl Entry {
+    /// Whether the key's time has passed at `now_ms`: strictly after its expiry time (at
+    /// exactly `expire_at_ms` it still exists, with PTTL 0, as in Redis). A stale key is
+    /// deleted when next looked up.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        self.expire_at_ms.is_some_and(|at| at < now_ms)
+    }
+}
+
 /// One of the sixteen logical databases.
 #[derive(Clone, Debug, Default)]
 pub struct Db {
@@ -155,18 +164,14 @@ impl Db {
         self.lookup_mut(now_ms, key).map(|entry| &*entry)
     }
 
-    /// The live entry under `key`, mutable, after passive expiry: a key is deleted here once
-    /// the time is strictly after its expiry time (at exactly `expire_at_ms` it still exists,
-    /// with PTTL 0, as in Redis). A caller that changes the expiry time must use
+    /// The live entry under `key`, mutable, after passive expiry: a stale key
+    /// ([`Entry::is_stale`]) is deleted here. A caller that changes the expiry time must use
     /// [`Db::set_expire`] instead of writing the field.
     pub fn lookup_mut(&mut self, now_ms: u64, key: &[u8]) -> Option<&mut Entry> {
         // The common case, a key without a passed expiry, costs one probe.
         match self.entries.get(key) {
             None => return None,
-            Some(Entry {
-                expire_at_ms: Some(at),
-                ..
-            }) if *at < now_ms => {
+            Some(entry) if entry.is_stale(now_ms) => {
                 self.remove(key);
                 self.passively_expired += 1;
                 return None;

@@ -494,7 +494,7 @@ impl Core {
         self.dirty += 1;
         let presence = |db: &db::Db, key: &[u8]| match db.peek(key) {
             None => Presence::Absent,
-            Some(entry) if entry.expire_at_ms.is_some_and(|at| at < now_ms) => Presence::Stale,
+            Some(entry) if entry.is_stale(now_ms) => Presence::Stale,
             Some(_) => Presence::Live,
         };
         for ((watched_db, key), watch) in self.watched.iter_mut() {
@@ -539,10 +539,9 @@ impl Core {
         {
             return;
         }
-        let expired = matches!(
-            self.dbs[ctx.db].peek(key),
-            Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < ctx.now_ms
-        );
+        let expired = self.dbs[ctx.db]
+            .peek(key)
+            .is_some_and(|entry| entry.is_stale(ctx.now_ms));
         let watch = self.watched.entry((ctx.db, key.to_vec())).or_default();
         watch.watchers += 1;
         session.watched.push(SessionWatch {
@@ -577,10 +576,9 @@ impl Core {
             let seen_expired = mine.expired || now.stale_marks != mine.seen.stale_marks;
             let changed = now.version != mine.seen.version
                 || (!seen_expired && now.stale_version != mine.seen.stale_version);
-            let expired_now = matches!(
-                self.dbs[mine.db].peek(&mine.key),
-                Some(db::Entry { expire_at_ms: Some(at), .. }) if *at < now_ms
-            );
+            let expired_now = self.dbs[mine.db]
+                .peek(&mine.key)
+                .is_some_and(|entry| entry.is_stale(now_ms));
             changed || (expired_now && !seen_expired)
         })
     }

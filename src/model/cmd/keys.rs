@@ -303,7 +303,7 @@ fn keys(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let matching: Vec<&Vec<u8>> = core
         .db(ctx)
         .keys_from(b"")
-        .filter(|(_, entry)| entry.expire_at_ms.is_none_or(|at| at >= now_ms))
+        .filter(|(_, entry)| !entry.is_stale(now_ms))
         .filter(|(key, _)| all_keys || glob_match(pattern, key))
         .map(|(key, _)| key)
         .collect();
