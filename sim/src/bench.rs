@@ -93,7 +93,6 @@ const PERF_SCENARIO: &str = include_str!("../scenarios/perf-4-gateways-3-shards.
 /// stands on.
 fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
     use sim::checker;
-    use sim::event::Event;
     use sim::harness;
     use sim::scenario::Scenario;
 
@@ -120,11 +119,7 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
         let checked = Instant::now();
         let report = checker::check(&scenario, 1, &output.events);
         let check_s = checked.elapsed().as_secs_f64();
-        let decisions = output
-            .events
-            .iter()
-            .filter(|event| matches!(event, Event::Decision { .. }))
-            .count();
+        let decisions = report.metrics.decisions;
         let wall_s = harness_s + check_s;
         let sim_s = output.simulated_ms as f64 / 1_000.0;
         let per_s = decisions as f64 / wall_s;
@@ -147,26 +142,23 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
     let mut four = base.clone();
     four.gateways[0].count = 4;
     let started = Instant::now();
-    let decisions: usize = std::thread::scope(|scope| {
+    let decisions: u64 = std::thread::scope(|scope| {
         let runs: Vec<_> = (1..=cores as u64)
             .map(|seed| {
                 let scenario = &four;
                 scope.spawn(move || {
-                    harness::run(scenario, seed).map(|output| {
-                        checker::check(scenario, seed, &output.events);
-                        output
-                            .events
-                            .iter()
-                            .filter(|event| matches!(event, Event::Decision { .. }))
-                            .count()
-                    })
+                    sim::simulate(scenario, seed).map(|(report, _)| report.metrics.decisions)
                 })
             })
             .collect();
         runs.into_iter()
-            .map(|run| run.join().ok().and_then(Result::ok).unwrap_or(0))
-            .sum()
-    });
+            .map(|run| match run.join() {
+                Ok(Ok(decisions)) => Ok(decisions),
+                Ok(Err(error)) => Err(std::io::Error::other(error.0)),
+                Err(_) => Err(std::io::Error::other("a simulation thread panicked")),
+            })
+            .sum::<std::io::Result<u64>>()
+    })?;
     let wall_s = started.elapsed().as_secs_f64();
     println!(
         "4 gateways, {cores} seeds on {cores} threads at once: {decisions} decisions in {wall_s:.2} s = {:.0} decisions/s, {:.1} simulated s per wall s in all",
