@@ -8,12 +8,15 @@
 //! * [`dynamics`]: per-link latency distributions and clock drift, advanced every ms.
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
+//! * [`explore`]: a seed-ordered worker pool for independent runs.
 //!
-//! `ratelab run` and `ratelab explore` (in `main.rs`) are thin wrappers around [`simulate`].
+//! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
+//! library knows no command line and no output format.
 
 pub mod checker;
 pub mod dynamics;
 pub mod event;
+pub mod explore;
 pub mod harness;
 pub mod pool;
 pub mod scenario;

@@ -215,65 +215,6 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
 }
 
 #[test]
-fn explore_shrinks_each_failing_seed_and_prints_both_replays() {
-    // Goal: `ratelab explore` gives, next to each failing seed's replay, the replay of a
-    // smaller scenario that still fails, and `--no-shrink` skips that. Method: explore the
-    // R6 scenario (gateway clock skew) at seeds 2 and 3, where it fails; each failing line
-    // must be followed by a `shrunk` line naming a written file; that file must parse, be
-    // smaller than the original, and still violate the property when run with the seed.
-    let r6 = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scenarios/r6-gateway-clock-skew.toml"
-    );
-    let directory = std::env::temp_dir().join(format!("ratelab-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a temporary directory");
-    let explore = |extra: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelab"))
-            .args([
-                "explore",
-                "--scenario",
-                r6,
-                "--seeds",
-                "2",
-                "--first-seed",
-                "2",
-            ])
-            .args(extra)
-            .output()
-            .expect("ratelab runs");
-        assert_eq!(output.status.code(), Some(1), "a violation exits 1");
-        String::from_utf8(output.stdout).expect("utf-8")
-    };
-    let directory_arg = directory.to_str().expect("utf-8 path");
-    let text = explore(&["--shrink-runs", "8", "--shrunk-dir", directory_arg]);
-    let original = parse(include_str!("../../scenarios/r6-gateway-clock-skew.toml"));
-    for seed in [2u64, 3] {
-        assert!(
-            text.contains(&format!(
-                "seed {seed} violates admissions_within_bound; replay: ratelab run --scenario {r6} --seed {seed}"
-            )),
-            "{text}"
-        );
-        let path = directory.join(format!("ratelab-shrunk-{seed}.toml"));
-        let replay = format!("ratelab run --scenario {} --seed {seed}", path.display());
-        assert!(
-            text.contains(&replay),
-            "no shrunk replay for {seed}:\n{text}"
-        );
-        let shrunk = parse(&std::fs::read_to_string(&path).expect("the shrunk file"));
-        assert!(
-            sim::shrink::size(&shrunk) != sim::shrink::size(&original),
-            "seed {seed}: not shrunk"
-        );
-        assert!(run(&shrunk, seed).violated("admissions_within_bound"));
-    }
-    let plain = explore(&["--no-shrink"]);
-    assert!(plain.contains("seed 2 violates"), "{plain}");
-    assert!(!plain.contains("shrunk"), "{plain}");
-    let _ = std::fs::remove_dir_all(&directory);
-}
-
-#[test]
 fn a_fast_redis_clock_lets_gcra_over_admit() {
     // Goal: `redis.drift_ppm` reaches the clock the atomic scripts read (Redis TIME).
     // Method: the two-gateway GCRA scenario, safe as shipped; with every Redis clock

@@ -83,7 +83,7 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
 }
 
 /// The throughput scenario: 4 gateways, 3 shards, 10k requests/s, atomic GCRA.
-const PERF_SCENARIO: &str = include_str!("../scenarios/perf-4-gateways-3-shards.toml");
+const PERF_SCENARIO: &str = include_str!("../../scenarios/perf-4-gateways-3-shards.toml");
 
 /// The simulation's speed. Each row runs the throughput scenario with its gateway count (the
 /// load is the same 10k requests per simulated second, split among them) and times the

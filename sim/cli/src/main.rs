@@ -13,7 +13,6 @@ mod bench;
 mod bench_redis;
 mod serve;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -323,52 +322,30 @@ fn explore(args: &ExploreArgs) -> ExitCode {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let first = args.first_seed;
-    let end = first.saturating_add(args.seeds);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .max(1);
     if args.jobs == Some(0) {
         eprintln!("ratelab: --jobs must be at least 1");
         return ExitCode::from(2);
     }
-    // Each worker takes the next seed; outcomes are keyed by seed so the listing below does
-    // not depend on which thread finished first.
-    let next = std::sync::atomic::AtomicU64::new(first);
-    let outcomes: std::sync::Mutex<BTreeMap<u64, SeedOutcome>> =
-        std::sync::Mutex::new(BTreeMap::new());
+    let jobs = args.jobs.unwrap_or_else(sim::explore::jobs_default);
     let failing_so_far = std::sync::atomic::AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if seed >= end {
-                        break;
-                    }
-                    let outcome = explore_seed(args, fixed.as_ref(), seed);
-                    match &outcome {
-                        SeedOutcome::Broken(error) => bar.println(format!("seed {seed}: {error}")),
-                        SeedOutcome::Failing { .. } => {
-                            failing_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        SeedOutcome::Safe => {}
-                    }
-                    outcomes
-                        .lock()
-                        .expect("no worker panics while holding the outcome map")
-                        .insert(seed, outcome);
-                    let failing = failing_so_far.load(std::sync::atomic::Ordering::Relaxed);
-                    bar.set_message(format!("{failing} failing"));
-                    bar.inc(1);
+    let outcomes = sim::explore::run_ordered(
+        args.first_seed,
+        args.seeds,
+        jobs,
+        |seed| explore_seed(args, fixed.as_ref(), seed),
+        |seed, outcome| {
+            match outcome {
+                SeedOutcome::Broken(error) => bar.println(format!("seed {seed}: {error}")),
+                SeedOutcome::Failing { .. } => {
+                    failing_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-            });
-        }
-    });
-    let outcomes = outcomes
-        .into_inner()
-        .expect("no worker panics while holding the outcome map");
+                SeedOutcome::Safe => {}
+            }
+            let failing = failing_so_far.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_message(format!("{failing} failing"));
+            bar.inc(1);
+        },
+    );
     let mut failing = Vec::new();
     let mut broken = 0u64;
     for (seed, outcome) in outcomes {
