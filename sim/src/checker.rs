@@ -119,6 +119,26 @@ pub struct Metrics {
     pub moved_redirects: u64,
     /// Decisions that failed on a CROSSSLOT reply (keys of one call in different slots).
     pub crossslot_errors: u64,
+    /// The worst key's admissions beyond its stated bound (allowances included), in units;
+    /// 0 when every key is within. Fail-open admissions are not counted (they are outside
+    /// the bound by design). The report's figures plot this.
+    pub over_admission_max: u64,
+    /// The smallest over-admission (units beyond the bound) the check is sure to see on the
+    /// worst-judged key: 1 plus what that key's time margin can hide at the limit's rate
+    /// (`1 + ceil(margin × limit / window)`, `1 + ceil(margin / T)` for rate bounds). 0 when
+    /// no admission bound was judged.
+    pub over_admission_resolution: u64,
+    /// The largest per-key time margin, ms: for each key, the widest interval in which one
+    /// of its admissions may have happened in Redis (arrival to decision: the request's own
+    /// path), plus the legacy bucket's whole second.
+    pub margin_ms_max: u64,
+    /// The median over keys of that per-key margin, ms.
+    pub margin_ms_p50_key: u64,
+    /// Per path (gateway index): the widest admission interval of its requests, ms.
+    pub margin_ms_per_gateway: Vec<(u32, u64)>,
+    /// Requests that got no decision and no logged abort (a request task that panicked or
+    /// vanished).
+    pub unresolved: u64,
 }
 
 /// The checker's answer.
@@ -155,8 +175,28 @@ impl Report {
         self.verdict(name).is_some_and(|verdict| !verdict.held)
     }
 
-    /// Panics with the report when a safety property failed (for tests).
+    /// Whether every coverage property held too: something was denied, every fault took
+    /// effect. A safe run without them proves little.
+    pub fn covered(&self) -> bool {
+        self.verdicts
+            .iter()
+            .all(|verdict| verdict.kind != VerdictKind::Coverage || verdict.held)
+    }
+
+    /// Panics with the report unless the run holds as a proof: every safety property held
+    /// *and* every coverage property (denials happened, each fault took effect); a snapshot
+    /// exists (`every_key_has_ttl` fails without one). For tests.
     pub fn assert_safe(&self) {
+        assert!(self.safe(), "a safety property failed:\n{self}");
+        assert!(
+            self.covered(),
+            "the run is safe but quiet (a coverage property failed), so it proves nothing:\n{self}"
+        );
+    }
+
+    /// Panics unless every safety property held; coverage is not demanded. Only for runs
+    /// that are quiet on purpose (a baseline without the fault); say why at the call.
+    pub fn assert_safe_even_if_quiet(&self) {
         assert!(self.safe(), "a safety property failed:\n{self}");
     }
 }
@@ -320,34 +360,6 @@ fn weighted(kind: LimiterKind) -> bool {
     !kind.is_legacy()
 }
 
-/// How far the gateway's view of a time may be from Redis's, ms: the network jitter plus
-/// two ticks, plus the longest latency a fault or a per-link distribution can set.
-/// Admissions are stamped when the gateway reads the reply, so a reply that takes longer
-/// than another moves its admission later by up to the difference. Clock drift gets no
-/// margin: a Redis clock that runs fast really makes a Redis-clock limiter over-admit in
-/// true time, and the checker is there to show it.
-pub fn jitter_ms(scenario: &Scenario) -> u64 {
-    let fault_latency = scenario
-        .faults
-        .iter()
-        .filter_map(|fault| match fault.kind {
-            FaultKind::LinkLatency { latency_ms, .. } => Some(latency_ms),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let link_latency = scenario
-        .network
-        .links
-        .iter()
-        .map(|link| link.latency.max_ms())
-        .max()
-        .unwrap_or(0);
-    scenario.network.max_latency_ms - scenario.network.min_latency_ms
-        + 2
-        + fault_latency.max(link_latency)
-}
-
 /// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
 /// Redis clock steps, gateway clock steps when a legacy limiter (gateway time) runs, and
 /// restarts of a gateway whose limiter keeps its state in the process (`legacy_memory_list`,
@@ -387,8 +399,9 @@ struct Excess {
 }
 
 /// Instants at which a limiter may lawfully start over (a Redis restart loses its state; a
-/// clock step moves its windows), each worth one more `base + 1` in any window or interval
-/// that contains it (within the margin).
+/// clock step moves its windows). Each is worth at most one more `base + 1` in a window or
+/// interval that contains it, and only as much as that key had admitted in it before the
+/// reset: a reset that forgets nothing of a key earns that key nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resets {
     /// Sorted times, ms.
@@ -400,22 +413,40 @@ pub struct Resets {
 }
 
 impl Resets {
-    fn within(&self, start_ms: u64, end_ms: u64, margin_ms: u64) -> u64 {
-        let count = self
-            .at_ms
+    /// What the resets inside `[start_ms, end_ms]` excuse in `set`: per reset, the set's
+    /// weight that may lie before it (its earliest time at or before the reset, plus the
+    /// reach), capped at `base_plus_one`.
+    fn allowance(&self, set: &[Point], start_ms: u64, end_ms: u64, base_plus_one: u64) -> u64 {
+        self.at_ms
             .iter()
-            .filter(|&&at| at + margin_ms + self.reach_ms >= start_ms && at <= end_ms + margin_ms)
-            .count();
-        u64::try_from(count).expect("fits")
+            .filter(|&&at| at + self.reach_ms >= start_ms && at <= end_ms)
+            .map(|&at| {
+                let before: u64 = set
+                    .iter()
+                    .filter(|point| point.1 <= at + self.reach_ms)
+                    .map(|point| point.2)
+                    .sum();
+                before.min(base_plus_one)
+            })
+            .sum()
     }
 }
 
-/// The worst excess over `bound` in `(time, weight)` pairs sorted by time, if any, as
-/// `(start_ms, end_ms, counted, allowed)`.
+/// One counted event: `(latest_ms, earliest_ms, weight)`. Redis ran it somewhere in
+/// `[earliest_ms, latest_ms]` (true time): from the request's arrival to the gateway's
+/// reading the reply. Each point carries its own path's margin, so one slow link widens
+/// only the intervals of the requests that took it.
+type Point = (u64, u64, u64);
+
+/// The worst excess over `bound` in `points` sorted by their latest time, if any, as
+/// `(start_ms, end_ms, counted, allowed)`. A set of points is judged only when all of them
+/// surely lie inside the window (their latest minus their earliest time is below it); an
+/// interval Δ is the widest the set can span. `extra_ms` widens every span (new-api's
+/// bucket, whose Redis TIME has whole seconds).
 fn worst_excess(
-    points: &[(u64, u64)],
+    points: &[Point],
     bound: Bound,
-    margin_ms: u64,
+    extra_ms: u64,
     resets: &Resets,
 ) -> Option<(u64, u64, u64, u64)> {
     let mut worst: Option<(u64, u64, u64, u64)> = None;
@@ -429,29 +460,45 @@ fn worst_excess(
         }
     };
     let mut before = vec![0u64; points.len() + 1];
-    for (index, &(_, weight)) in points.iter().enumerate() {
+    for (index, &(_, _, weight)) in points.iter().enumerate() {
         before[index + 1] = before[index] + weight;
     }
+    let earliest_of = |set: &[Point]| set.iter().map(|point| point.1).min().unwrap_or(0);
     match bound {
         Bound::Window { limit, span_ms } => {
-            // The gateway may see two Redis-side instants `span` apart as `span - margin`.
-            let span = span_ms.saturating_sub(margin_ms);
+            let span = span_ms.saturating_sub(extra_ms);
             if span == 0 {
                 return None;
             }
+            // Indices of [first, last] whose earliest times increase: the front is the
+            // range's earliest.
+            let mut lows: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
             let mut first = 0;
             for last in 0..points.len() {
-                let end = points[last].0;
-                while end - points[first].0 >= span {
-                    first += 1;
+                while lows.back().is_some_and(|&back| points[back].1 >= points[last].1) {
+                    lows.pop_back();
                 }
-                // The longest window ending here, and each tail that starts after a reset
-                // inside it (a tail may exceed the base limit while the whole, which earns
-                // the reset's allowance, does not).
+                lows.push_back(last);
+                let end = points[last].0;
+                while let Some(&low) = lows.front()
+                    && end - points[low].1 >= span
+                {
+                    first += 1;
+                    while lows.front().is_some_and(|&front| front < first) {
+                        lows.pop_front();
+                    }
+                }
+                if first > last {
+                    continue;
+                }
+                // The longest window ending here, and each tail that surely starts after a
+                // reset inside it (a tail may exceed the base limit while the whole, which
+                // earns the reset's allowance, does not).
                 let mut starts = vec![first];
+                let range_start = points[lows[0]].1;
                 for &at in &resets.at_ms {
-                    if at >= points[first].0 && at <= end {
-                        starts.push(points.partition_point(|&(time, _)| time <= at + margin_ms));
+                    if at >= range_start && at <= end {
+                        starts.push(points.partition_point(|point| point.0 <= at).max(first));
                     }
                 }
                 for start in starts {
@@ -459,9 +506,13 @@ fn worst_excess(
                         continue;
                     }
                     let counted = before[last + 1] - before[start];
-                    let allowed =
-                        limit + resets.within(points[start].0, end, margin_ms) * (limit + 1);
-                    consider(points[start].0, end, counted, allowed);
+                    if counted <= limit {
+                        continue;
+                    }
+                    let set = &points[start..=last];
+                    let set_start = earliest_of(set);
+                    let allowed = limit + resets.allowance(set, set_start, end, limit + 1);
+                    consider(set_start, end, counted, allowed);
                 }
             }
         }
@@ -469,17 +520,20 @@ fn worst_excess(
             let interval = interval_ms.max(1);
             for last in 0..points.len() {
                 let end = points[last].0;
+                let mut start = u64::MAX;
                 for first in (0..=last).rev() {
+                    start = start.min(points[first].1);
                     let counted = before[last + 1] - before[first];
-                    let start = points[first].0;
-                    let allowed = burst
-                        + (end - start + margin_ms) / interval
-                        + resets.within(start, end, margin_ms) * (burst + 1);
-                    consider(start, end, counted, allowed);
-                    // Earlier starts add at most `before[first]`; once the allowance is ahead
-                    // by more than that, no earlier start can exceed it (the allowance only
-                    // grows as the start moves back).
-                    if allowed.saturating_sub(counted) > before[first] {
+                    let base = burst + (end - start + extra_ms) / interval;
+                    if counted > base {
+                        let set = &points[first..=last];
+                        let allowed = base + resets.allowance(set, start, end, burst + 1);
+                        consider(start, end, counted, allowed);
+                    }
+                    // Earlier starts add at most `before[first]`; once the base allowance is
+                    // ahead by more than that, no earlier start can exceed it (the allowance
+                    // only grows as the start moves back).
+                    if base.saturating_sub(counted) > before[first] {
                         break;
                     }
                 }
@@ -487,6 +541,40 @@ fn worst_excess(
         }
     }
     worst
+}
+
+/// The span a bound judges over, ms: the window, or for a rate the burst's refill time.
+fn bound_span_ms(bound: Bound) -> u64 {
+    match bound {
+        Bound::Window { span_ms, .. } => span_ms,
+        Bound::Rate { burst, interval_ms } => burst.saturating_mul(interval_ms),
+    }
+}
+
+/// The smallest over-admission the check is sure to see with `margin_ms`: 1 plus what the
+/// margin can hide at the bound's rate (`ceil(margin × limit / window)`, or
+/// `ceil(margin / T)`).
+fn resolution(bound: Bound, margin_ms: u64) -> u64 {
+    let hidden = match bound {
+        Bound::Window { limit, span_ms } => (margin_ms * limit).div_ceil(span_ms.max(1)),
+        Bound::Rate { interval_ms, .. } => margin_ms.div_ceil(interval_ms.max(1)),
+    };
+    1 + hidden
+}
+
+/// The largest margin against a bound's span that the check still judges under: a quarter.
+/// Beyond it the check refuses (a failed verdict, never "ok"): a margin that wide would
+/// hide a quarter of the limit.
+pub const MARGIN_SHARE_MAX: u64 = 4;
+
+/// A key's margin, ms: its widest admission interval plus `extra_ms`.
+fn key_margin_ms(points: &[Point], extra_ms: u64) -> u64 {
+    points
+        .iter()
+        .map(|&(latest, earliest, _)| latest - earliest)
+        .max()
+        .unwrap_or(0)
+        + extra_ms
 }
 
 fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
@@ -509,14 +597,19 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let mut round_trips = 0u64;
     let mut commands = 0u64;
     let mut fired = vec![false; scenario.faults.len()];
+    let mut took_effect: Vec<Option<bool>> = vec![None; scenario.faults.len()];
+    let mut aborted: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
     let mut snapshot: Option<&Vec<(String, i64)>> = None;
     let mut levels: &[(String, String, String)] = &[];
-    // Per key: admissions (time, weight) and recorded successes (time, 1).
-    let mut admissions: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut successes: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    // Per key: admissions and recorded successes as points (latest, earliest, weight).
+    let mut admissions: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    let mut successes: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    // Per gateway (path): the widest admission interval.
+    let mut gateway_margins: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut desyncs: Vec<(u64, u64, String)> = Vec::new();
     // Per (group index, key), when groups have their own limits (R5).
     let grouped = scenario.has_group_limits();
-    let mut group_admissions: BTreeMap<(usize, String), Vec<(u64, u64)>> = BTreeMap::new();
+    let mut group_admissions: BTreeMap<(usize, String), Vec<Point>> = BTreeMap::new();
     let mut errors_while_healthy: Vec<(u64, u64, String)> = Vec::new();
 
     let outages: Vec<(u64, u64)> = scenario
@@ -591,19 +684,30 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                         } else {
                             1
                         };
-                        admissions
-                            .entry(key.clone())
-                            .or_default()
-                            .push((*at_ms, weight));
+                        let point = (*at_ms, (*arrived_ms).min(*at_ms), weight);
+                        let path = gateway_margins.entry(*gateway).or_default();
+                        *path = (*path).max(point.0 - point.1);
+                        admissions.entry(key.clone()).or_default().push(point);
                         if let Some(group) = scenario.group_index(*gateway).filter(|_| grouped) {
                             group_admissions
                                 .entry((group, key.clone()))
                                 .or_default()
-                                .push((*at_ms, weight));
+                                .push(point);
                         }
                     }
                     Outcome::Denied => metrics.denied += 1,
                     Outcome::FailOpen => metrics.fail_open += 1,
+                    Outcome::Error => {}
+                }
+                if *error_class == Some(ErrorClass::Protocol)
+                    && !outages
+                        .iter()
+                        .any(|&(start, end)| *arrived_ms <= end && *at_ms >= start)
+                {
+                    desyncs.push((*id, *at_ms, key.clone()));
+                }
+                match outcome {
+                    Outcome::Allowed | Outcome::Denied | Outcome::FailOpen => {}
                     Outcome::Error => {
                         metrics.errors += 1;
                         let grace = match error_class {
@@ -628,9 +732,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             }
             Event::Completion {
                 id,
+                at_ms: finished_ms,
                 success,
                 recorded_at_ms,
-                ..
             } => {
                 if !success {
                     continue;
@@ -646,17 +750,30 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     .get(id)
                     .is_some_and(|(_, outcome)| *outcome == Outcome::Allowed);
                 match recorded_at_ms {
-                    Some(recorded_ms) if admitted => successes
-                        .entry(key.clone())
-                        .or_default()
-                        .push((*recorded_ms, 1)),
+                    Some(recorded_ms) if admitted => successes.entry(key.clone()).or_default().push((
+                        *recorded_ms,
+                        (*finished_ms).min(*recorded_ms),
+                        1,
+                    )),
                     _ => metrics.unrecorded_successes += u64::from(admitted),
                 }
             }
-            Event::Fault { index, .. } => {
+            Event::Fault {
+                index,
+                took_effect: effect,
+                ..
+            } => {
                 if let Some(slot) = fired.get_mut(*index) {
+                    // The first event (a start) says whether the fault took; an end says
+                    // nothing new.
+                    if !*slot {
+                        took_effect[*index] = *effect;
+                    }
                     *slot = true;
                 }
+            }
+            Event::Aborted { id, .. } => {
+                aborted.insert(*id);
             }
             Event::Snapshot {
                 keys,
@@ -728,7 +845,6 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     } else {
         0
     };
-    let jitter = jitter_ms(scenario);
     let resets = resets(scenario, &kinds);
     let failover_at_ms: Vec<u64> = scenario
         .faults
@@ -755,26 +871,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     // With per-group limits the first group's bound says nothing about the others' keys;
     // each group is judged against its own below.
     if let Some(bound) = admission_bound(first_kind, scenario).filter(|_| !grouped) {
-        let margin = match bound {
-            Bound::Rate { .. } => jitter + bucket_margin,
-            Bound::Window { .. } => jitter,
-        };
-        bound_checks.push((
-            "admissions_within_bound",
-            "admissions",
-            bound,
-            margin,
-            &admissions,
-        ));
+        bound_checks.push(("admissions_within_bound", "admissions", bound, &admissions));
     }
     if let Some(bound) = success_bound(first_kind, scenario) {
-        bound_checks.push((
-            "successes_within_bound",
-            "successes",
-            bound,
-            jitter,
-            &successes,
-        ));
+        bound_checks.push(("successes_within_bound", "successes", bound, &successes));
     }
     let worst_command_ms = scenario
         .gateways
@@ -786,26 +886,41 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         reach_ms: scenario.upstream.latency.max_ms() + worst_command_ms,
         ..resets.clone()
     };
-    for (name, what, bound, margin, per_key) in bound_checks {
+    let extra_of = |bound: Bound| match bound {
+        Bound::Rate { .. } => bucket_margin,
+        Bound::Window { .. } => 0,
+    };
+    let mut key_margins: Vec<u64> = Vec::new();
+    for (name, what, bound, per_key) in bound_checks {
         let resets = if what == "successes" {
             &success_resets
         } else {
             &resets
         };
+        let extra = extra_of(bound);
         let mut worst: Option<Excess> = None;
         let mut keys_over = 0;
+        // The key with the widest margin: the check's resolution, and whether it may judge.
+        let mut widest: Option<(u64, &String)> = None;
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
+            let margin = key_margin_ms(&points, extra);
+            if what == "admissions" {
+                key_margins.push(margin);
+            }
+            if widest.is_none_or(|(widest, _)| margin > widest) {
+                widest = Some((margin, key));
+            }
             if what == "admissions"
                 && metrics.failovers > 0
                 && let Some((_, _, counted, allowed)) =
-                    worst_excess(&points, bound, margin, &plain_resets)
+                    worst_excess(&points, bound, extra, &plain_resets)
             {
                 metrics.failover_excess = metrics.failover_excess.max(counted - allowed);
             }
             if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, margin, resets)
+                worst_excess(&points, bound, extra, resets)
             {
                 keys_over += 1;
                 let excess = Excess {
@@ -823,9 +938,23 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 }
             }
         }
+        let (margin, widest_key) = widest.map_or((0, "-"), |(margin, key)| (margin, key.as_str()));
+        let refused = margin * MARGIN_SHARE_MAX > bound_span_ms(bound);
+        if what == "admissions" {
+            metrics.over_admission_max = worst
+                .as_ref()
+                .map_or(0, |excess| excess.counted - excess.allowed);
+            metrics.over_admission_resolution = resolution(bound, margin);
+        }
         let detail = match &worst {
+            _ if refused => format!(
+                "refused to judge: key {widest_key}'s time margin {margin} ms is more than 1/{MARGIN_SHARE_MAX} of the bound's {} ms ({bound}), so it could hide {} units",
+                bound_span_ms(bound),
+                resolution(bound, margin) - 1
+            ),
             None => format!(
-                "every key within {bound} (gateway/Redis time margin {margin} ms; {} reset allowances; {} fail-open admissions not counted)",
+                "every key within {bound} (widest time margin {margin} ms on key {widest_key}: sees an over-admission of {}; {} reset(s) allowed only where a key had admissions before them; {} fail-open admissions not counted)",
+                resolution(bound, margin),
                 resets.at_ms.len(),
                 metrics.fail_open
             ),
@@ -840,45 +969,62 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         verdicts.push(Verdict {
             name: name.to_owned(),
             kind: VerdictKind::Safety,
-            held: worst.is_none(),
+            held: worst.is_none() && !refused,
             detail,
         });
     }
 
     if grouped {
         let mut over = Vec::new();
+        let mut refusals = Vec::new();
+        let mut resolution_max = 0;
         for ((group, key), points) in &group_admissions {
             let settings = &scenario.gateways[*group];
             let Some(bound) = admission_bound(settings.limiter, &scenario.for_group(settings))
             else {
                 continue;
             };
-            let margin = match bound {
-                Bound::Rate { .. } => jitter + bucket_margin,
-                Bound::Window { .. } => jitter,
-            };
+            let extra = extra_of(bound);
             let mut points = points.clone();
             points.sort_unstable();
+            let margin = key_margin_ms(&points, extra);
+            key_margins.push(margin);
+            resolution_max = resolution_max.max(resolution(bound, margin));
+            if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
+                refusals.push(format!(
+                    "group {group} key {key}: time margin {margin} ms against {bound}"
+                ));
+            }
             if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, margin, &resets)
+                worst_excess(&points, bound, extra, &resets)
             {
+                metrics.over_admission_max = metrics.over_admission_max.max(counted - allowed);
                 over.push(format!(
                     "group {group} ({}) key {key}: {counted} admissions in [{start_ms} ms, {end_ms} ms] where {allowed} are allowed ({bound})",
                     settings.group.as_deref().unwrap_or("default")
                 ));
             }
         }
+        metrics.over_admission_resolution = resolution_max;
         verdicts.push(Verdict {
             name: "group_admissions_within_bound".to_owned(),
             kind: VerdictKind::Safety,
-            held: over.is_empty(),
-            detail: if over.is_empty() {
-                "every group's admissions on every key within its own bound".to_owned()
+            held: over.is_empty() && refusals.is_empty(),
+            detail: if let Some(refusal) = refusals.first() {
+                format!("refused to judge: {refusal} (more than 1/{MARGIN_SHARE_MAX} of its span)")
+            } else if over.is_empty() {
+                format!(
+                    "every group's admissions on every key within its own bound (sees an over-admission of {resolution_max})"
+                )
             } else {
                 format!("{} (group, key) pairs over: {}", over.len(), over[0])
             },
         });
     }
+    key_margins.sort_unstable();
+    metrics.margin_ms_max = key_margins.last().copied().unwrap_or(0);
+    metrics.margin_ms_p50_key = percentile(&key_margins, 500);
+    metrics.margin_ms_per_gateway = gateway_margins.into_iter().collect();
 
     verdicts.push(Verdict {
         name: "no_5xx_while_redis_healthy".to_owned(),
@@ -896,6 +1042,44 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         },
     });
 
+    let unresolved: Vec<u64> = requests
+        .keys()
+        .filter(|id| !decisions.contains_key(id) && !aborted.contains(id))
+        .copied()
+        .collect();
+    metrics.unresolved = u64::try_from(unresolved.len()).expect("fits");
+    verdicts.push(Verdict {
+        name: "every_request_resolved".to_owned(),
+        kind: VerdictKind::Safety,
+        held: unresolved.is_empty(),
+        detail: match unresolved.first() {
+            None => format!(
+                "{} requests: {} decided, {} aborted by a gateway restart",
+                metrics.requests,
+                metrics.decisions,
+                aborted.len()
+            ),
+            Some(id) => format!(
+                "{} of {} requests ended with no decision and no logged abort (a request task panicked or vanished); first: request {id:#x} on key {}",
+                unresolved.len(),
+                metrics.requests,
+                requests.get(id).map(|request| request.1.as_str()).unwrap_or("?")
+            ),
+        },
+    });
+    verdicts.push(Verdict {
+        name: "no_protocol_error_while_redis_healthy".to_owned(),
+        kind: VerdictKind::Safety,
+        held: desyncs.is_empty(),
+        detail: match desyncs.first() {
+            None => "every reply parsed while no fault was active".to_owned(),
+            Some((id, at_ms, key)) => format!(
+                "{} replies the client could not parse while Redis was healthy; first: request {id:#x} on key {key} at {at_ms} ms",
+                desyncs.len()
+            ),
+        },
+    });
+
     let without_ttl: Vec<&String> = snapshot
         .map(|keys| {
             keys.iter()
@@ -907,9 +1091,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     verdicts.push(Verdict {
         name: "every_key_has_ttl".to_owned(),
         kind: VerdictKind::Safety,
-        held: without_ttl.is_empty(),
+        held: snapshot.is_some() && without_ttl.is_empty(),
         detail: match snapshot {
-            None => "no snapshot of Redis in the log".to_owned(),
+            None => "not judged: no snapshot of Redis in the log".to_owned(),
             Some(keys) if without_ttl.is_empty() => format!("{} keys, all with a TTL", keys.len()),
             Some(keys) => format!(
                 "{} of {} keys have no TTL: {}{}",
@@ -943,6 +1127,17 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             held: fired[index],
             detail: format!("{:?} at {} ms", fault.kind, fault.at_ms),
         });
+        let (effect, how) = match took_effect[index] {
+            _ if !fired[index] => (false, "never fired"),
+            Some(effect) => (effect, "as the harness saw it"),
+            None => fault_effect_in_log(fault, &requests, &decisions),
+        };
+        verdicts.push(Verdict {
+            name: format!("fault_{index}_took_effect"),
+            kind: VerdictKind::Coverage,
+            held: effect,
+            detail: format!("{:?} at {} ms: {how}", fault.kind, fault.at_ms),
+        });
     }
 
     Report {
@@ -951,6 +1146,55 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         metrics,
         timelines,
         replay: None,
+    }
+}
+
+/// Whether a partition, hold, link latency or gateway restart took effect, judged from the
+/// requests it caught (the harness cannot see turmoil drop or hold a message): a request
+/// of a gateway on the link in flight during the outage that failed or was decided after
+/// it; a decision on that gateway at least the new latency slow; a request served by the
+/// restarted gateway's new process. A fault on a link no gateway is on (between Redis
+/// nodes) is not observable here and counts as not taking effect.
+fn fault_effect_in_log(
+    fault: &crate::scenario::Fault,
+    requests: &BTreeMap<u64, (u32, String, u64, u64)>,
+    decisions: &BTreeMap<u64, (u64, Outcome)>,
+) -> (bool, &'static str) {
+    let gateway_of = |host: &str| {
+        host.strip_prefix("gateway-")
+            .and_then(|index| index.parse::<u32>().ok())
+    };
+    let on = |a: &str, b: &str| [gateway_of(a), gateway_of(b)];
+    let decided = |gateways: [Option<u32>; 2]| {
+        requests.iter().filter_map(move |(id, (gateway, _, arrived_ms, _))| {
+            let (decided_ms, outcome) = decisions.get(id)?;
+            gateways
+                .contains(&Some(*gateway))
+                .then_some((*arrived_ms, *decided_ms, *outcome))
+        })
+    };
+    let start = fault.at_ms;
+    match &fault.kind {
+        FaultKind::Partition { a, b, .. } | FaultKind::Hold { a, b, .. } => {
+            let end = start + fault.kind.outage_ms();
+            let caught = decided(on(a, b)).any(|(arrived, decided, outcome)| {
+                arrived <= end
+                    && decided >= start
+                    && (matches!(outcome, Outcome::FailOpen | Outcome::Error) || decided > end)
+            });
+            (caught, "a request on the link failed or waited past the outage")
+        }
+        FaultKind::LinkLatency { a, b, latency_ms } => {
+            let slowed = decided(on(a, b))
+                .any(|(arrived, decided, _)| arrived >= start && decided - arrived >= *latency_ms);
+            (slowed, "a decision on the link took at least the new latency")
+        }
+        FaultKind::GatewayRestart { host, down_ms } => {
+            let served = decided(on(host, host))
+                .any(|(arrived, _, _)| arrived >= start.saturating_add(*down_ms));
+            (served, "the new process decided a request")
+        }
+        _ => (false, "the harness did not say"),
     }
 }
 
@@ -1095,11 +1339,15 @@ fn timeline(
 mod tests {
     use super::*;
 
-    /// `worst_excess` over `times` (weight 1 each) for `bound` with `margin`: the excess
-    /// `counted - allowed`, or 0 when within the bound.
+    /// `worst_excess` over `times` (weight 1 each, each decided `margin` ms after it
+    /// arrived; times start at 1000 so that the arrival is not before zero) for `bound`:
+    /// the excess `counted - allowed`, or 0 when within the bound.
     fn check(times: &[u64], bound: Bound, margin: u64, expected_excess: u64) {
-        let points: Vec<(u64, u64)> = times.iter().map(|&time| (time, 1)).collect();
-        let excess = worst_excess(&points, bound, margin, &Resets::default())
+        let points: Vec<Point> = times
+            .iter()
+            .map(|&time| (1_000 + time, 1_000 + time - margin, 1))
+            .collect();
+        let excess = worst_excess(&points, bound, 0, &Resets::default())
             .map(|(_, _, counted, allowed)| counted - allowed)
             .unwrap_or(0);
         assert_eq!(excess, expected_excess, "{times:?} against {bound}");
@@ -1183,7 +1431,7 @@ down_ms = 50
             at_ms: vec![500],
             reach_ms: 0,
         };
-        let points: Vec<(u64, u64)> = [0, 0, 600, 600, 600].iter().map(|&t| (t, 1)).collect();
+        let points: Vec<Point> = [0, 0, 600, 600, 600].iter().map(|&t| (t, t, 1)).collect();
         let window = Bound::Window {
             limit: 2,
             span_ms: 1_000,
@@ -1192,12 +1440,45 @@ down_ms = 50
             worst_excess(&points, window, 0, &Resets::default()).map(|w| w.2),
             Some(5)
         );
+        // Two before the reset, three after: the whole earns min(L + 1, 2) more, 5 > 4,
+        // and the tail alone is over L; either way one too many.
         assert_eq!(
-            worst_excess(&points, window, 0, &resets).map(|w| (w.2, w.3)),
+            worst_excess(&points, window, 0, &resets).map(|w| w.2 - w.3),
+            Some(1)
+        );
+        let two_after: Vec<Point> = [0, 0, 600, 600].iter().map(|&t| (t, t, 1)).collect();
+        assert_eq!(worst_excess(&two_after, window, 0, &resets), None);
+        // A reset with nothing of this key before it in the window forgets nothing and
+        // excuses nothing: three after it are one too many.
+        let none_before: Vec<Point> = [600, 600, 600].iter().map(|&t| (t, t, 1)).collect();
+        assert_eq!(
+            worst_excess(&none_before, window, 0, &resets).map(|w| (w.2, w.3)),
             Some((3, 2))
         );
-        let two_after: Vec<(u64, u64)> = [0, 0, 600, 600].iter().map(|&t| (t, 1)).collect();
-        assert_eq!(worst_excess(&two_after, window, 0, &resets), None);
+        // One before it: the reset excuses one.
+        let one_before: Vec<Point> = [400, 600, 600, 600].iter().map(|&t| (t, t, 1)).collect();
+        assert_eq!(
+            worst_excess(&one_before, window, 0, &resets).map(|w| w.2 - w.3),
+            Some(1),
+            "the tail after the reset is still over the base limit"
+        );
+        // Resets every 100 ms: each segment between two is judged on its own, so one more
+        // in one segment is seen though the window holds ten resets.
+        let many = Resets {
+            at_ms: (1..=10).map(|step| step * 100).collect(),
+            reach_ms: 0,
+        };
+        let mut saturated: Vec<Point> = (0..10)
+            .flat_map(|step| [step * 100 + 10, step * 100 + 20])
+            .map(|t| (t, t, 1))
+            .collect();
+        assert_eq!(worst_excess(&saturated, window, 0, &many), None);
+        saturated.push((535, 535, 1));
+        saturated.sort_unstable();
+        assert_eq!(
+            worst_excess(&saturated, window, 0, &many).map(|w| w.2 - w.3),
+            Some(1)
+        );
     }
 
     #[test]
@@ -1293,34 +1574,34 @@ down_ms = 50
         }
     }
 
-    /// Goal: the gateway/Redis margin grows with every source of latency spread a scenario
-    /// has (network spread, a fault's link latency, a per-link distribution's longest draw),
-    /// so that a lawful run is not flagged, and not with clock drift (which really
-    /// over-admits). Method: one base scenario, each source added alone, the margin computed
-    /// by hand.
+    /// Goal: each admission carries its own path's margin, so a slow path widens only its
+    /// own points. Method: a window of 1000 ms, L = 2: three fast points (1 ms each) within
+    /// 500 ms are one too many; with a slow third point whose interval may end past the
+    /// window, the three cannot be placed in one window and nothing is blamed; the per-key margin is the widest
+    /// interval, and its resolution and the refusal threshold follow from it.
     #[test]
-    fn the_margin_counts_every_source_of_timing_spread() {
-        let base = "duration_ms = 9000\n[limit]\nlimit = 10\nwindow_ms = 1000\n\
-                    [[gateways]]\nlimiter = \"atomic_gcra\"\n[load]\nrate_per_s = 1\n";
-        let cases: &[(&str, u64)] = &[
-            ("", 2),
-            ("[network]\nmin_latency_ms = 1\nmax_latency_ms = 5\n", 6),
-            (
-                "[[network.links]]\na = \"gateway-0\"\nb = \"redis-0\"\n\
-                 latency = { kind = \"uniform\", min_ms = 1, max_ms = 40 }\n",
-                42,
-            ),
-            (
-                "[[faults]]\nat_ms = 10\nkind = \"link_latency\"\na = \"gateway-0\"\n\
-                 b = \"redis-0\"\nlatency_ms = 30\n",
-                32,
-            ),
-            ("[redis]\ndrift_ppm = -1000\n", 2),
-        ];
-        for (extra, expected_ms) in cases {
-            let scenario = Scenario::from_toml(&format!("{base}{extra}")).expect("valid");
-            assert_eq!(jitter_ms(&scenario), *expected_ms, "with {extra:?}");
-        }
+    fn each_point_carries_its_own_margin() {
+        let window = Bound::Window {
+            limit: 2,
+            span_ms: 1_000,
+        };
+        let fast: Vec<Point> = vec![(1_000, 999, 1), (1_200, 1_199, 1), (1_500, 1_499, 1)];
+        assert_eq!(
+            worst_excess(&fast, window, 0, &Resets::default()).map(|w| w.2 - w.3),
+            Some(1)
+        );
+        let slow: Vec<Point> = vec![(1_000, 999, 1), (1_200, 1_199, 1), (2_100, 1_300, 1)];
+        assert_eq!(worst_excess(&slow, window, 0, &Resets::default()), None);
+        assert_eq!(key_margin_ms(&slow, 0), 800);
+        assert_eq!(resolution(window, 2), 2, "2 ms at 2 per second hides one");
+        let rate = Bound::Rate {
+            burst: 50,
+            interval_ms: 20,
+        };
+        assert_eq!(resolution(rate, 0), 1);
+        assert_eq!(resolution(rate, 202), 12);
+        assert!(202 * MARGIN_SHARE_MAX <= bound_span_ms(rate));
+        assert!(251 * MARGIN_SHARE_MAX > bound_span_ms(rate));
     }
 
     #[test]

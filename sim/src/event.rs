@@ -24,6 +24,9 @@ pub enum ErrorClass {
     Transport,
     /// Redis answered something the limiter cannot use (NOSCRIPT, a missing entry).
     Reply,
+    /// The client could not parse the reply (a protocol desync): while Redis is healthy
+    /// this is a bug in the client or the server, never a transport hiccup.
+    Protocol,
     /// The request could not be turned into a key.
     Key,
 }
@@ -80,6 +83,14 @@ pub enum Event {
         /// `None` when nothing was recorded or the record failed.
         recorded_at_ms: Option<u64>,
     },
+    /// A request died without a decision because its gateway process restarted (a
+    /// `gateway_restart` fault): the only lawful way for a request to end undecided.
+    Aborted {
+        /// The request.
+        id: u64,
+        /// When the process died.
+        at_ms: u64,
+    },
     /// A scheduled fault fired (or ended).
     Fault {
         /// Its index in the scenario's list.
@@ -88,6 +99,11 @@ pub enum Event {
         at_ms: u64,
         /// What happened, in words.
         what: String,
+        /// Whether the harness saw it take effect (a restart restarted, a flush removed
+        /// keys, a clock moved); `None` when only the log can tell (partitions, holds,
+        /// latency: the checker looks at the requests they caught).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        took_effect: Option<bool>,
     },
     /// Cluster runs, at the end: the commands the gateways sent to each node and to each
     /// slot (a command counts once per node it reached, so a redirect counts twice).
@@ -121,6 +137,7 @@ impl Event {
             Event::Request { at_ms, .. }
             | Event::Decision { at_ms, .. }
             | Event::Completion { at_ms, .. }
+            | Event::Aborted { at_ms, .. }
             | Event::Fault { at_ms, .. }
             | Event::Load { at_ms, .. }
             | Event::Snapshot { at_ms, .. } => *at_ms,
@@ -132,7 +149,8 @@ impl Event {
         match self {
             Event::Request { id, .. }
             | Event::Decision { id, .. }
-            | Event::Completion { id, .. } => Some(*id),
+            | Event::Completion { id, .. }
+            | Event::Aborted { id, .. } => Some(*id),
             Event::Fault { .. } | Event::Load { .. } | Event::Snapshot { .. } => None,
         }
     }

@@ -109,8 +109,49 @@ fn drain_ms(scenario: &Scenario) -> u64 {
     scenario.upstream.latency.max_ms() + 6 * worst_command + 1_000
 }
 
+/// What a [`Tamper`] sees of one decision.
+#[derive(Clone, Debug)]
+pub struct TamperCall<'a> {
+    /// The gateway's index.
+    pub gateway: u32,
+    /// The logical key (as in the log).
+    pub key: &'a str,
+    /// True simulated time of the decision, ms.
+    pub at_ms: u64,
+    /// The limiter's answer: `Some(allowed)`, or `None` when it could not decide.
+    pub allowed: Option<bool>,
+}
+
+/// What a [`Tamper`] does to a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TamperAction {
+    /// Leave it.
+    Keep,
+    /// Admit the request whatever the limiter said (its state in Redis does not count it:
+    /// the admission is one beyond what the limiter would have done).
+    Admit,
+    /// Panic inside the request's task (a limiter bug under a fault).
+    Panic,
+    /// Turn the answer into a reply the client cannot parse (a protocol desync).
+    ProtocolError,
+}
+
+/// A wrong limiter, for tests of the checker: a hook that sees every decision and may
+/// change it. Real runs have none; sensitivity tests use one to admit exactly one request
+/// too many and show that the checker catches it.
+pub type Tamper = Arc<dyn Fn(&TamperCall<'_>) -> TamperAction + Send + Sync>;
+
 /// Runs `scenario` with `seed` and returns its event log.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
+    run_tampered(scenario, seed, None)
+}
+
+/// [`run`] with a [`Tamper`] wrapped around every gateway's limiter.
+pub fn run_tampered(
+    scenario: &Scenario,
+    seed: u64,
+    tamper: Option<Tamper>,
+) -> Result<RunOutput, HarnessError> {
     scenario
         .validate()
         .map_err(|error| HarnessError(error.to_string()))?;
@@ -204,6 +245,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
             primary: Arc::clone(&primary),
             redis_hosts: redis_hosts.clone(),
             load: Arc::clone(&load),
+            tamper: tamper.clone(),
         };
         sim.client(format!("gateway-{index}"), gateway.run());
     }
@@ -222,6 +264,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
     actions.sort();
     let mut next_action = 0;
     let mut dynamics = Dynamics::new(scenario, seed, &offsets);
+    // Redis restarts: (fault index, the model that served before): the restart took effect
+    // when another model serves at the end.
+    let mut restarted: Vec<(usize, Option<SharedModel>)> = Vec::new();
     loop {
         let now_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
         dynamics.advance(&mut sim, now_ms);
@@ -230,7 +275,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
                 break;
             }
             next_action += 1;
-            let what = match &scenario.faults[index].kind {
+            let (what, took_effect) = match &scenario.faults[index].kind {
                 // FLUSHALL on whichever node is the primary now.
                 FaultKind::Flush {} => {
                     let host = primary
@@ -239,15 +284,60 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
                         .clone();
                     flush(&models[&host], now_ms, &offsets[&host])
                 }
-                kind => apply_fault(
+                FaultKind::RedisRestart {} => {
+                    restarted.push((index, current_model(&models[REDIS_HOST])));
+                    (
+                        apply_fault(
+                            &mut sim,
+                            &scenario.faults[index].kind,
+                            is_end,
+                            &offsets,
+                            &Failover {
+                                primary: &primary,
+                                replication_stopped: &replication_stopped,
+                            },
+                        ),
+                        None,
+                    )
+                }
+                FaultKind::ClockStep { host, step_ms } => (
+                    apply_fault(
+                        &mut sim,
+                        &scenario.faults[index].kind,
+                        is_end,
+                        &offsets,
+                        &Failover {
+                            primary: &primary,
+                            replication_stopped: &replication_stopped,
+                        },
+                    ),
+                    Some(offsets.contains_key(host) && *step_ms != 0),
+                ),
+                FaultKind::Failover {} if !is_end => (
+                    apply_fault(
+                        &mut sim,
+                        &scenario.faults[index].kind,
+                        is_end,
+                        &offsets,
+                        &Failover {
+                            primary: &primary,
+                            replication_stopped: &replication_stopped,
+                        },
+                    ),
+                    Some(true),
+                ),
+                kind => (
+                    apply_fault(
                     &mut sim,
                     kind,
                     is_end,
                     &offsets,
-                    &Failover {
-                        primary: &primary,
-                        replication_stopped: &replication_stopped,
-                    },
+                        &Failover {
+                            primary: &primary,
+                            replication_stopped: &replication_stopped,
+                        },
+                    ),
+                    None,
                 ),
             };
             push(
@@ -256,6 +346,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
                     index,
                     at_ms: now_ms,
                     what,
+                    took_effect,
                 },
             );
         }
@@ -266,6 +357,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         }
     }
     let simulated_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+    mark_restarts(&log, &restarted, &models[REDIS_HOST]);
     if scenario.redis.topology == Topology::Cluster {
         let load = load
             .lock()
@@ -335,6 +427,40 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
         events,
         simulated_ms,
     })
+}
+
+/// The model a Redis host serves now, if it has started.
+fn current_model(slot: &ModelSlot) -> Option<SharedModel> {
+    slot.lock()
+        .expect("the model slot lock is never held across a panic")
+        .clone()
+}
+
+/// Sets `took_effect` on each Redis restart's event: the node really restarted when the
+/// model serving at the end is not the one that served before the restart.
+fn mark_restarts(log: &Log, restarted: &[(usize, Option<SharedModel>)], slot: &ModelSlot) {
+    let now = current_model(slot);
+    let mut events = log
+        .lock()
+        .expect("the event log lock is never held across a panic");
+    for (fault, before) in restarted {
+        let effect = match (before, &now) {
+            (Some(before), Some(now)) => !Arc::ptr_eq(before, now),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        for event in events.iter_mut() {
+            if let Event::Fault {
+                index, took_effect, ..
+            } = event
+                && index == fault
+                && took_effect.is_none()
+            {
+                *took_effect = Some(effect);
+                break;
+            }
+        }
+    }
 }
 
 /// What a failover moves.
@@ -420,25 +546,32 @@ fn flush(
     current_model: &Arc<Mutex<Option<SharedModel>>>,
     true_ms: u64,
     offset: &AtomicI64,
-) -> String {
+) -> (String, Option<bool>) {
     let model = current_model
         .lock()
         .expect("the model slot lock is never held across a panic")
         .clone();
     let Some(model) = model else {
-        return format!("flush {REDIS_HOST}: not started yet, nothing to flush");
+        return (
+            format!("flush {REDIS_HOST}: not started yet, nothing to flush"),
+            Some(false),
+        );
     };
     let mut model = model
         .lock()
         .expect("the model lock is never held across a panic");
     let mut session = model.connect("fault:0");
-    let reply = model.exec(
-        skewed_ms(true_ms, offset),
-        &mut session,
-        &[b"FLUSHALL".to_vec()],
-    );
+    let node_ms = skewed_ms(true_ms, offset);
+    let keys = match model.exec(node_ms, &mut session, &[b"DBSIZE".to_vec()]) {
+        Reply::Integer(keys) => keys,
+        _ => 0,
+    };
+    let reply = model.exec(node_ms, &mut session, &[b"FLUSHALL".to_vec()]);
     model.disconnect(&mut session);
-    format!("flush {REDIS_HOST} (FLUSHALL: {reply:?})")
+    (
+        format!("flush {REDIS_HOST} (FLUSHALL: {reply:?}, {keys} keys removed)"),
+        Some(keys > 0),
+    )
 }
 
 /// The `tokens` and `credit` fields of every hash among `keys` (token bucket levels).
@@ -564,6 +697,8 @@ struct Gateway {
     redis_hosts: Vec<String>,
     /// The cluster's load counters, shared by every gateway.
     load: Arc<Mutex<Load>>,
+    /// A test's wrong limiter, if any.
+    tamper: Option<Tamper>,
 }
 
 /// How a gateway reaches Redis.
@@ -615,6 +750,10 @@ struct Shared {
     group: Option<String>,
     /// What its script limiters do after NOSCRIPT (one flag per gateway process).
     reload: Reload,
+    /// Requests logged and not yet decided: a restart logs each as aborted.
+    pending: Mutex<std::collections::BTreeSet<u64>>,
+    /// A test's wrong limiter, if any.
+    tamper: Option<Tamper>,
 }
 
 /// One gateway process: what a restart throws away.
@@ -711,6 +850,8 @@ impl Gateway {
                 ScriptReload::EvalshaThenEval => Reload::EvalShaThenEval,
                 ScriptReload::EvalUntilLoaded => Reload::eval_until_loaded(),
             },
+            pending: Mutex::new(std::collections::BTreeSet::new()),
+            tamper: self.tamper.clone(),
         });
         Ok(Process { shared, sweeper })
     }
@@ -768,6 +909,22 @@ impl Gateway {
                 // aborted request logs nothing more), and with the last of them its pool
                 // and its connections go.
                 tasks = tokio::task::JoinSet::new();
+                let undecided = std::mem::take(
+                    &mut *process
+                        .shared
+                        .pending
+                        .lock()
+                        .expect("the pending lock is never held across a panic"),
+                );
+                for id in undecided {
+                    push(
+                        &self.log,
+                        Event::Aborted {
+                            id,
+                            at_ms: sim_now_ms(),
+                        },
+                    );
+                }
                 if let Some(sweeper) = process.sweeper.take() {
                     sweeper.abort();
                 }
@@ -1105,6 +1262,11 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
             cost: shared.cost,
         },
     );
+    shared
+        .pending
+        .lock()
+        .expect("the pending lock is never held across a panic")
+        .insert(planned.id);
     let redis = shared.pool.handle();
     let pool_wait = redis.pool_wait_counter();
     let request = Request {
@@ -1117,8 +1279,34 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
         cost: shared.cost,
         now_ms: skewed_ms(arrived_ms, &shared.offset),
     };
-    let admission = admit(&shared, redis, &request).await;
+    let mut admission = admit(&shared, redis, &request).await;
     let decided_ms = sim_now_ms();
+    if let Some(tamper) = &shared.tamper {
+        let key = key_name(planned.kind, planned.key);
+        let call = TamperCall {
+            gateway: shared.index,
+            key: &key,
+            at_ms: decided_ms,
+            allowed: match &admission {
+                Admission::Decided(verdict, _) => Some(verdict.decision.allowed),
+                Admission::Failed(_) => None,
+            },
+        };
+        match tamper(&call) {
+            TamperAction::Keep => {}
+            TamperAction::Admit => {
+                if let Admission::Decided(verdict, _) = &mut admission {
+                    verdict.decision.allowed = true;
+                }
+            }
+            TamperAction::Panic => panic!("a tampered limiter panics on request {:#x}", planned.id),
+            TamperAction::ProtocolError => {
+                admission = Admission::Failed(LimiterError::Redis(
+                    ratelab::redis::Error::Protocol("a tampered reply".to_owned()),
+                ));
+            }
+        }
+    }
     let (outcome, usage, error, error_class, completer) = match admission {
         Admission::Decided(verdict, completer) => {
             let outcome = if verdict.decision.allowed {
@@ -1134,6 +1322,8 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
                 FailModeSetting::Closed => Outcome::Error,
             };
             let class = match error {
+                // A reply the client cannot parse is no transport hiccup: judged apart.
+                LimiterError::Redis(ratelab::redis::Error::Protocol(_)) => ErrorClass::Protocol,
                 LimiterError::Redis(_) => ErrorClass::Transport,
                 LimiterError::Key(_) => ErrorClass::Key,
                 _ => ErrorClass::Reply,
@@ -1161,6 +1351,11 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
             error_class,
         },
     );
+    shared
+        .pending
+        .lock()
+        .expect("the pending lock is never held across a panic")
+        .remove(&planned.id);
     if !matches!(outcome, Outcome::Allowed | Outcome::FailOpen) {
         return;
     }

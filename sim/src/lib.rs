@@ -28,7 +28,17 @@ pub fn simulate(
     scenario: &scenario::Scenario,
     seed: u64,
 ) -> Result<(checker::Report, Vec<event::Event>), harness::HarnessError> {
-    let output = harness::run(scenario, seed)?;
+    simulate_tampered(scenario, seed, None)
+}
+
+/// [`simulate`] with a wrong limiter ([`harness::Tamper`]): for tests that show the checker
+/// catches what a limiter gets wrong.
+pub fn simulate_tampered(
+    scenario: &scenario::Scenario,
+    seed: u64,
+    tamper: Option<harness::Tamper>,
+) -> Result<(checker::Report, Vec<event::Event>), harness::HarnessError> {
+    let output = harness::run_tampered(scenario, seed, tamper)?;
     let report = checker::check(scenario, seed, &output.events);
     Ok((report, output.events))
 }
