@@ -439,10 +439,13 @@ impl Resets {
 type Point = (u64, u64, u64);
 
 /// The worst excess over `bound` in `points` sorted by their latest time, if any, as
-/// `(start_ms, end_ms, counted, allowed)`. A set of points is judged only when all of them
-/// surely lie inside the window (their latest minus their earliest time is below it); an
-/// interval Δ is the widest the set can span. `extra_ms` widens every span (new-api's
-/// bucket, whose Redis TIME has whole seconds).
+/// `(start_ms, end_ms, counted, allowed)`. For each end `e` (a point's latest time) the
+/// check takes every point that surely lies in a window or interval ending at `e`: latest
+/// at most `e`, earliest at or after the start. A window takes every such point whose
+/// earliest is within `span - 1` of `e`; an interval tries each start `s` (an earliest
+/// time) and is allowed `burst + floor((e - s + extra) / T)`. A slow point is left out of
+/// a set it cannot surely be in, without widening the set. `extra_ms` widens every span
+/// (new-api's bucket, whose Redis TIME has whole seconds).
 fn worst_excess(
     points: &[Point],
     bound: Bound,
@@ -459,81 +462,70 @@ fn worst_excess(
             worst = Some((start, end, counted, allowed));
         }
     };
-    let mut before = vec![0u64; points.len() + 1];
-    for (index, &(_, _, weight)) in points.iter().enumerate() {
-        before[index + 1] = before[index] + weight;
-    }
-    let earliest_of = |set: &[Point]| set.iter().map(|point| point.1).min().unwrap_or(0);
+    let weight_of = |set: &[Point]| set.iter().map(|point| point.2).sum::<u64>();
     match bound {
         Bound::Window { limit, span_ms } => {
             let span = span_ms.saturating_sub(extra_ms);
             if span == 0 {
                 return None;
             }
-            // Indices of [first, last] whose earliest times increase: the front is the
-            // range's earliest.
-            let mut lows: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-            let mut first = 0;
             for last in 0..points.len() {
-                while lows.back().is_some_and(|&back| points[back].1 >= points[last].1) {
-                    lows.pop_back();
-                }
-                lows.push_back(last);
                 let end = points[last].0;
-                while let Some(&low) = lows.front()
-                    && end - points[low].1 >= span
-                {
-                    first += 1;
-                    while lows.front().is_some_and(|&front| front < first) {
-                        lows.pop_front();
-                    }
-                }
-                if first > last {
+                // Points ending after `end - span` (earlier ones cannot start after it).
+                let from = points.partition_point(|point| point.0 + span <= end);
+                let set: Vec<Point> = points[from..=last]
+                    .iter()
+                    .filter(|point| point.1 + span > end)
+                    .copied()
+                    .collect();
+                if weight_of(&set) <= limit {
                     continue;
                 }
-                // The longest window ending here, and each tail that surely starts after a
-                // reset inside it (a tail may exceed the base limit while the whole, which
-                // earns the reset's allowance, does not).
-                let mut starts = vec![first];
-                let range_start = points[lows[0]].1;
+                let start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                // The whole, and each tail that surely starts after a reset inside it (a
+                // tail may exceed the base limit while the whole, which earns the reset's
+                // allowance, does not).
+                let mut sets = vec![set.clone()];
                 for &at in &resets.at_ms {
-                    if at >= range_start && at <= end {
-                        starts.push(points.partition_point(|point| point.0 <= at).max(first));
+                    if at >= start && at <= end {
+                        sets.push(set.iter().filter(|point| point.1 > at).copied().collect());
                     }
                 }
-                for start in starts {
-                    if start > last {
-                        continue;
-                    }
-                    let counted = before[last + 1] - before[start];
+                for set in sets {
+                    let counted = weight_of(&set);
                     if counted <= limit {
                         continue;
                     }
-                    let set = &points[start..=last];
-                    let set_start = earliest_of(set);
-                    let allowed = limit + resets.allowance(set, set_start, end, limit + 1);
+                    let set_start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                    let allowed = limit + resets.allowance(&set, set_start, end, limit + 1);
                     consider(set_start, end, counted, allowed);
                 }
             }
         }
         Bound::Rate { burst, interval_ms } => {
             let interval = interval_ms.max(1);
-            for last in 0..points.len() {
-                let end = points[last].0;
-                let mut start = u64::MAX;
-                for first in (0..=last).rev() {
-                    start = start.min(points[first].1);
-                    let counted = before[last + 1] - before[first];
+            // The points with latest at most `end`, by earliest time.
+            let mut by_earliest: Vec<Point> = Vec::with_capacity(points.len());
+            let mut total = 0;
+            for &point in points {
+                let position = by_earliest.partition_point(|other| other.1 <= point.1);
+                by_earliest.insert(position, point);
+                total += point.2;
+                let end = point.0;
+                let mut counted = 0;
+                for index in (0..by_earliest.len()).rev() {
+                    counted += by_earliest[index].2;
+                    let start = by_earliest[index].1;
                     let base = burst + (end - start + extra_ms) / interval;
                     if counted > base {
-                        let set = &points[first..=last];
+                        let set = &by_earliest[index..];
                         let allowed = base + resets.allowance(set, start, end, burst + 1);
                         consider(start, end, counted, allowed);
                     }
-                    // Earlier starts add at most `before[first]`; once the base allowance is
+                    // Earlier starts add at most what is left; once the base allowance is
                     // ahead by more than that, no earlier start can exceed it (the allowance
                     // only grows as the start moves back).
-                    if base.saturating_sub(counted) > before[first] {
+                    if base.saturating_sub(counted) > total - counted {
                         break;
                     }
                 }
@@ -953,7 +945,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 resolution(bound, margin) - 1
             ),
             None => format!(
-                "every key within {bound} (widest time margin {margin} ms on key {widest_key}: sees an over-admission of {}; {} reset(s) allowed only where a key had admissions before them; {} fail-open admissions not counted)",
+                "every key within {bound} (widest time margin {margin} ms on key {widest_key}: sees an over-admission of {}; {} reset allowances, each only where a key had admitted before it; {} fail-open admissions not counted)",
                 resolution(bound, margin),
                 resets.at_ms.len(),
                 metrics.fail_open
