@@ -361,7 +361,8 @@ fn weighted(kind: LimiterKind) -> bool {
 }
 
 /// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
-/// Redis clock steps, gateway clock steps when a legacy limiter (gateway time) runs, and
+/// flushes, failovers, forward Redis clock steps (and backward ones for clock-aligned
+/// windows), the same gateway clock steps when a legacy limiter (gateway time) runs, and
 /// restarts of a gateway whose limiter keeps its state in the process (`legacy_memory_list`,
 /// `memory_gcra`: the new process starts empty). A restart of a gateway with a Redis-backed
 /// limiter is no reset: the state is in Redis and survives it.
@@ -378,7 +379,13 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .iter()
         .filter(|fault| match &fault.kind {
             FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => true,
-            FaultKind::ClockStep { host, .. } => legacy || host.starts_with("redis-"),
+            // A step back only makes a limiter stricter (its state looks newer), except
+            // where windows are aligned to the clock: stepping into an earlier window finds
+            // no count for it.
+            FaultKind::ClockStep { host, step_ms } => {
+                (legacy || host.starts_with("redis-"))
+                    && (*step_ms > 0 || kinds.iter().any(|kind| clock_aligned(*kind)))
+            }
             FaultKind::GatewayRestart { host, .. } => in_memory_gateway(host),
             _ => false,
         })
@@ -386,6 +393,13 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .collect();
     at_ms.sort_unstable();
     Resets { at_ms, reach_ms: 0 }
+}
+
+/// Whether `kind`'s windows are aligned to its clock (a step back re-enters a window whose
+/// count is gone). A kind whose state only ages with the clock (logs, GCRA, buckets) is
+/// made stricter by a step back and earns no allowance for it.
+fn clock_aligned(kind: LimiterKind) -> bool {
+    matches!(kind, LimiterKind::AtomicFixedWindow)
 }
 
 /// The worst window found for one key.

@@ -957,10 +957,12 @@ impl Gateway {
             }
             // Boxed: the task cell then holds a pointer, not the whole (large) future, which
             // makes the per-request spawn a small aligned allocation (measured, see the log).
-            tasks.spawn(Box::pin(serve_request(
-                Arc::clone(&process.shared),
-                planned,
-            )));
+            let id = planned.id;
+            tasks.spawn(Unwinding {
+                request: Box::pin(serve_request(Arc::clone(&process.shared), planned)),
+                shared: Arc::clone(&process.shared),
+                id,
+            });
             // Reap finished tasks so the set stays small under a long run.
             while tasks.try_join_next().is_some() {}
         }
@@ -976,6 +978,40 @@ impl Gateway {
             .into());
         }
         Ok(())
+    }
+}
+
+/// A request task that survives its own panic. The turmoil runtime shuts down when any
+/// task panics, which would end the whole run with the panic instead of a verdict: a
+/// limiter that panics under a fault must be *judged* (its request ends with no decision,
+/// which fails `every_request_resolved`). The panic is caught where the task is polled, the
+/// task ends, and the request stays unresolved in the log; the panic message still goes to
+/// stderr through the panic hook. A panicked request is no longer pending, so a later
+/// gateway restart does not log it as aborted.
+struct Unwinding<F> {
+    request: std::pin::Pin<Box<F>>,
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Unwinding<F> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let request = self.request.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| request.poll(cx))) {
+            Ok(poll) => poll,
+            // A panicked future is never polled again: the task ends here.
+            Err(_) => {
+                if let Ok(mut pending) = self.shared.pending.lock() {
+                    pending.remove(&self.id);
+                }
+                std::task::Poll::Ready(())
+            }
+        }
     }
 }
 

@@ -7,9 +7,12 @@
 //! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
 //! - `faults`: link latency distributions, clock drift, pool exhaustion, gateway restarts, the
 //!   swarm's coverage.
+//! - `judge`: the checker against wrong limiters (one too many, L + 1 in a window, a panic, a
+//!   protocol desync), quiet runs and refused margins; the sensitivity of every scenario.
 
 mod common;
 mod faults;
+mod judge;
 mod races;
 mod scenarios;
 mod topology;
