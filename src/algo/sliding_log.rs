@@ -11,7 +11,8 @@ use super::{Decision, WindowQuota};
 
 /// Decides one request of `cost` units at `now_ms`. `log` holds the admitted timestamps in
 /// ascending order; it is pruned of entries outside the window and, when the request is
-/// admitted, `cost` copies of `now_ms` are appended. The caller stores `log` afterwards.
+/// admitted, `cost` copies of `now_ms` are inserted in order (after a clock step back, later
+/// entries stay last). The caller stores `log` afterwards.
 pub fn decide(quota: WindowQuota, log: &mut Vec<u64>, now_ms: u64, cost: u64) -> Decision {
     let window_ms = quota.window_ms();
     // Entries at or before now - W have left the window.
@@ -23,10 +24,16 @@ pub fn decide(quota: WindowQuota, log: &mut Vec<u64>, now_ms: u64, cost: u64) ->
         .checked_add(cost)
         .is_some_and(|after| after <= quota.limit());
     if allowed {
-        log.extend(std::iter::repeat_n(
-            now_ms,
-            usize::try_from(cost).expect("cost ≤ limit fits usize"),
-        ));
+        // In time order even when the clock stepped back (entries from the "future" stay
+        // after it), as the script's sorted set orders them by score.
+        let at = log.partition_point(|&entry| entry <= now_ms);
+        log.splice(
+            at..at,
+            std::iter::repeat_n(
+                now_ms,
+                usize::try_from(cost).expect("cost ≤ limit fits usize"),
+            ),
+        );
     }
     let used = u64::try_from(log.len()).expect("fits");
     let retry_after_ms = if allowed {
