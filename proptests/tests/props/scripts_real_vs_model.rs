@@ -8,6 +8,9 @@
 //! be equal. The real server is started by the test (or `REDIS_URL`); without one the test
 //! prints a visible skip line, and `RATELAB_REQUIRE_REDIS=1` makes that a failure.
 //!
+//! The Redis-TIME path (the script reads the server's clock, as in production) is checked
+//! apart, against the `algo` references: see `check_redis_time`.
+//!
 //! new-api's legacy token bucket is left out: it reads Redis TIME in whole seconds and takes no
 //! time argument, so the two backends cannot be given the same clock.
 
@@ -17,23 +20,47 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use ratelab::algo::reservation::SuccessQuota;
-use ratelab::algo::{RateQuota, WindowQuota};
+use ratelab::algo::{self, Decision, RateQuota, WindowQuota};
 use ratelab::keys::{Identity, KeyScheme};
 use ratelab::limiter::atomic::{
     Algorithm, MultiLimiter, ScriptClock, ScriptLimiter, SuccessLimiter,
 };
 use ratelab::limiter::{Limiter, OutcomeLimiter, Request};
-use ratelab::model::{Model, NodeConfig};
+use ratelab::model::{Model, NodeConfig, Reply};
 use ratelab::real::{RealConfig, RealRedis};
 use ratelab::redis::{Cmd, Local, Redis};
 use ratelab::redis_server::{RedisServer, real_redis_or_skip};
 
-fn config() -> ProptestConfig {
+/// Cases per algorithm (each of the five window and rate scripts gets its own run), and for
+/// the multi-limit and success pair. Each case is one fresh key and up to 40 steps; the
+/// gateway time is drawn, not slept, so a case costs a few ms.
+const CASES_PER_ALGORITHM: u32 = 64;
+
+/// Cases per algorithm on the Redis-TIME path, whose gaps are real sleeps (a few ms each).
+const REDIS_TIME_CASES_PER_ALGORITHM: u32 = 16;
+
+fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
-        cases: 48,
+        cases,
         source_file: Some(file!()),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
+    }
+}
+
+/// Runs `test` over `strategy` for `cases` cases against `server`.
+fn run_cases<S, F>(server: &RedisServer, name: &str, cases: u32, strategy: S, test: F)
+where
+    S: Strategy,
+    F: Fn(&RedisServer, S::Value),
+{
+    let mut runner = proptest::test_runner::TestRunner::new(config(cases));
+    let outcome = runner.run(&strategy, |value| {
+        test(server, value);
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{name}: {failure}");
     }
 }
 
@@ -47,13 +74,19 @@ where
     let Some(server) = real_redis_or_skip(name) else {
         return;
     };
-    let mut runner = proptest::test_runner::TestRunner::new(config());
-    let outcome = runner.run(&strategy, |value| {
-        test(&server, value);
-        Ok(())
-    });
-    if let Err(failure) = outcome {
-        panic!("{name}: {failure}");
+    run_cases(&server, name, CASES_PER_ALGORITHM, strategy, test);
+}
+
+/// The five window and rate algorithms, by index, with their quotas.
+fn algorithm(kind: u8, limit: u64, window_ms: u64, interval_ms: u64) -> Algorithm {
+    let window = WindowQuota::new(limit, window_ms).unwrap();
+    let rate = RateQuota::new(limit, interval_ms).unwrap();
+    match kind {
+        0 => Algorithm::FixedWindow(window),
+        1 => Algorithm::SlidingWindow(window),
+        2 => Algorithm::SlidingLog(window),
+        3 => Algorithm::TokenBucket(rate),
+        _ => Algorithm::Gcra(rate),
     }
 }
 
@@ -154,23 +187,147 @@ fn check_algorithm(server: &RedisServer, algorithm: Algorithm, steps: &[(u64, u6
 
 #[test]
 fn window_and_rate_scripts_agree_on_real_redis() {
-    let strategy = (steps(), 0u8..5, 1u64..6, 1u64..300);
-    with_server(
-        "window_and_rate_scripts_agree_on_real_redis",
-        strategy,
-        |server, (steps, kind, limit, interval_ms)| {
-            let window = WindowQuota::new(limit, 1_000).unwrap();
-            let rate = RateQuota::new(limit, interval_ms).unwrap();
-            let algorithm = match kind {
-                0 => Algorithm::FixedWindow(window),
-                1 => Algorithm::SlidingWindow(window),
-                2 => Algorithm::SlidingLog(window),
-                3 => Algorithm::TokenBucket(rate),
-                _ => Algorithm::Gcra(rate),
-            };
-            check_algorithm(server, algorithm, &steps);
+    // Goal and method: see the module doc; each algorithm gets its own
+    // CASES_PER_ALGORITHM cases (it had about 10 when the five shared 48).
+    let name = "window_and_rate_scripts_agree_on_real_redis";
+    let Some(server) = real_redis_or_skip(name) else {
+        return;
+    };
+    for kind in 0u8..5 {
+        run_cases(
+            &server,
+            &format!("{name} (algorithm {kind})"),
+            CASES_PER_ALGORITHM,
+            (steps(), 1u64..6, 1u64..300),
+            |server, (steps, limit, interval_ms)| {
+                check_algorithm(server, algorithm(kind, limit, 1_000, interval_ms), &steps);
+            },
+        );
+    }
+}
+
+/// The reference's state for each algorithm (only the one in use moves).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Reference {
+    fixed: Option<algo::fixed_window::State>,
+    sliding: Option<algo::sliding_window::State>,
+    log: Vec<u64>,
+    bucket: Option<algo::token_bucket::State>,
+    tat: Option<u64>,
+}
+
+impl Reference {
+    /// The reference's decision at `now_ms`, moving its state.
+    fn decide(&mut self, algorithm: Algorithm, now_ms: u64, cost: u64) -> Decision {
+        match algorithm {
+            Algorithm::FixedWindow(quota) => {
+                let (decision, state) = algo::fixed_window::decide(quota, self.fixed, now_ms, cost);
+                if decision.allowed {
+                    self.fixed = Some(state);
+                }
+                decision
+            }
+            Algorithm::SlidingWindow(quota) => {
+                let (decision, state) =
+                    algo::sliding_window::decide(quota, self.sliding, now_ms, cost);
+                if decision.allowed {
+                    self.sliding = Some(state);
+                }
+                decision
+            }
+            Algorithm::SlidingLog(quota) => {
+                algo::sliding_log::decide(quota, &mut self.log, now_ms, cost)
+            }
+            Algorithm::TokenBucket(quota) => {
+                let (decision, state) =
+                    algo::token_bucket::decide(quota, self.bucket, now_ms, cost);
+                self.bucket = Some(state);
+                decision
+            }
+            Algorithm::Gcra(quota) => {
+                let (decision, stored) = algo::gcra::decide(quota, self.tat, now_ms, cost);
+                self.tat = stored.or(self.tat);
+                decision
+            }
+        }
+    }
+}
+
+/// The real server's clock, ms (`TIME`).
+async fn server_ms(redis: &mut RealRedis) -> u64 {
+    match redis.exec(Cmd::Time).await.unwrap() {
+        Reply::Array(parts) => match parts.as_slice() {
+            [Reply::Bulk(seconds), Reply::Bulk(micros)] => {
+                let number = |bytes: &[u8]| -> u64 {
+                    std::str::from_utf8(bytes).unwrap().parse().unwrap()
+                };
+                number(seconds) * 1_000 + number(micros) / 1_000
+            }
+            other => panic!("TIME answered {other:?}"),
         },
-    );
+        other => panic!("TIME answered {other:?}"),
+    }
+}
+
+/// One case on the Redis-TIME path: the script reads real Redis's clock itself
+/// (`ScriptClock::Redis`, the production path). That clock cannot be steered, so the test
+/// reads TIME before and after each decision and keeps every reference state whose decision
+/// at some ms in between equals the script's: at least one must survive each step.
+fn check_redis_time(server: &RedisServer, algorithm: Algorithm, steps: &[(u64, u64)]) {
+    runtime().block_on(async {
+        let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
+        let mut limiter =
+            ScriptLimiter::new(real(server).await, scheme, algorithm, ScriptClock::Redis);
+        let mut clock = real(server).await;
+        let mut candidates = vec![Reference::default()];
+        for (index, &(gap_ms, cost)) in steps.iter().enumerate() {
+            tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+            let before_ms = server_ms(&mut clock).await;
+            let verdict = limiter.check(&request(cost, 0)).await.unwrap();
+            let after_ms = server_ms(&mut clock).await;
+            let mut next = Vec::new();
+            for candidate in &candidates {
+                for now_ms in before_ms..=after_ms {
+                    let mut moved = candidate.clone();
+                    if moved.decide(algorithm, now_ms, cost) == verdict.decision
+                        && !next.contains(&moved)
+                    {
+                        next.push(moved);
+                    }
+                }
+            }
+            assert!(
+                !next.is_empty(),
+                "{algorithm:?} step {index} cost {cost}: {:?} matches no reference decision in [{before_ms}, {after_ms}] ms",
+                verdict.decision
+            );
+            candidates = next;
+        }
+    });
+}
+
+#[test]
+fn window_and_rate_scripts_on_redis_time_agree_with_their_references() {
+    // Goal: the production clock path (the script calls TIME and turns seconds and
+    // microseconds into ms) is right on real Redis, not only on the model. Method: see
+    // `check_redis_time`; windows of 200 ms and gaps of real sleeps up to 60 ms, so that
+    // windows roll over within a case.
+    let name = "window_and_rate_scripts_on_redis_time_agree_with_their_references";
+    let Some(server) = real_redis_or_skip(name) else {
+        return;
+    };
+    let gap = prop_oneof![3 => Just(0u64), 2 => 0u64..60];
+    for kind in 0u8..5 {
+        run_cases(
+            &server,
+            &format!("{name} (algorithm {kind})"),
+            REDIS_TIME_CASES_PER_ALGORITHM,
+            (prop::collection::vec((gap.clone(), 0u64..4), 1..20), 1u64..6, 1u64..60),
+            |server, (steps, limit, interval_ms)| {
+                check_redis_time(server, algorithm(kind, limit, 200, interval_ms), &steps);
+            },
+        );
+    }
 }
 
 #[test]
