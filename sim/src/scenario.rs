@@ -1262,7 +1262,8 @@ impl Scenario {
     /// [`LimiterKind::ALL`] entry, the three topologies (standalone; replicated, 1-2
     /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
     /// when replicated, at most one; a gateway restart in one seed of eight, drawn last), up to two per-link latency distributions, and gateway
-    /// (±20%) and Redis (±0.1%) clock drift, and in one seed of four a mix of limit kinds.
+    /// (±20%) and Redis (±0.1%) clock drift, in one seed of four a mix of limit kinds, and
+    /// in one seed of three whose limiters weight by cost a cost of 2-4 units.
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let duration_ms = rng.random_range(1_000..=3_000u64);
@@ -1470,6 +1471,15 @@ impl Scenario {
                     down_ms: rng.random_range(0..=500),
                 },
             });
+        }
+        // Costs above one in one seed of three where every group weights requests by cost
+        // (the legacy limiters count requests), so that the weighting runs in simulation;
+        // drawn after everything else so that the draws above keep their order.
+        if limit >= 2
+            && gateways.iter().all(|group| !group.limiter.is_legacy())
+            && rng.random_bool(1.0 / 3.0)
+        {
+            load.cost = rng.random_range(2..=limit.min(4));
         }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {

@@ -139,14 +139,15 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
     // simulated (any harness error fails the test; safety violations are allowed, they are
     // what `explore` looks for); the draws are tallied and every topology, every
     // `LimiterKind::ALL` entry, flush, failover, a link distribution, drift, a
-    // limit-kind mix, the eval-until-loaded reload policy and a gateway restart must appear.
+    // limit-kind mix, the eval-until-loaded reload policy, a gateway restart and a cost
+    // above one (cost weighting) must appear.
     use sim::scenario::{FaultKind, Topology};
     use std::collections::BTreeSet;
     let mut topologies = BTreeSet::new();
     let mut kinds = BTreeSet::new();
     let mut shard_counts = BTreeSet::new();
     let (mut flushes, mut failovers, mut links, mut drifts, mut mixes) = (0, 0, 0, 0, 0);
-    let (mut eager_reloads, mut gateway_restarts) = (0, 0);
+    let (mut eager_reloads, mut gateway_restarts, mut weighted) = (0, 0, 0);
     // Two threads (CI has two cores), each with its own turmoil worlds; the tally below
     // reads only the scenarios, so the split does not matter to it.
     let run_seeds = |seeds: std::ops::Range<u64>| {
@@ -181,6 +182,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         drifts += usize::from(scenario.redis.drift_ppm != 0);
         links += scenario.network.links.len();
         mixes += usize::from(scenario.load.mix.is_some());
+        weighted += usize::from(scenario.load.cost > 1);
         for fault in &scenario.faults {
             match fault.kind {
                 FaultKind::Flush {} => flushes += 1,
@@ -209,6 +211,7 @@ fn fifty_swarm_seeds_run_and_cover_every_topology_kind_and_fault() {
         ("limit-kind mix", mixes),
         ("eval_until_loaded", eager_reloads),
         ("gateway restart", gateway_restarts),
+        ("cost above one", weighted),
     ] {
         assert!(count > 0, "no {what} in 50 seeds");
     }
