@@ -503,6 +503,40 @@ impl<'a> RedisTarget<'a> {
     }
 }
 
+/// Whether an `INFO server` reply comes from a real redis-server 7.0.x: its version, or why
+/// not. The model answers `redis_version:7.0.15` too, but names itself in `executable`, so
+/// both fields are read: golden replies recorded from the model would compare the model
+/// with itself.
+fn real_redis_7_0(info: &str) -> Result<String, String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let version = field("redis_version").ok_or("INFO server has no redis_version")?;
+    if !version.starts_with("7.0.") {
+        return Err(format!("redis_version {version}, not 7.0.x"));
+    }
+    match field("executable") {
+        Some(executable) if executable.ends_with("ratelab") => Err(format!(
+            "the server is ratelab's model (executable:{executable}), not redis-server"
+        )),
+        _ => Ok(version.to_owned()),
+    }
+}
+
+/// Panics unless `server` is a real redis-server 7.0.x; returns its version.
+fn require_real_redis_7_0(server: &RedisServer, what: &str) -> String {
+    let mut client = server
+        .connect()
+        .unwrap_or_else(|error| panic!("{what}: cannot connect to Redis: {error}"));
+    let info = match client.command(&["INFO", "server"]) {
+        Ok(Reply::Bulk(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("{what}: INFO server answered {other:?}"),
+    };
+    real_redis_7_0(&info).unwrap_or_else(|why| panic!("{what} refuses this server: {why}"))
+}
+
 /// The wall clock in Unix ms.
 fn wall_clock_ms() -> u64 {
     let since_epoch = SystemTime::now()
@@ -699,6 +733,8 @@ fn corpus_matches_golden_replies() {
         let _turn = real_redis_turn();
         let server = RedisServer::start()
             .unwrap_or_else(|error| panic!("record mode needs a real Redis: {error}"));
+        let version = require_real_redis_7_0(&server, "record mode");
+        visible(&format!("recording from redis-server {version}"));
         for corpus in &corpora {
             let (base_ms, replies, _) = run_live(corpus, &server, None);
             write_golden(corpus, base_ms, &replies);
@@ -744,6 +780,7 @@ fn corpus_matches_live_redis() {
     let Some(server) = real_redis_or_skip("corpus_matches_live_redis") else {
         return;
     };
+    require_real_redis_7_0(&server, "the live comparison");
     let mut failed_files = Vec::new();
     let corpora = load_corpus();
     for corpus in &corpora {
@@ -936,6 +973,25 @@ fn mutated_corpus_commands_do_not_panic_the_model() {
         panics.len(),
         panics.join("\n")
     );
+}
+
+#[test]
+fn only_real_redis_7_0_may_record_golden_replies() {
+    // Goal: golden replies come from redis-server 7.0.x, never from the model (which also
+    // says 7.0.15) or another version. Method: the model's own INFO server is refused (it
+    // names itself in `executable`); a real 7.0 INFO is accepted; 7.2 and a reply without a
+    // version are refused.
+    let mut model = ModelTarget::new();
+    let info = match model.exec(1_000, 0, &[b"INFO".to_vec(), b"server".to_vec()]) {
+        Reply::Bulk(text) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO server answered {other:?}"),
+    };
+    let refused = real_redis_7_0(&info).expect_err("the model must be refused");
+    assert!(refused.contains("model"), "{refused}");
+    let real = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nexecutable:/usr/bin/redis-server\r\n";
+    assert_eq!(real_redis_7_0(real), Ok("7.0.15".to_owned()));
+    assert!(real_redis_7_0(&real.replace("7.0.15", "7.2.4")).is_err());
+    assert!(real_redis_7_0("# Server\r\n").is_err());
 }
 
 #[test]

@@ -217,12 +217,6 @@ fn corpus() -> Vec<Cmd> {
     cmds
 }
 
-/// Whether the model answered that it does not know the command: scripting arrives on its
-/// own branch, and until it is merged the script commands cannot be compared.
-fn model_lacks(reply: &Reply) -> bool {
-    matches!(reply, Reply::Error(line) if line.starts_with("ERR unknown command"))
-}
-
 /// Compares a real reply with the model's, allowing what differs by time alone: TIME is
 /// compared by shape and to within 5 s, TTL to within 1 s.
 fn same_reply(cmd: &Cmd, real: &Reply, model: &Reply) -> bool {
@@ -245,26 +239,13 @@ fn same_reply(cmd: &Cmd, real: &Reply, model: &Reply) -> bool {
     }
 }
 
-/// Compares replies one by one and returns how many script commands could not be compared
-/// because the model lacks scripting. Panics listing every difference.
-fn compare(label: &str, cmds: &[Cmd], real: &[Reply], model: &[Reply]) -> usize {
+/// Compares replies one by one (script commands included: the model runs them). Panics
+/// listing every difference.
+fn compare(label: &str, cmds: &[Cmd], real: &[Reply], model: &[Reply]) {
     assert_eq!(real.len(), cmds.len(), "{label}: reply count");
     assert_eq!(model.len(), cmds.len(), "{label}: model reply count");
     let mut differences = Vec::new();
-    let mut uncompared = 0;
     for ((cmd, real), model) in cmds.iter().zip(real).zip(model) {
-        let scripted = matches!(
-            cmd,
-            Cmd::ScriptLoad { .. } | Cmd::EvalSha { .. } | Cmd::Eval { .. }
-        );
-        if scripted && model_lacks(model) {
-            uncompared += 1;
-            // Real Redis must still have run it.
-            if matches!(real, Reply::Error(_)) {
-                differences.push(format!("{cmd:?}: real Redis failed: {real:?}"));
-            }
-            continue;
-        }
         if !same_reply(cmd, real, model) {
             differences.push(format!("{cmd:?}:\n  real  {real:?}\n  model {model:?}"));
         }
@@ -275,7 +256,6 @@ fn compare(label: &str, cmds: &[Cmd], real: &[Reply], model: &[Reply]) -> usize 
         differences.len(),
         differences.join("\n")
     );
-    uncompared
 }
 
 /// Runs the corpus through `redis` one command at a time, then (after FLUSHALL) as one
@@ -306,14 +286,7 @@ async fn corpus_matches_model(label: &str, server: &RedisServer, redis: &mut Rea
             (real, model)
         };
         let label = format!("{label}, pipelined {pipelined}");
-        let uncompared = compare(&label, &cmds, &real, &model);
-        if uncompared > 0 {
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {label}: {uncompared} script commands not compared (the model on this \
-                 branch has no scripting); real Redis ran them without error"
-            );
-        }
+        compare(&label, &cmds, &real, &model);
     }
 }
 

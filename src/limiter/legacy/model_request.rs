@@ -893,7 +893,13 @@ mod tests {
         let mut first = TokenBucketLimiter::new(Lockstep(first_redis), quota(5, 0, 1));
         let mut second = first.sibling(Lockstep(second_redis));
         let request = request(T0_MS);
-        let _ = alternate(first.check(&request), second.check(&request));
+        let (first_verdict, second_verdict) =
+            alternate(first.check(&request), second.check(&request));
+        // Both decide (burst 5: both admitted) on the one loaded script.
+        for (which, verdict) in [("first", first_verdict), ("second", second_verdict)] {
+            let verdict = verdict.unwrap_or_else(|error| panic!("{which}: {error}"));
+            assert!(verdict.decision.allowed, "{which}: {verdict:?}");
+        }
         let loads = drain(&first_log)
             .into_iter()
             .chain(drain(&second_log))
