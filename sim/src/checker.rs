@@ -7,27 +7,39 @@
 //!   B + ⌊Δ/T⌋ in any interval Δ (new-api's bucket: N + ⌊Δ/(W/N)⌋, its ~2N − 1 per window);
 //!   successes per key within M per window for success limits (legacy C1 and reservations).
 //!   Fail-open admissions are not counted in the bound; they are their own figure;
+//! * every request resolved: a decision (or the fail mode's answer), or an abort the log
+//!   records (a gateway restart). A request task that panicked leaves none;
+//! * no protocol error while Redis was healthy: a reply the client could not parse outside
+//!   every fault's outage, whatever the fail mode made of it;
 //! * no 5xx while Redis was healthy: no limiter error from a reply (NOSCRIPT, a vanished
 //!   entry) while the request's whole life was outside every fault's outage. Transport errors
 //!   outside faults (pool exhaustion, a link slower than the read timeout, pooled connections
 //!   a restart broke, for the pool's worst command time after it) are a figure of their own;
-//! * every key in Redis at the end has a TTL (new-api's bucket hash breaks this by design).
+//! * every key in Redis at the end has a TTL (new-api's bucket hash breaks this by design);
+//!   a log without a snapshot fails it (not judged is not held).
 //!
 //! **Topologies.** A failover is a reset (one more L + 1 per key); the admissions beyond
 //! the plain bound, which only the failover's lost writes excuse, are reported apart
 //! (`failover_excess`, `failover_allowance`). Cluster runs report commands per node and
 //! slot, the hottest of each, MOVED redirects and CROSSSLOT errors.
 //!
-//! **Coverage** (reported, never a failure, but a run without them proves little): a request
-//! was denied; each scheduled fault fired.
+//! **Coverage** (reported, never a failure of the run, but `Report::assert_safe` demands
+//! it: a run without it proves little): a request was denied; each scheduled fault fired and
+//! took effect (the harness saw it act, or the log shows requests it caught).
 //!
-//! **Time.** Events carry the time the gateway saw them, not the time Redis ran the command.
-//! The two differ by the reply's network latency, so windows are shrunk (and intervals Δ
-//! widened) by the run's latency jitter (the network's spread, the longest latency a fault
-//! or a per-link distribution sets): the check never blames a limiter for the network.
-//! Clock faults get no margin: a skewed or drifting clock that makes a limiter over-admit in
-//! true time is what the check exists to show.
-//! new-api's bucket reads Redis TIME in whole seconds, so its Δ gets one more second.
+//! **Time.** Events carry the time the gateway saw them, not the time Redis ran the command:
+//! Redis ran an admission somewhere between the request's arrival and its decision. Each
+//! admission carries that interval (its own path's margin), and a window or interval counts
+//! only the admissions surely inside it, so the check never blames a limiter for the
+//! network, and one slow link widens only its own requests' intervals. A key's margin is
+//! its widest interval; beyond a quarter of the bound's span the check refuses to judge (a
+//! failed verdict) rather than pass what it cannot see. Clock faults get no margin: a skewed
+//! or drifting clock that makes a limiter over-admit in true time is what the check exists
+//! to show. new-api's bucket reads Redis TIME in whole seconds, so its Δ gets one more second.
+//!
+//! **Resets** (restarts, flushes, failovers, clock steps that can reset a window) excuse at
+//! most one more `base + 1` per window, and only as much as the key admitted in that window
+//! before them; the stretch after a reset is held to the base bound alone.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -756,11 +768,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     .get(id)
                     .is_some_and(|(_, outcome)| *outcome == Outcome::Allowed);
                 match recorded_at_ms {
-                    Some(recorded_ms) if admitted => successes.entry(key.clone()).or_default().push((
-                        *recorded_ms,
-                        (*finished_ms).min(*recorded_ms),
-                        1,
-                    )),
+                    Some(recorded_ms) if admitted => successes
+                        .entry(key.clone())
+                        .or_default()
+                        .push((*recorded_ms, (*finished_ms).min(*recorded_ms), 1)),
                     _ => metrics.unrecorded_successes += u64::from(admitted),
                 }
             }
@@ -1172,12 +1183,14 @@ fn fault_effect_in_log(
     };
     let on = |a: &str, b: &str| [gateway_of(a), gateway_of(b)];
     let decided = |gateways: [Option<u32>; 2]| {
-        requests.iter().filter_map(move |(id, (gateway, _, arrived_ms, _))| {
-            let (decided_ms, outcome) = decisions.get(id)?;
-            gateways
-                .contains(&Some(*gateway))
-                .then_some((*arrived_ms, *decided_ms, *outcome))
-        })
+        requests
+            .iter()
+            .filter_map(move |(id, (gateway, _, arrived_ms, _))| {
+                let (decided_ms, outcome) = decisions.get(id)?;
+                gateways
+                    .contains(&Some(*gateway))
+                    .then_some((*arrived_ms, *decided_ms, *outcome))
+            })
     };
     let start = fault.at_ms;
     match &fault.kind {
@@ -1188,12 +1201,18 @@ fn fault_effect_in_log(
                     && decided >= start
                     && (matches!(outcome, Outcome::FailOpen | Outcome::Error) || decided > end)
             });
-            (caught, "a request on the link failed or waited past the outage")
+            (
+                caught,
+                "a request on the link failed or waited past the outage",
+            )
         }
         FaultKind::LinkLatency { a, b, latency_ms } => {
             let slowed = decided(on(a, b))
                 .any(|(arrived, decided, _)| arrived >= start && decided - arrived >= *latency_ms);
-            (slowed, "a decision on the link took at least the new latency")
+            (
+                slowed,
+                "a decision on the link took at least the new latency",
+            )
         }
         FaultKind::GatewayRestart { host, down_ms } => {
             let served = decided(on(host, host))

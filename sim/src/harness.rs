@@ -328,10 +328,10 @@ pub fn run_tampered(
                 ),
                 kind => (
                     apply_fault(
-                    &mut sim,
-                    kind,
-                    is_end,
-                    &offsets,
+                        &mut sim,
+                        kind,
+                        is_end,
+                        &offsets,
                         &Failover {
                             primary: &primary,
                             replication_stopped: &replication_stopped,

@@ -258,9 +258,8 @@ async fn server_ms(redis: &mut RealRedis) -> u64 {
     match redis.exec(Cmd::Time).await.unwrap() {
         Reply::Array(parts) => match parts.as_slice() {
             [Reply::Bulk(seconds), Reply::Bulk(micros)] => {
-                let number = |bytes: &[u8]| -> u64 {
-                    std::str::from_utf8(bytes).unwrap().parse().unwrap()
-                };
+                let number =
+                    |bytes: &[u8]| -> u64 { std::str::from_utf8(bytes).unwrap().parse().unwrap() };
                 number(seconds) * 1_000 + number(micros) / 1_000
             }
             other => panic!("TIME answered {other:?}"),
@@ -322,7 +321,11 @@ fn window_and_rate_scripts_on_redis_time_agree_with_their_references() {
             &server,
             &format!("{name} (algorithm {kind})"),
             REDIS_TIME_CASES_PER_ALGORITHM,
-            (prop::collection::vec((gap.clone(), 0u64..4), 1..20), 1u64..6, 1u64..60),
+            (
+                prop::collection::vec((gap.clone(), 0u64..4), 1..20),
+                1u64..6,
+                1u64..60,
+            ),
             |server, (steps, limit, interval_ms)| {
                 check_redis_time(server, algorithm(kind, limit, 200, interval_ms), &steps);
             },

@@ -130,10 +130,7 @@ fn check_window_script(algorithm: Algorithm, steps: &[(i64, u64)]) {
             let now_ms = node.advance(gap_ms);
             // Redis dropped the key (its TTL ran out, perhaps before a step back brought
             // the clock back into the key's life): the reference starts from empty too.
-            let ttl = inspector
-                .exec(Cmd::Ttl { key: key.clone() })
-                .await
-                .unwrap();
+            let ttl = inspector.exec(Cmd::Ttl { key: key.clone() }).await.unwrap();
             if ttl == Reply::Integer(-2) {
                 (fixed, sliding, bucket, tat) = (None, None, None, None);
                 log.clear();

@@ -69,6 +69,9 @@ pub fn assert_holds(report: &Report) {
     );
 }
 
+/// What [`admit_one`] admitted: `(key, at_ms)`, once it has.
+pub type Admitted = Arc<Mutex<Option<(String, u64)>>>;
+
 /// A wrong limiter: admits the first request it denies at or after `from_ms`, where the
 /// key is saturated and no time in `avoid_ms` is within 20 ms (a fault's instant, whose
 /// allowance would excuse it). The limiter does not count it: exactly one admission too
@@ -81,8 +84,8 @@ pub fn admit_one(
     saturated: Option<(u64, u64)>,
     from_ms: u64,
     avoid_ms: Vec<u64>,
-) -> (Tamper, Arc<Mutex<Option<(String, u64)>>>) {
-    let admitted: Arc<Mutex<Option<(String, u64)>>> = Arc::new(Mutex::new(None));
+) -> (Tamper, Admitted) {
+    let admitted: Admitted = Arc::new(Mutex::new(None));
     let record = Arc::clone(&admitted);
     let history: Mutex<BTreeMap<String, Vec<u64>>> = Mutex::new(BTreeMap::new());
     let tamper: Tamper = Arc::new(move |call: &TamperCall<'_>| {

@@ -5,10 +5,10 @@
 
 use crate::common::{admit_one, assert_holds, on_nth_decision, parse, run, run_tampered};
 
+use sim::checker::Bound;
 use sim::checker::{Report, admission_bound};
 use sim::event::Event;
 use sim::harness::TamperAction;
-use sim::checker::Bound;
 use sim::scenario::{FailModeSetting, Fault, FaultKind, LimiterKind, Scenario};
 
 const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
@@ -63,7 +63,10 @@ fn a_gateway_restart_logs_the_requests_it_aborts() {
         .iter()
         .filter(|event| matches!(event, Event::Aborted { .. }))
         .count();
-    assert!(aborted > 0, "no request was in flight at the restart\n{report}");
+    assert!(
+        aborted > 0,
+        "no request was in flight at the restart\n{report}"
+    );
     assert!(
         report
             .verdict("every_request_resolved")
@@ -85,8 +88,11 @@ fn a_protocol_desync_while_redis_is_healthy_is_a_safety_failure() {
         for group in &mut scenario.gateways {
             group.fail_mode = fail_mode;
         }
-        let (report, _) =
-            run_tampered(&scenario, 1, on_nth_decision(40, TamperAction::ProtocolError));
+        let (report, _) = run_tampered(
+            &scenario,
+            1,
+            on_nth_decision(40, TamperAction::ProtocolError),
+        );
         assert!(
             report.violated("no_protocol_error_while_redis_healthy"),
             "{fail_mode:?}: {report}"
@@ -125,7 +131,10 @@ fn a_margin_wider_than_a_quarter_of_the_span_is_refused_not_passed() {
     // from arrival to decision against GCRA's 1000 ms burst span.
     let mut scenario = parse(SLOW_LINK);
     for link in &mut scenario.network.links {
-        if let sim::scenario::Latency::Lognormal { max_ms, median_ms, .. } = &mut link.latency {
+        if let sim::scenario::Latency::Lognormal {
+            max_ms, median_ms, ..
+        } = &mut link.latency
+        {
             *max_ms = 400;
             *median_ms = 200;
         }
@@ -217,14 +226,21 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("sim/scenarios exists")
         .map(|entry| entry.expect("an entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
         .collect();
     names.sort();
     let mut judged = 0;
     let mut missed = Vec::new();
     let mut unsaturated = Vec::new();
     for path in names {
-        let name = path.file_stem().expect("a name").to_string_lossy().into_owned();
+        let name = path
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&path).expect("readable");
         let seed = 1;
         // The 10 000 requests/s scenarios run 2 s here instead of 5 (CI time); nothing in
@@ -287,5 +303,8 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
     }
     assert!(judged >= 20, "only {judged} scenarios judged");
     assert!(missed.is_empty(), "{}", missed.join("\n"));
-    assert_eq!(unsaturated, NEVER_SATURATED, "scenarios where no key reached its bound");
+    assert_eq!(
+        unsaturated, NEVER_SATURATED,
+        "scenarios where no key reached its bound"
+    );
 }
