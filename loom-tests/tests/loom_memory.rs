@@ -13,7 +13,9 @@
 //! `RATELAB_REQUIRE_LOOM=1` (CI's loom step sets it) it fails instead, so a run that lost
 //! its `--cfg loom` cannot pass silently empty.
 
+// The test's crate root is this file, so the path is spelled out.
 #[cfg(loom)]
+#[path = "loom_memory/models.rs"]
 mod models;
 
 #[cfg(not(loom))]

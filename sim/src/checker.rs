@@ -252,6 +252,16 @@ impl std::fmt::Display for Report {
             m.pool_wait_p50_ms,
             m.pool_wait_p99_ms
         )?;
+        writeln!(
+            f,
+            "  over-admission max {} (the check sees {} or more); time margin per key max {} ms, median {} ms; per gateway {:?}; {} requests unresolved",
+            m.over_admission_max,
+            m.over_admission_resolution,
+            m.margin_ms_max,
+            m.margin_ms_p50_key,
+            m.margin_ms_per_gateway,
+            m.unresolved
+        )?;
         if m.latency_p50_ms_per_gateway.len() > 1 {
             let medians: Vec<String> = m
                 .latency_p50_ms_per_gateway
