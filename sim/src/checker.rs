@@ -704,6 +704,14 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 let Some((gateway, key, arrived_ms, cost)) = requests.get(id) else {
                     continue;
                 };
+                // A desync is judged whatever the fail mode made of it (a 5xx or an admission).
+                if *error_class == Some(ErrorClass::Protocol)
+                    && !outages
+                        .iter()
+                        .any(|&(start, end)| *arrived_ms <= end && *at_ms >= start)
+                {
+                    desyncs.push((*id, *at_ms, key.clone()));
+                }
                 match outcome {
                     Outcome::Allowed => {
                         metrics.allowed += 1;
@@ -725,17 +733,6 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                     }
                     Outcome::Denied => metrics.denied += 1,
                     Outcome::FailOpen => metrics.fail_open += 1,
-                    Outcome::Error => {}
-                }
-                if *error_class == Some(ErrorClass::Protocol)
-                    && !outages
-                        .iter()
-                        .any(|&(start, end)| *arrived_ms <= end && *at_ms >= start)
-                {
-                    desyncs.push((*id, *at_ms, key.clone()));
-                }
-                match outcome {
-                    Outcome::Allowed | Outcome::Denied | Outcome::FailOpen => {}
                     Outcome::Error => {
                         metrics.errors += 1;
                         let grace = match error_class {
