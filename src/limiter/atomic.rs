@@ -588,6 +588,15 @@ impl<R: Redis> ShardedLimiter<R> {
         self
     }
 
+    /// Starts the round robin at shard `turn mod N`: a gateway that makes a limiter per
+    /// request (one per connection) keeps one counter of turns, so that its requests still
+    /// visit the shards in turn.
+    pub fn starting_at(mut self, turn: u64) -> Self {
+        let count = u64::try_from(self.shards.len()).expect("fits");
+        self.next_shard = usize::try_from(turn % count).expect("below the shard count");
+        self
+    }
+
     async fn try_shard(
         &mut self,
         request: &Request,
