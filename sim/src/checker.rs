@@ -980,17 +980,24 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
 /// group, `rl:user:{$group}:$user` one user's), and each key must stay within its limit's
 /// B + ⌊Δ/T⌋ (L per `limit.window_ms` as a GCRA rate), with the usual margin and resets.
 /// A template several groups name is judged against the first group's limit for it.
-fn multi_limit_verdict(scenario: &Scenario, events: &[Event], margin: u64, resets: &Resets) -> Verdict {
+fn multi_limit_verdict(
+    scenario: &Scenario,
+    events: &[Event],
+    margin: u64,
+    resets: &Resets,
+) -> Verdict {
     use crate::harness::{identity, parse_key_name};
     use ratelab::keys::KeyScheme;
 
     let mut bounds: BTreeMap<String, Bound> = BTreeMap::new();
     for group in &scenario.gateways {
         for spec in &group.limits {
-            bounds.entry(spec.key_scheme.clone()).or_insert(Bound::Rate {
-                burst: spec.limit,
-                interval_ms: scenario.limit.window_ms / spec.limit,
-            });
+            bounds
+                .entry(spec.key_scheme.clone())
+                .or_insert(Bound::Rate {
+                    burst: spec.limit,
+                    interval_ms: scenario.limit.window_ms / spec.limit,
+                });
         }
     }
     let mut requests: BTreeMap<u64, (u32, &str, u64)> = BTreeMap::new();
@@ -998,13 +1005,30 @@ fn multi_limit_verdict(scenario: &Scenario, events: &[Event], margin: u64, reset
     let mut points: BTreeMap<(String, String), Vec<(u64, u64)>> = BTreeMap::new();
     for event in events {
         match event {
-            Event::Request { id, gateway, key, cost, .. } => {
+            Event::Request {
+                id,
+                gateway,
+                key,
+                cost,
+                ..
+            } => {
                 requests.insert(*id, (*gateway, key.as_str(), *cost));
             }
-            Event::Decision { id, at_ms, outcome: Outcome::Allowed, .. } => {
-                let Some(&(gateway, key, cost)) = requests.get(id) else { continue };
-                let Some(group) = scenario.gateway_group(gateway) else { continue };
-                let Some((kind, number)) = parse_key_name(key) else { continue };
+            Event::Decision {
+                id,
+                at_ms,
+                outcome: Outcome::Allowed,
+                ..
+            } => {
+                let Some(&(gateway, key, cost)) = requests.get(id) else {
+                    continue;
+                };
+                let Some(group) = scenario.gateway_group(gateway) else {
+                    continue;
+                };
+                let Some((kind, number)) = parse_key_name(key) else {
+                    continue;
+                };
                 let who = identity(
                     group.limiter,
                     kind,
@@ -1012,10 +1036,17 @@ fn multi_limit_verdict(scenario: &Scenario, events: &[Event], margin: u64, reset
                     group.group.as_deref().unwrap_or("default"),
                 );
                 for spec in &group.limits {
-                    let Ok(scheme) = KeyScheme::parse(&spec.key_scheme, 1) else { continue };
-                    let Ok(rendered) = scheme.render(&who, 0) else { continue };
+                    let Ok(scheme) = KeyScheme::parse(&spec.key_scheme, 1) else {
+                        continue;
+                    };
+                    let Ok(rendered) = scheme.render(&who, 0) else {
+                        continue;
+                    };
                     points
-                        .entry((spec.key_scheme.clone(), String::from_utf8_lossy(&rendered).into_owned()))
+                        .entry((
+                            spec.key_scheme.clone(),
+                            String::from_utf8_lossy(&rendered).into_owned(),
+                        ))
                         .or_default()
                         .push((*at_ms, cost));
                 }
@@ -1026,7 +1057,9 @@ fn multi_limit_verdict(scenario: &Scenario, events: &[Event], margin: u64, reset
     let mut worst: Option<(String, String, Bound, (u64, u64, u64, u64))> = None;
     let mut keys_over = 0;
     for ((template, key), mut admitted) in points.clone() {
-        let Some(&bound) = bounds.get(&template) else { continue };
+        let Some(&bound) = bounds.get(&template) else {
+            continue;
+        };
         admitted.sort_unstable();
         if let Some(excess) = worst_excess(&admitted, bound, margin, resets) {
             keys_over += 1;

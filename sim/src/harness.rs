@@ -20,8 +20,7 @@ use ratelab::algo::reservation::SuccessQuota;
 use ratelab::algo::{RateQuota, WindowQuota};
 use ratelab::keys::{Identity, KeyScheme};
 use ratelab::limiter::atomic::{
-    self, Algorithm, MultiLimiter, PipelinedFixedWindow, ScriptClock, ScriptLimiter,
-    ShardedLimiter,
+    self, Algorithm, MultiLimiter, PipelinedFixedWindow, ScriptClock, ScriptLimiter, ShardedLimiter,
 };
 use ratelab::limiter::hybrid::{HybridLimiter, HybridLocal, SLACK_PERCENT_DEFAULT};
 use ratelab::limiter::legacy::GatewayClock;
@@ -673,7 +672,8 @@ impl Gateway {
             .map(|spec| {
                 Ok::<_, String>((
                     KeyScheme::parse(&spec.key_scheme, 1).map_err(|error| error.to_string())?,
-                    RateQuota::per_window(spec.limit, window_ms).map_err(|error| error.to_string())?,
+                    RateQuota::per_window(spec.limit, window_ms)
+                        .map_err(|error| error.to_string())?,
                 ))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -1159,8 +1159,9 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
             Err(error) => quota_failed(error),
         },
         LimiterKind::MultiLimit => {
-            let mut limiter = MultiLimiter::new(redis, shared.multi_limits.clone(), ScriptClock::Redis)
-                .with_reload(shared.reload.clone());
+            let mut limiter =
+                MultiLimiter::new(redis, shared.multi_limits.clone(), ScriptClock::Redis)
+                    .with_reload(shared.reload.clone());
             decided(limiter.check(request).await)
         }
         LimiterKind::ShardedGcra => match rate() {
@@ -1173,9 +1174,7 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
                 Ok(limiter) => {
                     // One turn per request: the gateway's requests visit the shards in turn.
                     let turn = shared.shard_turns.fetch_add(1, Ordering::Relaxed);
-                    let mut limiter = limiter
-                        .with_reload(shared.reload.clone())
-                        .starting_at(turn);
+                    let mut limiter = limiter.with_reload(shared.reload.clone()).starting_at(turn);
                     decided(limiter.check(request).await)
                 }
                 Err(error) => quota_failed(error),

@@ -1169,7 +1169,11 @@ impl Scenario {
     /// The fields only one kind reads: `key_shards` (`sharded_gcra`) and `limits`
     /// (`multi_limit`); set for another kind they would be silently ignored, so they are
     /// refused.
-    fn validate_kind_fields(&self, group: &GatewayGroup, index: usize) -> Result<(), ScenarioError> {
+    fn validate_kind_fields(
+        &self,
+        group: &GatewayGroup,
+        index: usize,
+    ) -> Result<(), ScenarioError> {
         let at = |field: &str| format!("gateways[{index}].{field}");
         let kind = group.limiter;
         if let Some(shards) = group.key_shards {
@@ -1179,14 +1183,21 @@ impl Scenario {
             if shards == 0 {
                 return Err(problem(at("key_shards"), "must be at least 1"));
             }
-            at_most(&at("key_shards"), u64::from(shards), u64::from(KEY_SHARDS_MAX))?;
+            at_most(
+                &at("key_shards"),
+                u64::from(shards),
+                u64::from(KEY_SHARDS_MAX),
+            )?;
         }
         if kind == LimiterKind::ShardedGcra {
             let limit = group.limit.unwrap_or(self.limit.limit);
             if limit < u64::from(group.key_shards()) {
                 return Err(problem(
                     at("key_shards"),
-                    format!("{} shards need a limit of at least as many (got {limit}): a shard would get nothing", group.key_shards()),
+                    format!(
+                        "{} shards need a limit of at least as many (got {limit}): a shard would get nothing",
+                        group.key_shards()
+                    ),
                 ));
             }
         }
@@ -1208,7 +1219,11 @@ impl Scenario {
                 "multi_limit needs at least one limit ({ key_scheme, limit })",
             ));
         }
-        at_most(&at("limits"), group.limits.len() as u64, u64::from(KEY_SHARDS_MAX))?;
+        at_most(
+            &at("limits"),
+            group.limits.len() as u64,
+            u64::from(KEY_SHARDS_MAX),
+        )?;
         for (position, spec) in group.limits.iter().enumerate() {
             let field = |name: &str| at(&format!("limits[{position}].{name}"));
             ratelab::keys::KeyScheme::parse(&spec.key_scheme, 1)
