@@ -5,6 +5,10 @@
 //! * admissions per key within the limiter's stated bound in every trailing window: fixed
 //!   window 2L per window, sliding log and new-api's IP list L, GCRA and token buckets
 //!   B + ⌊Δ/T⌋ in any interval Δ (new-api's bucket: N + ⌊Δ/(W/N)⌋, its ~2N − 1 per window);
+//!   the sliding window counter and the pipelined fixed window 2L (L per aligned window),
+//!   the sharded GCRA and the hybrid B + ⌊Δ/T⌋ (the shards' shares add up to the whole; the
+//!   hybrid admits only what its authority admits), the multi-limit each of its limits on
+//!   that limit's own keys;
 //!   successes per key within M per window for success limits (legacy C1 and reservations).
 //!   Fail-open admissions are not counted in the bound; they are their own figure;
 //! * no 5xx while Redis was healthy: no limiter error from a reply (NOSCRIPT, a vanished

@@ -1421,6 +1421,9 @@ impl Scenario {
     /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
     /// when replicated, at most one; a gateway restart in one seed of eight, drawn last), up to two per-link latency distributions, and gateway
     /// (±20%) and Redis (±0.1%) clock drift, and in one seed of four a mix of limit kinds.
+    /// The kinds after the first [`LimiterKind::SWARM_FIRST`] replace the drawn one last,
+    /// in 5 seeds of 16 (each kind then equally likely), with their own fields drawn
+    /// (`key_shards` 1-4, at most L; a multi-limit's 1-3 limits under `{$group}`).
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let duration_ms = rng.random_range(1_000..=3_000u64);
@@ -1895,6 +1898,88 @@ rate_per_s = 10
             (
                 MINIMAL.replace("rate_per_s = 10", "rate_per_s = 10\nmix = { user = \"x\" }"),
                 Some("user"),
+            ),
+            // Fields one kind reads: refused for the others, checked for theirs.
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nkey_shards = 2",
+                ),
+                Some("gateways[0].key_shards: only sharded_gcra reads it"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 2",
+                ),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 8",
+                ),
+                Some("gateways[0].key_shards: 8 shards need a limit of at least as many"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 2\nkey_scheme = \"rl:{$user}\"",
+                ),
+                Some("gateways[0].key_scheme"),
+            ),
+            (
+                MINIMAL.replace("atomic_gcra", "multi_limit"),
+                Some("gateways[0].limits: multi_limit needs at least one limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g:{$group}\", limit = 3 }, { key_scheme = \"rl:u:{$group}:$user\", limit = 2 }]",
+                ),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].limits: only multi_limit reads it"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }, { key_scheme = \"rl:u\", limit = 0 }]",
+                ),
+                Some("gateways[0].limits[1].limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:$\", limit = 3 }]",
+                ),
+                Some("gateways[0].limits[0].key_scheme"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 2000 }]",
+                ),
+                Some("gateways[0].limits[0].limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimit = 4\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].limit: multi_limit states each"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3, colour = 1 }]",
+                ),
+                Some("colour"),
             ),
         ];
         for (text, field) in cases {
