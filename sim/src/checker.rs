@@ -990,9 +990,6 @@ fn multi_limit_verdict(
     margin: u64,
     resets: &Resets,
 ) -> Verdict {
-    use crate::harness::{identity, parse_key_name};
-    use ratelab::keys::KeyScheme;
-
     let mut bounds: BTreeMap<String, Bound> = BTreeMap::new();
     for group in &scenario.gateways {
         for spec in &group.limits {
@@ -1004,8 +1001,76 @@ fn multi_limit_verdict(
                 });
         }
     }
+    let points = multi_limit_points(scenario, events);
+    // The worst (template, excess), by how far it went over.
+    let mut worst: Option<(String, Excess)> = None;
+    let mut keys_over = 0;
+    for ((template, key), admitted) in &points {
+        let Some(&bound) = bounds.get(template) else {
+            continue;
+        };
+        let mut admitted = admitted.clone();
+        admitted.sort_unstable();
+        let Some((start_ms, end_ms, counted, allowed)) =
+            worst_excess(&admitted, bound, margin, resets)
+        else {
+            continue;
+        };
+        keys_over += 1;
+        if worst
+            .as_ref()
+            .is_none_or(|(_, worst)| counted - allowed > worst.counted - worst.allowed)
+        {
+            let excess = Excess {
+                key: key.clone(),
+                start_ms,
+                end_ms,
+                counted,
+                allowed,
+            };
+            worst = Some((template.clone(), excess));
+        }
+    }
+    let detail = match &worst {
+        None => format!(
+            "every key of its {} limit(s) within its own bound ({}; gateway/Redis time margin {margin} ms; {} reset allowances); {} keys judged",
+            bounds.len(),
+            bounds
+                .iter()
+                .map(|(template, bound)| format!("{template}: {bound}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            resets.at_ms.len(),
+            points.len()
+        ),
+        Some((template, excess)) => format!(
+            "{keys_over} key(s) over their limit's bound; worst: limit {template} ({}) key {} had {} admissions in [{} ms, {} ms] where {} are allowed",
+            bounds[template],
+            excess.key,
+            excess.counted,
+            excess.start_ms,
+            excess.end_ms,
+            excess.allowed
+        ),
+    };
+    Verdict {
+        name: "admissions_within_bound".to_owned(),
+        kind: VerdictKind::Safety,
+        held: worst.is_none(),
+        detail,
+    }
+}
+
+/// The multi-limit's admissions `(time, weight)` per (limit template, rendered key): each
+/// admission once on the key of every limit its gateway's group checks.
+fn multi_limit_points(
+    scenario: &Scenario,
+    events: &[Event],
+) -> BTreeMap<(String, String), Vec<(u64, u64)>> {
+    use crate::harness::{identity, parse_key_name};
+    use ratelab::keys::KeyScheme;
+
     let mut requests: BTreeMap<u64, (u32, &str, u64)> = BTreeMap::new();
-    // Per (template, rendered key): admissions (time, weight).
     let mut points: BTreeMap<(String, String), Vec<(u64, u64)>> = BTreeMap::new();
     for event in events {
         match event {
@@ -1027,10 +1092,9 @@ fn multi_limit_verdict(
                 let Some(&(gateway, key, cost)) = requests.get(id) else {
                     continue;
                 };
-                let Some(group) = scenario.gateway_group(gateway) else {
-                    continue;
-                };
-                let Some((kind, number)) = parse_key_name(key) else {
+                let (Some(group), Some((kind, number))) =
+                    (scenario.gateway_group(gateway), parse_key_name(key))
+                else {
                     continue;
                 };
                 let who = identity(
@@ -1040,17 +1104,15 @@ fn multi_limit_verdict(
                     group.group.as_deref().unwrap_or("default"),
                 );
                 for spec in &group.limits {
-                    let Ok(scheme) = KeyScheme::parse(&spec.key_scheme, 1) else {
+                    // The harness made the same keys (it failed the request otherwise).
+                    let Ok(rendered) = KeyScheme::parse(&spec.key_scheme, 1)
+                        .and_then(|scheme| scheme.render(&who, 0))
+                    else {
                         continue;
                     };
-                    let Ok(rendered) = scheme.render(&who, 0) else {
-                        continue;
-                    };
+                    let rendered = String::from_utf8_lossy(&rendered).into_owned();
                     points
-                        .entry((
-                            spec.key_scheme.clone(),
-                            String::from_utf8_lossy(&rendered).into_owned(),
-                        ))
+                        .entry((spec.key_scheme.clone(), rendered))
                         .or_default()
                         .push((*at_ms, cost));
                 }
@@ -1058,46 +1120,7 @@ fn multi_limit_verdict(
             _ => {}
         }
     }
-    let mut worst: Option<(String, String, Bound, (u64, u64, u64, u64))> = None;
-    let mut keys_over = 0;
-    for ((template, key), mut admitted) in points.clone() {
-        let Some(&bound) = bounds.get(&template) else {
-            continue;
-        };
-        admitted.sort_unstable();
-        if let Some(excess) = worst_excess(&admitted, bound, margin, resets) {
-            keys_over += 1;
-            let (_, _, counted, allowed) = excess;
-            if worst
-                .as_ref()
-                .is_none_or(|(_, _, _, (_, _, c, a))| counted - allowed > c - a)
-            {
-                worst = Some((template, key, bound, excess));
-            }
-        }
-    }
-    let detail = match &worst {
-        None => format!(
-            "every key of its {} limit(s) within its own bound ({}; gateway/Redis time margin {margin} ms; {} reset allowances); {} keys judged",
-            bounds.len(),
-            bounds
-                .iter()
-                .map(|(template, bound)| format!("{template}: {bound}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            resets.at_ms.len(),
-            points.len()
-        ),
-        Some((template, key, bound, (start_ms, end_ms, counted, allowed))) => format!(
-            "{keys_over} key(s) over their limit's bound; worst: limit {template} ({bound}) key {key} had {counted} admissions in [{start_ms} ms, {end_ms} ms] where {allowed} are allowed"
-        ),
-    };
-    Verdict {
-        name: "admissions_within_bound".to_owned(),
-        kind: VerdictKind::Safety,
-        held: worst.is_none(),
-        detail,
-    }
+    points
 }
 
 /// `bucket_levels_in_range`, when a token bucket runs: every stored level at the end is in
