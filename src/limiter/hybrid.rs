@@ -231,6 +231,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hybrids_over_one_local_share_its_deny_cache() {
+        // Goal: limiters made per request over one `HybridLocal` (a gateway's process) see
+        // one another's denials. Method: on one model, exhaust the authority (burst 2)
+        // through one limiter, then ask through a second limiter over the same local parts:
+        // it is answered with no round trip; a limiter over fresh local parts asks Redis.
+        let t = 1_700_000_000_000;
+        let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(4))));
+        let scheme = KeyScheme::parse("rl:$ns:{$user}", 1).unwrap();
+        let quota = RateQuota::new(2, 1_000).unwrap();
+        let authority = || {
+            let redis = Local::connect(Arc::clone(&model), Arc::new(move || t));
+            ScriptLimiter::new(
+                redis,
+                scheme.clone(),
+                Algorithm::Gcra(quota),
+                ScriptClock::Redis,
+            )
+        };
+        let local =
+            Arc::new(HybridLocal::new(scheme.clone(), quota, SLACK_PERCENT_DEFAULT).unwrap());
+        let mut first = HybridLimiter::over(authority(), Arc::clone(&local));
+        for _ in 0..3 {
+            first.check(&request(t)).await.unwrap();
+        }
+        let mut second = HybridLimiter::over(authority(), Arc::clone(&local));
+        let shared = second.check(&request(t + 1)).await.unwrap();
+        assert!(!shared.decision.allowed);
+        assert_eq!(shared.usage.round_trips, 0, "the shared deny cache answers");
+        let mut fresh =
+            HybridLimiter::new(authority(), scheme.clone(), quota, SLACK_PERCENT_DEFAULT).unwrap();
+        let asked = fresh.check(&request(t + 1)).await.unwrap();
+        assert!(!asked.decision.allowed);
+        assert_eq!(asked.usage.round_trips, 1, "fresh local parts know nothing");
+    }
+
+    #[tokio::test]
     async fn hybrid_never_admits_more_than_its_authority_allows() {
         let (mut limiter, clock) = hybrid(4, 50);
         let t = clock.load(Ordering::SeqCst);
