@@ -1213,6 +1213,12 @@ impl Scenario {
                 "multi_limit states each of its limits in gateways.limits",
             ));
         }
+        if group.key_scheme.is_some() {
+            return Err(problem(
+                at("key_scheme"),
+                "multi_limit names each limit's key in gateways.limits",
+            ));
+        }
         if group.limits.is_empty() {
             return Err(problem(
                 at("limits"),
@@ -1973,6 +1979,13 @@ rate_per_s = 10
                     "limiter = \"multi_limit\"\nlimit = 4\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
                 ),
                 Some("gateways[0].limit: multi_limit states each"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nkey_scheme = \"rl:$user\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].key_scheme: multi_limit names each"),
             ),
             (
                 MINIMAL.replace(
