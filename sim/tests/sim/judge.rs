@@ -154,7 +154,10 @@ fn a_margin_wider_than_a_quarter_of_the_span_is_refused_not_passed() {
 fn atomic_twin(kind: LimiterKind) -> LimiterKind {
     match kind {
         LimiterKind::LegacyIpList | LimiterKind::LegacyMemoryList => LimiterKind::AtomicSlidingLog,
-        LimiterKind::LegacyEmail => LimiterKind::AtomicFixedWindow,
+        // The pipelined window keys by the gateways' clocks (its race); the script by Redis's.
+        LimiterKind::LegacyEmail | LimiterKind::PipelinedFixedWindow => {
+            LimiterKind::AtomicFixedWindow
+        }
         LimiterKind::LegacyTokenBucket => LimiterKind::AtomicTokenBucket,
         LimiterKind::LegacyModelRequest => LimiterKind::AtomicGcra,
         other => other,
@@ -195,17 +198,28 @@ fn holding_variant(name: &str, text: &str, seed: u64) -> Option<(Scenario, Repor
 }
 
 /// (Scenario, case) where no key reaches its stated bound, so one admission beyond it
-/// cannot be placed. The email scenario's fixed window is bounded by 2L in a trailing
-/// window (the window is aligned to Redis's clock, which the check does not assume), and
-/// its 1000 keys see about 1.5 requests each: its bound is judged and cannot be shown to
-/// catch one too many. The pool-exhaustion scenarios decide almost nothing in their second
+/// cannot be placed. The pool-exhaustion scenarios decide almost nothing in their second
 /// half (the pool is saturated; that is what they show), so only their first window is
 /// tried.
 const NEVER_SATURATED: &[&str] = &[
-    "d-email-lost-expire (steady)",
-    "d-email-lost-expire (first window)",
     "pool-exhaustion-cold-script-cache (steady)",
     "pool-exhaustion (steady)",
+];
+
+/// Scenarios whose (holding) limiter is of the aligned-window family (fixed window,
+/// pipelined fixed window, sliding window counter, new-api's email): the check states their
+/// bound as 2L in any trailing window, because it does not assume where their windows are
+/// aligned, so one admission too many is visible only where a trailing window already
+/// holds 2L (a boundary burst). The check cannot be shown to catch one too many there; an
+/// aligned-window check (L per aligned window) would. Listed so that the gap is explicit
+/// (in the order the files sort in).
+const LOOSE_2L_BOUND: &[&str] = &[
+    "d-email-lost-expire",
+    "pipelined-fixed-window-clock-skew",
+    "pipelined-fixed-window-redis-restart",
+    "pipelined-fixed-window",
+    "sliding-window-redis-restart",
+    "sliding-window-two-gateways",
 ];
 
 #[test]
@@ -235,6 +249,7 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
     let mut judged = 0;
     let mut missed = Vec::new();
     let mut unsaturated = Vec::new();
+    let mut loose = Vec::new();
     for path in names {
         let name = path
             .file_stem()
@@ -247,7 +262,9 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
         // them changes after the first second.
         let text = text.replace("duration_ms = 5000", "duration_ms = 2000");
         let Some((scenario, plain)) = holding_variant(&name, &text, seed) else {
-            eprintln!("{name}: no admission bound (a success limit): not judged here");
+            eprintln!(
+                "{name}: no single admission bound (a success limit, or the multi-limit's per-limit verdict): not judged here"
+            );
             continue;
         };
         judged += 1;
@@ -260,6 +277,24 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
             })
             .count();
         let bound = admission_bound(scenario.gateways[0].limiter, &scenario).expect("stated");
+        if bound
+            == (Bound::Window {
+                limit: 2 * scenario.limit.limit,
+                span_ms: scenario.limit.window_ms,
+            })
+        {
+            eprintln!(
+                "{name} ({:?}, {bound}): aligned windows judged as 2L per trailing window; one too many not placeable (margin max {} ms, resolution {}, denied {}, faults {}/{} took effect)",
+                scenario.gateways[0].limiter,
+                plain.metrics.margin_ms_max,
+                plain.metrics.over_admission_resolution,
+                plain.metrics.denied,
+                faults_took_effect,
+                scenario.faults.len()
+            );
+            loose.push(name);
+            continue;
+        }
         // Where the key is saturated: for a window bound, the trailing window (less a tenth,
         // for the time margins) already holds the bound's limit; a rate limiter's denial is
         // saturation itself.
@@ -301,10 +336,18 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
             caught.join("; ")
         );
     }
-    assert!(judged >= 20, "only {judged} scenarios judged");
+    assert!(
+        judged - loose.len() >= 20,
+        "only {} scenarios shown sensitive",
+        judged - loose.len()
+    );
     assert!(missed.is_empty(), "{}", missed.join("\n"));
     assert_eq!(
         unsaturated, NEVER_SATURATED,
         "scenarios where no key reached its bound"
+    );
+    assert_eq!(
+        loose, LOOSE_2L_BOUND,
+        "scenarios judged against 2L per trailing window"
     );
 }

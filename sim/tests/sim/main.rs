@@ -9,10 +9,13 @@
 //!   swarm's coverage.
 //! - `judge`: the checker against wrong limiters (one too many, L + 1 in a window, a panic, a
 //!   protocol desync), quiet runs and refused margins; the sensitivity of every scenario.
+//! - `limiters`: the kinds added after the first eleven (sliding window counter, pipelined
+//!   fixed window, multi-limit, sharded GCRA, hybrid): bounds, over-admission caught, metrics.
 
 mod common;
 mod faults;
 mod judge;
+mod limiters;
 mod races;
 mod scenarios;
 mod topology;
