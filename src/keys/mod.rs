@@ -10,12 +10,18 @@
 //! (`shardcheck`) before it ships.
 //!
 //! * `slot`: CRC16 slots (the Redis model's cluster mode uses them too).
+//! * `spread`: where keys land (slot, node under a slot map) and how the load spreads.
+//! * `collide`: two identities that render to one key, found from the templates alone.
 
 use std::fmt;
 
+mod collide;
 mod slot;
+mod spread;
 
+pub use collide::{Alphabet, Pattern};
 pub use slot::{SLOT_COUNT, crc16, hash_tag, key_slot};
+pub use spread::{HotSlots, SlotMap, Spread, SpreadSummary};
 
 /// A key scheme that cannot be used, or an identity it cannot render.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +50,7 @@ impl fmt::Display for KeySchemeError {
 impl std::error::Error for KeySchemeError {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part {
     Literal(Vec<u8>),
     Field(String),
 }
@@ -77,7 +83,15 @@ impl Identity {
         self
     }
 
-    fn get(&self, name: &str) -> Option<&[u8]> {
+    /// The fields, in the order they were added.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+    }
+
+    /// The value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
             .find(|(field, _)| field == name)
@@ -193,6 +207,11 @@ impl KeyScheme {
     /// Number of shards.
     pub fn shards(&self) -> u32 {
         self.shards
+    }
+
+    /// The template's pieces, for analysis (`collide`).
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
     }
 
     /// The key for `identity` and shard `shard` (`0..shards`).
