@@ -82,7 +82,7 @@ impl Alphabet {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Atom {
     Byte(u8),
-    Field(Alphabet),
+    Field(Box<Alphabet>),
 }
 
 /// A template as a language: literal bytes and one-or-more-byte fields.
@@ -115,7 +115,7 @@ impl Pattern {
                 Part::Literal(bytes) => atoms.extend(bytes.iter().map(|&byte| Atom::Byte(byte))),
                 Part::Field(name) => match constants.iter().find(|(field, _)| field == name) {
                     Some((_, value)) => atoms.extend(value.iter().map(|&byte| Atom::Byte(byte))),
-                    None => atoms.push(Atom::Field(alphabet(name))),
+                    None => atoms.push(Atom::Field(Box::new(alphabet(name)))),
                 },
             }
         }
