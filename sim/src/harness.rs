@@ -823,7 +823,7 @@ impl Gateway {
 }
 
 /// Cumulative weights for key draws (`None`: uniform, no table).
-fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
+pub(crate) fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
     match popularity {
         Popularity::Uniform | Popularity::Hot { .. } => None,
         Popularity::Zipf { s } => {
@@ -839,7 +839,7 @@ fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
     }
 }
 
-fn draw_key(
+pub(crate) fn draw_key(
     rng: &mut ChaCha8Rng,
     keys: u64,
     popularity: &Popularity,
@@ -890,7 +890,12 @@ pub fn key_name(kind: Option<IdentityKind>, key: u64) -> String {
 ///   limits (the model request limits key by user id) hash on the user, so a fixed user
 ///   would fold all of a kind's keys into one;
 /// * model: `model-<key>` for the model kind, `gpt-4o` otherwise.
-fn identity(limiter: LimiterKind, kind: Option<IdentityKind>, key: u64, group: &str) -> Identity {
+pub(crate) fn identity(
+    limiter: LimiterKind,
+    kind: Option<IdentityKind>,
+    key: u64,
+    group: &str,
+) -> Identity {
     let low = format!("{}.{}", key / 256 % 256, key % 256);
     let Some(kind) = kind else {
         let namespace = match limiter {

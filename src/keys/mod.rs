@@ -209,6 +209,22 @@ impl KeyScheme {
         self.shards
     }
 
+    /// The identity fields the template names (not `ns` or `shard`), in template order: what
+    /// tells one rate-limited identity from another under this scheme.
+    pub fn identity_fields(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for part in &self.parts {
+            if let Part::Field(name) = part
+                && name != "ns"
+                && name != "shard"
+                && !names.contains(&name.as_str())
+            {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// The template's pieces, for analysis (`collide`).
     pub(crate) fn parts(&self) -> &[Part] {
         &self.parts

@@ -1,0 +1,757 @@
+//! One traffic under two key schemes: `shardcheck`'s engine.
+//!
+//! The traffic is replayed request by request through the in-process Redis model (the `lua/`
+//! scripts on a `Local` backend, time set to each request's arrival, the scripts given that
+//! time), once per scheme; decisions are compared one by one. Beside that, per scheme: the
+//! keys, slots and nodes the traffic touches, collisions (from the templates, and confirmed
+//! when two identities of the traffic meet on one key), CROSSSLOT decisions on a cluster, the
+//! admission bound of each limit and the memory the keys take. Last, the cut-over: the same
+//! traffic with gateways switching from the old scheme to the new one at staggered times, on
+//! one shared model, where a key whose name changes starts a fresh counter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ratelab::keys::{Spread, key_slot};
+use ratelab::limiter::atomic::{Algorithm, ScriptClock, ScriptLimiter, ShardedLimiter};
+use ratelab::limiter::{Limiter, Request};
+use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
+use ratelab::redis::Local;
+use serde::Serialize;
+
+use crate::schemes::{Limit, SchemeSet};
+use crate::traffic::TrafficRequest;
+
+/// How many examples each finding lists.
+pub const EXAMPLES_MAX: usize = 5;
+
+/// One limit's decision on one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decided {
+    /// The limit kind.
+    pub kind: String,
+    /// The key it was decided on (the first shard probed).
+    pub key: String,
+    /// Allowed or not.
+    pub allowed: bool,
+}
+
+/// A request decided differently under the two schemes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Difference {
+    /// The request's index in the traffic.
+    pub index: usize,
+    /// Its arrival.
+    pub at_ms: u64,
+    /// Its identity fields.
+    pub fields: BTreeMap<String, String>,
+    /// Its decisions under the first scheme.
+    pub before: Vec<Decided>,
+    /// Under the second.
+    pub after: Vec<Decided>,
+}
+
+/// Decisions that differ.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Differences {
+    /// Requests with at least one differing decision.
+    pub count: u64,
+    /// `count` over all requests.
+    pub share: f64,
+    /// Differing decisions per limit kind.
+    pub per_limit: BTreeMap<String, u64>,
+    /// The first few.
+    pub examples: Vec<Difference>,
+}
+
+/// Two different (limit, identity) pairs on one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Collision {
+    /// The limit kinds (the same one twice for a key that reads two ways).
+    pub kinds: (String, String),
+    /// Why: `separator` (one template reads two ways) or `namespace` (two templates meet).
+    pub cause: String,
+    /// The shortest key both produce.
+    pub witness: String,
+}
+
+/// A collision seen in the traffic.
+#[derive(Clone, Debug, Serialize)]
+pub struct Confirmed {
+    /// The key.
+    pub key: String,
+    /// The first (limit kind, identity) on it.
+    pub first: (String, String),
+    /// The second.
+    pub second: (String, String),
+}
+
+/// A decision whose keys span slots on a cluster.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossSlot {
+    /// The request's index.
+    pub index: usize,
+    /// The keys decided together and their slots.
+    pub keys: Vec<(String, u16)>,
+}
+
+/// A limit's admission bound under a scheme.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bound {
+    /// The limit kind.
+    pub kind: String,
+    /// Algorithm, L, window and shards, as written.
+    pub quota: String,
+    /// The most one identity can be admitted in any trailing window (all shards together:
+    /// the split quotas add up to the whole, so sharding does not raise it).
+    pub upper_per_window: u64,
+    /// The fewest admissions that can come before a first refusal in a window: L unsharded;
+    /// with N shards probed in turn, one refusal after two drained shards, `2·⌊L/N⌋`.
+    pub floor_before_refusal: u64,
+    /// Why.
+    pub why: String,
+}
+
+/// The memory a scheme's keys take at the end of the replay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Memory {
+    /// Distinct keys the traffic touched.
+    pub keys_touched: u64,
+    /// Keys alive at the end.
+    pub keys_live: u64,
+    /// Sum of `MEMORY USAGE` over live keys (the model's estimate of Redis's footprint).
+    pub bytes: u64,
+}
+
+/// Where the load lands.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Load {
+    /// Distinct keys.
+    pub keys: u64,
+    /// Commands (one per key probed).
+    pub commands: u64,
+    /// Slots used.
+    pub slots_used: u64,
+    /// Hottest slot and its share.
+    pub hottest_slot: Option<(u16, f64)>,
+    /// Hottest node and its share.
+    pub hottest_node: Option<(u32, f64)>,
+    /// Hottest node over the mean per node.
+    pub node_max_over_mean: f64,
+    /// Per node: (keys, commands).
+    pub per_node: Vec<(u64, u64)>,
+    /// Slots over four times the median slot.
+    pub hot_slots: u64,
+    /// The longest run of neighbouring hot slots and its share of commands.
+    pub hot_run: Option<(u16, u16)>,
+    /// That run's share.
+    pub hot_run_share: f64,
+}
+
+/// One scheme's findings.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchemeReport {
+    /// The scheme's name.
+    pub name: String,
+    /// Cluster (true) or standalone.
+    pub cluster: bool,
+    /// Nodes.
+    pub nodes: u32,
+    /// Load per slot and node.
+    pub load: Load,
+    /// Collisions found from the templates.
+    pub collisions: Vec<Collision>,
+    /// Collisions seen in the traffic: how many keys, and the first few.
+    pub confirmed_count: u64,
+    /// The first confirmed collisions.
+    pub confirmed: Vec<Confirmed>,
+    /// Decisions whose keys span slots (cluster only): how many.
+    pub crossslot_count: u64,
+    /// The first few.
+    pub crossslot: Vec<CrossSlot>,
+    /// Each limit's bound.
+    pub bounds: Vec<Bound>,
+    /// Memory.
+    pub memory: Memory,
+}
+
+/// The cut-over: gateways switching one by one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cutover {
+    /// Gateways, and when each switched (ms).
+    pub switch_ms: Vec<u64>,
+    /// Logical keys (limit kind and identity) in the traffic.
+    pub logical_keys: u64,
+    /// Of those, how many get a new Redis key (a fresh counter at the switch).
+    pub keys_renamed: u64,
+    /// The worst excess seen: admissions in one trailing window during the cut-over over the
+    /// most the old scheme alone admitted there.
+    pub worst_over_admission: u64,
+    /// The logical key it happened on.
+    pub worst_key: Option<String>,
+    /// Its bound: the new scheme's upper bound when the key is renamed (two counters), else 0.
+    pub worst_bound: u64,
+}
+
+/// Everything `shardcheck` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Requests replayed.
+    pub requests: u64,
+    /// The first scheme.
+    pub before: SchemeReport,
+    /// The second.
+    pub after: SchemeReport,
+    /// Decisions that differ.
+    pub differences: Differences,
+    /// The cut-over.
+    pub cutover: Cutover,
+}
+
+impl Report {
+    /// What changed in semantics (empty: nothing; exit 0): decisions, collisions, CROSSSLOT.
+    pub fn semantic_changes(&self) -> Vec<String> {
+        let mut changes = Vec::new();
+        if self.differences.count > 0 {
+            changes.push(format!("{} decisions differ", self.differences.count));
+        }
+        let shapes = |report: &SchemeReport| -> BTreeSet<(String, String, String)> {
+            report
+                .collisions
+                .iter()
+                .map(|c| (c.kinds.0.clone(), c.kinds.1.clone(), c.cause.clone()))
+                .collect()
+        };
+        if shapes(&self.before) != shapes(&self.after)
+            || self.before.confirmed_count != self.after.confirmed_count
+        {
+            changes.push("collisions changed".to_owned());
+        }
+        if self.before.crossslot_count != self.after.crossslot_count {
+            changes.push(format!(
+                "CROSSSLOT decisions {} -> {}",
+                self.before.crossslot_count, self.after.crossslot_count
+            ));
+        }
+        changes
+    }
+}
+
+/// Why a comparison cannot run (bad input: exit 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareError(pub String);
+
+impl std::fmt::Display for CompareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CompareError {}
+
+/// Compares `before` and `after` on `traffic`.
+pub fn compare(
+    before: &SchemeSet,
+    after: &SchemeSet,
+    traffic: &[TrafficRequest],
+) -> Result<Report, CompareError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|error| CompareError(format!("cannot start a runtime: {error}")))?;
+    let old = runtime.block_on(replay(before, traffic))?;
+    let new = runtime.block_on(replay(after, traffic))?;
+    let differences = differences(traffic, &old.decisions, &new.decisions);
+    let cutover = runtime.block_on(cutover(before, after, traffic, &old.admitted))?;
+    Ok(Report {
+        requests: traffic.len() as u64,
+        before: old.report,
+        after: new.report,
+        differences,
+        cutover,
+    })
+}
+
+fn differences(
+    traffic: &[TrafficRequest],
+    before: &[Vec<Decided>],
+    after: &[Vec<Decided>],
+) -> Differences {
+    let mut found = Differences::default();
+    for (index, (old, new)) in before.iter().zip(after).enumerate() {
+        let kinds: BTreeSet<&String> = old.iter().chain(new).map(|d| &d.kind).collect();
+        let mut differs = false;
+        for kind in kinds {
+            let verdict =
+                |list: &[Decided]| list.iter().find(|d| &d.kind == kind).map(|d| d.allowed);
+            if verdict(old) != verdict(new) {
+                differs = true;
+                *found.per_limit.entry(kind.clone()).or_insert(0) += 1;
+            }
+        }
+        if differs {
+            found.count += 1;
+            if found.examples.len() < EXAMPLES_MAX {
+                found.examples.push(Difference {
+                    index,
+                    at_ms: traffic[index].at_ms,
+                    fields: traffic[index].fields.clone(),
+                    before: old.clone(),
+                    after: new.clone(),
+                });
+            }
+        }
+    }
+    found.share = if traffic.is_empty() {
+        0.0
+    } else {
+        found.count as f64 / traffic.len() as f64
+    };
+    found
+}
+
+/// A limit's limiter on the in-process model: shard 0 only, or sharded.
+enum OneLimit {
+    Single(ScriptLimiter<Local>),
+    Sharded(ShardedLimiter<Local>),
+}
+
+impl OneLimit {
+    fn new(
+        limit: &Limit,
+        model: &SharedModel,
+        now: &Arc<AtomicU64>,
+    ) -> Result<OneLimit, CompareError> {
+        let clock_source = Arc::clone(now);
+        let local = Local::connect(
+            Arc::clone(model),
+            Arc::new(move || clock_source.load(Ordering::Relaxed)),
+        );
+        if limit.scheme.shards() > 1 {
+            ShardedLimiter::new(
+                local,
+                limit.scheme.clone(),
+                limit.algorithm,
+                ScriptClock::Gateway,
+            )
+            .map(OneLimit::Sharded)
+            .map_err(|error| CompareError(format!("limits.{}: {error}", limit.kind)))
+        } else {
+            Ok(OneLimit::Single(ScriptLimiter::new(
+                local,
+                limit.scheme.clone(),
+                limit.algorithm,
+                ScriptClock::Gateway,
+            )))
+        }
+    }
+
+    async fn check(&mut self, request: &Request) -> Result<bool, CompareError> {
+        let verdict = match self {
+            OneLimit::Single(limiter) => limiter.check(request).await,
+            OneLimit::Sharded(limiter) => limiter.check(request).await,
+        };
+        verdict
+            .map(|verdict| verdict.decision.allowed)
+            .map_err(|error| CompareError(format!("the model refused a decision: {error}")))
+    }
+}
+
+fn fresh_model() -> SharedModel {
+    Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(0))))
+}
+
+/// One scheme's replay.
+struct Replayed {
+    decisions: Vec<Vec<Decided>>,
+    /// Per logical key (kind and the identity its template names): admitted (ms, cost).
+    admitted: BTreeMap<String, Vec<(u64, u64)>>,
+    report: SchemeReport,
+}
+
+/// The logical key of `kind` for `request` under `limit`: the kind and the fields its
+/// template names.
+fn logical_key(limit: &Limit, request: &TrafficRequest) -> String {
+    let mut name = limit.kind.clone();
+    for field in limit.scheme.identity_fields() {
+        name.push_str(&format!(
+            " {field}={}",
+            request.fields.get(field).map_or("", String::as_str)
+        ));
+    }
+    name
+}
+
+fn lossy(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// Renders `kind`'s key at `shard` for `request`.
+fn render<'a>(
+    set: &'a SchemeSet,
+    kind: &str,
+    request: &TrafficRequest,
+    index: usize,
+    shard: u32,
+) -> Result<(&'a Limit, Vec<u8>), CompareError> {
+    let limit = set.limits.get(kind).ok_or_else(|| {
+        CompareError(format!(
+            "request {index}: limits: {kind:?} is not a limit of scheme {}",
+            set.name
+        ))
+    })?;
+    let key = limit
+        .scheme
+        .render(&request.identity(&limit.namespace), shard)
+        .map_err(|error| {
+            CompareError(format!(
+                "request {index}: limits.{kind} in {}: {error}",
+                set.name
+            ))
+        })?;
+    Ok((limit, key))
+}
+
+/// Per-replay bookkeeping beside the decisions.
+struct Tally {
+    spread: Spread,
+    owners: std::collections::HashMap<Vec<u8>, (String, String)>,
+    confirmed: BTreeMap<Vec<u8>, Confirmed>,
+    crossslot_count: u64,
+    crossslot: Vec<CrossSlot>,
+}
+
+async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed, CompareError> {
+    let model = fresh_model();
+    let now = Arc::new(AtomicU64::new(0));
+    let mut limiters: BTreeMap<String, (OneLimit, u32)> = BTreeMap::new();
+    for (kind, limit) in &set.limits {
+        limiters.insert(kind.clone(), (OneLimit::new(limit, &model, &now)?, 0));
+    }
+    let mut tally = Tally {
+        spread: Spread::new(set.map.clone()),
+        owners: std::collections::HashMap::new(),
+        confirmed: BTreeMap::new(),
+        crossslot_count: 0,
+        crossslot: Vec::new(),
+    };
+    let mut decisions = Vec::with_capacity(traffic.len());
+    let mut admitted: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for (index, request) in traffic.iter().enumerate() {
+        now.store(request.at_ms, Ordering::Relaxed);
+        let mut decided = Vec::new();
+        for kind in set.touched(&request.limits) {
+            let (limiter, next_shard) = limiters.get_mut(&kind).expect("every limit has one");
+            let shards = set.limits[&kind].scheme.shards();
+            let shard = *next_shard % shards;
+            *next_shard = (*next_shard + 1) % shards;
+            let (limit, key) = render(set, &kind, request, index, shard)?;
+            tally.spread.touch(&key);
+            let identity = request.identity(&limit.namespace);
+            let allowed = limiter
+                .check(&Request {
+                    identity,
+                    cost: request.cost,
+                    now_ms: request.at_ms,
+                })
+                .await?;
+            if !allowed && shards > 1 {
+                // The sharded limiter probed the next shard too.
+                tally
+                    .spread
+                    .touch(&render(set, &kind, request, index, (shard + 1) % shards)?.1);
+            }
+            let logical = logical_key(limit, request);
+            note_owner(&mut tally, &key, &kind, &logical);
+            if allowed {
+                admitted
+                    .entry(logical)
+                    .or_default()
+                    .push((request.at_ms, request.cost));
+            }
+            decided.push(Decided {
+                kind,
+                key: lossy(&key),
+                allowed,
+            });
+        }
+        if set.cluster {
+            note_crossslot(set, &mut tally, index, &request.limits, &decided);
+        }
+        decisions.push(decided);
+    }
+    let report = scheme_report(set, tally, &model, traffic.last().map_or(0, |r| r.at_ms));
+    Ok(Replayed {
+        decisions,
+        admitted,
+        report,
+    })
+}
+
+fn note_owner(tally: &mut Tally, key: &[u8], kind: &str, logical: &str) {
+    match tally.owners.get(key) {
+        None => {
+            tally
+                .owners
+                .insert(key.to_vec(), (kind.to_owned(), logical.to_owned()));
+        }
+        Some(owner) if owner.1 != logical => {
+            if !tally.confirmed.contains_key(key) {
+                tally.confirmed.insert(
+                    key.to_vec(),
+                    Confirmed {
+                        key: lossy(key),
+                        first: owner.clone(),
+                        second: (kind.to_owned(), logical.to_owned()),
+                    },
+                );
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+fn note_crossslot(
+    set: &SchemeSet,
+    tally: &mut Tally,
+    index: usize,
+    kinds: &[String],
+    decided: &[Decided],
+) {
+    for group in &set.together {
+        if !group.iter().any(|kind| kinds.contains(kind)) {
+            continue;
+        }
+        let keys: Vec<(String, u16)> = decided
+            .iter()
+            .filter(|d| group.contains(&d.kind))
+            .map(|d| (d.key.clone(), key_slot(d.key.as_bytes())))
+            .collect();
+        let slots: BTreeSet<u16> = keys.iter().map(|&(_, slot)| slot).collect();
+        if slots.len() > 1 {
+            tally.crossslot_count += 1;
+            if tally.crossslot.len() < EXAMPLES_MAX {
+                tally.crossslot.push(CrossSlot { index, keys });
+            }
+        }
+    }
+}
+
+fn scheme_report(set: &SchemeSet, tally: Tally, model: &SharedModel, end_ms: u64) -> SchemeReport {
+    let summary = tally.spread.summary();
+    let load = Load {
+        keys: summary.keys,
+        commands: summary.commands,
+        slots_used: summary.slots_used,
+        hottest_slot: summary.hottest_slot,
+        hottest_node: summary.hottest_node,
+        node_max_over_mean: summary.node_max_over_mean,
+        per_node: summary.per_node,
+        hot_slots: summary.hot.count,
+        hot_run: summary.hot.longest_run,
+        hot_run_share: summary.hot.longest_run_share,
+    };
+    SchemeReport {
+        name: set.name.clone(),
+        cluster: set.cluster,
+        nodes: set.map.nodes(),
+        memory: memory(model, end_ms, summary.keys),
+        load,
+        collisions: collisions(set),
+        confirmed_count: tally.confirmed.len() as u64,
+        confirmed: tally.confirmed.into_values().take(EXAMPLES_MAX).collect(),
+        crossslot_count: tally.crossslot_count,
+        crossslot: tally.crossslot,
+        bounds: set.limits.values().map(bound).collect(),
+    }
+}
+
+/// Every collision the templates allow, with a witness key.
+pub fn collisions(set: &SchemeSet) -> Vec<Collision> {
+    let limits: Vec<&Limit> = set.limits.values().collect();
+    let mut found = Vec::new();
+    for (i, first) in limits.iter().enumerate() {
+        let pattern = set.pattern(first);
+        if let Some(witness) = pattern.ambiguity() {
+            found.push(Collision {
+                kinds: (first.kind.clone(), first.kind.clone()),
+                cause: "separator".to_owned(),
+                witness: lossy(&witness),
+            });
+        }
+        for second in &limits[i + 1..] {
+            if let Some(witness) = pattern.overlap(&set.pattern(second)) {
+                found.push(Collision {
+                    kinds: (first.kind.clone(), second.kind.clone()),
+                    cause: "namespace".to_owned(),
+                    witness: lossy(&witness),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// A limit's bound (see [`Bound`]).
+pub fn bound(limit: &Limit) -> Bound {
+    let l = limit.limit;
+    let (upper, why) = match limit.algorithm {
+        Algorithm::SlidingLog(_) => (l, "sliding log: L in every trailing window"),
+        Algorithm::FixedWindow(_) => (
+            2 * l,
+            "fixed window: L per aligned window, 2L across a boundary",
+        ),
+        Algorithm::SlidingWindow(_) => (
+            2 * l,
+            "sliding window counter: at most 2L in a trailing window",
+        ),
+        Algorithm::TokenBucket(_) | Algorithm::Gcra(_) => (
+            2 * l,
+            "burst L plus L refilled over the window: 2L in a trailing window",
+        ),
+    };
+    let shards = u64::from(limit.scheme.shards());
+    let floor = if shards > 1 { 2 * (l / shards) } else { l };
+    Bound {
+        kind: limit.kind.clone(),
+        quota: format!(
+            "{} L={} window={}ms shards={}",
+            limit.algorithm_name, l, limit.window_ms, shards
+        ),
+        upper_per_window: upper,
+        floor_before_refusal: floor.min(l),
+        why: why.to_owned(),
+    }
+}
+
+fn memory(model: &SharedModel, end_ms: u64, keys_touched: u64) -> Memory {
+    let mut model = model
+        .lock()
+        .expect("the model lock is never held across a panic");
+    let mut session = model.connect("shardcheck");
+    let keys = match model.exec(end_ms, &mut session, &[b"KEYS".to_vec(), b"*".to_vec()]) {
+        Reply::Array(keys) => keys,
+        _ => Vec::new(),
+    };
+    let mut bytes = 0u64;
+    let mut live = 0u64;
+    for key in keys {
+        if let Reply::Bulk(key) = key {
+            live += 1;
+            let argv = [b"MEMORY".to_vec(), b"USAGE".to_vec(), key];
+            if let Reply::Integer(size) = model.exec(end_ms, &mut session, &argv) {
+                bytes += u64::try_from(size).unwrap_or(0);
+            }
+        }
+    }
+    model.disconnect(&mut session);
+    Memory {
+        keys_touched,
+        keys_live: live,
+        bytes,
+    }
+}
+
+/// The most units admitted in any trailing window of `window_ms` (sorted by time).
+fn max_in_window(admitted: &[(u64, u64)], window_ms: u64) -> u64 {
+    let (mut best, mut sum, mut start) = (0, 0, 0);
+    for &(at_ms, cost) in admitted {
+        sum += cost;
+        while at_ms - admitted[start].0 >= window_ms {
+            sum -= admitted[start].1;
+            start += 1;
+        }
+        best = best.max(sum);
+    }
+    best
+}
+
+async fn cutover(
+    before: &SchemeSet,
+    after: &SchemeSet,
+    traffic: &[TrafficRequest],
+    old_admitted: &BTreeMap<String, Vec<(u64, u64)>>,
+) -> Result<Cutover, CompareError> {
+    let (Some(first), Some(last)) = (traffic.first(), traffic.last()) else {
+        return Ok(Cutover::default());
+    };
+    let gateways = traffic
+        .iter()
+        .map(|request| request.gateway.unwrap_or(0) + 1)
+        .max()
+        .unwrap_or(1);
+    let span = last.at_ms - first.at_ms;
+    let switch_ms: Vec<u64> = (0..u64::from(gateways))
+        .map(|g| first.at_ms + span * (g + 1) / (u64::from(gateways) + 1))
+        .collect();
+    let model = fresh_model();
+    let now = Arc::new(AtomicU64::new(0));
+    let mut limiters: BTreeMap<(u32, bool, String), OneLimit> = BTreeMap::new();
+    let mut admitted: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut renamed: BTreeMap<String, bool> = BTreeMap::new();
+    for (index, request) in traffic.iter().enumerate() {
+        now.store(request.at_ms, Ordering::Relaxed);
+        let gateway = request.gateway.unwrap_or(0);
+        let new = request.at_ms >= switch_ms[usize::try_from(gateway).expect("fits")];
+        let set = if new { after } else { before };
+        for kind in set.touched(&request.limits) {
+            let (limit, _) = render(set, &kind, request, index, 0)?;
+            let (old_limit, old_key) = render(before, &kind, request, index, 0)
+                .or_else(|_| render(set, &kind, request, index, 0))?;
+            let logical = logical_key(old_limit, request);
+            if !renamed.contains_key(&logical) {
+                let new_key = render(after, &kind, request, index, 0).map(|(_, key)| key);
+                renamed.insert(logical.clone(), new_key.map_or(true, |key| key != old_key));
+            }
+            let limiter = match limiters.entry((gateway, new, kind.clone())) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(OneLimit::new(limit, &model, &now)?)
+                }
+            };
+            let allowed = limiter
+                .check(&Request {
+                    identity: request.identity(&limit.namespace),
+                    cost: request.cost,
+                    now_ms: request.at_ms,
+                })
+                .await?;
+            if allowed {
+                admitted
+                    .entry(logical)
+                    .or_default()
+                    .push((request.at_ms, request.cost));
+            }
+        }
+    }
+    let mut report = Cutover {
+        switch_ms,
+        logical_keys: renamed.len() as u64,
+        keys_renamed: renamed.values().filter(|&&renamed| renamed).count() as u64,
+        ..Cutover::default()
+    };
+    for (logical, times) in &admitted {
+        let kind = logical.split(' ').next().unwrap_or_default();
+        let Some(limit) = before.limits.get(kind) else {
+            continue;
+        };
+        let seen = max_in_window(times, limit.window_ms);
+        let alone = old_admitted
+            .get(logical)
+            .map_or(0, |times| max_in_window(times, limit.window_ms));
+        let excess = seen.saturating_sub(alone);
+        if excess > report.worst_over_admission {
+            report.worst_over_admission = excess;
+            report.worst_key = Some(logical.clone());
+            report.worst_bound = if renamed.get(logical).copied().unwrap_or(false) {
+                after
+                    .limits
+                    .get(kind)
+                    .map_or(0, |limit| bound(limit).upper_per_window)
+            } else {
+                0
+            };
+        }
+    }
+    Ok(report)
+}
