@@ -441,6 +441,8 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
         now.store(request.at_ms, Ordering::Relaxed);
         let mut decided = Vec::new();
         for kind in set.touched(&request.limits) {
+            // Rendering first refuses a kind the scheme lacks (bad input, not a panic).
+            render(set, &kind, request, index, 0)?;
             let (limiter, next_shard) = limiters.get_mut(&kind).expect("every limit has one");
             let shards = set.limits[&kind].scheme.shards();
             let shard = *next_shard % shards;
@@ -654,9 +656,9 @@ fn memory(model: &SharedModel, end_ms: u64, keys_touched: u64) -> Memory {
 
 /// The most units admitted in any trailing window of `window_ms` (sorted by time).
 fn max_in_window(admitted: &[(u64, u64)], window_ms: u64) -> u64 {
-    let (mut best, mut sum, mut start) = (0, 0, 0);
+    let (mut best, mut sum, mut start) = (0u64, 0u64, 0usize);
     for &(at_ms, cost) in admitted {
-        sum += cost;
+        sum = sum.saturating_add(cost);
         while at_ms - admitted[start].0 >= window_ms {
             sum -= admitted[start].1;
             start += 1;
@@ -682,7 +684,10 @@ async fn cutover(
         .unwrap_or(1);
     let span = last.at_ms - first.at_ms;
     let switch_ms: Vec<u64> = (0..u64::from(gateways))
-        .map(|g| first.at_ms + span * (g + 1) / (u64::from(gateways) + 1))
+        .map(|g| {
+            let offset = u128::from(span) * u128::from(g + 1) / (u128::from(gateways) + 1);
+            first.at_ms + u64::try_from(offset).expect("below the span")
+        })
         .collect();
     let model = fresh_model();
     let now = Arc::new(AtomicU64::new(0));

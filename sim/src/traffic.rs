@@ -48,6 +48,9 @@ impl TrafficRequest {
 /// The gateways a cut-over deals trace requests to when the trace names none.
 pub const TRACE_GATEWAYS: u32 = 4;
 
+/// Gateways a trace may name (the cut-over staggers one switch per gateway).
+pub const GATEWAYS_MAX: u32 = 1024;
+
 /// Reads a trace: one JSON object per line (blank lines and lines starting with `#` skipped);
 /// errors say the line and the field. Requests come back sorted by time (stable).
 pub fn from_trace(text: &str) -> Result<Vec<TrafficRequest>, String> {
@@ -67,6 +70,12 @@ pub fn from_trace(text: &str) -> Result<Vec<TrafficRequest>, String> {
         }
         if request.cost == 0 {
             return Err(format!("line {}: cost: must be at least 1", index + 1));
+        }
+        if request
+            .gateway
+            .is_some_and(|gateway| gateway >= GATEWAYS_MAX)
+        {
+            return Err(format!("line {}: gateway: below {GATEWAYS_MAX}", index + 1));
         }
         if request.gateway.is_none() {
             let dealt = u32::try_from(requests.len()).unwrap_or(u32::MAX) % TRACE_GATEWAYS;
@@ -253,6 +262,10 @@ mod tests {
                 "line 1",
             ),
             ("", "no request"),
+            (
+                "{\"at_ms\": 1, \"limits\": [\"ip\"], \"fields\": {}, \"gateway\": 4000000000}",
+                "line 1: gateway",
+            ),
         ] {
             let error = from_trace(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
