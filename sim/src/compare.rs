@@ -172,6 +172,11 @@ pub struct SchemeReport {
     pub crossslot: Vec<CrossSlot>,
     /// Each limit's bound.
     pub bounds: Vec<Bound>,
+    /// Field values in the traffic outside the alphabet the scheme declares for them (the
+    /// collision analysis assumed they cannot occur): how many, and the first.
+    pub outside_alphabet: u64,
+    /// The first such value, `field=value`.
+    pub outside_alphabet_example: Option<String>,
     /// Memory.
     pub memory: Memory,
 }
@@ -419,6 +424,8 @@ struct Tally {
     confirmed: BTreeMap<Vec<u8>, Confirmed>,
     crossslot_count: u64,
     crossslot: Vec<CrossSlot>,
+    outside_alphabet: u64,
+    outside_alphabet_example: Option<String>,
 }
 
 async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed, CompareError> {
@@ -434,6 +441,8 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
         confirmed: BTreeMap::new(),
         crossslot_count: 0,
         crossslot: Vec::new(),
+        outside_alphabet: 0,
+        outside_alphabet_example: None,
     };
     let mut decisions = Vec::with_capacity(traffic.len());
     let mut admitted: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
@@ -465,6 +474,7 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
             }
             let logical = logical_key(limit, request);
             note_owner(&mut tally, &key, &kind, &logical);
+            note_alphabet(set, &mut tally, limit, request);
             if allowed {
                 admitted
                     .entry(logical)
@@ -510,6 +520,21 @@ fn note_owner(tally: &mut Tally, key: &[u8], kind: &str, logical: &str) {
             }
         }
         Some(_) => {}
+    }
+}
+
+fn note_alphabet(set: &SchemeSet, tally: &mut Tally, limit: &Limit, request: &TrafficRequest) {
+    for field in limit.scheme.identity_fields() {
+        let Some(value) = request.fields.get(field) else {
+            continue;
+        };
+        let alphabet = set.alphabet(field);
+        if !value.bytes().all(|byte| alphabet.contains(byte)) {
+            tally.outside_alphabet += 1;
+            if tally.outside_alphabet_example.is_none() {
+                tally.outside_alphabet_example = Some(format!("{field}={value:?}"));
+            }
+        }
     }
 }
 
@@ -564,6 +589,8 @@ fn scheme_report(set: &SchemeSet, tally: Tally, model: &SharedModel, end_ms: u64
         confirmed: tally.confirmed.into_values().take(EXAMPLES_MAX).collect(),
         crossslot_count: tally.crossslot_count,
         crossslot: tally.crossslot,
+        outside_alphabet: tally.outside_alphabet,
+        outside_alphabet_example: tally.outside_alphabet_example,
         bounds: set.limits.values().map(bound).collect(),
     }
 }
@@ -798,6 +825,7 @@ mod tests {
         let report = compare(&base, &base, &requests).unwrap();
         assert!(report.semantic_changes().is_empty());
         assert_eq!(report.differences.count, 0);
+        assert_eq!(report.before.outside_alphabet, 0);
         assert_eq!(report.cutover.keys_renamed, 0);
         assert_eq!(report.cutover.worst_over_admission, 0);
         let replayed = tokio::runtime::Builder::new_current_thread()
@@ -950,6 +978,12 @@ mod tests {
         );
         assert_eq!(report.cutover.keys_renamed, report.cutover.logical_keys);
         assert_eq!(report.before.load.node_max_over_mean, 1.0);
+        // The scenario's model users are `model-<k>`: not new-api's digit ids, and said so.
+        assert!(report.before.outside_alphabet > 0);
+        assert_eq!(
+            report.before.outside_alphabet_example.as_deref(),
+            Some("user=\"model-2\"")
+        );
         assert!(report.differences.per_limit.keys().all(|kind| kind == "ip"));
     }
 

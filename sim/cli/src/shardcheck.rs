@@ -157,6 +157,13 @@ fn render_scheme(out: &mut String, report: &SchemeReport) {
             seen.key, seen.first.0, seen.first.1, seen.second.0, seen.second.1
         );
     }
+    if let Some(example) = &report.outside_alphabet_example {
+        let _ = writeln!(
+            out,
+            "    field values outside their declared alphabet: {} (e.g. {example}): the collision analysis does not cover them",
+            report.outside_alphabet
+        );
+    }
     let _ = writeln!(out, "    CROSSSLOT decisions: {}", report.crossslot_count);
     for cross in &report.crossslot {
         let keys: Vec<String> = cross
