@@ -846,6 +846,18 @@ mod tests {
     }
 
     #[test]
+    fn one_traffic_gives_one_report() {
+        // Goal: determinism: the same schemes and traffic give the same report, byte for
+        // byte. Method: compare twice (fresh models each time) and serialise both.
+        let current = set(include_str!("../schemes/new-api-current.toml"));
+        let planned = set(include_str!("../schemes/new-api-planned.toml"));
+        let requests = traffic(2);
+        let first = serde_json::to_string(&compare(&current, &planned, &requests).unwrap());
+        let second = serde_json::to_string(&compare(&current, &planned, &requests).unwrap());
+        assert_eq!(first.unwrap(), second.unwrap());
+    }
+
+    #[test]
     fn a_hash_tag_change_moves_load_and_nothing_else() {
         // Goal: load moves are reported, not failures. Method: base against tag-move.
         let report = compare(&set(BASE), &example("tag-move"), &traffic(1)).unwrap();
