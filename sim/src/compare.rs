@@ -695,6 +695,57 @@ fn max_in_window(admitted: &[(u64, u64)], window_ms: u64) -> u64 {
     best
 }
 
+/// Fills the cut-over's worst over-admission: per logical key, the most admitted in one
+/// trailing window during the cut-over over the most the old scheme alone admitted.
+fn worst_over_admission(
+    report: &mut Cutover,
+    (before, after): (&SchemeSet, &SchemeSet),
+    admitted: &BTreeMap<String, Vec<(u64, u64)>>,
+    old_admitted: &BTreeMap<String, Vec<(u64, u64)>>,
+    renamed: &BTreeMap<String, bool>,
+) {
+    for (logical, times) in admitted {
+        let kind = logical.split(' ').next().unwrap_or_default();
+        let Some(limit) = before.limits.get(kind) else {
+            continue;
+        };
+        let seen = max_in_window(times, limit.window_ms);
+        let alone = old_admitted
+            .get(logical)
+            .map_or(0, |times| max_in_window(times, limit.window_ms));
+        let excess = seen.saturating_sub(alone);
+        if excess > report.worst_over_admission {
+            report.worst_over_admission = excess;
+            report.worst_key = Some(logical.clone());
+            report.worst_bound = if renamed.get(logical).copied().unwrap_or(false) {
+                after
+                    .limits
+                    .get(kind)
+                    .map_or(0, |limit| bound(limit).upper_per_window)
+            } else {
+                0
+            };
+        }
+    }
+}
+
+/// When each gateway switches to the new scheme: gateway g of G at
+/// `first + span·(g+1)/(G+1)`.
+fn switch_times(first_ms: u64, last_ms: u64, traffic: &[TrafficRequest]) -> Vec<u64> {
+    let gateways = traffic
+        .iter()
+        .map(|request| request.gateway.unwrap_or(0) + 1)
+        .max()
+        .unwrap_or(1);
+    let span = last_ms - first_ms;
+    (0..u64::from(gateways))
+        .map(|g| {
+            let offset = u128::from(span) * u128::from(g + 1) / (u128::from(gateways) + 1);
+            first_ms + u64::try_from(offset).expect("below the span")
+        })
+        .collect()
+}
+
 async fn cutover(
     before: &SchemeSet,
     after: &SchemeSet,
@@ -704,18 +755,7 @@ async fn cutover(
     let (Some(first), Some(last)) = (traffic.first(), traffic.last()) else {
         return Ok(Cutover::default());
     };
-    let gateways = traffic
-        .iter()
-        .map(|request| request.gateway.unwrap_or(0) + 1)
-        .max()
-        .unwrap_or(1);
-    let span = last.at_ms - first.at_ms;
-    let switch_ms: Vec<u64> = (0..u64::from(gateways))
-        .map(|g| {
-            let offset = u128::from(span) * u128::from(g + 1) / (u128::from(gateways) + 1);
-            first.at_ms + u64::try_from(offset).expect("below the span")
-        })
-        .collect();
+    let switch_ms = switch_times(first.at_ms, last.at_ms, traffic);
     let model = fresh_model();
     let now = Arc::new(AtomicU64::new(0));
     let mut limiters: BTreeMap<(u32, bool, String), OneLimit> = BTreeMap::new();
@@ -762,29 +802,13 @@ async fn cutover(
         keys_renamed: renamed.values().filter(|&&renamed| renamed).count() as u64,
         ..Cutover::default()
     };
-    for (logical, times) in &admitted {
-        let kind = logical.split(' ').next().unwrap_or_default();
-        let Some(limit) = before.limits.get(kind) else {
-            continue;
-        };
-        let seen = max_in_window(times, limit.window_ms);
-        let alone = old_admitted
-            .get(logical)
-            .map_or(0, |times| max_in_window(times, limit.window_ms));
-        let excess = seen.saturating_sub(alone);
-        if excess > report.worst_over_admission {
-            report.worst_over_admission = excess;
-            report.worst_key = Some(logical.clone());
-            report.worst_bound = if renamed.get(logical).copied().unwrap_or(false) {
-                after
-                    .limits
-                    .get(kind)
-                    .map_or(0, |limit| bound(limit).upper_per_window)
-            } else {
-                0
-            };
-        }
-    }
+    worst_over_admission(
+        &mut report,
+        (before, after),
+        &admitted,
+        old_admitted,
+        &renamed,
+    );
     Ok(report)
 }
 
