@@ -141,6 +141,8 @@ pub struct Load {
     pub node_max_over_mean: f64,
     /// Per node: (keys, commands).
     pub per_node: Vec<(u64, u64)>,
+    /// The ten busiest slots: (slot, keys, commands).
+    pub top_slots: Vec<(u16, u64, u64)>,
     /// Slots over four times the median slot.
     pub hot_slots: u64,
     /// The longest run of neighbouring hot slots and its share of commands.
@@ -574,6 +576,7 @@ fn scheme_report(set: &SchemeSet, tally: Tally, model: &SharedModel, end_ms: u64
         hottest_node: summary.hottest_node,
         node_max_over_mean: summary.node_max_over_mean,
         per_node: summary.per_node,
+        top_slots: tally.spread.top_slots(10),
         hot_slots: summary.hot.count,
         hot_run: summary.hot.longest_run,
         hot_run_share: summary.hot.longest_run_share,

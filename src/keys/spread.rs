@@ -166,6 +166,18 @@ impl Spread {
         }
     }
 
+    /// The `count` busiest slots as (slot, keys, commands), busiest first (ties: lower slot).
+    pub fn top_slots(&self, count: usize) -> Vec<(u16, u64, u64)> {
+        let mut slots: Vec<(u16, u64, u64)> = self
+            .slots
+            .iter()
+            .map(|(&slot, &(keys, commands))| (slot, keys, commands))
+            .collect();
+        slots.sort_by_key(|&(slot, _, commands)| (std::cmp::Reverse(commands), slot));
+        slots.truncate(count);
+        slots
+    }
+
     /// The headline numbers.
     pub fn summary(&self) -> SpreadSummary {
         let commands: u64 = self.slots.values().map(|&(_, commands)| commands).sum();
@@ -298,6 +310,9 @@ mod tests {
         assert_eq!(slot, key_slot(b"k0"));
         assert!((share - 80.0 / 99.0).abs() < 1e-9);
         assert_eq!(summary.hot.longest_run, Some((slot, slot)));
+        let top = single.top_slots(2);
+        assert_eq!(top[0], (slot, 1, 8000));
+        assert_eq!(top[1].2, 100);
         // Keys on slots 100, 101, 102 hot; others cold.
         let mut by_slot: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
         let mut index = 0u64;

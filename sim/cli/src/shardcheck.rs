@@ -126,6 +126,24 @@ fn render_scheme(out: &mut String, report: &SchemeReport) {
         "    load: {} keys, {} commands on {} slots; hottest {hottest_slot}, {hottest_node} (max/mean {:.2}); {} hot slots, {run}",
         load.keys, load.commands, load.slots_used, load.node_max_over_mean, load.hot_slots
     );
+    let nodes: Vec<String> = load
+        .per_node
+        .iter()
+        .enumerate()
+        .map(|(node, (keys, commands))| format!("{node}: {keys}/{commands}"))
+        .collect();
+    let slots: Vec<String> = load
+        .top_slots
+        .iter()
+        .take(5)
+        .map(|(slot, keys, commands)| format!("{slot}: {keys}/{commands}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "    keys/commands per node [{}]; busiest slots [{}]",
+        nodes.join(", "),
+        slots.join(", ")
+    );
     let _ = writeln!(
         out,
         "    memory: {} keys touched, {} live, ~{} bytes",
