@@ -1027,6 +1027,25 @@ mod tests {
     }
 
     #[test]
+    fn new_api_keys_collide_only_if_user_ids_stop_being_digits() {
+        // Goal: Envoy's collision, checked on new-api's `rateLimit:` keys. Method: the
+        // shipped scheme (ids are digits: no collision), then the same keys with ids that may
+        // hold letters: the bucket key `rateLimit:<id>`, which has no namespace of its own,
+        // meets the GA IP key.
+        let text = include_str!("../schemes/new-api-current.toml");
+        assert_eq!(collisions(&set(text)), Vec::new());
+        let letters = set(&text.replace("user = \"0-9\"", ""));
+        assert_eq!(
+            collisions(&letters),
+            vec![Collision {
+                kinds: ("ip".to_owned(), "model".to_owned()),
+                cause: "namespace".to_owned(),
+                witness: "rateLimit:GA0".to_owned(),
+            }]
+        );
+    }
+
+    #[test]
     fn bijective_renderings_never_change_a_decision() {
         // Goal: the property of section 4: when the keys of two schemes are a bijection of
         // each other, the replay finds no differing decision. Method: 12 seeded draws of a
