@@ -48,6 +48,9 @@ impl TrafficRequest {
 /// The gateways a cut-over deals trace requests to when the trace names none.
 pub const TRACE_GATEWAYS: u32 = 4;
 
+/// The largest time or cost the Lua scripts compute exactly (a double's integers).
+const EXACT_MAX: u64 = 1 << 53;
+
 /// Gateways a trace may name (the cut-over staggers one switch per gateway).
 pub const GATEWAYS_MAX: u32 = 1024;
 
@@ -68,8 +71,14 @@ pub fn from_trace(text: &str) -> Result<Vec<TrafficRequest>, String> {
                 index + 1
             ));
         }
-        if request.cost == 0 {
-            return Err(format!("line {}: cost: must be at least 1", index + 1));
+        if request.cost == 0 || request.cost > EXACT_MAX {
+            return Err(format!("line {}: cost: must be in 1..=2^53", index + 1));
+        }
+        if request.at_ms > EXACT_MAX {
+            return Err(format!(
+                "line {}: at_ms: at most 2^53 (the scripts count in Lua numbers)",
+                index + 1
+            ));
         }
         if request
             .gateway
@@ -262,6 +271,10 @@ mod tests {
                 "line 1",
             ),
             ("", "no request"),
+            (
+                "{\"at_ms\": 9007199254740993, \"limits\": [\"ip\"], \"fields\": {}}",
+                "line 1: at_ms",
+            ),
             (
                 "{\"at_ms\": 1, \"limits\": [\"ip\"], \"fields\": {}, \"gateway\": 4000000000}",
                 "line 1: gateway",
