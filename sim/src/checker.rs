@@ -5,6 +5,10 @@
 //! * admissions per key within the limiter's stated bound in every trailing window: fixed
 //!   window 2L per window, sliding log and new-api's IP list L, GCRA and token buckets
 //!   B + ⌊Δ/T⌋ in any interval Δ (new-api's bucket: N + ⌊Δ/(W/N)⌋, its ~2N − 1 per window);
+//!   the sliding window counter and the pipelined fixed window 2L (L per aligned window),
+//!   the sharded GCRA and the hybrid B + ⌊Δ/T⌋ (the shards' shares add up to the whole; the
+//!   hybrid admits only what its authority admits), the multi-limit each of its limits on
+//!   that limit's own keys;
 //!   successes per key within M per window for success limits (legacy C1 and reservations).
 //!   Fail-open admissions are not counted in the bound; they are their own figure;
 //! * no 5xx while Redis was healthy: no limiter error from a reply (NOSCRIPT, a vanished
@@ -287,15 +291,23 @@ pub fn admission_bound(kind: LimiterKind, scenario: &Scenario) -> Option<Bound> 
             limit,
             span_ms: window_ms,
         }),
-        // new-api's email INCR is a fixed window that starts at the key's first request.
-        LimiterKind::AtomicFixedWindow | LimiterKind::LegacyEmail => Some(Bound::Window {
+        // new-api's email INCR is a fixed window that starts at the key's first request; the
+        // sliding window counter and the pipelined fixed window admit L per aligned window.
+        LimiterKind::AtomicFixedWindow
+        | LimiterKind::LegacyEmail
+        | LimiterKind::AtomicSlidingWindow
+        | LimiterKind::PipelinedFixedWindow => Some(Bound::Window {
             limit: 2 * limit,
             span_ms: window_ms,
         }),
         LimiterKind::AtomicGcra
         | LimiterKind::AtomicTokenBucket
         | LimiterKind::LegacyTokenBucket
-        | LimiterKind::MemoryGcra => Some(Bound::Rate {
+        | LimiterKind::MemoryGcra
+        // The shards' shares add up to the whole; the hybrid admits only what its
+        // authority (the GCRA script) admits.
+        | LimiterKind::ShardedGcra
+        | LimiterKind::HybridGcra => Some(Bound::Rate {
             burst: limit,
             interval_ms: window_ms / limit,
         }),
@@ -303,7 +315,10 @@ pub fn admission_bound(kind: LimiterKind, scenario: &Scenario) -> Option<Bound> 
             burst: scenario.limit.total,
             interval_ms: window_ms / scenario.limit.total,
         }),
-        LimiterKind::LegacyModelRequest | LimiterKind::SuccessReservation => None,
+        // Each of its limits is judged on its own keys: `multi_limit_verdict`.
+        LimiterKind::LegacyModelRequest
+        | LimiterKind::SuccessReservation
+        | LimiterKind::MultiLimit => None,
     }
 }
 
@@ -354,7 +369,7 @@ pub fn jitter_ms(scenario: &Scenario) -> u64 {
 /// `memory_gcra`: the new process starts empty). A restart of a gateway with a Redis-backed
 /// limiter is no reset: the state is in Redis and survives it.
 pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
-    let legacy = kinds.iter().any(|kind| kind.is_legacy());
+    let legacy = kinds.iter().any(|kind| kind.uses_gateway_clock());
     let in_memory_gateway = |host: &str| {
         host.strip_prefix("gateway-")
             .and_then(|index| index.parse::<u32>().ok())
@@ -845,6 +860,15 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         });
     }
 
+    if first_kind == LimiterKind::MultiLimit {
+        verdicts.push(multi_limit_verdict(
+            scenario,
+            events,
+            jitter + bucket_margin,
+            &resets,
+        ));
+    }
+
     if grouped {
         let mut over = Vec::new();
         for ((group, key), points) in &group_admissions {
@@ -952,6 +976,151 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         timelines,
         replay: None,
     }
+}
+
+/// `admissions_within_bound` for `multi_limit`: every limit its script checks is judged on
+/// its own keys. Each admission counts (weighted by cost) on the key each limit of its
+/// gateway's group renders for it (`rl:global:{$group}` collects every request of the
+/// group, `rl:user:{$group}:$user` one user's), and each key must stay within its limit's
+/// B + ⌊Δ/T⌋ (L per `limit.window_ms` as a GCRA rate), with the usual margin and resets.
+/// A template several groups name is judged against the first group's limit for it.
+fn multi_limit_verdict(
+    scenario: &Scenario,
+    events: &[Event],
+    margin: u64,
+    resets: &Resets,
+) -> Verdict {
+    let mut bounds: BTreeMap<String, Bound> = BTreeMap::new();
+    for group in &scenario.gateways {
+        for spec in &group.limits {
+            bounds
+                .entry(spec.key_scheme.clone())
+                .or_insert(Bound::Rate {
+                    burst: spec.limit,
+                    interval_ms: scenario.limit.window_ms / spec.limit,
+                });
+        }
+    }
+    let points = multi_limit_points(scenario, events);
+    // The worst (template, excess), by how far it went over.
+    let mut worst: Option<(String, Excess)> = None;
+    let mut keys_over = 0;
+    for ((template, key), admitted) in &points {
+        let Some(&bound) = bounds.get(template) else {
+            continue;
+        };
+        let mut admitted = admitted.clone();
+        admitted.sort_unstable();
+        let Some((start_ms, end_ms, counted, allowed)) =
+            worst_excess(&admitted, bound, margin, resets)
+        else {
+            continue;
+        };
+        keys_over += 1;
+        if worst
+            .as_ref()
+            .is_none_or(|(_, worst)| counted - allowed > worst.counted - worst.allowed)
+        {
+            let excess = Excess {
+                key: key.clone(),
+                start_ms,
+                end_ms,
+                counted,
+                allowed,
+            };
+            worst = Some((template.clone(), excess));
+        }
+    }
+    let detail = match &worst {
+        None => format!(
+            "every key of its {} limit(s) within its own bound ({}; gateway/Redis time margin {margin} ms; {} reset allowances); {} keys judged",
+            bounds.len(),
+            bounds
+                .iter()
+                .map(|(template, bound)| format!("{template}: {bound}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            resets.at_ms.len(),
+            points.len()
+        ),
+        Some((template, excess)) => format!(
+            "{keys_over} key(s) over their limit's bound; worst: limit {template} ({}) key {} had {} admissions in [{} ms, {} ms] where {} are allowed",
+            bounds[template],
+            excess.key,
+            excess.counted,
+            excess.start_ms,
+            excess.end_ms,
+            excess.allowed
+        ),
+    };
+    Verdict {
+        name: "admissions_within_bound".to_owned(),
+        kind: VerdictKind::Safety,
+        held: worst.is_none(),
+        detail,
+    }
+}
+
+/// The multi-limit's admissions `(time, weight)` per (limit template, rendered key): each
+/// admission once on the key of every limit its gateway's group checks.
+fn multi_limit_points(
+    scenario: &Scenario,
+    events: &[Event],
+) -> BTreeMap<(String, String), Vec<(u64, u64)>> {
+    use crate::harness::{identity, parse_key_name};
+    use ratelab::keys::KeyScheme;
+
+    let mut requests: BTreeMap<u64, (u32, &str, u64)> = BTreeMap::new();
+    let mut points: BTreeMap<(String, String), Vec<(u64, u64)>> = BTreeMap::new();
+    for event in events {
+        match event {
+            Event::Request {
+                id,
+                gateway,
+                key,
+                cost,
+                ..
+            } => {
+                requests.insert(*id, (*gateway, key.as_str(), *cost));
+            }
+            Event::Decision {
+                id,
+                at_ms,
+                outcome: Outcome::Allowed,
+                ..
+            } => {
+                let Some(&(gateway, key, cost)) = requests.get(id) else {
+                    continue;
+                };
+                let (Some(group), Some((kind, number))) =
+                    (scenario.gateway_group(gateway), parse_key_name(key))
+                else {
+                    continue;
+                };
+                let who = identity(
+                    group.limiter,
+                    kind,
+                    number,
+                    group.group.as_deref().unwrap_or("default"),
+                );
+                for spec in &group.limits {
+                    // The harness made the same keys (it failed the request otherwise).
+                    let Ok(rendered) = KeyScheme::parse(&spec.key_scheme, 1)
+                        .and_then(|scheme| scheme.render(&who, 0))
+                    else {
+                        continue;
+                    };
+                    let rendered = String::from_utf8_lossy(&rendered).into_owned();
+                    points
+                        .entry((spec.key_scheme.clone(), rendered))
+                        .or_default()
+                        .push((*at_ms, cost));
+                }
+            }
+            _ => {}
+        }
+    }
+    points
 }
 
 /// `bucket_levels_in_range`, when a token bucket runs: every stored level at the end is in

@@ -10,7 +10,7 @@
 //! offset (which clock-step faults move). Nothing here reads the wall clock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use ratelab::algo::reservation::SuccessQuota;
 use ratelab::algo::{RateQuota, WindowQuota};
 use ratelab::keys::{Identity, KeyScheme};
-use ratelab::limiter::atomic::{self, Algorithm, ScriptClock, ScriptLimiter};
+use ratelab::limiter::atomic::{
+    self, Algorithm, MultiLimiter, PipelinedFixedWindow, ScriptClock, ScriptLimiter, ShardedLimiter,
+};
+use ratelab::limiter::hybrid::{HybridLimiter, HybridLocal, SLACK_PERCENT_DEFAULT};
 use ratelab::limiter::legacy::GatewayClock;
 use ratelab::limiter::legacy::email::{EmailLimiter, EmailQuota};
 use ratelab::limiter::legacy::in_memory::{InMemoryRateLimiter, MemoryListLogLimiter};
@@ -38,7 +41,7 @@ use crate::event::{ErrorClass, Event, Outcome};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
     Arrivals, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind, Popularity,
-    Scenario, ScriptReload, Topology,
+    SHARDED_SCHEME_DEFAULT, Scenario, ScriptReload, Topology,
 };
 use crate::topology::{
     ClusterClient, GatewayRedis, Load, ModelSlot, ReplicaLink, cluster_config, replicate,
@@ -615,6 +618,12 @@ struct Shared {
     group: Option<String>,
     /// What its script limiters do after NOSCRIPT (one flag per gateway process).
     reload: Reload,
+    /// `multi_limit`: each limit's key scheme and GCRA quota.
+    multi_limits: Vec<(KeyScheme, RateQuota)>,
+    /// `sharded_gcra`: the round robin's turns so far (one per request).
+    shard_turns: AtomicU64,
+    /// `hybrid_gcra`: this process's deny cache and pre-check.
+    hybrid: Option<Arc<HybridLocal>>,
 }
 
 /// One gateway process: what a restart throws away.
@@ -646,11 +655,42 @@ impl Gateway {
     /// Starts a gateway process at `started_ms` (true time): empty in-memory stores, a new
     /// script loader and reload flag, a new pool (no connections yet).
     fn start_process(&self, started_ms: u64) -> Result<Process, Box<dyn std::error::Error>> {
-        let scheme = match &self.group.key_scheme {
-            Some(template) => KeyScheme::parse(template, 1),
-            None => KeyScheme::parse("rl:$ns:{u:$user}", 1),
-        }
+        let (default_template, shards) = match self.group.limiter {
+            LimiterKind::ShardedGcra => (SHARDED_SCHEME_DEFAULT, self.group.key_shards()),
+            _ => ("rl:$ns:{u:$user}", 1),
+        };
+        let scheme = KeyScheme::parse(
+            self.group.key_scheme.as_deref().unwrap_or(default_template),
+            shards,
+        )
         .map_err(|error| error.to_string())?;
+        let window_ms = self.scenario.limit.window_ms;
+        let multi_limits = self
+            .group
+            .limits
+            .iter()
+            .map(|spec| {
+                Ok::<_, String>((
+                    KeyScheme::parse(&spec.key_scheme, 1).map_err(|error| error.to_string())?,
+                    RateQuota::per_window(spec.limit, window_ms)
+                        .map_err(|error| error.to_string())?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // A restarted process starts with an empty deny cache and pre-check (they only deny,
+        // so losing them is no reset).
+        let hybrid = match self.group.limiter {
+            LimiterKind::HybridGcra => Some(Arc::new(
+                HybridLocal::new(
+                    scheme.clone(),
+                    RateQuota::per_window(self.scenario.limit.limit, window_ms)
+                        .map_err(|error| error.to_string())?,
+                    SLACK_PERCENT_DEFAULT,
+                )
+                .map_err(|error| error.to_string())?,
+            )),
+            _ => None,
+        };
         // The first `init` wins (as in new-api), so the scenario's sweep age sticks.
         let memory_list = InMemoryRateLimiter::new();
         let cleanup_ms = self.group.memory_cleanup_ms();
@@ -711,6 +751,9 @@ impl Gateway {
                 ScriptReload::EvalshaThenEval => Reload::EvalShaThenEval,
                 ScriptReload::EvalUntilLoaded => Reload::eval_until_loaded(),
             },
+            multi_limits,
+            shard_turns: AtomicU64::new(0),
+            hybrid,
         });
         Ok(Process { shared, sweeper })
     }
@@ -872,6 +915,23 @@ pub fn key_name(kind: Option<IdentityKind>, key: u64) -> String {
     }
 }
 
+/// The logical key named `name` in the log (`k3`, `ip:k3`): its kind and number, the
+/// inverse of [`key_name`].
+pub fn parse_key_name(name: &str) -> Option<(Option<IdentityKind>, u64)> {
+    let (kind, number) = match name.split_once(':') {
+        None => (None, name),
+        Some((kind, number)) => (
+            Some(
+                IdentityKind::ALL
+                    .into_iter()
+                    .find(|candidate| candidate.name() == kind)?,
+            ),
+            number,
+        ),
+    };
+    Some((kind, number.strip_prefix('k')?.parse().ok()?))
+}
+
 /// The identity a request on logical key `key` presents to `limiter`.
 ///
 /// Without a mix (`kind` is `None`): namespace `GA` (new-api's global API mark) for the IP
@@ -890,7 +950,7 @@ pub fn key_name(kind: Option<IdentityKind>, key: u64) -> String {
 ///   limits (the model request limits key by user id) hash on the user, so a fixed user
 ///   would fold all of a kind's keys into one;
 /// * model: `model-<key>` for the model kind, `gpt-4o` otherwise.
-pub(crate) fn identity(
+pub fn identity(
     limiter: LimiterKind,
     kind: Option<IdentityKind>,
     key: u64,
@@ -985,6 +1045,7 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
         LimiterKind::AtomicTokenBucket => Some(rate().map(Algorithm::TokenBucket)),
         LimiterKind::AtomicFixedWindow => Some(window().map(Algorithm::FixedWindow)),
         LimiterKind::AtomicSlidingLog => Some(window().map(Algorithm::SlidingLog)),
+        LimiterKind::AtomicSlidingWindow => Some(window().map(Algorithm::SlidingWindow)),
         _ => None,
     };
     if let Some(algorithm) = algorithm {
@@ -1090,10 +1151,58 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
             }
             Err(error) => quota_failed(error),
         },
+        LimiterKind::PipelinedFixedWindow => match window() {
+            Ok(quota) => {
+                let mut limiter = PipelinedFixedWindow::new(redis, shared.scheme.clone(), quota);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::MultiLimit => {
+            let mut limiter =
+                MultiLimiter::new(redis, shared.multi_limits.clone(), ScriptClock::Redis)
+                    .with_reload(shared.reload.clone());
+            decided(limiter.check(request).await)
+        }
+        LimiterKind::ShardedGcra => match rate() {
+            Ok(quota) => match ShardedLimiter::new(
+                redis,
+                shared.scheme.clone(),
+                Algorithm::Gcra(quota),
+                ScriptClock::Redis,
+            ) {
+                Ok(limiter) => {
+                    // One turn per request: the gateway's requests visit the shards in turn.
+                    let turn = shared.shard_turns.fetch_add(1, Ordering::Relaxed);
+                    let mut limiter = limiter.with_reload(shared.reload.clone()).starting_at(turn);
+                    decided(limiter.check(request).await)
+                }
+                Err(error) => quota_failed(error),
+            },
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::HybridGcra => match (rate(), &shared.hybrid) {
+            (Ok(quota), Some(local)) => {
+                let authority = ScriptLimiter::new(
+                    redis,
+                    shared.scheme.clone(),
+                    Algorithm::Gcra(quota),
+                    ScriptClock::Redis,
+                )
+                .with_reload(shared.reload.clone());
+                let mut limiter = HybridLimiter::over(authority, Arc::clone(local));
+                decided(limiter.check(request).await)
+            }
+            (Err(error), _) => quota_failed(error),
+            (Ok(_), None) => Admission::Failed(LimiterError::Reply("no hybrid state".to_owned())),
+        },
         LimiterKind::AtomicGcra
         | LimiterKind::AtomicTokenBucket
         | LimiterKind::AtomicFixedWindow
-        | LimiterKind::AtomicSlidingLog => unreachable!("handled by the script branch above"),
+        | LimiterKind::AtomicSlidingLog
+        | LimiterKind::AtomicSlidingWindow => {
+            unreachable!("handled by the script branch above")
+        }
     }
 }
 

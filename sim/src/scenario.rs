@@ -209,11 +209,33 @@ pub enum LimiterKind {
     /// new-api path D (email verification): INCR, then EXPIRE in a second round trip when
     /// the count is 1; L per window of whole seconds from the key's first request.
     LegacyEmail,
+    /// The atomic sliding window counter (`lua/sliding_window.lua`): L per aligned window
+    /// (Redis clock), so at most 2L in any trailing window.
+    AtomicSlidingWindow,
+    /// The fixed window without Lua (`PipelinedFixedWindow`): INCRBY and PEXPIRE in one
+    /// pipeline on a key named by the gateway clock's window; L per aligned window of the
+    /// gateway clock, so 2L in any trailing window when the gateways' clocks agree.
+    PipelinedFixedWindow,
+    /// The merged multi-limit script (`MultiLimiter`, `lua/multi_limit.lua`): every GCRA
+    /// limit in `gateways.limits` (for example global, per-user and per-model keys under one
+    /// hash tag) checked and consumed all or nothing in one call; each limit's key within
+    /// its own B + ⌊Δ/T⌋.
+    MultiLimit,
+    /// The sharded counter (`ShardedLimiter` over GCRA): one limit split over
+    /// `gateways.key_shards` keys (shard i gets ⌊L/N⌋, plus one for i < L mod N, and
+    /// interval N·T), visited round robin, a refused request tried once on the next shard;
+    /// the shares add up to the whole, so B + ⌊Δ/T⌋ per logical key.
+    ShardedGcra,
+    /// The hybrid (`HybridLimiter`): a deny cache and a local GCRA pre-check (burst + 20 %)
+    /// per gateway in front of the atomic GCRA script, the authority. Its local parts only
+    /// deny, so its bound is the authority's: B + ⌊Δ/T⌋.
+    HybridGcra,
 }
 
 impl LimiterKind {
-    /// Every kind, for swarm draws.
-    pub const ALL: [LimiterKind; 11] = [
+    /// Every kind, for swarm draws (the swarm draws the first [`LimiterKind::SWARM_FIRST`]
+    /// first and the rest last, so that adding kinds kept the earlier seeds' scenarios).
+    pub const ALL: [LimiterKind; 16] = [
         LimiterKind::LegacyIpList,
         LimiterKind::LegacyModelRequest,
         LimiterKind::LegacyTokenBucket,
@@ -225,7 +247,22 @@ impl LimiterKind {
         LimiterKind::LegacyMemoryList,
         LimiterKind::MemoryGcra,
         LimiterKind::LegacyEmail,
+        LimiterKind::AtomicSlidingWindow,
+        LimiterKind::PipelinedFixedWindow,
+        LimiterKind::MultiLimit,
+        LimiterKind::ShardedGcra,
+        LimiterKind::HybridGcra,
     ];
+
+    /// How many of [`LimiterKind::ALL`] the swarm's first draw picks from.
+    pub const SWARM_FIRST: usize = 11;
+
+    /// Whether its decisions depend on the gateway's clock, so that a gateway clock step
+    /// lets it start over (new-api's limiters and the pipelined fixed window, whose key
+    /// names the gateway's window).
+    pub fn uses_gateway_clock(self) -> bool {
+        self.is_legacy() || self == LimiterKind::PipelinedFixedWindow
+    }
 
     /// Whether the limit counts successes (reported after the upstream call).
     pub fn counts_successes(self) -> bool {
@@ -313,6 +350,37 @@ pub struct GatewayGroup {
     /// What the atomic script limiters do after NOSCRIPT.
     #[serde(default, skip_serializing_if = "ScriptReload::is_default")]
     pub script_reload: ScriptReload,
+    /// `sharded_gcra`: how many keys the limit is split over (`$shard` in the key
+    /// template); `None`: [`KEY_SHARDS_DEFAULT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_shards: Option<u32>,
+    /// `multi_limit`: the limits its one script checks, each a key template and its L per
+    /// `limit.window_ms` (a GCRA rate: burst L, one unit every window/L). Required for
+    /// `multi_limit`, refused for every other kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<MultiLimitSpec>,
+}
+
+/// Default `gateways.key_shards`.
+pub const KEY_SHARDS_DEFAULT: u32 = 4;
+
+/// Most `gateways.key_shards` (and most `gateways.limits` entries).
+pub const KEY_SHARDS_MAX: u32 = 16;
+
+/// The default key template of `sharded_gcra`: each shard its own hash tag, so that on a
+/// cluster the shards spread over slots.
+pub const SHARDED_SCHEME_DEFAULT: &str = "rl:$ns:{u:$user:$shard}";
+
+/// One limit of a `multi_limit` gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiLimitSpec {
+    /// Its key template (`$ns`, `$user`, `$ip`, `$group`, `$model`). On a cluster every
+    /// limit's key of one request must share a hash tag (e.g. `{$group}`), or the script
+    /// fails with CROSSSLOT.
+    pub key_scheme: String,
+    /// Its L per `limit.window_ms`.
+    pub limit: u64,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -344,6 +412,11 @@ impl GatewayGroup {
     /// The in-memory sweep period, ms.
     pub fn memory_cleanup_ms(&self) -> u64 {
         self.memory_cleanup_ms.unwrap_or(MEMORY_CLEANUP_MS_DEFAULT)
+    }
+
+    /// `sharded_gcra`'s shard count.
+    pub fn key_shards(&self) -> u32 {
+        self.key_shards.unwrap_or(KEY_SHARDS_DEFAULT)
     }
 }
 
@@ -987,9 +1060,14 @@ impl Scenario {
             ratelab::limiter::legacy::GatewayClock::new(group.tz_offset_s)
                 .map_err(|error| problem(at("tz_offset_s"), error.problem))?;
             if let Some(template) = &group.key_scheme {
-                ratelab::keys::KeyScheme::parse(template, 1)
+                let shards = match group.limiter {
+                    LimiterKind::ShardedGcra => group.key_shards(),
+                    _ => 1,
+                };
+                ratelab::keys::KeyScheme::parse(template, shards)
                     .map_err(|error| problem(at("key_scheme"), error.to_string()))?;
             }
+            self.validate_kind_fields(group, index)?;
             if group.limit == Some(0) {
                 return Err(problem(at("limit"), "must be at least 1"));
             }
@@ -1088,6 +1166,88 @@ impl Scenario {
         Ok(())
     }
 
+    /// The fields only one kind reads: `key_shards` (`sharded_gcra`) and `limits`
+    /// (`multi_limit`); set for another kind they would be silently ignored, so they are
+    /// refused.
+    fn validate_kind_fields(
+        &self,
+        group: &GatewayGroup,
+        index: usize,
+    ) -> Result<(), ScenarioError> {
+        let at = |field: &str| format!("gateways[{index}].{field}");
+        let kind = group.limiter;
+        if let Some(shards) = group.key_shards {
+            if kind != LimiterKind::ShardedGcra {
+                return Err(problem(at("key_shards"), "only sharded_gcra reads it"));
+            }
+            if shards == 0 {
+                return Err(problem(at("key_shards"), "must be at least 1"));
+            }
+            at_most(
+                &at("key_shards"),
+                u64::from(shards),
+                u64::from(KEY_SHARDS_MAX),
+            )?;
+        }
+        if kind == LimiterKind::ShardedGcra {
+            let limit = group.limit.unwrap_or(self.limit.limit);
+            if limit < u64::from(group.key_shards()) {
+                return Err(problem(
+                    at("key_shards"),
+                    format!(
+                        "{} shards need a limit of at least as many (got {limit}): a shard would get nothing",
+                        group.key_shards()
+                    ),
+                ));
+            }
+        }
+        if kind != LimiterKind::MultiLimit {
+            if !group.limits.is_empty() {
+                return Err(problem(at("limits"), "only multi_limit reads it"));
+            }
+            return Ok(());
+        }
+        if group.limit.is_some() {
+            return Err(problem(
+                at("limit"),
+                "multi_limit states each of its limits in gateways.limits",
+            ));
+        }
+        if group.key_scheme.is_some() {
+            return Err(problem(
+                at("key_scheme"),
+                "multi_limit names each limit's key in gateways.limits",
+            ));
+        }
+        if group.limits.is_empty() {
+            return Err(problem(
+                at("limits"),
+                "multi_limit needs at least one limit ({ key_scheme, limit })",
+            ));
+        }
+        at_most(
+            &at("limits"),
+            group.limits.len() as u64,
+            u64::from(KEY_SHARDS_MAX),
+        )?;
+        for (position, spec) in group.limits.iter().enumerate() {
+            let field = |name: &str| at(&format!("limits[{position}].{name}"));
+            ratelab::keys::KeyScheme::parse(&spec.key_scheme, 1)
+                .map_err(|error| problem(field("key_scheme"), error.to_string()))?;
+            if spec.limit == 0 {
+                return Err(problem(field("limit"), "must be at least 1"));
+            }
+            at_most(&field("limit"), spec.limit, i32::MAX as u64)?;
+            if self.limit.window_ms < spec.limit {
+                return Err(problem(
+                    field("limit"),
+                    "must be at most limit.window_ms (one unit per whole ms)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_limit_for(&self, kind: LimiterKind, field: &str) -> Result<(), ScenarioError> {
         let limit = &self.limit;
         if limit.limit == 0 {
@@ -1118,7 +1278,11 @@ impl Scenario {
                     format!("{field} counts whole minutes: use a multiple of 60000"),
                 ))
             }
-            LimiterKind::AtomicGcra | LimiterKind::AtomicTokenBucket | LimiterKind::MemoryGcra
+            LimiterKind::AtomicGcra
+            | LimiterKind::AtomicTokenBucket
+            | LimiterKind::MemoryGcra
+            | LimiterKind::ShardedGcra
+            | LimiterKind::HybridGcra
                 if limit.window_ms < limit.limit =>
             {
                 Err(problem(
@@ -1263,10 +1427,13 @@ impl Scenario {
     /// replicas, 0-200 ms lag; a cluster of 2-4 shards), every fault kind (a failover only
     /// when replicated, at most one; a gateway restart in one seed of eight, drawn last), up to two per-link latency distributions, and gateway
     /// (±20%) and Redis (±0.1%) clock drift, and in one seed of four a mix of limit kinds.
+    /// The kinds after the first [`LimiterKind::SWARM_FIRST`] replace the drawn one last,
+    /// in 5 seeds of 16 (each kind then equally likely), with their own fields drawn
+    /// (`key_shards` 1-4, at most L; a multi-limit's 1-3 limits under `{$group}`).
     pub fn swarm(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let duration_ms = rng.random_range(1_000..=3_000u64);
-        let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::ALL.len())];
+        let limiter = LimiterKind::ALL[rng.random_range(0..LimiterKind::SWARM_FIRST)];
         let window_ms = match limiter {
             LimiterKind::LegacyModelRequest | LimiterKind::LegacyTokenBucket => 60_000,
             _ => 1_000 * rng.random_range(1..=5u64),
@@ -1319,6 +1486,8 @@ impl Scenario {
                 limit: None,
                 drift_ppm: 0,
                 script_reload: ScriptReload::default(),
+                key_shards: None,
+                limits: Vec::new(),
             });
         }
         let gateway_count: u32 = gateways.iter().map(|group| group.count).sum();
@@ -1471,6 +1640,25 @@ impl Scenario {
                 },
             });
         }
+        // The kinds added after the first eleven, drawn last for the same reason: in 5 seeds
+        // of 16 every group's kind is replaced by one of them, so that each of the sixteen
+        // kinds is equally likely.
+        let added = LimiterKind::ALL.len() - LimiterKind::SWARM_FIRST;
+        if rng.random_range(0..LimiterKind::ALL.len()) < added {
+            let kind = LimiterKind::ALL[LimiterKind::SWARM_FIRST + rng.random_range(0..added)];
+            let limits = swarm_multi_limits(&mut rng, limit);
+            let key_shards = rng.random_range(1..=limit.min(u64::from(KEY_SHARDS_DEFAULT)));
+            for group in &mut gateways {
+                group.limiter = kind;
+                group.memory_cleanup_ms = None;
+                if kind == LimiterKind::MultiLimit {
+                    group.limits = limits.clone();
+                }
+                if kind == LimiterKind::ShardedGcra {
+                    group.key_shards = Some(u32::try_from(key_shards).expect("at most 4"));
+                }
+            }
+        }
         faults.sort_by_key(|fault| fault.at_ms);
         Scenario {
             duration_ms,
@@ -1488,6 +1676,29 @@ impl Scenario {
             faults,
         }
     }
+}
+
+/// A swarm `multi_limit`'s limits, all under the group's hash tag (legal on a cluster): the
+/// per-user limit L, and each half the time a global limit of 1-4 L and a per-model limit
+/// of 1-3 L.
+fn swarm_multi_limits(rng: &mut ChaCha8Rng, limit: u64) -> Vec<MultiLimitSpec> {
+    let mut limits = vec![MultiLimitSpec {
+        key_scheme: "rl:user:{$group}:$user".to_owned(),
+        limit,
+    }];
+    if rng.random_bool(0.5) {
+        limits.push(MultiLimitSpec {
+            key_scheme: "rl:global:{$group}".to_owned(),
+            limit: limit * rng.random_range(1..=4),
+        });
+    }
+    if rng.random_bool(0.5) {
+        limits.push(MultiLimitSpec {
+            key_scheme: "rl:model:{$group}:$model".to_owned(),
+            limit: limit * rng.random_range(1..=3),
+        });
+    }
+    limits
 }
 
 /// The Redis topology of a swarm scenario: standalone, replicated with a lag, or a cluster
@@ -1693,6 +1904,95 @@ rate_per_s = 10
             (
                 MINIMAL.replace("rate_per_s = 10", "rate_per_s = 10\nmix = { user = \"x\" }"),
                 Some("user"),
+            ),
+            // Fields one kind reads: refused for the others, checked for theirs.
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nkey_shards = 2",
+                ),
+                Some("gateways[0].key_shards: only sharded_gcra reads it"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 2",
+                ),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 8",
+                ),
+                Some("gateways[0].key_shards: 8 shards need a limit of at least as many"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"sharded_gcra\"\nkey_shards = 2\nkey_scheme = \"rl:{$user}\"",
+                ),
+                Some("gateways[0].key_scheme"),
+            ),
+            (
+                MINIMAL.replace("atomic_gcra", "multi_limit"),
+                Some("gateways[0].limits: multi_limit needs at least one limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g:{$group}\", limit = 3 }, { key_scheme = \"rl:u:{$group}:$user\", limit = 2 }]",
+                ),
+                None,
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"atomic_gcra\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].limits: only multi_limit reads it"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }, { key_scheme = \"rl:u\", limit = 0 }]",
+                ),
+                Some("gateways[0].limits[1].limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:$\", limit = 3 }]",
+                ),
+                Some("gateways[0].limits[0].key_scheme"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 2000 }]",
+                ),
+                Some("gateways[0].limits[0].limit"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimit = 4\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].limit: multi_limit states each"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nkey_scheme = \"rl:$user\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3 }]",
+                ),
+                Some("gateways[0].key_scheme: multi_limit names each"),
+            ),
+            (
+                MINIMAL.replace(
+                    "limiter = \"atomic_gcra\"",
+                    "limiter = \"multi_limit\"\nlimits = [{ key_scheme = \"rl:g\", limit = 3, colour = 1 }]",
+                ),
+                Some("colour"),
             ),
         ];
         for (text, field) in cases {

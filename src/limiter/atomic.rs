@@ -588,6 +588,15 @@ impl<R: Redis> ShardedLimiter<R> {
         self
     }
 
+    /// Starts the round robin at shard `turn mod N`: a gateway that makes a limiter per
+    /// request (one per connection) keeps one counter of turns, so that its requests still
+    /// visit the shards in turn.
+    pub fn starting_at(mut self, turn: u64) -> Self {
+        let count = u64::try_from(self.shards.len()).expect("fits");
+        self.next_shard = usize::try_from(turn % count).expect("below the shard count");
+        self
+    }
+
     async fn try_shard(
         &mut self,
         request: &Request,
@@ -795,6 +804,43 @@ mod tests {
             .is_err(),
             "a quota below the shard count is refused"
         );
+    }
+
+    #[tokio::test]
+    async fn sharded_limiters_made_per_request_take_turns_with_starting_at() {
+        // Goal: a gateway that makes one limiter per request still visits the shards in
+        // turn. Method: burst 4 over 4 shards (1 each), four requests at one instant, each
+        // through a fresh limiter; started at turns 0..4 all four are admitted in one round
+        // trip each, while four limiters all starting at shard 0 admit only two (shard 0,
+        // then shard 1 on the retry).
+        let quota = RateQuota::new(4, 100).unwrap();
+        let t = 1_700_000_000_000;
+        for (turns, admitted_expected) in [([0u64, 1, 2, 3], 4), ([0, 0, 0, 0], 2)] {
+            let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(3))));
+            let mut admitted = 0;
+            for turn in turns {
+                let mut limiter = ShardedLimiter::new(
+                    Local::connect(Arc::clone(&model), Arc::new(move || t)),
+                    KeyScheme::plan_sharded(4).unwrap(),
+                    Algorithm::Gcra(quota),
+                    ScriptClock::Redis,
+                )
+                .unwrap()
+                .starting_at(turn);
+                let request = Request {
+                    identity: Identity::new("global"),
+                    cost: 1,
+                    now_ms: t,
+                };
+                let verdict = limiter.check(&request).await.unwrap();
+                admitted += u64::from(verdict.decision.allowed);
+                // The first call meets an empty script cache (EVALSHA, then EVAL).
+                if admitted_expected == 4 && turn > 0 {
+                    assert_eq!(verdict.usage.round_trips, 1, "turn {turn}");
+                }
+            }
+            assert_eq!(admitted, admitted_expected, "turns {turns:?}");
+        }
     }
 
     /// Passes everything through, but the first EVAL fails as a pool timeout would; logs

@@ -17,6 +17,7 @@
 //! gateways are idle.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::algo::{Decision, RateQuota};
 use crate::keys::KeyScheme;
@@ -28,15 +29,98 @@ use super::{Limiter, LimiterError, Request, Verdict};
 /// The default pre-check slack: 20 % above the authority's burst.
 pub const SLACK_PERCENT_DEFAULT: u64 = 20;
 
+/// The hybrid's local parts (pre-check and deny cache): one per gateway process, shared by
+/// every [`HybridLimiter`] made with [`HybridLimiter::over`], so that concurrent requests
+/// (each with its own authority and connection) see one local state.
+pub struct HybridLocal {
+    scheme: KeyScheme,
+    local: MemoryLimiter,
+    /// Keys the authority refused, and until when (gateway ms). Never held across an await.
+    denied_until_ms: Mutex<BTreeMap<Vec<u8>, u64>>,
+    /// Bound on the deny cache's size, so it cannot grow without limit.
+    deny_cache_keys_max: usize,
+}
+
+impl HybridLocal {
+    /// Local parts for an authority whose quota is `quota`, keyed with `scheme`;
+    /// `slack_percent` widens the local burst (use [`SLACK_PERCENT_DEFAULT`]).
+    pub fn new(
+        scheme: KeyScheme,
+        quota: RateQuota,
+        slack_percent: u64,
+    ) -> Result<HybridLocal, crate::algo::QuotaError> {
+        let widened = quota.burst() + (quota.burst() * slack_percent).div_ceil(100);
+        let local = RateQuota::new(widened, quota.interval_ms())?;
+        Ok(HybridLocal {
+            scheme,
+            local: MemoryLimiter::with_seed(local, 0),
+            denied_until_ms: Mutex::new(BTreeMap::new()),
+            deny_cache_keys_max: 100_000,
+        })
+    }
+
+    fn denials(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, u64>> {
+        // A panic elsewhere cannot leave the map half-written (every update is one call).
+        self.denied_until_ms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The local answer for `request`: `Ok(Err(denial))` when a local part refuses it,
+    /// `Ok(Ok(key))` when the authority must decide.
+    fn precheck(&self, request: &Request) -> Result<Result<Vec<u8>, Verdict>, LimiterError> {
+        let key = self.scheme.render(&request.identity, 0)?;
+        let now_ms = request.now_ms.max(1);
+        {
+            let mut denials = self.denials();
+            if let Some(&until_ms) = denials.get(&key) {
+                if until_ms > now_ms {
+                    return Ok(Err(local_denial(until_ms - now_ms)));
+                }
+                denials.remove(&key);
+            }
+        }
+        let local = self.local.check(&key, now_ms, request.cost);
+        if !local.allowed {
+            return Ok(Err(local_denial(local.retry_after_ms)));
+        }
+        Ok(Ok(key))
+    }
+
+    /// Remembers the authority's refusal of `key` until its retry-after has passed.
+    fn remember(&self, key: Vec<u8>, now_ms: u64, decision: &Decision) {
+        if decision.allowed || decision.retry_after_ms == u64::MAX {
+            return;
+        }
+        let mut denials = self.denials();
+        if denials.len() >= self.deny_cache_keys_max {
+            // Drop entries that have run out; if none has, forget the cache rather than
+            // grow it (forgetting only costs round trips, never correctness).
+            denials.retain(|_, until_ms| *until_ms > now_ms);
+            if denials.len() >= self.deny_cache_keys_max {
+                denials.clear();
+            }
+        }
+        denials.insert(key, now_ms.saturating_add(decision.retry_after_ms));
+    }
+}
+
+fn local_denial(retry_after_ms: u64) -> Verdict {
+    Verdict {
+        decision: Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after_ms,
+            reset_after_ms: retry_after_ms,
+        },
+        usage: Usage::default(),
+    }
+}
+
 /// A local pre-check and deny cache in front of an authoritative limiter.
 pub struct HybridLimiter<L> {
     authority: L,
-    scheme: KeyScheme,
-    local: MemoryLimiter,
-    /// Keys the authority refused, and until when (gateway ms).
-    denied_until_ms: BTreeMap<Vec<u8>, u64>,
-    /// Bound on the deny cache's size, so it cannot grow without limit.
-    deny_cache_keys_max: usize,
+    local: Arc<HybridLocal>,
 }
 
 impl<L: Limiter> HybridLimiter<L> {
@@ -48,58 +132,25 @@ impl<L: Limiter> HybridLimiter<L> {
         quota: RateQuota,
         slack_percent: u64,
     ) -> Result<HybridLimiter<L>, crate::algo::QuotaError> {
-        let widened = quota.burst() + (quota.burst() * slack_percent).div_ceil(100);
-        let local = RateQuota::new(widened, quota.interval_ms())?;
-        Ok(HybridLimiter {
-            authority,
-            scheme,
-            local: MemoryLimiter::with_seed(local, 0),
-            denied_until_ms: BTreeMap::new(),
-            deny_cache_keys_max: 100_000,
-        })
+        let local = HybridLocal::new(scheme, quota, slack_percent)?;
+        Ok(HybridLimiter::over(authority, Arc::new(local)))
     }
 
-    fn local_denial(retry_after_ms: u64) -> Verdict {
-        Verdict {
-            decision: Decision {
-                allowed: false,
-                remaining: 0,
-                retry_after_ms,
-                reset_after_ms: retry_after_ms,
-            },
-            usage: Usage::default(),
-        }
+    /// Wraps `authority` with local parts shared with other limiters of the same process.
+    pub fn over(authority: L, local: Arc<HybridLocal>) -> HybridLimiter<L> {
+        HybridLimiter { authority, local }
     }
 }
 
 impl<L: Limiter> Limiter for HybridLimiter<L> {
     async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
-        let key = self.scheme.render(&request.identity, 0)?;
-        let now_ms = request.now_ms.max(1);
-        if let Some(&until_ms) = self.denied_until_ms.get(&key) {
-            if until_ms > now_ms {
-                return Ok(Self::local_denial(until_ms - now_ms));
-            }
-            self.denied_until_ms.remove(&key);
-        }
-        let local = self.local.check(&key, now_ms, request.cost);
-        if !local.allowed {
-            return Ok(Self::local_denial(local.retry_after_ms));
-        }
+        let key = match self.local.precheck(request)? {
+            Ok(key) => key,
+            Err(denial) => return Ok(denial),
+        };
         let verdict = self.authority.check(request).await?;
-        if !verdict.decision.allowed && verdict.decision.retry_after_ms != u64::MAX {
-            if self.denied_until_ms.len() >= self.deny_cache_keys_max {
-                // Drop entries that have run out; if none has, forget the cache rather than
-                // grow it (forgetting only costs round trips, never correctness).
-                self.denied_until_ms
-                    .retain(|_, until_ms| *until_ms > now_ms);
-                if self.denied_until_ms.len() >= self.deny_cache_keys_max {
-                    self.denied_until_ms.clear();
-                }
-            }
-            self.denied_until_ms
-                .insert(key, now_ms.saturating_add(verdict.decision.retry_after_ms));
-        }
+        self.local
+            .remember(key, request.now_ms.max(1), &verdict.decision);
         Ok(verdict)
     }
 }
@@ -177,6 +228,42 @@ mod tests {
                 .decision
                 .allowed
         );
+    }
+
+    #[tokio::test]
+    async fn hybrids_over_one_local_share_its_deny_cache() {
+        // Goal: limiters made per request over one `HybridLocal` (a gateway's process) see
+        // one another's denials. Method: on one model, exhaust the authority (burst 2)
+        // through one limiter, then ask through a second limiter over the same local parts:
+        // it is answered with no round trip; a limiter over fresh local parts asks Redis.
+        let t = 1_700_000_000_000;
+        let model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(4))));
+        let scheme = KeyScheme::parse("rl:$ns:{$user}", 1).unwrap();
+        let quota = RateQuota::new(2, 1_000).unwrap();
+        let authority = || {
+            let redis = Local::connect(Arc::clone(&model), Arc::new(move || t));
+            ScriptLimiter::new(
+                redis,
+                scheme.clone(),
+                Algorithm::Gcra(quota),
+                ScriptClock::Redis,
+            )
+        };
+        let local =
+            Arc::new(HybridLocal::new(scheme.clone(), quota, SLACK_PERCENT_DEFAULT).unwrap());
+        let mut first = HybridLimiter::over(authority(), Arc::clone(&local));
+        for _ in 0..3 {
+            first.check(&request(t)).await.unwrap();
+        }
+        let mut second = HybridLimiter::over(authority(), Arc::clone(&local));
+        let shared = second.check(&request(t + 1)).await.unwrap();
+        assert!(!shared.decision.allowed);
+        assert_eq!(shared.usage.round_trips, 0, "the shared deny cache answers");
+        let mut fresh =
+            HybridLimiter::new(authority(), scheme.clone(), quota, SLACK_PERCENT_DEFAULT).unwrap();
+        let asked = fresh.check(&request(t + 1)).await.unwrap();
+        assert!(!asked.decision.allowed);
+        assert_eq!(asked.usage.round_trips, 1, "fresh local parts know nothing");
     }
 
     #[tokio::test]

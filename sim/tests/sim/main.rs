@@ -7,9 +7,12 @@
 //! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
 //! - `faults`: link latency distributions, clock drift, pool exhaustion, gateway restarts, the
 //!   swarm's coverage.
+//! - `limiters`: the kinds added after the first eleven (sliding window counter, pipelined
+//!   fixed window, multi-limit, sharded GCRA, hybrid): bounds, over-admission caught, metrics.
 
 mod common;
 mod faults;
+mod limiters;
 mod races;
 mod scenarios;
 mod topology;
