@@ -1059,7 +1059,7 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Unwinding<F> {
 }
 
 /// Cumulative weights for key draws (`None`: uniform, no table).
-fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
+pub(crate) fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
     match popularity {
         Popularity::Uniform | Popularity::Hot { .. } => None,
         Popularity::Zipf { s } => {
@@ -1075,7 +1075,7 @@ fn key_weights(keys: u64, popularity: &Popularity) -> Option<Vec<f64>> {
     }
 }
 
-fn draw_key(
+pub(crate) fn draw_key(
     rng: &mut ChaCha8Rng,
     keys: u64,
     popularity: &Popularity,

@@ -9,19 +9,24 @@
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //! * [`explore`]: a seed-ordered worker pool for independent runs.
+//! * [`schemes`], [`traffic`], [`compare`]: `shardcheck`: key-scheme files, traffic (from a
+//!   scenario's load generator, a trace or a swarm seed), and one traffic under two schemes.
 //!
 //! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
 //! library knows no command line and no output format.
 
 pub mod checker;
+pub mod compare;
 pub mod dynamics;
 pub mod event;
 pub mod explore;
 pub mod harness;
 pub mod pool;
 pub mod scenario;
+pub mod schemes;
 pub mod shrink;
 pub mod topology;
+pub mod traffic;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
 pub fn simulate(

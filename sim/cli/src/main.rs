@@ -4,7 +4,9 @@
 //! * `explore`: many swarm seeds with a progress bar, listing the failing ones, each with
 //!   the replay command of its shrunk scenario (`--no-shrink` to skip shrinking);
 //! * `serve`: the in-process Redis model on a TCP port;
-//! * `bench`: the limiters against a real Redis.
+//! * `bench`: the limiters against a real Redis;
+//! * `shardcheck`: a key-scheme change checked before it ships (exit 0 unchanged semantics,
+//!   1 changed, 2 bad input).
 //!
 //! Exit codes of `run` and `explore`: 0 every safety property held, 1 one was violated, 2 bad
 //! input (an unreadable or invalid scenario, a run that could not complete).
@@ -12,6 +14,7 @@
 mod bench;
 mod bench_redis;
 mod serve;
+mod shardcheck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +40,8 @@ enum Command {
     Run(RunArgs),
     /// Simulate many swarm seeds and list the ones that violate a safety property.
     Explore(ExploreArgs),
+    /// Check a key-scheme change: decisions, collisions, CROSSSLOT, load, bounds, cut-over.
+    Shardcheck(shardcheck::ShardcheckArgs),
 }
 
 /// How `run` prints its result.
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Run(args) => return run(&args),
         Command::Explore(args) => return explore(&args),
+        Command::Shardcheck(args) => return shardcheck::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

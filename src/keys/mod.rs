@@ -9,46 +9,19 @@
 //! one line each (see the presets), and a key-scheme change can be diffed and checked
 //! (`shardcheck`) before it ships.
 //!
-//! Slot computation (CRC16/XMODEM of the hash tag, modulo 16384) lives here too; the Redis
-//! model's cluster mode uses it.
+//! * `slot`: CRC16 slots (the Redis model's cluster mode uses them too).
+//! * `spread`: where keys land (slot, node under a slot map) and how the load spreads.
+//! * `collide`: two identities that render to one key, found from the templates alone.
 
 use std::fmt;
 
-/// Number of hash slots in a Redis Cluster.
-pub const SLOT_COUNT: u16 = 16384;
+mod collide;
+mod slot;
+mod spread;
 
-/// CRC16/XMODEM: polynomial 0x1021, initial value 0, no reflection, no final xor.
-pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The part of `key` that is hashed: the bytes between the first `{` and the first `}` after
-/// it, when there is at least one byte between them; otherwise the whole key.
-pub fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{')
-        && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
-        && len > 0
-    {
-        return &key[open + 1..open + 1 + len];
-    }
-    key
-}
-
-/// The cluster slot of `key`.
-pub fn key_slot(key: &[u8]) -> u16 {
-    crc16(hash_tag(key)) & (SLOT_COUNT - 1)
-}
+pub use collide::{Alphabet, Pattern};
+pub use slot::{SLOT_COUNT, crc16, hash_tag, key_slot};
+pub use spread::{HotSlots, SlotMap, Spread, SpreadSummary};
 
 /// A key scheme that cannot be used, or an identity it cannot render.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +50,7 @@ impl fmt::Display for KeySchemeError {
 impl std::error::Error for KeySchemeError {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part {
     Literal(Vec<u8>),
     Field(String),
 }
@@ -110,7 +83,15 @@ impl Identity {
         self
     }
 
-    fn get(&self, name: &str) -> Option<&[u8]> {
+    /// The fields, in the order they were added.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_slice()))
+    }
+
+    /// The value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
             .find(|(field, _)| field == name)
@@ -228,6 +209,27 @@ impl KeyScheme {
         self.shards
     }
 
+    /// The identity fields the template names (not `ns` or `shard`), in template order: what
+    /// tells one rate-limited identity from another under this scheme.
+    pub fn identity_fields(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for part in &self.parts {
+            if let Part::Field(name) = part
+                && name != "ns"
+                && name != "shard"
+                && !names.contains(&name.as_str())
+            {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The template's pieces, for analysis (`collide`).
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
     /// The key for `identity` and shard `shard` (`0..shards`).
     pub fn render(&self, identity: &Identity, shard: u32) -> Result<Vec<u8>, KeySchemeError> {
         if shard >= self.shards {
@@ -284,31 +286,6 @@ impl KeyScheme {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc16_matches_the_xmodem_check_value() {
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-    }
-
-    #[test]
-    fn hash_tags_follow_the_cluster_spec_examples() {
-        let check = |key: &str, hashed: &str| {
-            assert_eq!(hash_tag(key.as_bytes()), hashed.as_bytes(), "{key}")
-        };
-        check("{user1000}.following", "user1000");
-        check("{user1000}.followers", "user1000");
-        check("foo{}{bar}", "foo{}{bar}");
-        check("foo{{bar}}zap", "{bar");
-        check("foo{bar}{zap}", "bar");
-        check("{}foo", "{}foo");
-        check("plain", "plain");
-        check("open{only", "open{only");
-        assert_eq!(
-            key_slot(b"{user1000}.following"),
-            key_slot(b"{user1000}.followers")
-        );
-        assert_eq!(key_slot(b"foo"), 12182);
-    }
 
     /// Renders `template` with `identity` at shard 0 and compares.
     fn check(template: &str, identity: &Identity, expected: Result<&str, KeySchemeError>) {
