@@ -248,6 +248,9 @@ pub struct Op {
     pub returned_step: u64,
     /// The gateway clock when the request arrived.
     pub now_ms: u64,
+    /// The clock when the decision returned (for a one-round-trip decision, the time Redis
+    /// ran it).
+    pub returned_ms: u64,
     /// Admitted (`Ok(true)`), denied, or the limiter could not decide.
     pub outcome: Result<bool, String>,
 }
@@ -283,6 +286,7 @@ async fn record(
         invoked_step,
         returned_step: node.step(),
         now_ms,
+        returned_ms: node.now_ms(),
         outcome,
     });
 }
@@ -383,6 +387,28 @@ pub fn execute(
     prefix: &[usize],
     max_steps: usize,
 ) -> Execution {
+    execute_with(
+        node,
+        scenario,
+        |step, ready| {
+            let chosen = prefix.get(step).copied().unwrap_or(ready[0]);
+            assert!(
+                ready.contains(&chosen),
+                "schedule {prefix:?}: task {chosen} is finished at step {step}"
+            );
+            chosen
+        },
+        max_steps,
+    )
+}
+
+/// Runs `scenario`, asking `choose(step, unfinished tasks)` which task runs each step.
+pub fn execute_with(
+    node: &Node,
+    scenario: &dyn Scenario,
+    mut choose: impl FnMut(usize, &[usize]) -> usize,
+    max_steps: usize,
+) -> Execution {
     node.reset();
     let history: History = Arc::default();
     let mut tasks: Vec<Option<Task>> = scenario
@@ -402,13 +428,10 @@ pub fn execute(
     let (mut schedule, mut enabled) = (Vec::new(), Vec::new());
     while schedule.len() < max_steps {
         let ready: Vec<usize> = (0..tasks.len()).filter(|&i| tasks[i].is_some()).collect();
-        let Some(&lowest) = ready.first() else { break };
-        let chosen = prefix.get(schedule.len()).copied().unwrap_or(lowest);
-        assert!(
-            ready.contains(&chosen),
-            "schedule {prefix:?}: task {chosen} is finished at step {}",
-            schedule.len()
-        );
+        if ready.is_empty() {
+            break;
+        }
+        let chosen = choose(schedule.len(), &ready);
         node.0.lock().unwrap().step += 1;
         let future = tasks[chosen].as_mut().expect("ready");
         if future.as_mut().poll(&mut context).is_ready() {
