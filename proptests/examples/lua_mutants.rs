@@ -9,6 +9,20 @@
 //! with its line so that it can be explained or killed by a new case.
 //!
 //! Run: `cargo run -p proptests --example lua_mutants` (add a script name to run only it).
+//!
+//! Survivors at the time of writing (202 of 219 killed), and why:
+//! * `or 0` -> `or 1` (fixed_window 24, sliding_window 26, 27, 29): the fallback for a hash
+//!   field that is missing; the scripts always write every field together. Equivalent.
+//! * sliding_window 41: `previous > 0` -> `>= 0` or `> 1`, and `<=` -> `<`: the branches
+//!   differ only when `current + cost == limit`, where the overlap is 0 and both branches
+//!   compute "until the next window". Equivalent.
+//! * sliding_window 45 `max(.., 1)` -> `max(.., 2)`: differs only when the wait is exactly
+//!   1 ms; not reached by the drawn cases. **Not killed, not shown equivalent.**
+//! * sliding_log 22, 23, 25, 43, 48: score bounds `0` -> `1` and `>=` -> `>` against
+//!   `window_ms` matter only for entries stamped at the epoch's first millisecond; `LIMIT
+//!   .., 1` -> `2` fetches one more entry than the script reads. Equivalent.
+//! * sliding_log 51, token_bucket 47: `PEXPIRE max(reset, 1)` -> `max(reset, 2)`: the key
+//!   lives 1 ms longer in a state equal to a missing key. Equivalent.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -133,7 +147,7 @@ fn reference(algorithm: Algorithm, steps: &[(u64, u64)], start_ms: u64) -> Vec<D
 }
 
 /// Whether `source` agrees with `algorithm`'s reference on `steps`. With `gateway_clock`
-/// the time goes in ARGV and Redis's own clock is 0, 500 or 1000 ms behind in turn, so a script that read TIME
+/// the time goes in ARGV and Redis's own clock runs at half speed, so a script that read TIME
 /// instead would disagree; otherwise the script reads TIME.
 fn agrees(source: &str, algorithm: Algorithm, gateway_clock: bool, steps: &[(u64, u64)]) -> bool {
     let start_ms = 1_700_000_000_000;
@@ -141,7 +155,7 @@ fn agrees(source: &str, algorithm: Algorithm, gateway_clock: bool, steps: &[(u64
     let mut model = Model::new(NodeConfig::standalone(11));
     let mut session = model.connect("mutant");
     let mut now_ms = start_ms;
-    for (index, (&(gap_ms, cost), expected)) in steps.iter().zip(expected).enumerate() {
+    for (&(gap_ms, cost), expected) in steps.iter().zip(expected) {
         now_ms += gap_ms;
         let mut argv = vec![
             b"EVAL".to_vec(),
@@ -150,10 +164,10 @@ fn agrees(source: &str, algorithm: Algorithm, gateway_clock: bool, steps: &[(u64
             b"k".to_vec(),
         ];
         argv.extend(algorithm.args(cost, gateway_clock.then_some(now_ms)));
-        // An offset that varies, so that even a shift-invariant algorithm notices TIME.
-        let offset_ms = 500 * (u64::try_from(index).expect("small") % 3);
+        // Redis's clock runs at half speed: always behind (a key outlives its TTL, which the
+        // scripts allow), and a script that read TIME would see other gaps.
         let redis_ms = if gateway_clock {
-            now_ms - offset_ms
+            start_ms + (now_ms - start_ms) / 2
         } else {
             now_ms
         };
