@@ -341,6 +341,8 @@ mod tests {
                 "{key} is spent"
             );
         }
+        assert_eq!(limiter.len(), keys.len());
+        assert!(!limiter.is_empty());
     }
 
     #[test]
