@@ -34,6 +34,7 @@ pub mod limiter;
 pub mod memory;
 #[cfg(feature = "model")]
 pub mod model;
+pub mod newapi_memory;
 #[cfg(feature = "real-redis")]
 pub mod real;
 #[cfg(feature = "model")]

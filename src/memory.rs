@@ -322,6 +322,30 @@ mod tests {
     }
 
     #[test]
+    fn memory_limiter_keeps_thousands_of_keys_apart() {
+        // Goal: keys that share a table group and a tag are still told apart. Method: 20,000
+        // keys (about 300 per shard, so the table's 7-bit tags collide) each get their one
+        // unit and then a denial. Postmortem: a mutation making the probe's equality always
+        // true survived `memory_limiter_keeps_keys_apart`, whose two keys never share a tag.
+        let limiter = MemoryLimiter::with_seed(RateQuota::new(1, 100).unwrap(), 3);
+        let keys: Vec<String> = (0..20_000).map(|index| format!("user:{index}")).collect();
+        for key in &keys {
+            assert!(
+                limiter.check(key.as_bytes(), 10, 1).allowed,
+                "{key} is fresh"
+            );
+        }
+        for key in &keys {
+            assert!(
+                !limiter.check(key.as_bytes(), 10, 1).allowed,
+                "{key} is spent"
+            );
+        }
+        assert_eq!(limiter.len(), keys.len());
+        assert!(!limiter.is_empty());
+    }
+
+    #[test]
     fn memory_limiter_agrees_with_gcra() {
         let quota = RateQuota::new(3, 20).unwrap();
         let limiter = MemoryLimiter::new(quota);

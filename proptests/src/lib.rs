@@ -1,1 +1,6 @@
-//! Model-based property tests live in `tests/`; this library is empty on purpose.
+//! Shared plumbing for the property tests in `tests/props`: [`sched`], the step-level
+//! scheduler that runs several gateways' limiter code one Redis round trip at a time, and
+//! [`subjects`], every Redis-backed limiter as a task with its reference.
+
+pub mod sched;
+pub mod subjects;

@@ -180,6 +180,10 @@ mod tests {
             (decision.allowed, decision.retry_after_ms, stored),
             (false, u64::MAX, None)
         );
+        // A cost of exactly the burst waits for an empty TAT, not forever (cargo-mutants'
+        // `>` -> `>=` survived without this line).
+        let (_, tat) = decide(quota, None, 0, 1);
+        assert_eq!(decide(quota, tat, 0, 3).0.retry_after_ms, 10);
     }
 
     #[test]

@@ -123,6 +123,9 @@ mod tests {
             (false, 800, 900)
         );
         assert_eq!(decide(quota, &mut log, 300, 4).retry_after_ms, u64::MAX);
+        // A cost of exactly the limit fits once every entry has left: a finite wait (a
+        // mutant answering "never" for cost == limit survived without this line).
+        assert_eq!(decide(quota, &mut log, 300, 3).retry_after_ms, 900);
     }
 
     #[test]

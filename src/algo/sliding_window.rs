@@ -147,6 +147,11 @@ mod tests {
         );
         let quota = WindowQuota::new(3, 100).unwrap();
         assert_eq!(decide(quota, None, 0, 4).0.retry_after_ms, u64::MAX);
+        // A cost of exactly the limit fits once this window's one unit has slid out: a
+        // finite wait of at most two windows (cargo-mutants' `>` -> `>=` survived without).
+        let (_, state) = decide(quota, None, 0, 1);
+        let retry_after_ms = decide(quota, Some(state), 0, 3).0.retry_after_ms;
+        assert!(retry_after_ms <= 200, "{retry_after_ms}");
     }
 
     #[test]

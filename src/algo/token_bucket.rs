@@ -111,6 +111,10 @@ mod tests {
         );
         let quota = RateQuota::new(5, 10).unwrap();
         assert_eq!(decide(quota, None, 0, 6).0.retry_after_ms, u64::MAX);
+        // A cost of exactly the burst waits for a full bucket, not forever (a mutant
+        // answering "never" for cost == burst survived without this line).
+        let (_, state) = decide(quota, None, 0, 1);
+        assert_eq!(decide(quota, Some(state), 0, 5).0.retry_after_ms, 10);
     }
 
     #[test]

@@ -7,11 +7,22 @@ use ratelab::memory::MemoryLimiter;
 
 /// A loom model with an explicit preemption bound (loom's default is unbounded).
 fn model(test: impl Fn() + Sync + Send + 'static) {
+    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = executions.clone();
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(2);
     }
-    builder.check(test);
+    let bound = builder.preemption_bound;
+    builder.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        test();
+    });
+    eprintln!(
+        "loom: memory: {} executions, preemption bound {bound:?} ({})",
+        executions.load(std::sync::atomic::Ordering::Relaxed),
+        std::thread::current().name().unwrap_or("?")
+    );
 }
 
 /// Runs `threads` threads, each asking for one unit of `key` at `now_ms`, and returns how many
