@@ -244,6 +244,7 @@ fn watch(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]
         db: session.db,
         in_script: false,
         client_id: session.id,
+        resp: session.resp,
     };
     for key in &argv[1..] {
         model.core.watch(&ctx, session, key);
