@@ -7,9 +7,13 @@
 //!   whose clock starts at the golden file's recorded base time and moves only by `@sleep`;
 //!   each reply is compared with the one real Redis gave when the golden file was recorded.
 //!   With `RATELAB_RECORD=1` it first re-records every golden file from a real Redis
-//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test redis differential`).
-//! * `corpus_matches_live_redis` (when a real Redis is available): each file runs on real
-//!   Redis and on a fresh model side by side, the model's clock following the wall clock.
+//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test redis differential`;
+//!   `RATELAB_RECORD_FILES="resp3"` limits that to the named files).
+//!   `corpus_matches_golden_replies_resp3` does the same with every connection in RESP3
+//!   (`HELLO 3` first), against `tests/golden/resp3/`.
+//! * `corpus_matches_live_redis` and `corpus_matches_live_redis_resp3` (when a real Redis is
+//!   available): each file runs on real Redis and on a fresh model side by side, the model's
+//!   clock following the wall clock.
 //! * `mutated_corpus_commands_do_not_panic_the_model`: every corpus command, truncated, with
 //!   arguments replaced by hostile values, and with extra arguments, runs on the model; no
 //!   input may panic it.
@@ -63,7 +67,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratelab::model::{Limits, Model, NodeConfig, Reply, Session};
 use ratelab::redis_server::{RedisClient, RedisServer, real_redis_or_skip};
-use ratelab::resp::codec::{encode_reply, parse_reply, split_args};
+use ratelab::resp::codec::{Protocol, encode_reply_as, parse_reply, split_args};
 
 /// Most connections one corpus file may use (`@client 0` to `@client 7`).
 const CLIENTS_MAX: usize = 8;
@@ -304,8 +308,23 @@ fn substitute_text(text: &str, now_ms: u64) -> String {
 
 /// A reply's RESP2 bytes, escaped onto one line.
 fn reply_text(reply: &Reply) -> String {
+    reply_text_as(reply, Protocol::Resp2)
+}
+
+/// A reply as a golden file stores it: in RESP3 for a RESP3 run; in RESP2 for a RESP2 run
+/// unless the reply has RESP3 types (a connection that sent `HELLO 3` in a RESP2 run), so
+/// that the text always parses back to the same reply.
+fn golden_text(reply: &Reply, protocol: Protocol) -> String {
+    if protocol == Protocol::Resp2 && !reply.is_resp2() {
+        return reply_text_as(reply, Protocol::Resp3);
+    }
+    reply_text_as(reply, protocol)
+}
+
+/// A reply's bytes in `protocol`, escaped onto one line.
+fn reply_text_as(reply: &Reply, protocol: Protocol) -> String {
     let mut bytes = Vec::new();
-    encode_reply(reply, &mut bytes);
+    encode_reply_as(reply, protocol, &mut bytes);
     let mut out = String::new();
     for byte in bytes {
         match byte {
@@ -363,7 +382,7 @@ fn within(tolerance: i64, expected: &Reply, got: &Reply) -> bool {
         (Reply::Integer(expected), Reply::Integer(got)) => {
             (i128::from(*expected) - i128::from(*got)).abs() <= i128::from(tolerance)
         }
-        (Reply::Array(expected), Reply::Array(got)) => {
+        (Reply::Array(expected), Reply::Array(got)) | (Reply::Set(expected), Reply::Set(got)) => {
             expected.len() == got.len()
                 && expected
                     .iter()
@@ -376,7 +395,13 @@ fn within(tolerance: i64, expected: &Reply, got: &Reply) -> bool {
 
 fn same_shape(expected: &Reply, got: &Reply) -> bool {
     match (expected, got) {
-        (Reply::Array(expected), Reply::Array(got)) => {
+        (Reply::Map(expected), Reply::Map(got)) => {
+            expected.len() == got.len()
+                && expected.iter().zip(got).all(|(expected, got)| {
+                    same_shape(&expected.0, &got.0) && same_shape(&expected.1, &got.1)
+                })
+        }
+        (Reply::Array(expected), Reply::Array(got)) | (Reply::Set(expected), Reply::Set(got)) => {
             expected.len() == got.len()
                 && expected
                     .iter()
@@ -390,12 +415,33 @@ fn same_shape(expected: &Reply, got: &Reply) -> bool {
 /// The reply with every array's items sorted (by their RESP text), recursively.
 fn sorted(reply: &Reply) -> Reply {
     match reply {
-        Reply::Array(items) => {
+        Reply::Array(items) | Reply::Set(items) => {
             let mut items: Vec<Reply> = items.iter().map(sorted).collect();
-            items.sort_by_key(reply_text);
-            Reply::Array(items)
+            items.sort_by_key(|item| reply_text_as(item, Protocol::Resp3));
+            match reply {
+                Reply::Set(_) => Reply::Set(items),
+                _ => Reply::Array(items),
+            }
+        }
+        Reply::Map(pairs) => {
+            let mut pairs: Vec<(Reply, Reply)> = pairs
+                .iter()
+                .map(|(field, value)| (sorted(field), sorted(value)))
+                .collect();
+            pairs.sort_by_key(|(field, _)| reply_text_as(field, Protocol::Resp3));
+            Reply::Map(pairs)
         }
         other => other.clone(),
+    }
+}
+
+/// A reply as a client speaking `protocol` would read it back: in RESP3 both nulls are `_`.
+fn as_received(reply: Reply, protocol: Protocol) -> Reply {
+    let mut bytes = Vec::new();
+    encode_reply_as(&reply, protocol, &mut bytes);
+    match parse_reply(&bytes, &Limits::standard()) {
+        Ok(Some((reply, _))) => reply,
+        other => panic!("the model's reply does not parse back: {other:?}"),
     }
 }
 
@@ -415,7 +461,13 @@ struct Difference {
 
 /// Compares replies per command, prints the summary line and every difference (to stderr,
 /// which the test harness shows when the test fails), and returns whether the file agrees.
-fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> bool {
+fn report(
+    what: &str,
+    protocol: Protocol,
+    corpus: &Corpus,
+    expected: &[Reply],
+    got: &[Reply],
+) -> bool {
     let commands: Vec<&CorpusCommand> = corpus.commands().collect();
     let mut differences = Vec::new();
     for ((command, expected), got) in commands.iter().zip(expected).zip(got) {
@@ -441,8 +493,8 @@ fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> boo
             corpus.name,
             difference.line,
             difference.command,
-            reply_text(&difference.expected),
-            reply_text(&difference.got)
+            golden_text(&difference.expected, protocol),
+            golden_text(&difference.got, protocol)
         ));
     }
     differences.is_empty()
@@ -455,23 +507,40 @@ fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> boo
 struct ModelTarget {
     model: Model,
     sessions: Vec<Session>,
+    protocol: Protocol,
+}
+
+/// `HELLO 3`, sent first on every connection of a RESP3 run.
+fn hello3() -> Vec<Vec<u8>> {
+    vec![b"HELLO".to_vec(), b"3".to_vec()]
 }
 
 impl ModelTarget {
     fn new() -> ModelTarget {
+        ModelTarget::speaking(Protocol::Resp2)
+    }
+
+    fn speaking(protocol: Protocol) -> ModelTarget {
         ModelTarget {
             model: Model::new(NodeConfig::standalone(MODEL_SEED)),
             sessions: Vec::new(),
+            protocol,
         }
     }
 
     fn exec(&mut self, now_ms: u64, client: usize, argv: &[Vec<u8>]) -> Reply {
         while self.sessions.len() <= client {
             let address = format!("127.0.0.1:{}", 40_000 + self.sessions.len());
-            let session = self.model.connect(&address);
+            let mut session = self.model.connect(&address);
+            if self.protocol == Protocol::Resp3 {
+                self.model.exec(now_ms, &mut session, &hello3());
+            }
             self.sessions.push(session);
         }
-        self.model.exec(now_ms, &mut self.sessions[client], argv)
+        let session = &mut self.sessions[client];
+        let reply = self.model.exec(now_ms, session, argv);
+        // Encoded as the server would for this connection (HELLO may have switched it).
+        as_received(reply, session.resp)
     }
 }
 
@@ -479,13 +548,15 @@ impl ModelTarget {
 struct RedisTarget<'a> {
     server: &'a RedisServer,
     clients: Vec<RedisClient>,
+    protocol: Protocol,
 }
 
 impl<'a> RedisTarget<'a> {
-    fn new(server: &'a RedisServer) -> RedisTarget<'a> {
+    fn new(server: &'a RedisServer, protocol: Protocol) -> RedisTarget<'a> {
         RedisTarget {
             server,
             clients: Vec::new(),
+            protocol,
         }
     }
 
@@ -495,6 +566,12 @@ impl<'a> RedisTarget<'a> {
                 .server
                 .connect()
                 .unwrap_or_else(|error| panic!("{place}: cannot connect to Redis: {error}"));
+            let mut connection = connection;
+            if self.protocol == Protocol::Resp3 {
+                connection
+                    .command(&hello3())
+                    .unwrap_or_else(|error| panic!("{place}: HELLO 3 failed: {error}"));
+            }
             self.clients.push(connection);
         }
         self.clients[client]
@@ -550,8 +627,8 @@ impl RealClock {
 }
 
 /// Runs a corpus on the model alone, the clock at `base_ms` plus the sleeps.
-fn run_on_model(corpus: &Corpus, base_ms: u64) -> Vec<Reply> {
-    let mut target = ModelTarget::new();
+fn run_on_model(corpus: &Corpus, base_ms: u64, protocol: Protocol) -> Vec<Reply> {
+    let mut target = ModelTarget::speaking(protocol);
     let mut now_ms = base_ms;
     let mut client = 0;
     let mut replies = Vec::new();
@@ -573,9 +650,10 @@ fn run_on_model(corpus: &Corpus, base_ms: u64) -> Vec<Reply> {
 fn run_live(
     corpus: &Corpus,
     server: &RedisServer,
+    protocol: Protocol,
     mut model: Option<&mut ModelTarget>,
 ) -> (u64, Vec<Reply>, Vec<Reply>) {
-    let mut redis = RedisTarget::new(server);
+    let mut redis = RedisTarget::new(server, protocol);
     let mut clock = RealClock::start();
     let mut client = 0;
     let mut redis_replies = Vec::new();
@@ -606,15 +684,25 @@ struct Golden {
     entries: Vec<(usize, String, Reply)>,
 }
 
-fn golden_path(corpus: &Corpus) -> PathBuf {
-    golden_dir().join(format!("{}.golden", corpus.name))
+/// Where a corpus's golden replies live: `tests/golden/<family>.golden` for RESP2,
+/// `tests/golden/resp3/<family>.golden` for connections that sent `HELLO 3`.
+fn golden_path(corpus: &Corpus, protocol: Protocol) -> PathBuf {
+    let dir = match protocol {
+        Protocol::Resp2 => golden_dir(),
+        Protocol::Resp3 => golden_dir().join("resp3"),
+    };
+    dir.join(format!("{}.golden", corpus.name))
 }
 
-fn write_golden(corpus: &Corpus, base_ms: u64, replies: &[Reply]) {
+fn write_golden(corpus: &Corpus, protocol: Protocol, base_ms: u64, replies: &[Reply]) {
     let mut out = String::new();
+    let how = match protocol {
+        Protocol::Resp2 => "",
+        Protocol::Resp3 => ", every connection after HELLO 3",
+    };
     writeln!(
         out,
-        "# Replies of real Redis 7.0.15 to tests/corpus/{}.redis. Generated: do not edit.\n\
+        "# Replies of real Redis 7.0.15 to tests/corpus/{}.redis{how}. Generated: do not edit.\n\
          # Re-record: RATELAB_RECORD=1 cargo test -p ratelab --test redis differential\n\
          base_ms {base_ms}",
         corpus.name
@@ -622,14 +710,16 @@ fn write_golden(corpus: &Corpus, base_ms: u64, replies: &[Reply]) {
     .expect("writing to a String");
     for (command, reply) in corpus.commands().zip(replies) {
         writeln!(out, "> {} {}", command.line, command.text).expect("writing to a String");
-        writeln!(out, "< {}", reply_text(reply)).expect("writing to a String");
+        writeln!(out, "< {}", golden_text(reply, protocol)).expect("writing to a String");
     }
-    std::fs::create_dir_all(golden_dir()).expect("tests/golden can be created");
-    std::fs::write(golden_path(corpus), out).expect("the golden file can be written");
+    let path = golden_path(corpus, protocol);
+    std::fs::create_dir_all(path.parent().expect("a golden file has a directory"))
+        .expect("tests/golden can be created");
+    std::fs::write(path, out).expect("the golden file can be written");
 }
 
-fn read_golden(corpus: &Corpus) -> Result<Golden, String> {
-    let path = golden_path(corpus);
+fn read_golden(corpus: &Corpus, protocol: Protocol) -> Result<Golden, String> {
+    let path = golden_path(corpus, protocol);
     let text = std::fs::read_to_string(&path).map_err(|error| {
         format!(
             "{}: {error} (record it with RATELAB_RECORD=1)",
@@ -672,7 +762,7 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
     let commands: Vec<&CorpusCommand> = corpus.commands().collect();
     if commands.len() != golden.entries.len() {
         return Err(format!(
-            "tests/golden/{}.golden has {} replies for {} commands: re-record it",
+            "the golden file of {} has {} replies for {} commands: re-record it",
             corpus.name,
             golden.entries.len(),
             commands.len()
@@ -681,7 +771,7 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
     for (command, (line, text, _)) in commands.iter().zip(&golden.entries) {
         if command.line != *line || command.text != *text {
             return Err(format!(
-                "tests/golden/{}.golden is stale at corpus line {}: re-record it",
+                "the golden file of {} is stale at corpus line {}: re-record it",
                 corpus.name, command.line
             ));
         }
@@ -692,27 +782,37 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
 // ---------------------------------------------------------------------------------------------
 // The tests
 
-#[test]
-fn corpus_matches_golden_replies() {
+/// Records (with `RATELAB_RECORD=1`) and replays the golden replies of every corpus file in
+/// one protocol; panics listing every differing file.
+fn check_golden(protocol: Protocol) {
     let corpora = load_corpus();
     if std::env::var("RATELAB_RECORD").is_ok_and(|value| value == "1") {
         let _turn = real_redis_turn();
         let server = RedisServer::start()
             .unwrap_or_else(|error| panic!("record mode needs a real Redis: {error}"));
-        for corpus in &corpora {
-            let (base_ms, replies, _) = run_live(corpus, &server, None);
-            write_golden(corpus, base_ms, &replies);
+        // `RATELAB_RECORD_FILES="resp3 lists"` re-records only those files.
+        let only = std::env::var("RATELAB_RECORD_FILES").unwrap_or_default();
+        let chosen = |corpus: &&Corpus| {
+            only.is_empty() || only.split_whitespace().any(|name| name == corpus.name)
+        };
+        for corpus in corpora.iter().filter(chosen) {
+            let (base_ms, replies, _) = run_live(corpus, &server, protocol, None);
+            write_golden(corpus, protocol, base_ms, &replies);
             visible(&format!(
-                "recorded tests/golden/{}.golden: {} replies",
-                corpus.name,
+                "recorded {}: {} replies",
+                golden_path(corpus, protocol).display(),
                 replies.len()
             ));
         }
     }
+    let what = match protocol {
+        Protocol::Resp2 => "golden",
+        Protocol::Resp3 => "golden, RESP3",
+    };
     let mut failed_files = Vec::new();
     let mut total = 0;
     for corpus in &corpora {
-        let golden = match read_golden(corpus).and_then(|golden| {
+        let golden = match read_golden(corpus, protocol).and_then(|golden| {
             golden_matches_corpus(corpus, &golden)?;
             Ok(golden)
         }) {
@@ -724,40 +824,61 @@ fn corpus_matches_golden_replies() {
             }
         };
         let expected: Vec<Reply> = golden.entries.into_iter().map(|entry| entry.2).collect();
-        let got = run_on_model(corpus, golden.base_ms);
+        let got = run_on_model(corpus, golden.base_ms, protocol);
         total += expected.len();
-        if !report("golden", corpus, &expected, &got) {
+        if !report(what, protocol, corpus, &expected, &got) {
             failed_files.push(corpus.name.as_str());
         }
     }
-    visible(&format!("corpus total: {total} commands"));
+    visible(&format!("corpus total ({what}): {total} commands"));
     assert!(
         failed_files.is_empty(),
-        "the model differs from the recorded Redis replies in {failed_files:?}: \
+        "the model differs from the recorded Redis replies ({what}) in {failed_files:?}: \
          every differing line is listed above"
     );
 }
 
 #[test]
-fn corpus_matches_live_redis() {
+fn corpus_matches_golden_replies() {
+    check_golden(Protocol::Resp2);
+}
+
+/// The same corpus with every connection in RESP3 (`HELLO 3` first), against replies real
+/// Redis gave in RESP3: maps, sets, doubles, nulls, verbatim strings, and scripts' replies.
+#[test]
+fn corpus_matches_golden_replies_resp3() {
+    check_golden(Protocol::Resp3);
+}
+
+fn check_live(protocol: Protocol, test_name: &str) {
     let _turn = real_redis_turn();
-    let Some(server) = real_redis_or_skip("corpus_matches_live_redis") else {
+    let Some(server) = real_redis_or_skip(test_name) else {
         return;
     };
     let mut failed_files = Vec::new();
     let corpora = load_corpus();
     for corpus in &corpora {
-        let mut model = ModelTarget::new();
-        let (_, expected, got) = run_live(corpus, &server, Some(&mut model));
-        if !report("live", corpus, &expected, &got) {
+        let mut model = ModelTarget::speaking(protocol);
+        let (_, expected, got) = run_live(corpus, &server, protocol, Some(&mut model));
+        if !report("live", protocol, corpus, &expected, &got) {
             failed_files.push(corpus.name.as_str());
         }
     }
     assert!(
         failed_files.is_empty(),
-        "the model differs from live Redis in {failed_files:?}: every differing line is \
-         listed above"
+        "the model differs from live Redis ({protocol:?}) in {failed_files:?}: every \
+         differing line is listed above"
     );
+}
+
+#[test]
+fn corpus_matches_live_redis() {
+    check_live(Protocol::Resp2, "corpus_matches_live_redis");
+}
+
+#[test]
+fn corpus_matches_live_redis_resp3() {
+    check_live(Protocol::Resp3, "corpus_matches_live_redis_resp3");
 }
 
 /// A small deterministic generator for the mutations (splitmix64), so a failure replays.
