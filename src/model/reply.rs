@@ -206,3 +206,37 @@ pub fn unknown_command(argv: &[Vec<u8>]) -> Reply {
 pub fn sanitize(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resp2_flattens_every_resp3_type_as_redis_does() {
+        // Goal: each RESP3-only type becomes the RESP2 type Redis writes for it, recursively;
+        // RESP2 types are untouched. Method: one table of (RESP3 shape, RESP2 shape).
+        let cases = [
+            (
+                map([(bulk("f"), Reply::Set(vec![bulk("m")]))]),
+                Reply::Array(vec![bulk("f"), Reply::Array(vec![bulk("m")])]),
+            ),
+            (double(1.5), bulk("1.5")),
+            (double(f64::INFINITY), bulk("inf")),
+            (Reply::BigNumber("123".into()), bulk("123")),
+            (Reply::Bool(true), Reply::Integer(1)),
+            (Reply::Bool(false), Reply::Integer(0)),
+            (verbatim_txt("a:b"), bulk("a:b")),
+            (
+                Reply::Array(vec![Reply::Array(vec![bulk("m"), double(2.0)])]),
+                Reply::Array(vec![Reply::Array(vec![bulk("m"), bulk("2")])]),
+            ),
+            (Reply::Nil, Reply::Nil),
+            (Reply::NilArray, Reply::NilArray),
+        ];
+        for (resp3, resp2) in cases {
+            assert!(resp2.is_resp2(), "{resp2:?}");
+            assert_eq!(resp3.is_resp2(), resp3 == resp2, "{resp3:?}");
+            assert_eq!(resp3.to_resp2(), resp2);
+        }
+    }
+}

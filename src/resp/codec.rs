@@ -585,6 +585,48 @@ mod tests {
     }
 
     #[test]
+    fn resp3_types_encode_per_protocol() {
+        // Goal: the same reply is written in RESP3's types or flattened for RESP2 exactly as
+        // Redis 7.0 writes it; both nulls are `_` in RESP3.
+        let cases: [(Reply, &[u8], &[u8]); 7] = [
+            (
+                Reply::Map(vec![(Reply::Bulk(b"a".to_vec()), Reply::Integer(1))]),
+                b"%1\r\n$1\r\na\r\n:1\r\n",
+                b"*2\r\n$1\r\na\r\n:1\r\n",
+            ),
+            (
+                Reply::Set(vec![Reply::Bulk(b"x".to_vec())]),
+                b"~1\r\n$1\r\nx\r\n",
+                b"*1\r\n$1\r\nx\r\n",
+            ),
+            (Reply::Double("1.5".into()), b",1.5\r\n", b"$3\r\n1.5\r\n"),
+            (Reply::BigNumber("12".into()), b"(12\r\n", b"$2\r\n12\r\n"),
+            (Reply::Bool(true), b"#t\r\n", b":1\r\n"),
+            (
+                Reply::Verbatim("txt".into(), b"hi".to_vec()),
+                b"=6\r\ntxt:hi\r\n",
+                b"$2\r\nhi\r\n",
+            ),
+            (Reply::NilArray, b"_\r\n", b"*-1\r\n"),
+        ];
+        for (reply, resp3, resp2) in cases {
+            let mut out = Vec::new();
+            encode_reply_as(&reply, Protocol::Resp3, &mut out);
+            assert_eq!(out, resp3, "{reply:?}");
+            let mut out = Vec::new();
+            encode_reply(&reply, &mut out);
+            assert_eq!(out, resp2, "{reply:?}");
+        }
+        assert_eq!(
+            parse_reply(b"|1\r\n+key\r\n:1\r\n:7\r\n", &limits()),
+            Ok(Some((Reply::Integer(7), 18))),
+            "an attribute is skipped"
+        );
+        assert!(parse_reply(b"#x\r\n", &limits()).is_err());
+        assert!(parse_reply(b"=2\r\nab\r\n", &limits()).is_err());
+    }
+
+    #[test]
     fn commands_encode_as_arrays_of_bulks() {
         let mut out = Vec::new();
         encode_command(&["SET", "k", ""], &mut out);
