@@ -548,8 +548,13 @@ impl ModelTarget {
         }
         let session = &mut self.sessions[client];
         let reply = self.model.exec(now_ms, session, argv);
-        // Encoded as the server would for this connection (HELLO may have switched it).
-        as_received(reply, session.resp)
+        // Read back as the golden file holds it: a RESP3 run's golden text is RESP3, where
+        // both nulls are `_` (even from a connection that went back to RESP2); a RESP2 run's
+        // is RESP2 unless HELLO switched the connection to RESP3.
+        match self.protocol {
+            Protocol::Resp3 => as_received(reply, Protocol::Resp3),
+            Protocol::Resp2 => as_received(reply, session.resp),
+        }
     }
 }
 
