@@ -588,9 +588,14 @@ impl<'a> RedisTarget<'a> {
             }
             self.clients.push(connection);
         }
-        self.clients[client]
+        let reply = self.clients[client]
             .command(argv)
-            .unwrap_or_else(|error| panic!("{place}: real Redis failed: {error}"))
+            .unwrap_or_else(|error| panic!("{place}: real Redis failed: {error}"));
+        // A RESP3 run compares RESP3 text, where both nulls are `_` (see `ModelTarget`).
+        match self.protocol {
+            Protocol::Resp3 => as_received(reply, Protocol::Resp3),
+            Protocol::Resp2 => reply,
+        }
     }
 }
 
