@@ -525,10 +525,6 @@ fn hello3() -> Vec<Vec<u8>> {
 }
 
 impl ModelTarget {
-    fn new() -> ModelTarget {
-        ModelTarget::speaking(Protocol::Resp2)
-    }
-
     fn speaking(protocol: Protocol) -> ModelTarget {
         ModelTarget {
             model: Model::new(NodeConfig::standalone(MODEL_SEED)),
@@ -997,12 +993,30 @@ fn mutations(argv: &[Vec<u8>], mutator: &mut Mutator) -> Vec<Vec<Vec<u8>>> {
 
 #[test]
 fn mutated_corpus_commands_do_not_panic_the_model() {
+    mutate_corpora(Protocol::Resp2, &load_corpus());
+}
+
+/// The mutations again with every connection in RESP3, over the files whose commands build
+/// protocol-dependent replies (score pairs, maps, sets, scripts under `redis.setresp(3)`).
+#[test]
+fn mutated_corpus_commands_do_not_panic_the_model_resp3() {
+    let corpora: Vec<Corpus> = load_corpus()
+        .into_iter()
+        .filter(|corpus| ["hashes", "resp3", "scripting", "zsets"].contains(&corpus.name.as_str()))
+        .collect();
+    assert_eq!(corpora.len(), 4, "a RESP3 mutation corpus is missing");
+    mutate_corpora(Protocol::Resp3, &corpora);
+}
+
+/// Runs every corpus command and its mutations on the model, connections speaking
+/// `protocol`; fails listing every input that panicked.
+fn mutate_corpora(protocol: Protocol, corpora: &[Corpus]) {
     let mut mutator = Mutator { state: 7 };
     let mut panics = Vec::new();
     let mut executed = 0usize;
-    for corpus in &load_corpus() {
+    for corpus in corpora {
         // The real corpus runs alongside, so the mutations meet keys of every type.
-        let mut target = ModelTarget::new();
+        let mut target = ModelTarget::speaking(protocol);
         let mut now_ms = 1_700_000_000_000u64;
         let mut client = 0;
         // Inside a corpus transaction mutations would only be queued, and a rejected one
@@ -1053,7 +1067,7 @@ fn mutated_corpus_commands_do_not_panic_the_model() {
                                 .collect::<Vec<_>>()
                         ));
                         // A panic may have left the model half-changed: start again.
-                        target = ModelTarget::new();
+                        target = ModelTarget::speaking(protocol);
                     }
                 }
             }
@@ -1065,11 +1079,13 @@ fn mutated_corpus_commands_do_not_panic_the_model() {
                     "tests/corpus/{}.redis:{}: {}",
                     corpus.name, command.line, command.text
                 ));
-                target = ModelTarget::new();
+                target = ModelTarget::speaking(protocol);
             }
         }
     }
-    visible(&format!("mutations: {executed} commands run on the model"));
+    visible(&format!(
+        "mutations ({protocol:?}): {executed} commands run on the model"
+    ));
     assert!(
         panics.is_empty(),
         "{} inputs panicked the model:\n{}",
