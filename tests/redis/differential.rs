@@ -14,9 +14,9 @@
 //! * `corpus_matches_live_redis` and `corpus_matches_live_redis_resp3` (when a real Redis is
 //!   available): each file runs on real Redis and on a fresh model side by side, the model's
 //!   clock following the wall clock.
-//! * `mutated_corpus_commands_do_not_panic_the_model`: every corpus command, truncated, with
-//!   arguments replaced by hostile values, and with extra arguments, runs on the model; no
-//!   input may panic it.
+//! * `mutated_corpus_commands_do_not_panic_the_model` (and `..._resp3`, over the files with
+//!   protocol-dependent replies): every corpus command, truncated, with arguments replaced by
+//!   hostile values, and with extra arguments, runs on the model; no input may panic it.
 //!
 //! A difference prints file, line, command, expected and got for every differing line, then
 //! the test fails. Each file also prints `corpus <file>: N commands, M agree`.
@@ -54,8 +54,9 @@
 //! # Golden format (`tests/golden/<family>.golden`)
 //!
 //! `base_ms <n>` on the first non-comment line, then for each corpus command two lines:
-//! `> <line> <command as written in the corpus>` and `< <reply>`, the reply's RESP2 bytes with
-//! `\r`, `\n`, `\t`, `\\` and `\xHH` escapes. The `>` line lets the replay notice a golden
+//! `> <line> <command as written in the corpus>` and `< <reply>`, the reply's RESP2 bytes (RESP3
+//! bytes in `tests/golden/resp3/`, and for a connection that sent `HELLO 3` in a RESP2 run)
+//! with `\r`, `\n`, `\t`, `\\` and `\xHH` escapes. The `>` line lets the replay notice a golden
 //! file that no longer matches its corpus (then re-record).
 
 use std::fmt::Write as _;
