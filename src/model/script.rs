@@ -28,7 +28,6 @@
 //!
 //! # Known differences from Redis
 //!
-//! * `redis.setresp(3)` raises `ERR RESP3 is not supported by the model, only redis.setresp(2)`.
 //! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
 //! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
 //!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
