@@ -164,6 +164,8 @@ pub struct ClientInfo {
     pub addr: String,
     /// The last command's name.
     pub last_command: String,
+    /// The protocol HELLO chose.
+    pub resp: reply::Protocol,
 }
 
 /// Everything a data command may touch.
@@ -244,6 +246,9 @@ pub struct Ctx {
     pub in_script: bool,
     /// The calling client's id.
     pub client_id: u64,
+    /// The caller's protocol (a script's `redis.setresp`), for the replies whose structure
+    /// differs between RESP2 and RESP3.
+    pub resp: reply::Protocol,
 }
 
 /// One client connection's state.
@@ -262,6 +267,8 @@ pub struct Session {
     pub watched: Vec<SessionWatch>,
     /// The client sent QUIT: the transport closes the connection after the reply.
     pub quit: bool,
+    /// The protocol HELLO chose (RESP2 until `HELLO 3`); the transport encodes in it.
+    pub resp: reply::Protocol,
 }
 
 /// One Redis node.
@@ -318,7 +325,8 @@ impl Model {
         self.scripts.flush();
     }
 
-    /// Runs one command for `session` at the caller's time `now_ms` and returns the reply.
+    /// Runs one command for `session` at the caller's time `now_ms` and returns the reply in
+    /// the session's protocol (RESP2 types only, unless the session sent `HELLO 3`).
     /// An empty `argv` is ignored by Redis; here it answers an empty array, which no client
     /// ever sees because the codec drops empty commands.
     pub fn exec(&mut self, now_ms: u64, session: &mut Session, argv: &[Vec<u8>]) -> Reply {
@@ -331,6 +339,10 @@ impl Model {
         let reply = self.dispatch(now_ms, session, argv);
         if let Reply::Error(line) = &reply {
             self.core.count_error(line);
+        }
+        // Commands build RESP3's types; a RESP2 client gets them as Redis flattens them.
+        if session.resp == reply::Protocol::Resp2 && !reply.is_resp2() {
+            return reply.to_resp2();
         }
         reply
     }
@@ -400,6 +412,7 @@ impl Model {
                     db: session.db,
                     in_script: false,
                     client_id: session.id,
+                    resp: session.resp,
                 };
                 handler(&mut self.core, &mut ctx, argv)
             }

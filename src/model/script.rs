@@ -28,7 +28,6 @@
 //!
 //! # Known differences from Redis
 //!
-//! * `redis.setresp(3)` raises `ERR RESP3 is not supported by the model, only redis.setresp(2)`.
 //! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
 //! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
 //!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
@@ -64,7 +63,7 @@ use self::errors::{
 };
 use super::cmd::{arg_i64, is_opt};
 use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
-use super::reply::{Reply, err, msg, ok, sanitize};
+use super::reply::{Protocol, Reply, err, msg, ok, sanitize};
 use super::{Core, Ctx, Model, NodeConfig, Session, cluster};
 // Used by `bit`, `cjson` and the rest of the model by these paths.
 pub(crate) use self::convert::{as_number, format_g, lua_string_to_number, lua_type_name};
@@ -162,7 +161,7 @@ mod tag {
     pub const DOUBLE: i64 = 3;
     /// `{big_number=<string>}`: the string follows.
     pub const BIG_NUMBER: i64 = 4;
-    /// `{verbatim_string={format=<string>, string=<string>}}`: the text follows.
+    /// `{verbatim_string={format=<string>, string=<string>}}`: the text, then the format.
     pub const VERBATIM: i64 = 5;
     /// A plain array of at most `STACK_REPLY_MAX` items: the items follow.
     pub const ARRAY: i64 = 6;
@@ -198,7 +197,7 @@ local function classify(ok, value)
   field = value.verbatim_string
   if field ~= nil and type(field) == 'table' then
     local format, text = rawget(field, 'format'), rawget(field, 'string')
-    if type(format) == 'string' and type(text) == 'string' then return VERBATIM, text end
+    if type(format) == 'string' and type(text) == 'string' then return VERBATIM, text, format end
   end
   field = value.map
   if field ~= nil and type(field) == 'table' then return TABLE, value end
@@ -349,6 +348,7 @@ impl Run {
                 db: 0,
                 in_script: true,
                 client_id: 0,
+                resp: Protocol::Resp2,
             },
             sha: String::new(),
             read_only: false,
@@ -739,7 +739,7 @@ impl Engine {
             run.random_state = *start.random_state;
         }
         let outcome = self.call(script, start.keys, start.args);
-        let (real_core, failure) = {
+        let (real_core, failure, resp) = {
             let mut run = self
                 .lua
                 .app_data_mut::<Run>()
@@ -749,7 +749,7 @@ impl Engine {
                 .core
                 .take()
                 .expect("the core stays in the run state until the script ends");
-            (real_core, run.failure.take())
+            (real_core, run.failure.take(), run.ctx.resp)
         };
         *spare_core = Some(std::mem::replace(core, real_core));
         match outcome {
@@ -764,7 +764,7 @@ impl Engine {
                 }
                 None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
             },
-            Ok((tag, first, rest)) => tagged_reply(tag, &first, &rest, &self.reply_fields),
+            Ok((tag, first, rest)) => tagged_reply(tag, &first, &rest, &self.reply_fields, resp),
             Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
         }
     }
@@ -958,6 +958,8 @@ fn eval_generic(
             db: session.db,
             in_script: true,
             client_id: session.id,
+            // Every script starts in RESP2, whatever its caller speaks (`redis.setresp`).
+            resp: Protocol::Resp2,
         },
         sha,
         keys,

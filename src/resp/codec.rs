@@ -1,6 +1,6 @@
-//! The RESP2 codec: commands in (multibulk or inline), replies out, and the reverse for
-//! clients. Pure functions over byte buffers: no IO, so the same code serves tokio TCP,
-//! turmoil TCP and property tests.
+//! The RESP codec: commands in (multibulk or inline), replies out in RESP2 or RESP3, and the
+//! reverse for clients (every RESP3 type). Pure functions over byte buffers: no IO, so the
+//! same code serves tokio TCP, turmoil TCP and property tests.
 //!
 //! Parsing is incremental: each parse function looks at the start of a buffer and returns
 //! `Ok(None)` until a whole frame is there, then the frame and how many bytes it used. A
@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+pub use crate::model::reply::Protocol;
 use crate::model::{Limits, Reply};
 
 /// A protocol violation, with the text Redis sends after `-ERR `.
@@ -210,8 +211,20 @@ fn hex_digit(byte: u8) -> Option<u8> {
         .map(|digit| u8::try_from(digit).expect("a hex digit fits a byte"))
 }
 
-/// Appends the RESP2 encoding of `reply` to `out`.
+/// Appends the RESP2 encoding of `reply` to `out` (RESP3 types flattened as Redis does).
 pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
+    encode_reply_as(reply, Protocol::Resp2, out);
+}
+
+fn encode_length(kind: u8, len: usize, out: &mut Vec<u8>) {
+    out.push(kind);
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the encoding of `reply` in `protocol` to `out`.
+pub fn encode_reply_as(reply: &Reply, protocol: Protocol, out: &mut Vec<u8>) {
+    let resp3 = protocol == Protocol::Resp3;
     match reply {
         Reply::Status(text) => {
             out.push(b'+');
@@ -226,21 +239,61 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
             out.extend_from_slice(value.to_string().as_bytes());
         }
         Reply::Bulk(bytes) => {
-            out.push(b'$');
-            out.extend_from_slice(bytes.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            encode_length(b'$', bytes.len(), out);
             out.extend_from_slice(bytes);
         }
+        Reply::Nil | Reply::NilArray if resp3 => out.push(b'_'),
         Reply::Nil => out.extend_from_slice(b"$-1"),
         Reply::NilArray => out.extend_from_slice(b"*-1"),
         Reply::Array(items) => {
-            out.push(b'*');
-            out.extend_from_slice(items.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            encode_length(b'*', items.len(), out);
             for item in items {
-                encode_reply(item, out);
+                encode_reply_as(item, protocol, out);
             }
             return;
+        }
+        Reply::Set(items) => {
+            encode_length(if resp3 { b'~' } else { b'*' }, items.len(), out);
+            for item in items {
+                encode_reply_as(item, protocol, out);
+            }
+            return;
+        }
+        Reply::Map(pairs) => {
+            if resp3 {
+                encode_length(b'%', pairs.len(), out);
+            } else {
+                encode_length(b'*', pairs.len() * 2, out);
+            }
+            for (field, value) in pairs {
+                encode_reply_as(field, protocol, out);
+                encode_reply_as(value, protocol, out);
+            }
+            return;
+        }
+        Reply::Double(text) | Reply::BigNumber(text) if !resp3 => {
+            encode_length(b'$', text.len(), out);
+            out.extend_from_slice(text.as_bytes());
+        }
+        Reply::Double(text) => {
+            out.push(b',');
+            out.extend_from_slice(text.as_bytes());
+        }
+        Reply::BigNumber(text) => {
+            out.push(b'(');
+            out.extend_from_slice(text.as_bytes());
+        }
+        Reply::Bool(value) if resp3 => out.extend_from_slice(if *value { b"#t" } else { b"#f" }),
+        Reply::Bool(value) => out.extend_from_slice(if *value { b":1" } else { b":0" }),
+        Reply::Verbatim(format, text) if resp3 => {
+            encode_length(b'=', format.len() + 1 + text.len(), out);
+            out.extend_from_slice(format.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(text);
+        }
+        Reply::Verbatim(_, text) => {
+            encode_length(b'$', text.len(), out);
+            out.extend_from_slice(text);
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -319,33 +372,104 @@ fn parse_reply_at(
                 next + len + 2,
             )))
         }
-        b'*' => {
+        b'*' | b'~' | b'%' | b'>' | b'|' => {
             let count = length()?;
-            if count == -1 {
+            if count == -1 && kind == b'*' {
                 return Ok(Some((Reply::NilArray, next)));
             }
+            let per_entry = if matches!(kind, b'%' | b'|') { 2 } else { 1 };
             let count = usize::try_from(count)
                 .ok()
-                .filter(|count| *count <= limits.array_len_max)
+                .filter(|count| *count <= limits.array_len_max / per_entry)
                 .ok_or_else(|| ProtocolError::new("invalid multibulk length"))?;
-            let mut items = Vec::with_capacity(count.min(buf.len() / 4 + 1));
-            let mut at = next;
-            for _ in 0..count {
-                match parse_reply_at(buf, at, limits, depth + 1)? {
-                    Some((item, after)) => {
-                        items.push(item);
-                        at = after;
-                    }
-                    None => return Ok(None),
+            let Some((mut items, at)) = parse_items(buf, next, count * per_entry, limits, depth)?
+            else {
+                return Ok(None);
+            };
+            let reply = match kind {
+                b'~' => Reply::Set(items),
+                b'%' => Reply::Map(pair_up(items)),
+                b'|' => {
+                    // An attribute annotates the reply after it, which is what a caller wants.
+                    return parse_reply_at(buf, at, limits, depth + 1);
                 }
+                b'>' => {
+                    // Out-of-band pushes (pub/sub): kept as an array, the model sends none.
+                    items.shrink_to_fit();
+                    Reply::Array(items)
+                }
+                _ => Reply::Array(items),
+            };
+            Ok(Some((reply, at)))
+        }
+        b'_' if line.is_empty() => Ok(Some((Reply::Nil, next))),
+        b'#' => match line {
+            b"t" => Ok(Some((Reply::Bool(true), next))),
+            b"f" => Ok(Some((Reply::Bool(false), next))),
+            _ => Err(ProtocolError::new("invalid boolean")),
+        },
+        b',' => Ok(Some((Reply::Double(text()?), next))),
+        b'(' => Ok(Some((Reply::BigNumber(text()?), next))),
+        b'=' | b'!' => {
+            let len = usize::try_from(length()?)
+                .ok()
+                .filter(|len| *len <= limits.bulk_len_max)
+                .ok_or_else(|| ProtocolError::new("invalid bulk length"))?;
+            if buf.len() < next + len + 2 {
+                return Ok(None);
             }
-            Ok(Some((Reply::Array(items), at)))
+            if &buf[next + len..next + len + 2] != b"\r\n" {
+                return Err(ProtocolError::new("bulk not terminated by CRLF"));
+            }
+            let body = &buf[next..next + len];
+            let reply = if kind == b'!' {
+                Reply::Error(String::from_utf8_lossy(body).into_owned())
+            } else if len >= 4 && body[3] == b':' {
+                Reply::Verbatim(
+                    String::from_utf8_lossy(&body[..3]).into_owned(),
+                    body[4..].to_vec(),
+                )
+            } else {
+                return Err(ProtocolError::new("verbatim string without a format"));
+            };
+            Ok(Some((reply, next + len + 2)))
         }
         other => Err(ProtocolError::new(&format!(
             "unexpected reply type byte '{}'",
             char::from(other)
         ))),
     }
+}
+
+/// Parses `count` replies in a row starting at `at`.
+fn parse_items(
+    buf: &[u8],
+    mut at: usize,
+    count: usize,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Parsed<Vec<Reply>>, ProtocolError> {
+    let mut items = Vec::with_capacity(count.min(buf.len() / 4 + 1));
+    for _ in 0..count {
+        match parse_reply_at(buf, at, limits, depth + 1)? {
+            Some((item, after)) => {
+                items.push(item);
+                at = after;
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((items, at)))
+}
+
+/// A map's flat items as field-value pairs (the count is even by construction).
+fn pair_up(items: Vec<Reply>) -> Vec<(Reply, Reply)> {
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        pairs.push((field, value));
+    }
+    pairs
 }
 
 #[cfg(test)]
@@ -458,6 +582,48 @@ mod tests {
             );
             assert_eq!(parse_reply(&out[..out.len() - 1], &limits()), Ok(None));
         }
+    }
+
+    #[test]
+    fn resp3_types_encode_per_protocol() {
+        // Goal: the same reply is written in RESP3's types or flattened for RESP2 exactly as
+        // Redis 7.0 writes it; both nulls are `_` in RESP3.
+        let cases: [(Reply, &[u8], &[u8]); 7] = [
+            (
+                Reply::Map(vec![(Reply::Bulk(b"a".to_vec()), Reply::Integer(1))]),
+                b"%1\r\n$1\r\na\r\n:1\r\n",
+                b"*2\r\n$1\r\na\r\n:1\r\n",
+            ),
+            (
+                Reply::Set(vec![Reply::Bulk(b"x".to_vec())]),
+                b"~1\r\n$1\r\nx\r\n",
+                b"*1\r\n$1\r\nx\r\n",
+            ),
+            (Reply::Double("1.5".into()), b",1.5\r\n", b"$3\r\n1.5\r\n"),
+            (Reply::BigNumber("12".into()), b"(12\r\n", b"$2\r\n12\r\n"),
+            (Reply::Bool(true), b"#t\r\n", b":1\r\n"),
+            (
+                Reply::Verbatim("txt".into(), b"hi".to_vec()),
+                b"=6\r\ntxt:hi\r\n",
+                b"$2\r\nhi\r\n",
+            ),
+            (Reply::NilArray, b"_\r\n", b"*-1\r\n"),
+        ];
+        for (reply, resp3, resp2) in cases {
+            let mut out = Vec::new();
+            encode_reply_as(&reply, Protocol::Resp3, &mut out);
+            assert_eq!(out, resp3, "{reply:?}");
+            let mut out = Vec::new();
+            encode_reply(&reply, &mut out);
+            assert_eq!(out, resp2, "{reply:?}");
+        }
+        assert_eq!(
+            parse_reply(b"|1\r\n+key\r\n:1\r\n:7\r\n", &limits()),
+            Ok(Some((Reply::Integer(7), 18))),
+            "an attribute is skipped"
+        );
+        assert!(parse_reply(b"#x\r\n", &limits()).is_err());
+        assert!(parse_reply(b"=2\r\nab\r\n", &limits()).is_err());
     }
 
     #[test]

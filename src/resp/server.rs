@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::codec::{encode_reply, parse_command};
+use super::codec::{encode_reply_as, parse_command};
 use crate::model::{Model, Session};
 
 pub use crate::model::{Clock, SharedModel};
@@ -239,7 +239,7 @@ fn run_batch(
     let mut model = lock(model);
     for (argv, end) in &frames {
         let reply = model.exec(clock(), session, argv);
-        encode_reply(&reply, output);
+        encode_reply_as(&reply, session.resp, output);
         if session.quit {
             input.clear();
             return Next::Close;

@@ -7,12 +7,16 @@
 //!   whose clock starts at the golden file's recorded base time and moves only by `@sleep`;
 //!   each reply is compared with the one real Redis gave when the golden file was recorded.
 //!   With `RATELAB_RECORD=1` it first re-records every golden file from a real Redis
-//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test redis differential`).
-//! * `corpus_matches_live_redis` (when a real Redis is available): each file runs on real
-//!   Redis and on a fresh model side by side, the model's clock following the wall clock.
-//! * `mutated_corpus_commands_do_not_panic_the_model`: every corpus command, truncated, with
-//!   arguments replaced by hostile values, and with extra arguments, runs on the model; no
-//!   input may panic it.
+//!   (`RATELAB_RECORD=1 cargo test -p ratelab --test redis differential`;
+//!   `RATELAB_RECORD_FILES="resp3"` limits that to the named files).
+//!   `corpus_matches_golden_replies_resp3` does the same with every connection in RESP3
+//!   (`HELLO 3` first), against `tests/golden/resp3/`.
+//! * `corpus_matches_live_redis` and `corpus_matches_live_redis_resp3` (when a real Redis is
+//!   available): each file runs on real Redis and on a fresh model side by side, the model's
+//!   clock following the wall clock.
+//! * `mutated_corpus_commands_do_not_panic_the_model` (and `..._resp3`, over the files with
+//!   protocol-dependent replies): every corpus command, truncated, with arguments replaced by
+//!   hostile values, and with extra arguments, runs on the model; no input may panic it.
 //!
 //! A difference prints file, line, command, expected and got for every differing line, then
 //! the test fails. Each file also prints `corpus <file>: N commands, M agree`.
@@ -50,8 +54,9 @@
 //! # Golden format (`tests/golden/<family>.golden`)
 //!
 //! `base_ms <n>` on the first non-comment line, then for each corpus command two lines:
-//! `> <line> <command as written in the corpus>` and `< <reply>`, the reply's RESP2 bytes with
-//! `\r`, `\n`, `\t`, `\\` and `\xHH` escapes. The `>` line lets the replay notice a golden
+//! `> <line> <command as written in the corpus>` and `< <reply>`, the reply's RESP2 bytes (RESP3
+//! bytes in `tests/golden/resp3/`, and for a connection that sent `HELLO 3` in a RESP2 run)
+//! with `\r`, `\n`, `\t`, `\\` and `\xHH` escapes. The `>` line lets the replay notice a golden
 //! file that no longer matches its corpus (then re-record).
 
 use std::fmt::Write as _;
@@ -63,7 +68,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratelab::model::{Limits, Model, NodeConfig, Reply, Session};
 use ratelab::redis_server::{RedisClient, RedisServer, real_redis_or_skip};
-use ratelab::resp::codec::{encode_reply, parse_reply, split_args};
+use ratelab::resp::codec::{Protocol, encode_reply_as, parse_reply, split_args};
 
 /// Most connections one corpus file may use (`@client 0` to `@client 7`).
 const CLIENTS_MAX: usize = 8;
@@ -304,8 +309,23 @@ fn substitute_text(text: &str, now_ms: u64) -> String {
 
 /// A reply's RESP2 bytes, escaped onto one line.
 fn reply_text(reply: &Reply) -> String {
+    reply_text_as(reply, Protocol::Resp2)
+}
+
+/// A reply as a golden file stores it: in RESP3 for a RESP3 run; in RESP2 for a RESP2 run
+/// unless the reply has RESP3 types (a connection that sent `HELLO 3` in a RESP2 run), so
+/// that the text always parses back to the same reply.
+fn golden_text(reply: &Reply, protocol: Protocol) -> String {
+    if protocol == Protocol::Resp2 && !reply.is_resp2() {
+        return reply_text_as(reply, Protocol::Resp3);
+    }
+    reply_text_as(reply, protocol)
+}
+
+/// A reply's bytes in `protocol`, escaped onto one line.
+fn reply_text_as(reply: &Reply, protocol: Protocol) -> String {
     let mut bytes = Vec::new();
-    encode_reply(reply, &mut bytes);
+    encode_reply_as(reply, protocol, &mut bytes);
     let mut out = String::new();
     for byte in bytes {
         match byte {
@@ -363,7 +383,7 @@ fn within(tolerance: i64, expected: &Reply, got: &Reply) -> bool {
         (Reply::Integer(expected), Reply::Integer(got)) => {
             (i128::from(*expected) - i128::from(*got)).abs() <= i128::from(tolerance)
         }
-        (Reply::Array(expected), Reply::Array(got)) => {
+        (Reply::Array(expected), Reply::Array(got)) | (Reply::Set(expected), Reply::Set(got)) => {
             expected.len() == got.len()
                 && expected
                     .iter()
@@ -376,7 +396,13 @@ fn within(tolerance: i64, expected: &Reply, got: &Reply) -> bool {
 
 fn same_shape(expected: &Reply, got: &Reply) -> bool {
     match (expected, got) {
-        (Reply::Array(expected), Reply::Array(got)) => {
+        (Reply::Map(expected), Reply::Map(got)) => {
+            expected.len() == got.len()
+                && expected.iter().zip(got).all(|(expected, got)| {
+                    same_shape(&expected.0, &got.0) && same_shape(&expected.1, &got.1)
+                })
+        }
+        (Reply::Array(expected), Reply::Array(got)) | (Reply::Set(expected), Reply::Set(got)) => {
             expected.len() == got.len()
                 && expected
                     .iter()
@@ -390,12 +416,42 @@ fn same_shape(expected: &Reply, got: &Reply) -> bool {
 /// The reply with every array's items sorted (by their RESP text), recursively.
 fn sorted(reply: &Reply) -> Reply {
     match reply {
-        Reply::Array(items) => {
+        Reply::Array(items) | Reply::Set(items) => {
             let mut items: Vec<Reply> = items.iter().map(sorted).collect();
-            items.sort_by_key(reply_text);
-            Reply::Array(items)
+            items.sort_by_key(|item| reply_text_as(item, Protocol::Resp3));
+            match reply {
+                Reply::Set(_) => Reply::Set(items),
+                _ => Reply::Array(items),
+            }
+        }
+        Reply::Map(pairs) => {
+            let mut pairs: Vec<(Reply, Reply)> = pairs
+                .iter()
+                .map(|(field, value)| (sorted(field), sorted(value)))
+                .collect();
+            pairs.sort_by_key(|(field, _)| reply_text_as(field, Protocol::Resp3));
+            Reply::Map(pairs)
         }
         other => other.clone(),
+    }
+}
+
+/// A reply as a client speaking `protocol` would read it back: in RESP3 both nulls are `_`.
+fn as_received(reply: Reply, protocol: Protocol) -> Reply {
+    if protocol == Protocol::Resp2 {
+        // `Model::exec` already answered in RESP2's types, which read back unchanged.
+        return reply;
+    }
+    let mut bytes = Vec::new();
+    encode_reply_as(&reply, protocol, &mut bytes);
+    // Our own replies may be longer than a request may (HRANDFIELD with a huge count).
+    let limits = Limits {
+        array_len_max: usize::MAX,
+        ..Limits::standard()
+    };
+    match parse_reply(&bytes, &limits) {
+        Ok(Some((reply, _))) => reply,
+        other => panic!("the model's reply does not parse back: {other:?}"),
     }
 }
 
@@ -415,7 +471,13 @@ struct Difference {
 
 /// Compares replies per command, prints the summary line and every difference (to stderr,
 /// which the test harness shows when the test fails), and returns whether the file agrees.
-fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> bool {
+fn report(
+    what: &str,
+    protocol: Protocol,
+    corpus: &Corpus,
+    expected: &[Reply],
+    got: &[Reply],
+) -> bool {
     let commands: Vec<&CorpusCommand> = corpus.commands().collect();
     let mut differences = Vec::new();
     for ((command, expected), got) in commands.iter().zip(expected).zip(got) {
@@ -441,8 +503,8 @@ fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> boo
             corpus.name,
             difference.line,
             difference.command,
-            reply_text(&difference.expected),
-            reply_text(&difference.got)
+            golden_text(&difference.expected, protocol),
+            golden_text(&difference.got, protocol)
         ));
     }
     differences.is_empty()
@@ -455,23 +517,41 @@ fn report(what: &str, corpus: &Corpus, expected: &[Reply], got: &[Reply]) -> boo
 struct ModelTarget {
     model: Model,
     sessions: Vec<Session>,
+    protocol: Protocol,
+}
+
+/// `HELLO 3`, sent first on every connection of a RESP3 run.
+fn hello3() -> Vec<Vec<u8>> {
+    vec![b"HELLO".to_vec(), b"3".to_vec()]
 }
 
 impl ModelTarget {
-    fn new() -> ModelTarget {
+    fn speaking(protocol: Protocol) -> ModelTarget {
         ModelTarget {
             model: Model::new(NodeConfig::standalone(MODEL_SEED)),
             sessions: Vec::new(),
+            protocol,
         }
     }
 
     fn exec(&mut self, now_ms: u64, client: usize, argv: &[Vec<u8>]) -> Reply {
         while self.sessions.len() <= client {
             let address = format!("127.0.0.1:{}", 40_000 + self.sessions.len());
-            let session = self.model.connect(&address);
+            let mut session = self.model.connect(&address);
+            if self.protocol == Protocol::Resp3 {
+                self.model.exec(now_ms, &mut session, &hello3());
+            }
             self.sessions.push(session);
         }
-        self.model.exec(now_ms, &mut self.sessions[client], argv)
+        let session = &mut self.sessions[client];
+        let reply = self.model.exec(now_ms, session, argv);
+        // Read back as the golden file holds it: a RESP3 run's golden text is RESP3, where
+        // both nulls are `_` (even from a connection that went back to RESP2); a RESP2 run's
+        // is RESP2 unless HELLO switched the connection to RESP3.
+        match self.protocol {
+            Protocol::Resp3 => as_received(reply, Protocol::Resp3),
+            Protocol::Resp2 => as_received(reply, session.resp),
+        }
     }
 }
 
@@ -479,13 +559,15 @@ impl ModelTarget {
 struct RedisTarget<'a> {
     server: &'a RedisServer,
     clients: Vec<RedisClient>,
+    protocol: Protocol,
 }
 
 impl<'a> RedisTarget<'a> {
-    fn new(server: &'a RedisServer) -> RedisTarget<'a> {
+    fn new(server: &'a RedisServer, protocol: Protocol) -> RedisTarget<'a> {
         RedisTarget {
             server,
             clients: Vec::new(),
+            protocol,
         }
     }
 
@@ -495,11 +577,22 @@ impl<'a> RedisTarget<'a> {
                 .server
                 .connect()
                 .unwrap_or_else(|error| panic!("{place}: cannot connect to Redis: {error}"));
+            let mut connection = connection;
+            if self.protocol == Protocol::Resp3 {
+                connection
+                    .command(&hello3())
+                    .unwrap_or_else(|error| panic!("{place}: HELLO 3 failed: {error}"));
+            }
             self.clients.push(connection);
         }
-        self.clients[client]
+        let reply = self.clients[client]
             .command(argv)
-            .unwrap_or_else(|error| panic!("{place}: real Redis failed: {error}"))
+            .unwrap_or_else(|error| panic!("{place}: real Redis failed: {error}"));
+        // A RESP3 run compares RESP3 text, where both nulls are `_` (see `ModelTarget`).
+        match self.protocol {
+            Protocol::Resp3 => as_received(reply, Protocol::Resp3),
+            Protocol::Resp2 => reply,
+        }
     }
 }
 
@@ -584,8 +677,8 @@ impl RealClock {
 }
 
 /// Runs a corpus on the model alone, the clock at `base_ms` plus the sleeps.
-fn run_on_model(corpus: &Corpus, base_ms: u64) -> Vec<Reply> {
-    let mut target = ModelTarget::new();
+fn run_on_model(corpus: &Corpus, base_ms: u64, protocol: Protocol) -> Vec<Reply> {
+    let mut target = ModelTarget::speaking(protocol);
     let mut now_ms = base_ms;
     let mut client = 0;
     let mut replies = Vec::new();
@@ -607,9 +700,10 @@ fn run_on_model(corpus: &Corpus, base_ms: u64) -> Vec<Reply> {
 fn run_live(
     corpus: &Corpus,
     server: &RedisServer,
+    protocol: Protocol,
     mut model: Option<&mut ModelTarget>,
 ) -> (u64, Vec<Reply>, Vec<Reply>) {
-    let mut redis = RedisTarget::new(server);
+    let mut redis = RedisTarget::new(server, protocol);
     let mut clock = RealClock::start();
     let mut client = 0;
     let mut redis_replies = Vec::new();
@@ -640,15 +734,25 @@ struct Golden {
     entries: Vec<(usize, String, Reply)>,
 }
 
-fn golden_path(corpus: &Corpus) -> PathBuf {
-    golden_dir().join(format!("{}.golden", corpus.name))
+/// Where a corpus's golden replies live: `tests/golden/<family>.golden` for RESP2,
+/// `tests/golden/resp3/<family>.golden` for connections that sent `HELLO 3`.
+fn golden_path(corpus: &Corpus, protocol: Protocol) -> PathBuf {
+    let dir = match protocol {
+        Protocol::Resp2 => golden_dir(),
+        Protocol::Resp3 => golden_dir().join("resp3"),
+    };
+    dir.join(format!("{}.golden", corpus.name))
 }
 
-fn write_golden(corpus: &Corpus, base_ms: u64, replies: &[Reply]) {
+fn write_golden(corpus: &Corpus, protocol: Protocol, base_ms: u64, replies: &[Reply]) {
     let mut out = String::new();
+    let how = match protocol {
+        Protocol::Resp2 => "",
+        Protocol::Resp3 => ", every connection after HELLO 3",
+    };
     writeln!(
         out,
-        "# Replies of real Redis 7.0.15 to tests/corpus/{}.redis. Generated: do not edit.\n\
+        "# Replies of real Redis 7.0.15 to tests/corpus/{}.redis{how}. Generated: do not edit.\n\
          # Re-record: RATELAB_RECORD=1 cargo test -p ratelab --test redis differential\n\
          base_ms {base_ms}",
         corpus.name
@@ -656,14 +760,16 @@ fn write_golden(corpus: &Corpus, base_ms: u64, replies: &[Reply]) {
     .expect("writing to a String");
     for (command, reply) in corpus.commands().zip(replies) {
         writeln!(out, "> {} {}", command.line, command.text).expect("writing to a String");
-        writeln!(out, "< {}", reply_text(reply)).expect("writing to a String");
+        writeln!(out, "< {}", golden_text(reply, protocol)).expect("writing to a String");
     }
-    std::fs::create_dir_all(golden_dir()).expect("tests/golden can be created");
-    std::fs::write(golden_path(corpus), out).expect("the golden file can be written");
+    let path = golden_path(corpus, protocol);
+    std::fs::create_dir_all(path.parent().expect("a golden file has a directory"))
+        .expect("tests/golden can be created");
+    std::fs::write(path, out).expect("the golden file can be written");
 }
 
-fn read_golden(corpus: &Corpus) -> Result<Golden, String> {
-    let path = golden_path(corpus);
+fn read_golden(corpus: &Corpus, protocol: Protocol) -> Result<Golden, String> {
+    let path = golden_path(corpus, protocol);
     let text = std::fs::read_to_string(&path).map_err(|error| {
         format!(
             "{}: {error} (record it with RATELAB_RECORD=1)",
@@ -706,7 +812,7 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
     let commands: Vec<&CorpusCommand> = corpus.commands().collect();
     if commands.len() != golden.entries.len() {
         return Err(format!(
-            "tests/golden/{}.golden has {} replies for {} commands: re-record it",
+            "the golden file of {} has {} replies for {} commands: re-record it",
             corpus.name,
             golden.entries.len(),
             commands.len()
@@ -715,7 +821,7 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
     for (command, (line, text, _)) in commands.iter().zip(&golden.entries) {
         if command.line != *line || command.text != *text {
             return Err(format!(
-                "tests/golden/{}.golden is stale at corpus line {}: re-record it",
+                "the golden file of {} is stale at corpus line {}: re-record it",
                 corpus.name, command.line
             ));
         }
@@ -726,8 +832,9 @@ fn golden_matches_corpus(corpus: &Corpus, golden: &Golden) -> Result<(), String>
 // ---------------------------------------------------------------------------------------------
 // The tests
 
-#[test]
-fn corpus_matches_golden_replies() {
+/// Records (with `RATELAB_RECORD=1`) and replays the golden replies of every corpus file in
+/// one protocol; panics listing every differing file.
+fn check_golden(protocol: Protocol) {
     let corpora = load_corpus();
     if std::env::var("RATELAB_RECORD").is_ok_and(|value| value == "1") {
         let _turn = real_redis_turn();
@@ -735,20 +842,29 @@ fn corpus_matches_golden_replies() {
             .unwrap_or_else(|error| panic!("record mode needs a real Redis: {error}"));
         let version = require_real_redis_7_0(&server, "record mode");
         visible(&format!("recording from redis-server {version}"));
-        for corpus in &corpora {
-            let (base_ms, replies, _) = run_live(corpus, &server, None);
-            write_golden(corpus, base_ms, &replies);
+        // `RATELAB_RECORD_FILES="resp3 lists"` re-records only those files.
+        let only = std::env::var("RATELAB_RECORD_FILES").unwrap_or_default();
+        let chosen = |corpus: &&Corpus| {
+            only.is_empty() || only.split_whitespace().any(|name| name == corpus.name)
+        };
+        for corpus in corpora.iter().filter(chosen) {
+            let (base_ms, replies, _) = run_live(corpus, &server, protocol, None);
+            write_golden(corpus, protocol, base_ms, &replies);
             visible(&format!(
-                "recorded tests/golden/{}.golden: {} replies",
-                corpus.name,
+                "recorded {}: {} replies",
+                golden_path(corpus, protocol).display(),
                 replies.len()
             ));
         }
     }
+    let what = match protocol {
+        Protocol::Resp2 => "golden",
+        Protocol::Resp3 => "golden, RESP3",
+    };
     let mut failed_files = Vec::new();
     let mut total = 0;
     for corpus in &corpora {
-        let golden = match read_golden(corpus).and_then(|golden| {
+        let golden = match read_golden(corpus, protocol).and_then(|golden| {
             golden_matches_corpus(corpus, &golden)?;
             Ok(golden)
         }) {
@@ -760,41 +876,62 @@ fn corpus_matches_golden_replies() {
             }
         };
         let expected: Vec<Reply> = golden.entries.into_iter().map(|entry| entry.2).collect();
-        let got = run_on_model(corpus, golden.base_ms);
+        let got = run_on_model(corpus, golden.base_ms, protocol);
         total += expected.len();
-        if !report("golden", corpus, &expected, &got) {
+        if !report(what, protocol, corpus, &expected, &got) {
             failed_files.push(corpus.name.as_str());
         }
     }
-    visible(&format!("corpus total: {total} commands"));
+    visible(&format!("corpus total ({what}): {total} commands"));
     assert!(
         failed_files.is_empty(),
-        "the model differs from the recorded Redis replies in {failed_files:?}: \
+        "the model differs from the recorded Redis replies ({what}) in {failed_files:?}: \
          every differing line is listed above"
     );
 }
 
 #[test]
-fn corpus_matches_live_redis() {
+fn corpus_matches_golden_replies() {
+    check_golden(Protocol::Resp2);
+}
+
+/// The same corpus with every connection in RESP3 (`HELLO 3` first), against replies real
+/// Redis gave in RESP3: maps, sets, doubles, nulls, verbatim strings, and scripts' replies.
+#[test]
+fn corpus_matches_golden_replies_resp3() {
+    check_golden(Protocol::Resp3);
+}
+
+fn check_live(protocol: Protocol, test_name: &str) {
     let _turn = real_redis_turn();
-    let Some(server) = real_redis_or_skip("corpus_matches_live_redis") else {
+    let Some(server) = real_redis_or_skip(test_name) else {
         return;
     };
     require_real_redis_7_0(&server, "the live comparison");
     let mut failed_files = Vec::new();
     let corpora = load_corpus();
     for corpus in &corpora {
-        let mut model = ModelTarget::new();
-        let (_, expected, got) = run_live(corpus, &server, Some(&mut model));
-        if !report("live", corpus, &expected, &got) {
+        let mut model = ModelTarget::speaking(protocol);
+        let (_, expected, got) = run_live(corpus, &server, protocol, Some(&mut model));
+        if !report("live", protocol, corpus, &expected, &got) {
             failed_files.push(corpus.name.as_str());
         }
     }
     assert!(
         failed_files.is_empty(),
-        "the model differs from live Redis in {failed_files:?}: every differing line is \
-         listed above"
+        "the model differs from live Redis ({protocol:?}) in {failed_files:?}: every \
+         differing line is listed above"
     );
+}
+
+#[test]
+fn corpus_matches_live_redis() {
+    check_live(Protocol::Resp2, "corpus_matches_live_redis");
+}
+
+#[test]
+fn corpus_matches_live_redis_resp3() {
+    check_live(Protocol::Resp3, "corpus_matches_live_redis_resp3");
 }
 
 /// A small deterministic generator for the mutations (splitmix64), so a failure replays.
@@ -894,12 +1031,30 @@ fn mutations(argv: &[Vec<u8>], mutator: &mut Mutator) -> Vec<Vec<Vec<u8>>> {
 
 #[test]
 fn mutated_corpus_commands_do_not_panic_the_model() {
+    mutate_corpora(Protocol::Resp2, &load_corpus());
+}
+
+/// The mutations again with every connection in RESP3, over the files whose commands build
+/// protocol-dependent replies (score pairs, maps, sets, scripts under `redis.setresp(3)`).
+#[test]
+fn mutated_corpus_commands_do_not_panic_the_model_resp3() {
+    let corpora: Vec<Corpus> = load_corpus()
+        .into_iter()
+        .filter(|corpus| ["hashes", "resp3", "scripting", "zsets"].contains(&corpus.name.as_str()))
+        .collect();
+    assert_eq!(corpora.len(), 4, "a RESP3 mutation corpus is missing");
+    mutate_corpora(Protocol::Resp3, &corpora);
+}
+
+/// Runs every corpus command and its mutations on the model, connections speaking
+/// `protocol`; fails listing every input that panicked.
+fn mutate_corpora(protocol: Protocol, corpora: &[Corpus]) {
     let mut mutator = Mutator { state: 7 };
     let mut panics = Vec::new();
     let mut executed = 0usize;
-    for corpus in &load_corpus() {
+    for corpus in corpora {
         // The real corpus runs alongside, so the mutations meet keys of every type.
-        let mut target = ModelTarget::new();
+        let mut target = ModelTarget::speaking(protocol);
         let mut now_ms = 1_700_000_000_000u64;
         let mut client = 0;
         // Inside a corpus transaction mutations would only be queued, and a rejected one
@@ -950,7 +1105,7 @@ fn mutated_corpus_commands_do_not_panic_the_model() {
                                 .collect::<Vec<_>>()
                         ));
                         // A panic may have left the model half-changed: start again.
-                        target = ModelTarget::new();
+                        target = ModelTarget::speaking(protocol);
                     }
                 }
             }
@@ -962,11 +1117,13 @@ fn mutated_corpus_commands_do_not_panic_the_model() {
                     "tests/corpus/{}.redis:{}: {}",
                     corpus.name, command.line, command.text
                 ));
-                target = ModelTarget::new();
+                target = ModelTarget::speaking(protocol);
             }
         }
     }
-    visible(&format!("mutations: {executed} commands run on the model"));
+    visible(&format!(
+        "mutations ({protocol:?}): {executed} commands run on the model"
+    ));
     assert!(
         panics.is_empty(),
         "{} inputs panicked the model:\n{}",

@@ -26,7 +26,8 @@ type TestResult = Result<(), Box<dyn Error + Send + Sync>>;
 
 /// Serves a fresh model on a free local port; the accept loop runs until the test's runtime
 /// ends. Returns the address and the model, so tests can look inside.
-async fn start_server() -> Result<(SocketAddr, SharedModel), Box<dyn Error + Send + Sync>> {
+pub(crate) async fn start_server() -> Result<(SocketAddr, SharedModel), Box<dyn Error + Send + Sync>>
+{
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let model: SharedModel = Arc::new(Mutex::new(Model::new(NodeConfig::standalone(11))));

@@ -4,7 +4,10 @@
 //!   mutation pass that must not panic the model.
 //! - `interop`: redis-cli, the `redis` crate and mini-redis's client against `ratelab serve`.
 //! - `real_redis`: the real-Redis backends (standalone and Cluster) and the scripts on them.
+//! - `resp3`: clients that speak RESP3 (redis-py 8 with its defaults, the `redis` crate with
+//!   `protocol=resp3`, `redis-cli -3`) against `ratelab serve`.
 
 mod differential;
 mod interop;
 mod real_redis;
+mod resp3;

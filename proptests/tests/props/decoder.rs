@@ -10,7 +10,9 @@
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use ratelab::model::{Limits, Reply};
-use ratelab::resp::codec::{encode_command, encode_reply, parse_command, parse_reply};
+use ratelab::resp::codec::{
+    Protocol, encode_command, encode_reply, encode_reply_as, parse_command, parse_reply,
+};
 
 /// One configuration for every property here: modest case counts (CI has two cores) and
 /// regressions kept in `decoder.regressions` beside this file.
@@ -48,6 +50,33 @@ fn reply_strategy() -> impl Strategy<Value = Reply> {
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop::collection::vec(inner, 0..6).prop_map(Reply::Array)
+    })
+}
+
+/// Replies with every RESP3 type. No `NilArray`: RESP3 has one null, which reads back as
+/// `Nil`.
+fn resp3_reply_strategy() -> impl Strategy<Value = Reply> {
+    let line = "[ -~]{0,20}";
+    let leaf = prop_oneof![
+        line.prop_map(Reply::Status),
+        line.prop_map(Reply::Error),
+        any::<i64>().prop_map(Reply::Integer),
+        prop::collection::vec(any::<u8>(), 0..24).prop_map(Reply::Bulk),
+        Just(Reply::Nil),
+        any::<bool>().prop_map(Reply::Bool),
+        any::<f64>()
+            .prop_filter("no NaN in replies", |value| !value.is_nan())
+            .prop_map(|value| Reply::Double(format!("{value}"))),
+        "-?[0-9]{1,40}".prop_map(Reply::BigNumber),
+        ("[a-z]{3}", prop::collection::vec(any::<u8>(), 0..24))
+            .prop_map(|(format, text)| Reply::Verbatim(format, text)),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Array),
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Reply::Set),
+            prop::collection::vec((inner.clone(), inner), 0..4).prop_map(Reply::Map),
+        ]
     })
 }
 
@@ -192,6 +221,42 @@ proptest! {
         for end in 0..=frame.len() {
             parse_everything(&frame[..end]);
         }
+    }
+
+    #[test]
+    fn mutated_resp3_replies_never_panic_at_any_prefix(
+        reply in resp3_reply_strategy(),
+        edits in prop::collection::vec(edit_strategy(), 1..4),
+    ) {
+        let mut frame = Vec::new();
+        encode_reply_as(&reply, Protocol::Resp3, &mut frame);
+        apply(&mut frame, &edits);
+        for end in 0..=frame.len() {
+            parse_everything(&frame[..end]);
+        }
+    }
+
+    #[test]
+    fn resp3_replies_parse_the_same_in_any_chunks(
+        replies in prop::collection::vec(resp3_reply_strategy(), 1..6),
+        points in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let mut wire = Vec::new();
+        for reply in &replies {
+            encode_reply_as(reply, Protocol::Resp3, &mut wire);
+        }
+        let limits = Limits::standard();
+        let whole = replies_streamed(&[&wire], &limits);
+        let chunked = replies_streamed(&split_at_points(&wire, &points), &limits);
+        prop_assert_eq!(&whole, &chunked);
+        prop_assert_eq!(whole, Ok(replies.clone()));
+        // RESP2 sees the same replies flattened, and reads back exactly the flattened form.
+        let mut flat = Vec::new();
+        for reply in &replies {
+            encode_reply_as(reply, Protocol::Resp2, &mut flat);
+        }
+        let flattened: Vec<Reply> = replies.into_iter().map(Reply::to_resp2).collect();
+        prop_assert_eq!(replies_streamed(&[&flat], &limits), Ok(flattened));
     }
 
     #[test]

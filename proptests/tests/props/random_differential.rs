@@ -10,7 +10,8 @@
 //! and three fields (strings and counters, TTLs, lists, hashes, sorted sets, key commands and
 //! a few EVALs). Each sequence runs on a real Redis (after FLUSHALL, on db 9) and on a fresh
 //! model, command by command; the first reply that differs fails the case, and proptest
-//! shrinks the sequence. The model's clock follows the wall clock, as the real server's does;
+//! shrinks the sequence. `random_sequences_agree_with_real_redis_resp3` runs the same with
+//! both connections in RESP3 (`HELLO 3` first). The model's clock follows the wall clock, as the real server's does;
 //! TTLs are whole seconds of at least 10, so nothing expires during a case, and TTL and
 //! EXPIRETIME replies are compared with a tolerance of one second.
 //!
@@ -25,8 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
-use ratelab::model::{Model, NodeConfig, Reply};
+use ratelab::model::{Limits, Model, NodeConfig, Reply};
 use ratelab::redis_server::{RedisClient, real_redis_or_skip};
+use ratelab::resp::codec::{Protocol, encode_reply_as, parse_reply};
 
 /// The keys every command draws from: few, so that commands collide on them.
 const KEYS: &[&str] = &["k1", "k2", "k3"];
@@ -380,6 +382,11 @@ fn scripts() -> Vec<BoxedStrategy<Op>> {
         "return {redis.call('exists', KEYS[1]), redis.call('type', KEYS[1]).ok}",
         "return redis.call('hgetall', KEYS[1])",
         "redis.call('set', KEYS[1], ARGV[1]) return redis.call('strlen', KEYS[1])",
+        // RESP3 inside the script: maps, doubles and score pairs handed to Lua and back.
+        "redis.setresp(3) return redis.call('hgetall', KEYS[1])",
+        "redis.setresp(3) return redis.call('zrange', KEYS[1], 0, -1, 'withscores')",
+        "redis.setresp(3) local v = redis.call('get', KEYS[1]) return {v == nil, v ~= false}",
+        "redis.setresp(3) return {redis.call('exists', KEYS[1]) == 1, redis.call('zscore', KEYS[1], ARGV[1])}",
     ];
     vec![
         (prop::sample::select(SCRIPTS), key(), value())
@@ -421,14 +428,35 @@ fn agree(compare: Compare, expected: &Reply, got: &Reply) -> bool {
     }
 }
 
-/// Runs one sequence on both sides; the first difference fails the case.
-fn run_case(redis: &mut RedisClient, ops: &[Op]) -> Result<(), TestCaseError> {
+/// A reply as a client speaking `protocol` reads it (in RESP3 both nulls are `_`).
+fn as_received(reply: &Reply, protocol: Protocol) -> Reply {
+    let mut bytes = Vec::new();
+    encode_reply_as(reply, protocol, &mut bytes);
+    match parse_reply(&bytes, &Limits::standard()) {
+        Ok(Some((reply, _))) => reply,
+        other => panic!("the model's reply does not parse back: {other:?}"),
+    }
+}
+
+/// `HELLO <version>`.
+fn hello(protocol: Protocol) -> Vec<Vec<u8>> {
+    let version = match protocol {
+        Protocol::Resp2 => b"2".to_vec(),
+        Protocol::Resp3 => b"3".to_vec(),
+    };
+    vec![b"HELLO".to_vec(), version]
+}
+
+/// Runs one sequence on both sides, each connection speaking `protocol`; the first
+/// difference fails the case.
+fn run_case(redis: &mut RedisClient, ops: &[Op], protocol: Protocol) -> Result<(), TestCaseError> {
     let flushed = redis
         .command(&["FLUSHALL"])
         .map_err(|error| TestCaseError::fail(format!("FLUSHALL on real Redis: {error}")))?;
     prop_assert_eq!(flushed, Reply::Status("OK".to_owned()));
     let mut model = Model::new(NodeConfig::standalone(1));
     let mut session = model.connect("127.0.0.1:1");
+    model.exec(wall_clock_ms(), &mut session, &hello(protocol));
     model.exec(
         wall_clock_ms(),
         &mut session,
@@ -439,7 +467,7 @@ fn run_case(redis: &mut RedisClient, ops: &[Op]) -> Result<(), TestCaseError> {
         let expected = redis
             .command(&argv)
             .map_err(|error| TestCaseError::fail(format!("real Redis at {op:?}: {error}")))?;
-        let got = model.exec(wall_clock_ms(), &mut session, &argv);
+        let got = as_received(&model.exec(wall_clock_ms(), &mut session, &argv), protocol);
         if !agree(op.compare, &expected, &got) {
             return Err(TestCaseError::fail(format!(
                 "command {index} ({op:?}): Redis answered {expected:?}, the model {got:?}"
@@ -449,12 +477,12 @@ fn run_case(redis: &mut RedisClient, ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-#[test]
-fn random_sequences_agree_with_real_redis() {
-    let Some(server) = real_redis_or_skip("random_sequences_agree_with_real_redis") else {
+fn check_random_sequences(test_name: &str, protocol: Protocol) {
+    let Some(server) = real_redis_or_skip(test_name) else {
         return;
     };
     let mut redis = server.connect().expect("connect to the real Redis");
+    redis.command(&hello(protocol)).expect("HELLO");
     let selected = redis.command(&["SELECT", "9"]).expect("SELECT 9");
     assert_eq!(selected, Reply::Status("OK".to_owned()));
     let cases = std::env::var("PROPTEST_CASES")
@@ -471,12 +499,26 @@ fn random_sequences_agree_with_real_redis() {
     // The runner takes an `Fn`; the one connection is reused by every case.
     let redis = RefCell::new(redis);
     let outcome = runner.run(&prop::collection::vec(any_op(), 1..=40), |ops| {
-        run_case(&mut redis.borrow_mut(), &ops)
+        run_case(&mut redis.borrow_mut(), &ops, protocol)
     });
     // The server is dropped (and killed) before the assertion can unwind past it anyway.
     drop(redis);
     drop(server);
     if let Err(failure) = outcome {
-        panic!("the model differs from real Redis: {failure}");
+        panic!("the model differs from real Redis ({protocol:?}): {failure}");
     }
+}
+
+#[test]
+fn random_sequences_agree_with_real_redis() {
+    check_random_sequences("random_sequences_agree_with_real_redis", Protocol::Resp2);
+}
+
+/// The same grammar with both connections in RESP3 (`HELLO 3`).
+#[test]
+fn random_sequences_agree_with_real_redis_resp3() {
+    check_random_sequences(
+        "random_sequences_agree_with_real_redis_resp3",
+        Protocol::Resp3,
+    );
 }

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use super::{arg_i64, is_opt, len_reply as int, read_as};
 use crate::model::command::{DENYOOM, FAST, Handler, RANDOM, READONLY, Spec, WRITE};
 use crate::model::db::{Entry, Value};
-use crate::model::reply::{Reply, bulk, err, msg, ok, wrong_arity};
+use crate::model::reply::{Protocol, Reply, bulk, err, msg, ok, wrong_arity};
 use crate::model::{Core, Ctx};
 use crate::model::{longdouble, num};
 
@@ -207,7 +207,7 @@ fn hexists(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     }
 }
 
-/// HGETALL, HKEYS and HVALS: the hash's fields and/or values in order.
+/// HKEYS and HVALS: the hash's fields or values in order.
 fn listing(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], fields: bool, values: bool) -> Reply {
     match read_hash(core, ctx, &argv[1]) {
         Err(reply) => reply,
@@ -227,8 +227,17 @@ fn listing(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], fields: bool, value
     }
 }
 
+/// HGETALL: a map in RESP3 (a flat array in RESP2).
 fn hgetall(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
-    listing(core, ctx, argv, true, true)
+    match read_hash(core, ctx, &argv[1]) {
+        Err(reply) => reply,
+        Ok(None) => Reply::Map(Vec::new()),
+        Ok(Some(hash)) => Reply::Map(
+            hash.iter()
+                .map(|(field, value)| (bulk(field), bulk(value)))
+                .collect(),
+        ),
+    }
 }
 
 fn hkeys(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
@@ -361,13 +370,16 @@ fn hrandfield(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
         let wanted = usize::try_from(count).unwrap_or(usize::MAX);
         distinct_sorted_indices(core, size, wanted)
     };
+    let resp = ctx.resp;
     let hash = stored_hash(core, ctx, &argv[1]);
     let mut items = Vec::with_capacity(picks.len() * 2);
     for index in picks {
         let (field, value) = hash.get_index(index).expect("below the length");
-        items.push(bulk(field));
-        if with_values {
-            items.push(bulk(value));
+        match (with_values, resp) {
+            (false, _) => items.push(bulk(field)),
+            // RESP3: `[field, value]` pairs; RESP2: flat.
+            (true, Protocol::Resp3) => items.push(Reply::Array(vec![bulk(field), bulk(value)])),
+            (true, Protocol::Resp2) => items.extend([bulk(field), bulk(value)]),
         }
     }
     Reply::Array(items)

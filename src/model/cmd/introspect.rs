@@ -8,7 +8,7 @@
 use super::{arg_i64, is_opt};
 use crate::model::command::{self, Spec};
 use crate::model::db::Value;
-use crate::model::reply::{Reply, bulk, bulks, err, ok, wrong_arity};
+use crate::model::reply::{Protocol, Reply, bulk, bulks, err, map, ok, verbatim_txt, wrong_arity};
 use crate::model::{Core, Ctx, Model, Session, cluster, num};
 
 /// `ERR unknown subcommand 'x'. Try CONFIG HELP.`, with the subcommand as the client sent it.
@@ -84,7 +84,7 @@ pub fn info(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
             sections.push(info_section(core, ctx, name));
         }
     }
-    bulk(sections.join("\r\n"))
+    verbatim_txt(sections.join("\r\n"))
 }
 
 fn info_section(core: &Core, ctx: &Ctx, name: &str) -> String {
@@ -280,12 +280,9 @@ fn config_get(core: &Core, patterns: &[Vec<u8>]) -> Reply {
         }
     }
     names.sort();
-    let mut items = Vec::with_capacity(names.len() * 2);
-    for name in names {
-        items.push(bulk(name));
-        items.push(bulk(&core.params[name]));
-    }
-    Reply::Array(items)
+    map(names
+        .into_iter()
+        .map(|name| (bulk(name), bulk(&core.params[name]))))
 }
 
 /// Parameters CONFIG SET refuses to change at run time.
@@ -528,9 +525,8 @@ pub fn client(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Ve
                 _ => Reply::Nil,
             }
         }),
-        "info" => {
-            sub_arity(argv.len(), 2, "client|info").map(|()| bulk(client_line(core, session.id)))
-        }
+        "info" => sub_arity(argv.len(), 2, "client|info")
+            .map(|()| verbatim_txt(client_line(core, session.id))),
         "list" => sub_arity(argv.len(), -2, "client|list").map(|()| client_list(core, &argv[2..])),
         "no-evict" | "no-touch" | "reply" => {
             sub_arity(argv.len(), 3, &format!("client|{sub}")).map(|()| ok())
@@ -549,7 +545,7 @@ fn session_id(session: &Session) -> i64 {
 fn client_line(core: &Core, id: u64) -> String {
     let info = core.clients.get(&id).cloned().unwrap_or_default();
     format!(
-        "id={id} addr={} laddr=127.0.0.1:{} fd=8 name={} age=0 idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=16384 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
+        "id={id} addr={} laddr=127.0.0.1:{} fd=8 name={} age=0 idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=16384 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
         info.addr,
         core.config.port,
         String::from_utf8_lossy(&info.name),
@@ -558,6 +554,10 @@ fn client_line(core: &Core, id: u64) -> String {
             "NULL"
         } else {
             &info.last_command
+        },
+        match info.resp {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
         },
     )
 }
@@ -593,16 +593,19 @@ fn client_list(core: &Core, filters: &[Vec<u8>]) -> Reply {
         _ => return err(crate::model::reply::msg::SYNTAX),
     }
     let text: String = ids.into_iter().map(|id| client_line(core, id)).collect();
-    bulk(text)
+    verbatim_txt(text)
 }
 
-/// HELLO [protover [SETNAME name]]: RESP2 only. A request for RESP3 is refused with Redis's
-/// NOPROTO error, which clients take as "stay on RESP2".
+/// HELLO [protover [AUTH username password] [SETNAME name]]: switches the connection to
+/// RESP2 or RESP3 and describes the server. There are no ACL users: `default` has no password
+/// (any password is accepted, as with Redis's `nopass`), any other user is refused.
 pub fn hello(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Vec<u8>]) -> Reply {
     let mut position = 1;
+    let mut protocol = None;
     if let Some(version) = argv.get(1) {
         match crate::model::num::parse_i64(version) {
-            Some(2) => {}
+            Some(2) => protocol = Some(Protocol::Resp2),
+            Some(3) => protocol = Some(Protocol::Resp3),
             Some(_) => return err("NOPROTO unsupported protocol version"),
             None => return err("ERR Protocol version is not an integer or out of range"),
         }
@@ -610,7 +613,12 @@ pub fn hello(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Vec
     }
     while position < argv.len() {
         let option = &argv[position];
-        if is_opt(option, "setname") && position + 1 < argv.len() {
+        if is_opt(option, "auth") && position + 2 < argv.len() {
+            if !argv[position + 1].eq_ignore_ascii_case(b"default") {
+                return err("WRONGPASS invalid username-password pair or user is disabled.");
+            }
+            position += 3;
+        } else if is_opt(option, "setname") && position + 1 < argv.len() {
             let name = &argv[position + 1];
             if name.iter().any(|byte| !(b'!'..=b'~').contains(byte)) {
                 return err(
@@ -621,8 +629,6 @@ pub fn hello(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Vec
                 info.name.clone_from(name);
             }
             position += 2;
-        } else if is_opt(option, "auth") && position + 2 < argv.len() {
-            position += 3;
         } else {
             return err(format!(
                 "ERR Syntax error in HELLO option '{}'",
@@ -630,26 +636,29 @@ pub fn hello(model: &mut Model, session: &mut Session, _now_ms: u64, argv: &[Vec
             ));
         }
     }
+    if let Some(protocol) = protocol {
+        session.resp = protocol;
+        if let Some(info) = model.core.clients.get_mut(&session.id) {
+            info.resp = protocol;
+        }
+    }
     let mode = if model.core.config.cluster.is_some() {
         "cluster"
     } else {
         "standalone"
     };
-    Reply::Array(vec![
-        bulk("server"),
-        bulk("redis"),
-        bulk("version"),
-        bulk("7.0.15"),
-        bulk("proto"),
-        Reply::Integer(2),
-        bulk("id"),
-        Reply::Integer(session_id(session)),
-        bulk("mode"),
-        bulk(mode),
-        bulk("role"),
-        bulk("master"),
-        bulk("modules"),
-        Reply::Array(Vec::new()),
+    let proto = match session.resp {
+        Protocol::Resp2 => 2,
+        Protocol::Resp3 => 3,
+    };
+    map([
+        (bulk("server"), bulk("redis")),
+        (bulk("version"), bulk("7.0.15")),
+        (bulk("proto"), Reply::Integer(proto)),
+        (bulk("id"), Reply::Integer(session_id(session))),
+        (bulk("mode"), bulk(mode)),
+        (bulk("role"), bulk("master")),
+        (bulk("modules"), Reply::Array(Vec::new())),
     ])
 }
 
@@ -674,14 +683,9 @@ pub fn command_cmd(_core: &mut Core, _ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply 
         }),
         // Documentation is not modelled: every known command answers with an empty doc map,
         // which redis-cli accepts (it only loses its hints).
-        "docs" => Ok(Reply::Array(
-            command::all()
-                .filter(|spec| {
-                    argv.len() == 2 || argv[2..].iter().any(|name| is_opt(name, spec.name))
-                })
-                .flat_map(|spec| [bulk(spec.name), Reply::Array(Vec::new())])
-                .collect(),
-        )),
+        "docs" => Ok(map(command::all()
+            .filter(|spec| argv.len() == 2 || argv[2..].iter().any(|name| is_opt(name, spec.name)))
+            .map(|spec| (bulk(spec.name), Reply::Map(Vec::new()))))),
         "list" => Ok(bulks(command::all().map(|spec| spec.name))),
         "getkeys" => {
             sub_arity(argv.len(), -3, "command|getkeys").map(|()| match command::lookup(&argv[2]) {
@@ -722,13 +726,14 @@ fn command_info(spec: &Spec) -> Reply {
     Reply::Array(vec![
         bulk(spec.name),
         Reply::Integer(i64::from(spec.arity)),
-        Reply::Array(flags),
+        Reply::Set(flags),
         Reply::Integer(i64::from(spec.first_key)),
         Reply::Integer(i64::from(spec.last_key)),
         Reply::Integer(i64::from(spec.step)),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
+        // ACL categories, tips, key specs (Redis 7.0 sends these three as sets), subcommands.
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
         Reply::Array(Vec::new()),
     ])
 }
@@ -1017,33 +1022,51 @@ mod tests {
     }
 
     #[test]
-    fn hello_speaks_resp2_only() {
-        check(&[
-            ("HELLO 3", error("NOPROTO unsupported protocol version")),
+    fn hello_switches_the_protocol_of_its_session_only() {
+        // Goal: HELLO 3 makes this session RESP3 (maps stay maps), HELLO 2 flattens again,
+        // AUTH accepts only the password-less `default` user, errors change nothing.
+        let hello = |proto: i64, name: &str| {
+            Reply::Map(vec![
+                (bulk("server"), bulk("redis")),
+                (bulk("version"), bulk("7.0.15")),
+                (bulk("proto"), Reply::Integer(proto)),
+                (bulk("id"), Reply::Integer(1)),
+                (bulk("mode"), bulk(name)),
+                (bulk("role"), bulk("master")),
+                (bulk("modules"), Reply::Array(vec![])),
+            ])
+        };
+        let model = check(&[
+            ("HELLO 4", error("NOPROTO unsupported protocol version")),
             (
                 "HELLO foo",
                 error("ERR Protocol version is not an integer or out of range"),
             ),
+            ("HELLO 2", hello(2, "standalone").to_resp2()),
             (
-                "HELLO 2",
-                Reply::Array(vec![
-                    bulk("server"),
-                    bulk("redis"),
-                    bulk("version"),
-                    bulk("7.0.15"),
-                    bulk("proto"),
-                    Reply::Integer(2),
-                    bulk("id"),
-                    Reply::Integer(1),
-                    bulk("mode"),
-                    bulk("standalone"),
-                    bulk("role"),
-                    bulk("master"),
-                    bulk("modules"),
-                    Reply::Array(vec![]),
-                ]),
+                "HELLO 3 AUTH bob pw",
+                error("WRONGPASS invalid username-password pair or user is disabled."),
             ),
+            (
+                "HELLO 3 AUTH",
+                error("ERR Syntax error in HELLO option 'AUTH'"),
+            ),
+            ("HSET h f v", Reply::Integer(1)),
+            ("HGETALL h", bulks(&["f", "v"])),
+            (
+                "HELLO 3 AUTH default pw SETNAME app",
+                hello(3, "standalone"),
+            ),
+            ("HGETALL h", Reply::Map(vec![(bulk("f"), bulk("v"))])),
+            ("CLIENT GETNAME", bulk("app")),
+            ("HELLO", hello(3, "standalone")),
+            ("HELLO 2", hello(2, "standalone").to_resp2()),
+            ("HGETALL h", bulks(&["f", "v"])),
         ]);
+        let mut model = model;
+        let mut other = model.connect("b");
+        let argv = vec![b"HGETALL".to_vec(), b"h".to_vec()];
+        assert_eq!(model.exec(1_000, &mut other, &argv), bulks(&["f", "v"]));
     }
 
     #[test]

@@ -244,6 +244,7 @@ fn watch(model: &mut Model, session: &mut Session, now_ms: u64, argv: &[Vec<u8>]
         db: session.db,
         in_script: false,
         client_id: session.id,
+        resp: session.resp,
     };
     for key in &argv[1..] {
         model.core.watch(&ctx, session, key);
@@ -266,9 +267,12 @@ fn reset(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8
     session.multi = None;
     session.multi_failed = false;
     session.db = 0;
+    // RESET returns the connection to RESP2, as Redis does.
+    session.resp = crate::model::reply::Protocol::Resp2;
     if let Some(info) = model.core.clients.get_mut(&session.id) {
         info.db = 0;
         info.name.clear();
+        info.resp = session.resp;
     }
     Reply::Status("RESET".to_owned())
 }

@@ -13,7 +13,7 @@ use super::{arg_i64, len_reply as int, read_as};
 use crate::model::command::{DENYOOM, FAST, Handler, RANDOM, READONLY, Spec, WRITE};
 use crate::model::db::{Entry, Value};
 use crate::model::num;
-use crate::model::reply::{Reply, bulk, bulks, err, msg};
+use crate::model::reply::{Reply, bulk, err, msg};
 use crate::model::{Core, Ctx};
 
 use super::hashes::{RANDOM_REPEATS_MAX, distinct_sorted_indices};
@@ -173,9 +173,18 @@ fn srem(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
 fn smembers(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     match read_set(core, ctx, &argv[1]) {
         Err(reply) => reply,
-        Ok(None) => Reply::Array(Vec::new()),
-        Ok(Some(set)) => bulks(set),
+        Ok(None) => Reply::Set(Vec::new()),
+        Ok(Some(set)) => set_reply(set),
     }
+}
+
+/// Members as RESP3's set type (an array in RESP2).
+fn set_reply<I, B>(members: I) -> Reply
+where
+    I: IntoIterator<Item = B>,
+    B: AsRef<[u8]>,
+{
+    Reply::Set(members.into_iter().map(bulk).collect())
 }
 
 fn sismember(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
@@ -230,12 +239,12 @@ fn spop(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
     let size = // An empty set is never stored; treating one as absent keeps random_below's bound positive.
         match write_set(core, ctx, key).map(|found| found.filter(|set| !set.is_empty())) {
         Err(reply) => return reply,
-        Ok(None) if count.is_some() => return Reply::Array(Vec::new()),
+        Ok(None) if count.is_some() => return Reply::Set(Vec::new()),
         Ok(None) => return Reply::Nil,
         Ok(Some(set)) => set.len(),
     };
     let reply = match count {
-        Some(0) => return Reply::Array(Vec::new()),
+        Some(0) => return Reply::Set(Vec::new()),
         None => {
             let index = core.random_below(size);
             let Ok(Some(set)) = write_set(core, ctx, key) else {
@@ -251,7 +260,7 @@ fn spop(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
             else {
                 unreachable!("the set was just found");
             };
-            bulks(set)
+            set_reply(set)
         }
         Some(count) => {
             let mut popped = Vec::with_capacity(count);
@@ -262,7 +271,7 @@ fn spop(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {
                 };
                 popped.push(bulk(take_index(set, index)));
             }
-            Reply::Array(popped)
+            Reply::Set(popped)
         }
     };
     core.db(ctx).remove_if_empty(key);
@@ -436,11 +445,11 @@ fn combine(sets: &[Option<&Set>], how: Combine) -> Vec<Vec<u8>> {
     }
 }
 
-/// SINTER, SUNION, SDIFF: the members as an array.
+/// SINTER, SUNION, SDIFF: the members as a set.
 fn combine_reply(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], how: Combine) -> Reply {
     match gather(core, ctx, &argv[1..]) {
         Err(reply) => reply,
-        Ok(sets) => bulks(combine(&sets, how)),
+        Ok(sets) => set_reply(combine(&sets, how)),
     }
 }
 

@@ -11,7 +11,7 @@ use super::{is_opt, len_reply as int, read_as, write_as};
 use crate::model::command::{DENYOOM, FAST, Handler, READONLY, Spec, WRITE};
 use crate::model::db::Value;
 use crate::model::num;
-use crate::model::reply::{Reply, bulk, err, msg};
+use crate::model::reply::{Protocol, Reply, bulk, err, msg};
 use crate::model::zset::{LexRange, ScoreRange, ZSet};
 use crate::model::{Core, Ctx};
 
@@ -72,7 +72,7 @@ pub static COMMANDS: &[Spec] = &[
 
 /// A score as Redis replies it.
 fn score_reply(score: f64) -> Reply {
-    bulk(num::format_g17(score))
+    crate::model::reply::double(score)
 }
 
 /// The sorted set under `key` for reading (counts a hit or miss): `Ok(None)` if absent.
@@ -470,15 +470,12 @@ fn range_generic(
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(zset)) => zset,
     };
+    let resp = ctx.resp;
     let emit = |items: &mut dyn Iterator<Item = (&[u8], f64)>| {
-        let mut out = Vec::new();
-        for (member, score) in items {
-            out.push(bulk(member));
-            if with_scores {
-                out.push(score_reply(score));
-            }
+        if with_scores {
+            return scored(items.map(|(member, score)| (bulk(member), score)), resp);
         }
-        Reply::Array(out)
+        Reply::Array(items.map(|(member, _)| bulk(member)).collect())
     };
     // A negative offset walks off the end in Redis's loop; a negative limit means no limit.
     let skip = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -600,17 +597,39 @@ fn pop_generic(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>], highest: bool) 
         Ok(None) => return Reply::Array(Vec::new()),
         Ok(Some(zset)) => zset,
     };
-    let mut items = Vec::new();
+    let mut popped = Vec::new();
     for _ in 0..count.min(zset.len()) {
         let (member, score) = zset.pop(highest).expect("below the length");
-        items.push(bulk(member));
-        items.push(score_reply(score));
+        popped.push((bulk(member), score));
     }
-    if !items.is_empty() {
+    if !popped.is_empty() {
         core.db(ctx).remove_if_empty(key);
         core.signal_modified(ctx.db, key);
     }
-    Reply::Array(items)
+    // Without a count Redis 7.0 answers one flat pair even in RESP3.
+    let resp = if argv.len() == 3 {
+        ctx.resp
+    } else {
+        Protocol::Resp2
+    };
+    scored(popped.into_iter(), resp)
+}
+
+/// Members with their scores: `[member, score, ...]` in RESP2, `[[member, score], ...]` in
+/// RESP3 (Redis 7.0's WITHSCORES and ZPOPMIN/ZPOPMAX with a count).
+pub(crate) fn scored(items: impl Iterator<Item = (Reply, f64)>, resp: Protocol) -> Reply {
+    match resp {
+        Protocol::Resp2 => Reply::Array(
+            items
+                .flat_map(|(member, score)| [member, score_reply(score)])
+                .collect(),
+        ),
+        Protocol::Resp3 => Reply::Array(
+            items
+                .map(|(member, score)| Reply::Array(vec![member, score_reply(score)]))
+                .collect(),
+        ),
+    }
 }
 
 fn zpopmin(core: &mut Core, ctx: &mut Ctx, argv: &[Vec<u8>]) -> Reply {

@@ -9,7 +9,7 @@ use super::convert::{
 };
 use super::errors::{api_error, error_field, table_error, where_error};
 use crate::model::command;
-use crate::model::reply::Reply;
+use crate::model::reply::{Protocol, Reply};
 
 /// Redis's version as `redis.REDIS_VERSION` and `redis.REDIS_VERSION_NUM` report it.
 const REDIS_VERSION: &str = "7.0.15";
@@ -20,15 +20,15 @@ fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> mlua::Result<Either<S
     let (line, ignore_stats) = match lua_args_to_argv(&args) {
         Err(message) => (error_field(message), false),
         Ok(argv) => {
-            let outcome = {
+            let (outcome, resp) = {
                 let mut run = lua
                     .app_data_mut::<Run>()
                     .expect("the run state is installed when the engine starts");
-                run.execute(&argv)
+                (run.execute(&argv), run.ctx.resp)
             };
             match outcome {
                 Ok(Reply::Error(line)) => (error_field(&format!("-{line}")), true),
-                Ok(reply) => return reply_to_lua(lua, reply),
+                Ok(reply) => return reply_to_lua(lua, reply, resp),
                 Err(message) => (error_field(&message), true),
             }
         }
@@ -181,17 +181,25 @@ pub(super) fn create_redis_table(lua: &Lua) -> mlua::Result<Table> {
     redis.raw_set("REDIS_VERSION", REDIS_VERSION)?;
     redis.raw_set(
         "setresp",
-        lua.create_function(|_, args: Variadic<Value>| {
+        lua.create_function(|lua, args: Variadic<Value>| {
             if args.len() != 1 {
                 return Err(api_error("redis.setresp() requires one argument."));
             }
-            match arg_number(&args, 0).map(lua_number_to_integer) {
-                Some(2) => Ok(()),
-                Some(3) => Err(api_error(
-                    "RESP3 is not supported by the model, only redis.setresp(2)",
-                )),
-                _ => Err(api_error("RESP version must be 2 or 3.")),
+            let resp = match arg_number(&args, 0).map(lua_number_to_integer) {
+                Some(2) => Protocol::Resp2,
+                Some(3) => Protocol::Resp3,
+                _ => return Err(api_error("RESP version must be 2 or 3.")),
+            };
+            let mut run = lua
+                .app_data_mut::<Run>()
+                .expect("the run state is installed when the engine starts");
+            if run.core.is_none() {
+                return Err(api_error(
+                    "redis.setresp can only be called inside a script invocation",
+                ));
             }
+            run.ctx.resp = resp;
+            Ok(())
         })?,
     )?;
     redis.raw_set(

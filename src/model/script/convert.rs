@@ -4,7 +4,7 @@ use mlua::{Either, Lua, MultiValue, Table, Value};
 
 use super::errors::error_field;
 use super::tag;
-use crate::model::reply::{Reply, err, sanitize};
+use crate::model::reply::{Protocol, Reply, double, err, sanitize};
 
 /// How deep a script's returned tables are converted before the reply ends in an error.
 pub(super) const REPLY_DEPTH_MAX: usize = 200;
@@ -121,17 +121,30 @@ pub(super) fn lua_number_to_integer(number: f64) -> i64 {
     }
 }
 
-/// A command reply as Lua sees it from `redis.call`. UTF-8 bulk strings (nearly all) stay a
-/// Rust `String`, which mlua pushes straight onto the Lua stack (no registry handle made and
-/// dropped); the Lua string is the same either way.
-pub(super) fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Either<String, Value>> {
+/// A command reply as Lua sees it from `redis.call`, under the script's protocol
+/// (`redis.setresp`). UTF-8 bulk strings (nearly all) stay a Rust `String`, which mlua pushes
+/// straight onto the Lua stack (no registry handle made and dropped); the Lua string is the
+/// same either way.
+pub(super) fn reply_to_lua(
+    lua: &Lua,
+    reply: Reply,
+    resp: Protocol,
+) -> mlua::Result<Either<String, Value>> {
+    let reply = if resp == Protocol::Resp2 && !reply.is_resp2() {
+        reply.to_resp2()
+    } else {
+        reply
+    };
     Ok(Either::Right(match reply {
         Reply::Integer(integer) => Value::Number(integer as f64),
         Reply::Bulk(bytes) => match String::from_utf8(bytes) {
             Ok(text) => return Ok(Either::Left(text)),
             Err(error) => Value::String(lua.create_string(error.into_bytes())?),
         },
-        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        // RESP2's null is `false`; RESP3's is `nil`.
+        Reply::Nil | Reply::NilArray if resp == Protocol::Resp2 => Value::Boolean(false),
+        Reply::Nil | Reply::NilArray => Value::Nil,
+        Reply::Bool(value) => Value::Boolean(value),
         // One call builds the table (sized for one field, as before).
         Reply::Status(status) => Value::Table(lua.create_table_from([("ok", status)])?),
         Reply::Error(line) => {
@@ -140,15 +153,73 @@ pub(super) fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<Either<Strin
             table.raw_set("ignore_error_stats_update", true)?;
             Value::Table(table)
         }
-        Reply::Array(items) => {
+        Reply::Array(items) if resp == Protocol::Resp2 => {
             let items = items
                 .into_iter()
-                .map(|item| reply_to_lua(lua, item))
+                .map(|item| reply_to_lua(lua, item, resp))
                 .collect::<mlua::Result<Vec<_>>>()?;
             // Sized for the items, as `create_table_with_capacity(len, 0)`, and filled in one go.
             Value::Table(lua.create_sequence_from(items)?)
         }
+        other => Value::Table(resp3_table(lua, other)?),
     }))
+}
+
+/// The table a RESP3-only reply (or an array that may hold nulls) becomes in Lua, as Redis
+/// 7.0's `redisProtocolToLuaType`: `{map={...}}`, `{set={member=true}}`, `{double=n}`,
+/// `{big_number=s}`, `{verbatim_string={format=f, string=s}}`; a boolean is a Lua boolean.
+fn resp3_table(lua: &Lua, reply: Reply) -> mlua::Result<Table> {
+    let value = |reply: Reply| -> mlua::Result<Value> {
+        Ok(match reply_to_lua(lua, reply, Protocol::Resp3)? {
+            Either::Left(text) => Value::String(lua.create_string(text)?),
+            Either::Right(value) => value,
+        })
+    };
+    let wrap = |name: &str, inner: Value| lua.create_table_from([(name, inner)]);
+    match reply {
+        Reply::Array(items) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.into_iter().enumerate() {
+                // A null item leaves a hole, as `lua_settable` with nil does.
+                table.raw_set(index + 1, value(item)?)?;
+            }
+            Ok(table)
+        }
+        Reply::Map(pairs) => {
+            let inner = lua.create_table_with_capacity(0, pairs.len())?;
+            for (field, item) in pairs {
+                inner.raw_set(value(field)?, value(item)?)?;
+            }
+            wrap("map", Value::Table(inner))
+        }
+        Reply::Set(items) => {
+            let inner = lua.create_table_with_capacity(0, items.len())?;
+            for item in items {
+                inner.raw_set(value(item)?, true)?;
+            }
+            wrap("set", Value::Table(inner))
+        }
+        Reply::Double(text) => {
+            let number = crate::model::num::parse_f64(text.as_bytes()).unwrap_or(f64::NAN);
+            wrap("double", Value::Number(number))
+        }
+        Reply::BigNumber(text) => wrap("big_number", Value::String(lua.create_string(text)?)),
+        Reply::Verbatim(format, text) => {
+            let inner = lua.create_table_with_capacity(0, 2)?;
+            inner.raw_set("string", lua.create_string(text)?)?;
+            inner.raw_set("format", lua.create_string(format)?)?;
+            wrap("verbatim_string", Value::Table(inner))
+        }
+        Reply::Bool(_)
+        | Reply::Integer(_)
+        | Reply::Bulk(_)
+        | Reply::Status(_)
+        | Reply::Error(_)
+        | Reply::Nil
+        | Reply::NilArray => {
+            unreachable!("reply_to_lua converts the plain types itself")
+        }
+    }
 }
 
 pub(super) fn lossy(bytes: &[u8]) -> String {
@@ -186,18 +257,20 @@ impl ReplyFields {
     }
 }
 
-/// A script's return value as the reply Redis sends (RESP2 rules).
-fn lua_to_reply(value: &Value, depth: usize, fields: &ReplyFields) -> Reply {
+/// A script's return value as the reply Redis sends, `resp` being the script's protocol
+/// when it returned (it decides only what a Lua boolean becomes).
+fn lua_to_reply(value: &Value, depth: usize, fields: &ReplyFields, resp: Protocol) -> Reply {
     if depth > REPLY_DEPTH_MAX {
         return err("ERR reached lua stack limit");
     }
     match value {
         Value::String(text) => Reply::Bulk(text.as_bytes().to_vec()),
+        Value::Boolean(flag) if resp == Protocol::Resp3 => Reply::Bool(*flag),
         Value::Boolean(true) => Reply::Integer(1),
         Value::Boolean(false) => Reply::Nil,
         Value::Number(number) => Reply::Integer(lua_number_to_integer(*number)),
         Value::Integer(integer) => Reply::Integer(*integer),
-        Value::Table(table) => table_to_reply(table, depth, fields).unwrap_or_else(|error| {
+        Value::Table(table) => table_to_reply(table, depth, fields, resp).unwrap_or_else(|error| {
             err(sanitize(&format!(
                 "ERR Error converting the script's reply: {error}"
             )))
@@ -206,44 +279,58 @@ fn lua_to_reply(value: &Value, depth: usize, fields: &ReplyFields) -> Reply {
     }
 }
 
-fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Result<Reply> {
+/// The three-letter format of a verbatim reply: Redis copies exactly three bytes.
+fn verbatim_format(format: &[u8]) -> String {
+    lossy(&format[..format.len().min(3)])
+}
+
+fn table_to_reply(
+    table: &Table,
+    depth: usize,
+    fields: &ReplyFields,
+    resp: Protocol,
+) -> mlua::Result<Reply> {
     if let Value::String(line) = table.raw_get::<Value>(&fields.err)? {
         return Ok(Reply::Error(sanitize(&lossy(&line.as_bytes()))));
     }
     if let Value::String(status) = table.raw_get::<Value>(&fields.ok)? {
         return Ok(Reply::Status(sanitize(&lossy(&status.as_bytes()))));
     }
-    if let Some(double) = as_number(&table.raw_get::<Value>(&fields.double)?) {
-        // RESP2 sends a double as a bulk string in `%.17g`.
-        return Ok(Reply::Bulk(format_g17(double).into_bytes()));
+    if let Some(number) = as_number(&table.raw_get::<Value>(&fields.double)?) {
+        return Ok(double(number));
     }
     if let Value::String(big) = table.raw_get::<Value>(&fields.big_number)? {
-        return Ok(Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()));
+        return Ok(Reply::BigNumber(sanitize(&lossy(&big.as_bytes()))));
     }
     if let Value::Table(verbatim) = table.raw_get::<Value>(&fields.verbatim_string)?
-        && let (Value::String(_), Value::String(text)) = (
+        && let (Value::String(format), Value::String(text)) = (
             verbatim.raw_get::<Value>(&fields.format)?,
             verbatim.raw_get::<Value>(&fields.string)?,
         )
     {
-        return Ok(Reply::Bulk(text.as_bytes().to_vec()));
+        return Ok(Reply::Verbatim(
+            verbatim_format(&format.as_bytes()),
+            text.as_bytes().to_vec(),
+        ));
     }
     if let Value::Table(map) = table.raw_get::<Value>(&fields.map)? {
-        let mut items = Vec::new();
+        let mut pairs = Vec::new();
         for pair in map.pairs::<Value, Value>() {
             let (key, value) = pair?;
-            items.push(lua_to_reply(&key, depth + 1, fields));
-            items.push(lua_to_reply(&value, depth + 1, fields));
+            pairs.push((
+                lua_to_reply(&key, depth + 1, fields, resp),
+                lua_to_reply(&value, depth + 1, fields, resp),
+            ));
         }
-        return Ok(Reply::Array(items));
+        return Ok(Reply::Map(pairs));
     }
     if let Value::Table(set) = table.raw_get::<Value>(&fields.set)? {
         let mut items = Vec::new();
         for pair in set.pairs::<Value, Value>() {
             let (key, _) = pair?;
-            items.push(lua_to_reply(&key, depth + 1, fields));
+            items.push(lua_to_reply(&key, depth + 1, fields, resp));
         }
-        return Ok(Reply::Array(items));
+        return Ok(Reply::Set(items));
     }
     let mut items = Vec::new();
     for index in 1usize.. {
@@ -251,14 +338,20 @@ fn table_to_reply(table: &Table, depth: usize, fields: &ReplyFields) -> mlua::Re
         if item.is_nil() {
             break;
         }
-        items.push(lua_to_reply(&item, depth + 1, fields));
+        items.push(lua_to_reply(&item, depth + 1, fields, resp));
     }
     Ok(Reply::Array(items))
 }
 
 /// The reply for [`RUN_SCRIPT`](super::RUN_SCRIPT)'s tag and values: what [`lua_to_reply`]
 /// answers for the script's return value, which the host code classified already.
-pub(super) fn tagged_reply(tag: i64, first: &Value, rest: &[Value], fields: &ReplyFields) -> Reply {
+pub(super) fn tagged_reply(
+    tag: i64,
+    first: &Value,
+    rest: &[Value],
+    fields: &ReplyFields,
+    resp: Protocol,
+) -> Reply {
     let text = match first {
         Value::String(text) => Some(text),
         _ => None,
@@ -266,11 +359,16 @@ pub(super) fn tagged_reply(tag: i64, first: &Value, rest: &[Value], fields: &Rep
     match (tag, text) {
         (tag::ERROR, Some(line)) => Reply::Error(sanitize(&lossy(&line.as_bytes()))),
         (tag::STATUS, Some(status)) => Reply::Status(sanitize(&lossy(&status.as_bytes()))),
-        (tag::BIG_NUMBER, Some(big)) => Reply::Bulk(sanitize(&lossy(&big.as_bytes())).into_bytes()),
-        (tag::VERBATIM, Some(text)) => Reply::Bulk(text.as_bytes().to_vec()),
+        (tag::BIG_NUMBER, Some(big)) => Reply::BigNumber(sanitize(&lossy(&big.as_bytes()))),
+        (tag::VERBATIM, Some(text)) => match rest.first() {
+            Some(Value::String(format)) => Reply::Verbatim(
+                verbatim_format(&format.as_bytes()),
+                text.as_bytes().to_vec(),
+            ),
+            _ => unexpected_tag(),
+        },
         (tag::DOUBLE, _) => match as_number(first) {
-            // RESP2 sends a double as a bulk string in `%.17g`.
-            Some(double) => Reply::Bulk(format_g17(double).into_bytes()),
+            Some(number) => double(number),
             None => unexpected_tag(),
         },
         // Items are never nil, so a nil first value is the empty array.
@@ -278,10 +376,10 @@ pub(super) fn tagged_reply(tag: i64, first: &Value, rest: &[Value], fields: &Rep
         (tag::ARRAY, _) => Reply::Array(
             std::iter::once(first)
                 .chain(rest)
-                .map(|item| lua_to_reply(item, 1, fields))
+                .map(|item| lua_to_reply(item, 1, fields, resp))
                 .collect(),
         ),
-        (tag::VALUE | tag::TABLE, _) => lua_to_reply(first, 0, fields),
+        (tag::VALUE | tag::TABLE, _) => lua_to_reply(first, 0, fields, resp),
         _ => unexpected_tag(),
     }
 }

@@ -272,11 +272,6 @@ fn script_errors_match_redis_byte_for_byte() {
             "ERR redis.setresp() requires one argument.",
             1,
         ),
-        (
-            "return redis.setresp(3)",
-            "ERR RESP3 is not supported by the model, only redis.setresp(2)",
-            1,
-        ),
         ("return redis.sha1hex()", "ERR wrong number of arguments", 1),
         ("return redis.log(9, 'hi')", "ERR Invalid debug level.", 1),
         (
