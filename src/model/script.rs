@@ -51,6 +51,7 @@ mod convert;
 mod errors;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mlua::{
     Either, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic,
@@ -62,6 +63,7 @@ use self::convert::{ReplyFields, lossy, tagged_reply};
 use self::errors::{
     describe, on_error, pcall_error, plain_error, running_error, table_error, uncount_error,
 };
+use super::busy::{self, ScriptWatch};
 use super::cmd::{arg_i64, is_opt};
 use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
 use super::reply::{Reply, err, msg, ok, sanitize};
@@ -101,9 +103,11 @@ pub static COMMANDS: &[Spec] = &[
 /// script stops promptly, large enough that the hook costs nothing measurable.
 const STEP_CHECK_INTERVAL: u32 = 1000;
 
-/// The Lua heap ceiling, checked with the step limit: a script that keeps growing tables or
-/// strings is killed before it takes the process down. (Redis has no such limit.) Not an mlua
-/// memory limit, because with one mlua protects every API call, which halves throughput.
+/// The Lua heap ceiling: a script that keeps growing tables or strings fails before it takes
+/// the process down. (Redis has no such limit.) Enforced by mlua's allocator, so it holds for
+/// every allocation, those made inside one C function too (`string.rep`, `gsub`,
+/// `table.concat`), which an instruction-count hook never sees: an allocation past it fails at
+/// once with Lua's "not enough memory".
 #[cfg(not(test))]
 const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
 #[cfg(test)]
@@ -243,6 +247,8 @@ pub struct ScriptHost {
     random_state: u64,
     /// Stands in `Model::core` while the real one is inside the Lua state (allocated once).
     spare_core: Option<Core>,
+    /// What other connections see of the running script (BUSY, SCRIPT KILL).
+    watch: Arc<ScriptWatch>,
 }
 
 impl ScriptHost {
@@ -253,7 +259,13 @@ impl ScriptHost {
             engine: None,
             random_state: LRAND48_INITIAL,
             spare_core: None,
+            watch: Arc::new(ScriptWatch::default()),
         }
+    }
+
+    /// The running-script state a server reads without the model's lock.
+    pub fn watch(&self) -> Arc<ScriptWatch> {
+        Arc::clone(&self.watch)
     }
 
     /// Empties the script cache (SCRIPT FLUSH, restart, failover) and resets the Lua state.
@@ -271,9 +283,12 @@ impl ScriptHost {
 }
 
 /// The host's engine, started on first use.
-fn started(engine: &mut Option<Engine>) -> Result<&mut Engine, Reply> {
+fn started<'a>(
+    engine: &'a mut Option<Engine>,
+    watch: &Arc<ScriptWatch>,
+) -> Result<&'a mut Engine, Reply> {
     if engine.is_none() {
-        let fresh = Engine::new().map_err(|error| {
+        let fresh = Engine::new(Arc::clone(watch)).map_err(|error| {
             err(sanitize(&format!(
                 "ERR could not start the Lua interpreter: {error}"
             )))
@@ -338,10 +353,12 @@ struct Run {
     failure: Option<(String, bool)>,
     /// `lrand48` state during the run.
     random_state: u64,
+    /// Published to other connections; read for SCRIPT KILL.
+    watch: Arc<ScriptWatch>,
 }
 
 impl Run {
-    fn idle() -> Run {
+    fn idle(watch: Arc<ScriptWatch>) -> Run {
         Run {
             core: None,
             ctx: Ctx {
@@ -359,6 +376,7 @@ impl Run {
             killed: false,
             failure: None,
             random_state: LRAND48_INITIAL,
+            watch,
         }
     }
 
@@ -458,6 +476,10 @@ impl Run {
                 }
             }
         }
+        if spec.flags & WRITE != 0 {
+            // Redis's SCRIPT_WRITE_DIRTY: set before the command runs, whatever it does.
+            self.watch.mark_wrote();
+        }
         core.stats.total_commands_processed += 1;
         let mut ctx = self.ctx.clone();
         let reply = handler(core, &mut ctx, argv);
@@ -472,12 +494,12 @@ impl Run {
 }
 
 impl Engine {
-    fn new() -> mlua::Result<Engine> {
+    fn new(watch: Arc<ScriptWatch>) -> mlua::Result<Engine> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::new(),
         )?;
-        lua.set_app_data(Run::idle());
+        lua.set_app_data(Run::idle(watch));
         let env = lua.globals();
         // Redis's base library has no file access and no print.
         for name in ["dofile", "loadfile", "print"] {
@@ -643,14 +665,12 @@ impl Engine {
                 if run.core.is_none() {
                     return Ok(VmState::Continue);
                 }
-                let message = if run.steps > run.steps_max {
+                let message = if run.watch.kill_requested() {
+                    busy::KILLED.to_owned()
+                } else if run.steps > run.steps_max {
                     format!(
                         "ERR Script killed by the model's step limit (script_steps_max {})...",
                         run.steps_max
-                    )
-                } else if lua.used_memory() > LUA_MEMORY_MAX {
-                    format!(
-                        "ERR Script killed by the model's memory limit (Lua heap above {LUA_MEMORY_MAX} bytes)..."
                     )
                 } else {
                     return Ok(VmState::Continue);
@@ -665,8 +685,11 @@ impl Engine {
                 Err(table_error(message, false))
             },
         )?;
+        let reply_fields = ReplyFields::new(&lua)?;
+        // Last, so that setting up the sandbox never runs into it.
+        lua.set_memory_limit(LUA_MEMORY_MAX)?;
         Ok(Engine {
-            reply_fields: ReplyFields::new(&lua)?,
+            reply_fields,
             lua,
             env,
             run_script,
@@ -715,6 +738,11 @@ impl Engine {
             .take()
             .unwrap_or_else(|| Core::new(NodeConfig::standalone(0)));
         let steps_max = core.config.limits.script_steps_max;
+        let threshold_ms = core
+            .params
+            .get("busy-reply-threshold")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(busy::BUSY_REPLY_THRESHOLD_MS_DEFAULT);
         let real_core = std::mem::replace(core, spare);
         {
             let mut run = self
@@ -737,6 +765,8 @@ impl Engine {
             run.killed = false;
             run.failure = None;
             run.random_state = *start.random_state;
+            let now_ms = run.ctx.now_ms;
+            run.watch.start(now_ms, threshold_ms);
         }
         let outcome = self.call(script, start.keys, start.args);
         let (real_core, failure) = {
@@ -745,6 +775,7 @@ impl Engine {
                 .app_data_mut::<Run>()
                 .expect("the run state is installed when the engine starts");
             *start.random_state = run.random_state;
+            run.watch.finish();
             let real_core = run
                 .core
                 .take()
@@ -752,6 +783,11 @@ impl Engine {
             (real_core, run.failure.take())
         };
         *spare_core = Some(std::mem::replace(core, real_core));
+        if self.lua.used_memory() > LUA_MEMORY_MAX / 2 {
+            // Lua 5.1 has no emergency collection: garbage a failed or greedy script left
+            // would count against the next script's allocations until the next cycle.
+            let _ = self.lua.gc_collect();
+        }
         match outcome {
             Ok((tag::FAILED, value, _)) => match failure {
                 Some((line, ignore_stats)) => {
@@ -925,9 +961,10 @@ fn eval_generic(
         engine,
         random_state,
         spare_core,
+        watch,
         ..
     } = scripts;
-    let engine = match started(engine) {
+    let engine = match started(engine, watch) {
         Ok(engine) => engine,
         Err(reply) => return reply,
     };
@@ -1019,7 +1056,7 @@ fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u
         ));
     }
     match name {
-        "load" => match started(&mut model.scripts.engine) {
+        "load" => match started(&mut model.scripts.engine, &model.scripts.watch) {
             Ok(engine) => match engine.compile(&argv[2]) {
                 Ok(sha) => Reply::Bulk(sha.to_vec()),
                 Err(reply) => reply,

@@ -2,9 +2,12 @@
 //!
 //! - `differential`: the command corpus against golden replies and a live Redis, and a
 //!   mutation pass that must not panic the model.
+//! - `hostile`: a long or greedy script and too many clients against the served model (BUSY,
+//!   SCRIPT KILL, UNKILLABLE, the Lua heap limit, maxclients).
 //! - `interop`: redis-cli, the `redis` crate and mini-redis's client against `ratelab serve`.
 //! - `real_redis`: the real-Redis backends (standalone and Cluster) and the scripts on them.
 
 mod differential;
+mod hostile;
 mod interop;
 mod real_redis;

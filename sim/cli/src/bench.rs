@@ -26,6 +26,8 @@ pub enum Only {
     Memory,
     /// Only the simulation's speed: simulated decisions per wall-second, 1 to 16 gateways.
     Sim,
+    /// Only accepting connections: `ratelab serve` against redis-server, many at once.
+    Accept,
 }
 
 /// Output format of the Redis table.
@@ -66,6 +68,13 @@ pub struct BenchArgs {
     /// requests per simulated second in all).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub gateways: Vec<u32>,
+    /// Connections opened at once by the accept benchmark.
+    #[arg(long, default_value_t = 3_000)]
+    pub connections: usize,
+    /// A model server already running (`host:port`) for the accept benchmark; without it this
+    /// binary's `serve` is started on a free port.
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// Runs the benchmarks and prints their tables.
@@ -78,6 +87,9 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
     }
     if matches!(args.only, Only::All | Only::Sim) {
         run_sim(args)?;
+    }
+    if matches!(args.only, Only::All | Only::Accept) {
+        crate::bench_accept::run(args.connections, args.model.as_deref())?;
     }
     Ok(())
 }
