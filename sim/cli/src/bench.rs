@@ -84,6 +84,7 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
     }
     if matches!(args.only, Only::All | Only::Memory) {
         run_memory(args);
+        run_memory_trait(args)?;
     }
     if matches!(args.only, Only::All | Only::Sim) {
         run_sim(args)?;
@@ -318,6 +319,78 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The in-process limiters through the `Limiter` trait and the same harness as the Redis
+/// rows (the decision a gateway makes), with the ratios the closing notes quote.
+fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err(std::io::Error::other(
+            "--concurrency needs positive numbers",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let rows = runtime
+        .block_on(crate::bench_redis::run_memory(
+            &args.concurrency,
+            Duration::from_millis(args.duration_ms),
+        ))
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    println!(
+        "in-process limiters through the Limiter trait (key rendered from the request), {} ms per cell",
+        args.duration_ms
+    );
+    print_rows(&rows, args.format);
+    println!("memory_gcra / peer decisions per second, same concurrency:");
+    for peer in ["newapi_memory", "governor_keyed"] {
+        for &concurrency in &args.concurrency {
+            let find = |name: &str| {
+                rows.iter()
+                    .find(|row| row.limiter == name && row.concurrency == concurrency)
+                    .map(|row| row.decisions_per_s)
+            };
+            if let (Some(ours), Some(theirs)) = (find("memory_gcra"), find(peer)) {
+                println!(
+                    "  memory_gcra / {peer} at {concurrency}: {:.2}x",
+                    ours / theirs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[crate::bench_redis::Row], format: Format) {
+    match format {
+        Format::Csv => {
+            println!("{}", crate::bench_redis::CSV_HEADER);
+            for row in rows {
+                println!("{}", row.csv());
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<24} {:<7} {:>4} {:>7} {:>7} {:>12} {:>9} {:>9}",
+                "limiter", "family", "conc", "rt/dec", "cmd/dec", "decisions/s", "p50_us", "p99_us"
+            );
+            for row in rows {
+                println!(
+                    "{:<24} {:<7} {:>4} {:>7.2} {:>7.2} {:>12.0} {:>9.1} {:>9.1}",
+                    row.limiter,
+                    row.family,
+                    row.concurrency,
+                    row.round_trips_per_decision,
+                    row.commands_per_decision,
+                    row.decisions_per_s,
+                    row.p50_us,
+                    row.p99_us
+                );
+            }
+        }
+    }
 }
 
 fn run_memory(args: &BenchArgs) {
