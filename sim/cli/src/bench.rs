@@ -15,6 +15,19 @@ use clap::Args;
 use ratelab::algo::RateQuota;
 use ratelab::memory::MemoryLimiter;
 
+/// Text for people: stdout, except under `--format csv`, where stdout carries only the CSV
+/// rows (one header, so that the output parses as one CSV file) and everything else, the
+/// titles, ratios and the other tables, goes to stderr.
+macro_rules! text {
+    ($format:expr, $($arg:tt)*) => {
+        if $format == Format::Csv {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+
 /// Which benchmarks to run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Only {
@@ -35,7 +48,8 @@ pub enum Only {
 pub enum Format {
     /// A table for people.
     Table,
-    /// CSV with the header `limiter,family,concurrency,...`.
+    /// CSV with the header `limiter,family,concurrency,...` on stdout: the limiter rows
+    /// (Redis and in-process) only; every other line goes to stderr.
     Csv,
 }
 
@@ -90,7 +104,11 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
         run_sim(args)?;
     }
     if matches!(args.only, Only::All | Only::Accept) {
-        crate::bench_accept::run(args.connections, args.model.as_deref())?;
+        crate::bench_accept::run(
+            args.connections,
+            args.model.as_deref(),
+            args.format == Format::Csv,
+        )?;
     }
     Ok(())
 }
@@ -114,13 +132,21 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
     }
     let base = Scenario::from_toml(PERF_SCENARIO)
         .map_err(|error| std::io::Error::other(error.to_string()))?;
-    println!(
+    text!(
+        args.format,
         "simulation speed: {} ms of 10k requests/s on 1000 Zipf keys, atomic GCRA, 3-shard cluster, seed 1",
         base.duration_ms
     );
-    println!(
+    text!(
+        args.format,
         "{:>8} {:>10} {:>9} {:>9} {:>12} {:>12} {:>9}",
-        "gateways", "decisions", "sim_s", "wall_s", "decisions/s", "sim/wall", "check_s"
+        "gateways",
+        "decisions",
+        "sim_s",
+        "wall_s",
+        "decisions/s",
+        "sim/wall",
+        "check_s"
     );
     let mut four_gateways = None;
     for &gateways in &args.gateways {
@@ -136,7 +162,8 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
         let wall_s = harness_s + check_s;
         let sim_s = output.simulated_ms as f64 / 1_000.0;
         let per_s = decisions as f64 / wall_s;
-        println!(
+        text!(
+            args.format,
             "{gateways:>8} {decisions:>10} {sim_s:>9.1} {wall_s:>9.2} {per_s:>12.0} {:>12.1} {check_s:>9.2}{}",
             sim_s / wall_s,
             if report.safe() {
@@ -173,17 +200,20 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
             .sum::<std::io::Result<u64>>()
     })?;
     let wall_s = started.elapsed().as_secs_f64();
-    println!(
+    text!(
+        args.format,
         "4 gateways, {cores} seeds on {cores} threads at once: {decisions} decisions in {wall_s:.2} s = {:.0} decisions/s, {:.1} simulated s per wall s in all",
         decisions as f64 / wall_s,
         base.duration_ms as f64 / 1_000.0 * cores as f64 / wall_s
     );
     let bare = bare_gcra_decisions_per_s(100_000);
-    println!(
+    text!(
+        args.format,
         "peer: the same GCRA script on one in-process model, no network: {bare:.0} decisions/s"
     );
     if let Some(simulated) = four_gateways {
-        println!(
+        text!(
+            args.format,
             "simulated (4 gateways) / bare: {:.2} (the share of a decision's cost that is the limiter and the model)",
             simulated / bare
         );
@@ -263,38 +293,16 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
             Duration::from_millis(args.duration_ms),
         ))
         .map_err(|error| std::io::Error::other(error.to_string()))?;
-    match args.format {
-        Format::Csv => {
-            println!("{}", crate::bench_redis::CSV_HEADER);
-            for row in &rows {
-                println!("{}", row.csv());
-            }
-        }
-        Format::Table => {
-            println!(
-                "limiters against a real redis-server ({url}), {} ms per cell",
-                args.duration_ms
-            );
-            println!(
-                "{:<24} {:<7} {:>4} {:>7} {:>7} {:>12} {:>9} {:>9}",
-                "limiter", "family", "conc", "rt/dec", "cmd/dec", "decisions/s", "p50_us", "p99_us"
-            );
-            for row in &rows {
-                println!(
-                    "{:<24} {:<7} {:>4} {:>7.2} {:>7.2} {:>12.0} {:>9.1} {:>9.1}",
-                    row.limiter,
-                    row.family,
-                    row.concurrency,
-                    row.round_trips_per_decision,
-                    row.commands_per_decision,
-                    row.decisions_per_s,
-                    row.p50_us,
-                    row.p99_us
-                );
-            }
-        }
-    }
-    println!("atomic / legacy decisions per second, same concurrency:");
+    text!(
+        args.format,
+        "limiters against a real redis-server ({url}), {} ms per cell",
+        args.duration_ms
+    );
+    print_rows(&rows, args.format);
+    text!(
+        args.format,
+        "atomic / legacy decisions per second, same concurrency:"
+    );
     for &(atomic, legacy) in &[
         ("gcra", "newapi_ip_list"),
         ("sliding_log", "newapi_ip_list"),
@@ -311,7 +319,8 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
                     .map(|row| row.decisions_per_s)
             };
             if let (Some(ours), Some(theirs)) = (find(atomic), find(legacy)) {
-                println!(
+                text!(
+                    args.format,
                     "  {atomic} / {legacy} at {concurrency}: {:.2}x",
                     ours / theirs
                 );
@@ -339,12 +348,16 @@ fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
             Duration::from_millis(args.duration_ms),
         ))
         .map_err(|error| std::io::Error::other(error.to_string()))?;
-    println!(
+    text!(
+        args.format,
         "in-process limiters through the Limiter trait (key rendered from the request), {} ms per cell",
         args.duration_ms
     );
     print_rows(&rows, args.format);
-    println!("memory_gcra / peer decisions per second, same concurrency:");
+    text!(
+        args.format,
+        "memory_gcra / peer decisions per second, same concurrency:"
+    );
     for peer in ["newapi_memory", "governor_keyed"] {
         for &concurrency in &args.concurrency {
             let find = |name: &str| {
@@ -353,7 +366,8 @@ fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
                     .map(|row| row.decisions_per_s)
             };
             if let (Some(ours), Some(theirs)) = (find("memory_gcra"), find(peer)) {
-                println!(
+                text!(
+                    args.format,
                     "  memory_gcra / {peer} at {concurrency}: {:.2}x",
                     ours / theirs
                 );
@@ -366,7 +380,12 @@ fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
 fn print_rows(rows: &[crate::bench_redis::Row], format: Format) {
     match format {
         Format::Csv => {
-            println!("{}", crate::bench_redis::CSV_HEADER);
+            // One header for every limiter table in the run (they share the columns).
+            static HEADER_DONE: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !HEADER_DONE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                println!("{}", crate::bench_redis::CSV_HEADER);
+            }
             for row in rows {
                 println!("{}", row.csv());
             }
@@ -394,20 +413,33 @@ fn print_rows(rows: &[crate::bench_redis::Row], format: Format) {
 }
 
 fn run_memory(args: &BenchArgs) {
-    println!(
+    text!(
+        args.format,
         "in-memory limiter vs governor's keyed (dashmap) limiter, ns per decision (lower is better)"
     );
-    println!("ratelab reads std's Instant per decision; governor is run with the same clock (std)");
-    println!("and with its default TSC clock (quanta); ratios are ratelab / governor-std.");
-    println!(
+    text!(
+        args.format,
+        "ratelab reads std's Instant per decision; governor is run with the same clock (std)"
+    );
+    text!(
+        args.format,
+        "and with its default TSC clock (quanta); ratios are ratelab / governor-std."
+    );
+    text!(
+        args.format,
         "{:<36} {:>9} {:>13} {:>16} {:>7}",
-        "case", "ratelab", "governor-std", "governor-quanta", "ratio"
+        "case",
+        "ratelab",
+        "governor-std",
+        "governor-quanta",
+        "ratio"
     );
     for case in MemoryCase::ALL {
         let ours = case.ratelab(args.decisions);
         let same_clock = case.governor(args.decisions, governor::clock::MonotonicClock);
         let default_clock = case.governor(args.decisions, governor::clock::QuantaClock::default());
-        println!(
+        text!(
+            args.format,
             "{:<36} {:>9.1} {:>13.1} {:>16.1} {:>7.2}",
             case.name(),
             ours,
@@ -417,12 +449,16 @@ fn run_memory(args: &BenchArgs) {
         );
     }
     match bytes_per_key(args.keys) {
-        Some(bytes) => println!(
+        Some(bytes) => text!(
+            args.format,
             "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
             args.keys
         ),
         None => {
-            println!("ratelab memory limiter: bytes per key unavailable (no /proc/self/status)")
+            text!(
+                args.format,
+                "ratelab memory limiter: bytes per key unavailable (no /proc/self/status)"
+            )
         }
     }
 }

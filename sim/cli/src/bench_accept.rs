@@ -78,7 +78,14 @@ async fn open_and_ping(address: SocketAddr, connections: usize) -> (Duration, us
 }
 
 /// Runs the accept benchmark and prints one line per server and the ratio.
-pub fn run(connections: usize, model: Option<&str>) -> std::io::Result<()> {
+pub fn run(connections: usize, model: Option<&str>, to_stderr: bool) -> std::io::Result<()> {
+    let say = |line: String| {
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let redis = ratelab::redis_server::RedisServer::start()?;
     let redis_address: SocketAddr = format!("{}:{}", redis.host(), redis.port())
         .parse()
@@ -95,27 +102,30 @@ pub fn run(connections: usize, model: Option<&str>) -> std::io::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    println!(
+    say(format!(
         "accept: {connections} connections at once, PING on each, all held open until the last PONG"
-    );
-    println!("{:<14} {:>10} {:>8}", "server", "wall_ms", "failed");
+    ));
+    say(format!(
+        "{:<14} {:>10} {:>8}",
+        "server", "wall_ms", "failed"
+    ));
     let mut times = Vec::new();
     for (name, address) in [
         ("ratelab serve", model_address),
         ("redis-server", redis_address),
     ] {
         let (elapsed, failed) = runtime.block_on(open_and_ping(address, connections));
-        println!(
+        say(format!(
             "{name:<14} {:>10.1} {failed:>8}",
             elapsed.as_secs_f64() * 1_000.0
-        );
+        ));
         times.push(elapsed.as_secs_f64());
         // Let both servers close the last round's connections before the next.
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!(
+    say(format!(
         "ratelab serve / redis-server wall time: {:.2}x",
         times[0] / times[1]
-    );
+    ));
     Ok(())
 }

@@ -149,3 +149,51 @@ fn explore_shrinks_each_failing_seed_and_prints_both_replays() {
     assert!(!plain.contains("shrunk"), "{plain}");
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[test]
+fn bench_csv_output_parses_as_one_csv_table() {
+    // Goal: `ratelab bench --format csv` writes only CSV on stdout (one header, every row with
+    // the header's columns), so the file parses as CSV; the text tables that used to follow
+    // it go to stderr. Regression: the memory and ratio tables were printed after the CSV.
+    // Method: the in-process benchmarks (no Redis needed), tiny, at two concurrencies; parse
+    // stdout field by field and check the numeric columns are numbers.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelab"))
+        .args([
+            "bench",
+            "--only",
+            "memory",
+            "--format",
+            "csv",
+            "--concurrency",
+            "1,2",
+            "--duration-ms",
+            "20",
+            "--decisions",
+            "20000",
+            "--keys",
+            "1000",
+        ])
+        .output()
+        .expect("ratelab runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    assert_eq!(header[0], "limiter");
+    let mut rows = 0;
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), header.len(), "{line:?}");
+        for number in &fields[2..] {
+            assert!(number.parse::<f64>().is_ok(), "{line:?}");
+        }
+        rows += 1;
+    }
+    // Four limiters at two concurrencies.
+    assert_eq!(rows, 8, "{stdout}");
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(
+        stderr.contains("memory_gcra / newapi_memory at 1:"),
+        "{stderr}"
+    );
+}
