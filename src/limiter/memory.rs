@@ -75,7 +75,13 @@ mod tests {
             .expect("a runtime");
         let allowed: Vec<bool> = runtime.block_on(async {
             let mut allowed = Vec::new();
-            for user in ["long-user-name", "a", "long-user-name", "long-user-name", "a"] {
+            for user in [
+                "long-user-name",
+                "a",
+                "long-user-name",
+                "long-user-name",
+                "a",
+            ] {
                 let verdict = gcra.check(&request(user)).await.expect("decides");
                 allowed.push(verdict.decision.allowed);
             }

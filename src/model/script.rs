@@ -118,8 +118,22 @@ const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
 
 /// The sandbox plumbing that is simplest in Lua itself: `pcall`, `xpcall` and
 /// `coroutine.resume` hand scripts Redis's error values, and never swallow a step-limit kill.
+/// `string.rep` first checks that its result fits in the heap left: the allocator limit
+/// would stop it anyway, but only after building a quarter of a gigabyte piece by piece.
+/// (The C function keeps the local name `rep`, so its own argument errors read as before.)
 const WRAPPERS: &str = r#"
-local env, killed, pcall_error, plain_error = ...
+local env, killed, pcall_error, plain_error, heap_room = ...
+local raw_type, raw_tostring = env.type, env.tostring
+local rep = env.string.rep
+env.string.rep = function(s, n)
+  local kind = raw_type(s)
+  if (kind == 'string' or kind == 'number') and raw_type(n) == 'number'
+      and #raw_tostring(s) * n > heap_room() then
+    env.error('not enough memory', 2)
+  end
+  local result = rep(s, n)
+  return result
+end
 local raw_pcall, raw_xpcall, raw_error, select = env.pcall, env.xpcall, env.error, env.select
 local coroutine = env.coroutine
 local raw_resume = coroutine.resume
@@ -529,6 +543,10 @@ impl Engine {
             killed,
             lua.create_function(pcall_error)?,
             lua.create_function(plain_error)?,
+            lua.create_function(|lua, _: MultiValue| {
+                // As a float: `#s * n` in Lua is a double, and may be far past usize.
+                Ok(LUA_MEMORY_MAX.saturating_sub(lua.used_memory()) as f64)
+            })?,
         ))?;
 
         // The sandbox: every library table and the globals are read-only, and reading an

@@ -235,9 +235,8 @@ async fn a_pipeline_behind_a_killed_script_is_answered_and_new_clients_can_kill_
     Ok(())
 }
 
-/// The probe: a 1 GiB `string.rep` fails at once with Lua's memory error (the heap
-/// limit is 256 MiB) instead of taking 24 s and 1.4 GB, and another client is served
-/// meanwhile and after.
+/// The probe: a 1 GiB `string.rep` is refused before it builds anything (the heap
+/// limit is 256 MiB) instead of taking 24 s and 1.4 GB, and the node serves on.
 #[test]
 fn a_huge_allocation_fails_and_the_server_serves_on() -> TestResult {
     served(a_huge_allocation_fails_and_the_server_serves_on_body())
@@ -252,7 +251,7 @@ async fn a_huge_allocation_fails_and_the_server_serves_on_body() -> TestResult {
     assert_eq!(
         reply,
         error(&format!(
-            "ERR Error running script {}, not enough memory ",
+            "ERR user_script:1: not enough memory script: {}, on @user_script:1.",
             sha1(script)
         ))
     );
