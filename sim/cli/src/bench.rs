@@ -89,6 +89,57 @@ pub struct BenchArgs {
     /// binary's `serve` is started on a free port.
     #[arg(long)]
     pub model: Option<String>,
+    /// Also write every table as CSV into this directory, one file per table (`limiters.csv`,
+    /// `ratios.csv`, `memory_bare.csv`, `memory_bytes.csv`, `sim.csv`, `sim_summary.csv`,
+    /// `accept.csv`), each with one header.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Every table of the run as CSV, by file name: header and rows. Filled as the tables are
+/// printed and written at the end with `--out`.
+static TABLES: std::sync::Mutex<
+    std::collections::BTreeMap<&'static str, (&'static str, Vec<String>)>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Adds a CSV row to table `name` (fields joined by commas, quoted when they hold one).
+pub fn record(name: &'static str, header: &'static str, fields: &[String]) {
+    let row = fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if let Ok(mut tables) = TABLES.lock() {
+        tables
+            .entry(name)
+            .or_insert((header, Vec::new()))
+            .1
+            .push(row);
+    }
+}
+
+fn write_tables(directory: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let tables = TABLES
+        .lock()
+        .map_err(|_| std::io::Error::other("a bench thread panicked"))?;
+    for (name, (header, rows)) in tables.iter() {
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        let path = directory.join(format!("{name}.csv"));
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Runs the benchmarks and prints their tables.
@@ -109,6 +160,9 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
             args.model.as_deref(),
             args.format == Format::Csv,
         )?;
+    }
+    if let Some(directory) = &args.out {
+        write_tables(directory)?;
     }
     Ok(())
 }
@@ -172,6 +226,20 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
                 "  (a safety property failed!)"
             }
         );
+        record(
+            "sim",
+            "gateways,decisions,sim_s,wall_s,decisions_per_s,sim_per_wall,check_s,safe",
+            &[
+                gateways.to_string(),
+                decisions.to_string(),
+                format!("{sim_s:.1}"),
+                format!("{wall_s:.2}"),
+                format!("{per_s:.0}"),
+                format!("{:.1}", sim_s / wall_s),
+                format!("{check_s:.2}"),
+                report.safe().to_string(),
+            ],
+        );
         if gateways == 4 {
             four_gateways = Some(per_s);
         }
@@ -211,6 +279,20 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
         args.format,
         "peer: the same GCRA script on one in-process model, no network: {bare:.0} decisions/s"
     );
+    let summary = [
+        (
+            format!("decisions_per_s_{cores}_threads_4_gateways"),
+            decisions as f64 / wall_s,
+        ),
+        ("bare_gcra_decisions_per_s".to_owned(), bare),
+    ];
+    for (measure, value) in summary {
+        record(
+            "sim_summary",
+            "measure,value",
+            &[measure, format!("{value:.0}")],
+        );
+    }
     if let Some(simulated) = four_gateways {
         text!(
             args.format,
@@ -324,6 +406,16 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
                     "  {atomic} / {legacy} at {concurrency}: {:.2}x",
                     ours / theirs
                 );
+                record(
+                    "ratios",
+                    "limiter,peer,concurrency,ratio",
+                    &[
+                        atomic.to_owned(),
+                        legacy.to_owned(),
+                        concurrency.to_string(),
+                        format!("{:.2}", ours / theirs),
+                    ],
+                );
             }
         }
     }
@@ -371,6 +463,16 @@ fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
                     "  memory_gcra / {peer} at {concurrency}: {:.2}x",
                     ours / theirs
                 );
+                record(
+                    "ratios",
+                    "limiter,peer,concurrency,ratio",
+                    &[
+                        "memory_gcra".to_owned(),
+                        peer.to_owned(),
+                        concurrency.to_string(),
+                        format!("{:.2}", ours / theirs),
+                    ],
+                );
             }
         }
     }
@@ -378,6 +480,15 @@ fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
 }
 
 fn print_rows(rows: &[crate::bench_redis::Row], format: Format) {
+    for row in rows {
+        if let Ok(mut tables) = TABLES.lock() {
+            tables
+                .entry("limiters")
+                .or_insert((crate::bench_redis::CSV_HEADER, Vec::new()))
+                .1
+                .push(row.csv());
+        }
+    }
     match format {
         Format::Csv => {
             // One header for every limiter table in the run (they share the columns).
@@ -447,13 +558,31 @@ fn run_memory(args: &BenchArgs) {
             default_clock,
             ours / same_clock
         );
+        record(
+            "memory_bare",
+            "case,ratelab_ns,governor_std_ns,governor_quanta_ns,ratio",
+            &[
+                case.name().to_owned(),
+                format!("{ours:.1}"),
+                format!("{same_clock:.1}"),
+                format!("{default_clock:.1}"),
+                format!("{:.2}", ours / same_clock),
+            ],
+        );
     }
     match bytes_per_key(args.keys) {
-        Some(bytes) => text!(
-            args.format,
-            "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
-            args.keys
-        ),
+        Some(bytes) => {
+            text!(
+                args.format,
+                "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
+                args.keys
+            );
+            record(
+                "memory_bytes",
+                "keys,bytes_per_key",
+                &[args.keys.to_string(), format!("{bytes:.0}")],
+            );
+        }
         None => {
             text!(
                 args.format,

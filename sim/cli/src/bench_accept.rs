@@ -120,6 +120,16 @@ pub fn run(connections: usize, model: Option<&str>, to_stderr: bool) -> std::io:
             elapsed.as_secs_f64() * 1_000.0
         ));
         times.push(elapsed.as_secs_f64());
+        crate::bench::record(
+            "accept",
+            "server,connections,wall_ms,failed",
+            &[
+                name.to_owned(),
+                connections.to_string(),
+                format!("{:.1}", elapsed.as_secs_f64() * 1_000.0),
+                failed.to_string(),
+            ],
+        );
         // Let both servers close the last round's connections before the next.
         std::thread::sleep(Duration::from_millis(500));
     }
