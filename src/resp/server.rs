@@ -194,18 +194,27 @@ where
         loop {
             refresh_limits(&model, &mut limits);
             let parsed = parse_batch(&input, &limits);
+            let parsed_scripts = parsed.frames.iter().any(|(argv, _)| runs_script(argv));
             let next = match take_turn(&model, &watch, &clock).await {
                 Turn::Model(mut guard) => {
                     if register(&mut guard, &mut registration) {
-                        run_batch(
-                            guard,
-                            &clock,
-                            &limits,
-                            &mut registration.session,
-                            parsed,
-                            &mut input,
-                            &mut output,
-                        )
+                        let session = &mut registration.session;
+                        let run = || {
+                            run_batch(
+                                guard,
+                                &clock,
+                                &limits,
+                                session,
+                                parsed,
+                                &mut input,
+                                &mut output,
+                            )
+                        };
+                        if may_block(parsed_scripts) {
+                            tokio::task::block_in_place(run)
+                        } else {
+                            run()
+                        }
                     } else {
                         drop(guard);
                         output.extend_from_slice(MAX_CLIENTS_REACHED);
@@ -246,6 +255,33 @@ where
         }
         shrink_if_idle(&mut input);
     }
+}
+
+/// Whether a command may run a script (directly, or queued in a transaction).
+fn runs_script(argv: &[Vec<u8>]) -> bool {
+    [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+        "exec",
+    ]
+    .iter()
+    .any(|name| argv[0].eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether a batch that may run a script should tell the runtime it blocks: on a
+/// multi-threaded runtime a script holds its worker for as long as it runs, and tasks that
+/// worker had queued (or the IO driver it was polling for) would wait with it, BUSY replies
+/// and SCRIPT KILL included. `block_in_place` hands the worker's queue to another thread
+/// first. The current-thread runtimes (the simulation, most tests) have no other thread.
+fn may_block(scripted: bool) -> bool {
+    scripted
+        && tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
 }
 
 /// Registers the client on its first turn with the model; `false` if `maxclients` is reached

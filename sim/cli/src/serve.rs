@@ -72,9 +72,14 @@ async fn serve(args: &ServeArgs) -> io::Result<()> {
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     let listener = socket.listen(ACCEPT_BACKLOG)?.into_std()?;
+    // tokio leaves it non-blocking; the accept thread waits in `accept` instead.
+    listener.set_nonblocking(false)?;
     let address = listener.local_addr()?;
     let mut config = NodeConfig::standalone(args.seed);
     config.port = address.port();
+    // As in Redis, a runaway script runs until SCRIPT KILL (others are answered BUSY past
+    // busy-reply-threshold); the step limit is for simulations, where nobody can kill.
+    config.limits.script_steps_max = u64::MAX;
     let model: SharedModel = Arc::new(Mutex::new(Model::new(config)));
     let watch = model
         .lock()
