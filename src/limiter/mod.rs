@@ -14,6 +14,7 @@
 pub mod atomic;
 pub mod hybrid;
 pub mod legacy;
+pub mod memory;
 
 use std::fmt;
 use std::future::Future;

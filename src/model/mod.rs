@@ -18,6 +18,7 @@
 //! * `command` is the table (name, arity, flags, key positions); `cmd/*` holds the families.
 //! * [`num`] parses and prints numbers as Redis does; [`cluster`] computes slots.
 
+pub mod busy;
 pub mod cluster;
 pub mod cmd;
 pub mod command;
@@ -139,6 +140,8 @@ pub struct Stats {
     pub total_commands_processed: u64,
     /// Every connection accepted.
     pub total_connections_received: u64,
+    /// Connections refused because `maxclients` was reached.
+    pub rejected_connections: u64,
     /// Reads that found their key.
     pub keyspace_hits: u64,
     /// Reads that did not.

@@ -50,6 +50,7 @@ mod convert;
 mod errors;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mlua::{
     Either, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic,
@@ -61,6 +62,7 @@ use self::convert::{ReplyFields, lossy, tagged_reply};
 use self::errors::{
     describe, on_error, pcall_error, plain_error, running_error, table_error, uncount_error,
 };
+use super::busy::{self, ScriptWatch};
 use super::cmd::{arg_i64, is_opt};
 use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
 use super::reply::{Protocol, Reply, err, msg, ok, sanitize};
@@ -100,9 +102,11 @@ pub static COMMANDS: &[Spec] = &[
 /// script stops promptly, large enough that the hook costs nothing measurable.
 const STEP_CHECK_INTERVAL: u32 = 1000;
 
-/// The Lua heap ceiling, checked with the step limit: a script that keeps growing tables or
-/// strings is killed before it takes the process down. (Redis has no such limit.) Not an mlua
-/// memory limit, because with one mlua protects every API call, which halves throughput.
+/// The Lua heap ceiling: a script that keeps growing tables or strings fails before it takes
+/// the process down. (Redis has no such limit.) Enforced by mlua's allocator, so it holds for
+/// every allocation, those made inside one C function too (`string.rep`, `gsub`,
+/// `table.concat`), which an instruction-count hook never sees: an allocation past it fails at
+/// once with Lua's "not enough memory".
 #[cfg(not(test))]
 const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
 #[cfg(test)]
@@ -113,8 +117,22 @@ const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
 
 /// The sandbox plumbing that is simplest in Lua itself: `pcall`, `xpcall` and
 /// `coroutine.resume` hand scripts Redis's error values, and never swallow a step-limit kill.
+/// `string.rep` first checks that its result fits in the heap left: the allocator limit
+/// would stop it anyway, but only after building a quarter of a gigabyte piece by piece.
+/// (The C function keeps the local name `rep`, so its own argument errors read as before.)
 const WRAPPERS: &str = r#"
-local env, killed, pcall_error, plain_error = ...
+local env, killed, pcall_error, plain_error, heap_room = ...
+local raw_type, raw_tostring = env.type, env.tostring
+local rep = env.string.rep
+env.string.rep = function(s, n)
+  local kind = raw_type(s)
+  if (kind == 'string' or kind == 'number') and raw_type(n) == 'number'
+      and #raw_tostring(s) * n > heap_room() then
+    env.error('not enough memory', 2)
+  end
+  local result = rep(s, n)
+  return result
+end
 local raw_pcall, raw_xpcall, raw_error, select = env.pcall, env.xpcall, env.error, env.select
 local coroutine = env.coroutine
 local raw_resume = coroutine.resume
@@ -242,6 +260,8 @@ pub struct ScriptHost {
     random_state: u64,
     /// Stands in `Model::core` while the real one is inside the Lua state (allocated once).
     spare_core: Option<Core>,
+    /// What other connections see of the running script (BUSY, SCRIPT KILL).
+    watch: Arc<ScriptWatch>,
 }
 
 impl ScriptHost {
@@ -252,7 +272,13 @@ impl ScriptHost {
             engine: None,
             random_state: LRAND48_INITIAL,
             spare_core: None,
+            watch: Arc::new(ScriptWatch::default()),
         }
+    }
+
+    /// The running-script state a server reads without the model's lock.
+    pub fn watch(&self) -> Arc<ScriptWatch> {
+        Arc::clone(&self.watch)
     }
 
     /// Empties the script cache (SCRIPT FLUSH, restart, failover) and resets the Lua state.
@@ -270,9 +296,12 @@ impl ScriptHost {
 }
 
 /// The host's engine, started on first use.
-fn started(engine: &mut Option<Engine>) -> Result<&mut Engine, Reply> {
+fn started<'a>(
+    engine: &'a mut Option<Engine>,
+    watch: &Arc<ScriptWatch>,
+) -> Result<&'a mut Engine, Reply> {
     if engine.is_none() {
-        let fresh = Engine::new().map_err(|error| {
+        let fresh = Engine::new(Arc::clone(watch)).map_err(|error| {
             err(sanitize(&format!(
                 "ERR could not start the Lua interpreter: {error}"
             )))
@@ -337,10 +366,12 @@ struct Run {
     failure: Option<(String, bool)>,
     /// `lrand48` state during the run.
     random_state: u64,
+    /// Published to other connections; read for SCRIPT KILL.
+    watch: Arc<ScriptWatch>,
 }
 
 impl Run {
-    fn idle() -> Run {
+    fn idle(watch: Arc<ScriptWatch>) -> Run {
         Run {
             core: None,
             ctx: Ctx {
@@ -359,6 +390,7 @@ impl Run {
             killed: false,
             failure: None,
             random_state: LRAND48_INITIAL,
+            watch,
         }
     }
 
@@ -458,6 +490,10 @@ impl Run {
                 }
             }
         }
+        if spec.flags & WRITE != 0 {
+            // Redis's SCRIPT_WRITE_DIRTY: set before the command runs, whatever it does.
+            self.watch.mark_wrote();
+        }
         core.stats.total_commands_processed += 1;
         let mut ctx = self.ctx.clone();
         let reply = handler(core, &mut ctx, argv);
@@ -472,12 +508,12 @@ impl Run {
 }
 
 impl Engine {
-    fn new() -> mlua::Result<Engine> {
+    fn new(watch: Arc<ScriptWatch>) -> mlua::Result<Engine> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::new(),
         )?;
-        lua.set_app_data(Run::idle());
+        lua.set_app_data(Run::idle(watch));
         let env = lua.globals();
         // Redis's base library has no file access and no print.
         for name in ["dofile", "loadfile", "print"] {
@@ -507,6 +543,10 @@ impl Engine {
             killed,
             lua.create_function(pcall_error)?,
             lua.create_function(plain_error)?,
+            lua.create_function(|lua, _: MultiValue| {
+                // As a float: `#s * n` in Lua is a double, and may be far past usize.
+                Ok(LUA_MEMORY_MAX.saturating_sub(lua.used_memory()) as f64)
+            })?,
         ))?;
 
         // The sandbox: every library table and the globals are read-only, and reading an
@@ -643,14 +683,12 @@ impl Engine {
                 if run.core.is_none() {
                     return Ok(VmState::Continue);
                 }
-                let message = if run.steps > run.steps_max {
+                let message = if run.watch.kill_requested() {
+                    busy::KILLED.to_owned()
+                } else if run.steps > run.steps_max {
                     format!(
                         "ERR Script killed by the model's step limit (script_steps_max {})...",
                         run.steps_max
-                    )
-                } else if lua.used_memory() > LUA_MEMORY_MAX {
-                    format!(
-                        "ERR Script killed by the model's memory limit (Lua heap above {LUA_MEMORY_MAX} bytes)..."
                     )
                 } else {
                     return Ok(VmState::Continue);
@@ -665,8 +703,11 @@ impl Engine {
                 Err(table_error(message, false))
             },
         )?;
+        let reply_fields = ReplyFields::new(&lua)?;
+        // Last, so that setting up the sandbox never runs into it.
+        lua.set_memory_limit(LUA_MEMORY_MAX)?;
         Ok(Engine {
-            reply_fields: ReplyFields::new(&lua)?,
+            reply_fields,
             lua,
             env,
             run_script,
@@ -715,6 +756,11 @@ impl Engine {
             .take()
             .unwrap_or_else(|| Core::new(NodeConfig::standalone(0)));
         let steps_max = core.config.limits.script_steps_max;
+        let threshold_ms = core
+            .params
+            .get("busy-reply-threshold")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(busy::BUSY_REPLY_THRESHOLD_MS_DEFAULT);
         let real_core = std::mem::replace(core, spare);
         {
             let mut run = self
@@ -737,6 +783,8 @@ impl Engine {
             run.killed = false;
             run.failure = None;
             run.random_state = *start.random_state;
+            let now_ms = run.ctx.now_ms;
+            run.watch.start(now_ms, threshold_ms);
         }
         let outcome = self.call(script, start.keys, start.args);
         let (real_core, failure, resp) = {
@@ -745,6 +793,7 @@ impl Engine {
                 .app_data_mut::<Run>()
                 .expect("the run state is installed when the engine starts");
             *start.random_state = run.random_state;
+            run.watch.finish();
             let real_core = run
                 .core
                 .take()
@@ -752,6 +801,11 @@ impl Engine {
             (real_core, run.failure.take(), run.ctx.resp)
         };
         *spare_core = Some(std::mem::replace(core, real_core));
+        if self.lua.used_memory() > LUA_MEMORY_MAX / 2 {
+            // Lua 5.1 has no emergency collection: garbage a failed or greedy script left
+            // would count against the next script's allocations until the next cycle.
+            let _ = self.lua.gc_collect();
+        }
         match outcome {
             Ok((tag::FAILED, value, _)) => match failure {
                 Some((line, ignore_stats)) => {
@@ -925,9 +979,10 @@ fn eval_generic(
         engine,
         random_state,
         spare_core,
+        watch,
         ..
     } = scripts;
-    let engine = match started(engine) {
+    let engine = match started(engine, watch) {
         Ok(engine) => engine,
         Err(reply) => return reply,
     };
@@ -1021,7 +1076,7 @@ fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u
         ));
     }
     match name {
-        "load" => match started(&mut model.scripts.engine) {
+        "load" => match started(&mut model.scripts.engine, &model.scripts.watch) {
             Ok(engine) => match engine.compile(&argv[2]) {
                 Ok(sha) => Reply::Bulk(sha.to_vec()),
                 Err(reply) => reply,

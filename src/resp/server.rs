@@ -14,10 +14,13 @@
 use std::io;
 use std::sync::Arc;
 
+use std::sync::{MutexGuard, TryLockError};
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::codec::{encode_reply_as, parse_command};
-use crate::model::{Model, Session};
+use super::codec::{ProtocolError, encode_reply_as, parse_command};
+use crate::model::busy::{ScriptWatch, busy_reply};
+use crate::model::{Limits, Model, Session};
 
 pub use crate::model::{Clock, SharedModel};
 
@@ -51,25 +54,62 @@ enum Next {
     /// Input is left that this batch did not run (the batch was full, the replies grew
     /// large, or the limits changed): write the replies, then parse again without reading.
     Continue,
+    /// A script is running past the threshold and the next command needs the model (MULTI,
+    /// WATCH, ...): write the replies, wait a moment, and try again.
+    Wait,
     /// QUIT or a protocol error: write the replies, then close.
     Close,
 }
 
-/// Deregisters the client from the model however the connection ends: a clean close, an IO
-/// error, or the task being dropped mid-await (an aborted task, a runtime shutting down).
+/// How long a connection waits before it looks again at a script that holds the model.
+const SCRIPT_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The client's place in the model's client table, taken when the connection first gets the
+/// model and given back however the connection ends: a clean close, an IO error, or the task
+/// being dropped mid-await (an aborted task, a runtime shutting down).
 struct Registration {
     model: SharedModel,
     session: Session,
+    peer_addr: String,
+    registered: bool,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // A poisoned mutex means a command panicked; that panic is the report. Panicking
-        // again here, possibly while unwinding, would only abort the process.
-        if let Ok(mut model) = self.model.lock() {
-            model.disconnect(&mut self.session);
+        if !self.registered {
+            return;
+        }
+        match self.model.try_lock() {
+            Ok(mut model) => model.disconnect(&mut self.session),
+            // A script holds the model: waiting here would block a runtime thread for as long
+            // as the script runs, so a thread of its own waits instead.
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let model = Arc::clone(&self.model);
+                let mut session = std::mem::take(&mut self.session);
+                std::thread::spawn(move || {
+                    if let Ok(mut model) = model.lock() {
+                        model.disconnect(&mut session);
+                    }
+                });
+            }
+            // A poisoned mutex means a command panicked; that panic is the report. Panicking
+            // again here, possibly while unwinding, would only abort the process.
+            Err(std::sync::TryLockError::Poisoned(_)) => {}
         }
     }
+}
+
+/// Redis's reply to a connection past `maxclients`, before it closes it.
+const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// The `maxclients` in force (CONFIG SET changes it; Redis's default is 10000).
+fn max_clients(model: &Model) -> usize {
+    model
+        .core
+        .params
+        .get("maxclients")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(10_000)
 }
 
 /// Serves `model` to one client on `stream` until the client leaves, sends QUIT, or breaks the
@@ -94,7 +134,7 @@ impl Drop for Registration {
 /// # });
 /// ```
 pub async fn serve_connection<S>(
-    mut stream: S,
+    stream: S,
     model: SharedModel,
     clock: Clock,
     peer_addr: String,
@@ -102,11 +142,44 @@ pub async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let session = lock(&model).connect(&peer_addr);
+    let watch = lock(&model).scripts.watch();
+    serve_watched(stream, model, watch, clock, peer_addr).await
+}
+
+/// [`serve_connection`] with the model's [`ScriptWatch`] (from `Model::scripts.watch()`)
+/// handed in, so that the connection can start, and answer `BUSY` or run `SCRIPT KILL`, while
+/// a long script holds the model. `ratelab serve` uses this one.
+pub async fn serve_watched<S>(
+    mut stream: S,
+    model: SharedModel,
+    watch: Arc<ScriptWatch>,
+    clock: Clock,
+    peer_addr: String,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut registration = Registration {
         model: Arc::clone(&model),
-        session,
+        session: Session::default(),
+        peer_addr,
+        registered: false,
     };
+    let mut limits = Limits::standard();
+    let admitted = match take_turn(&model, &watch, &clock).await {
+        Turn::Model(mut guard) => {
+            limits.clone_from(&guard.core.config.limits);
+            register(&mut guard, &mut registration)
+        }
+        // Registered when it first gets the model.
+        Turn::Busy => true,
+    };
+    if !admitted {
+        // Best effort, as Redis's: the peer may not even read it.
+        let _ = stream.write_all(MAX_CLIENTS_REACHED).await;
+        let _ = stream.shutdown().await;
+        return Ok(());
+    }
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // The peer half-closed: run what it sent, answer, and close.
@@ -119,13 +192,44 @@ where
             peer_done = read == 0;
         }
         loop {
-            let next = run_batch(
-                &model,
-                &clock,
-                &mut registration.session,
-                &mut input,
-                &mut output,
-            );
+            refresh_limits(&model, &mut limits);
+            let parsed = parse_batch(&input, &limits);
+            let parsed_scripts = parsed.frames.iter().any(|(argv, _)| runs_script(argv));
+            let next = match take_turn(&model, &watch, &clock).await {
+                Turn::Model(mut guard) => {
+                    if register(&mut guard, &mut registration) {
+                        let session = &mut registration.session;
+                        let run = || {
+                            run_batch(
+                                guard,
+                                &clock,
+                                &limits,
+                                session,
+                                parsed,
+                                &mut input,
+                                &mut output,
+                            )
+                        };
+                        if may_block(parsed_scripts) {
+                            tokio::task::block_in_place(run)
+                        } else {
+                            run()
+                        }
+                    } else {
+                        drop(guard);
+                        output.extend_from_slice(MAX_CLIENTS_REACHED);
+                        input.clear();
+                        Next::Close
+                    }
+                }
+                Turn::Busy => answer_busy(
+                    &watch,
+                    &mut registration.session,
+                    parsed,
+                    &mut input,
+                    &mut output,
+                ),
+            };
             let mut read_meanwhile = false;
             if !output.is_empty() {
                 let progress = write_while_reading(&mut stream, &output, &mut input, peer_done);
@@ -137,6 +241,7 @@ where
                 Next::Read if read_meanwhile => continue,
                 Next::Read => break,
                 Next::Continue => continue,
+                Next::Wait => tokio::time::sleep(SCRIPT_POLL).await,
                 Next::Close => {
                     stream.flush().await?;
                     // Best effort: the peer may already be gone, and that is its business.
@@ -150,6 +255,219 @@ where
         }
         shrink_if_idle(&mut input);
     }
+}
+
+/// Whether a command may run a script (directly, or queued in a transaction).
+fn runs_script(argv: &[Vec<u8>]) -> bool {
+    [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+        "exec",
+    ]
+    .iter()
+    .any(|name| argv[0].eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether a batch that may run a script should tell the runtime it blocks: on a
+/// multi-threaded runtime a script holds its worker for as long as it runs, and tasks that
+/// worker had queued (or the IO driver it was polling for) would wait with it, BUSY replies
+/// and SCRIPT KILL included. `block_in_place` hands the worker's queue to another thread
+/// first. The current-thread runtimes (the simulation, most tests) have no other thread.
+fn may_block(scripted: bool) -> bool {
+    scripted
+        && tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
+}
+
+/// Registers the client on its first turn with the model; `false` if `maxclients` is reached
+/// (the client count does not include this one, as in Redis's `acceptCommonHandler`).
+fn register(model: &mut Model, registration: &mut Registration) -> bool {
+    if registration.registered {
+        return true;
+    }
+    if model.core.clients.len() >= max_clients(model) {
+        model.core.stats.rejected_connections += 1;
+        return false;
+    }
+    let session = model.connect(&registration.peer_addr);
+    // What the client did while a script was busy (a failed MULTI, say) carries over.
+    registration.session.id = session.id;
+    registration.registered = true;
+    true
+}
+
+/// How a batch runs: with the model, or, while a script has run past `busy-reply-threshold`,
+/// answered from the [`ScriptWatch`] without it.
+enum Turn<'a> {
+    Model(MutexGuard<'a, Model>),
+    Busy,
+}
+
+/// Takes the model for one batch. Uncontended (always, under simulation) this is one
+/// `try_lock` and never awaits. While a script holds the model, the connection polls: it
+/// gets the model when the script ends, or [`Turn::Busy`] once the script has run past the
+/// threshold by `clock`. Without a script, a contended lock is another connection's short
+/// batch, waited for in place.
+async fn take_turn<'a>(model: &'a SharedModel, watch: &ScriptWatch, clock: &Clock) -> Turn<'a> {
+    loop {
+        match model.try_lock() {
+            Ok(guard) => return Turn::Model(guard),
+            Err(TryLockError::Poisoned(_)) => return Turn::Model(lock(model)),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        if !watch.running() {
+            return Turn::Model(lock(model));
+        }
+        if watch.busy(clock()) {
+            return Turn::Busy;
+        }
+        tokio::time::sleep(SCRIPT_POLL).await;
+    }
+}
+
+/// Reads the limits for this batch, so that a CONFIG SET proto-max-bulk-len from any client
+/// applies to what is parsed after it. Parsing happens without the lock (a client trickling
+/// in a huge frame makes us reparse it, and nobody else should wait for that); while a
+/// script holds the model, the last limits seen stand.
+fn refresh_limits(model: &SharedModel, limits: &mut Limits) {
+    if let Ok(model) = model.try_lock() {
+        limits.clone_from(&model.core.config.limits);
+    }
+}
+
+/// Every complete command at the front of the input, parsed under `limits`.
+struct Parsed {
+    /// Each command with the input offset just after it.
+    frames: Vec<(Vec<Vec<u8>>, usize)>,
+    /// Input parsed, up to the protocol error if there is one.
+    consumed: usize,
+    protocol_error: Option<ProtocolError>,
+    next: Next,
+}
+
+fn parse_batch(input: &[u8], limits: &Limits) -> Parsed {
+    let mut frames: Vec<(Vec<Vec<u8>>, usize)> = Vec::new();
+    let mut consumed = 0;
+    let mut protocol_error = None;
+    while frames.len() < BATCH_COMMANDS_MAX {
+        match parse_command(&input[consumed..], limits) {
+            Ok(None) => break,
+            Ok(Some((argv, used))) => {
+                consumed += used;
+                // Empty commands (`*0`, blank lines) are skipped, as Redis does.
+                if !argv.is_empty() {
+                    frames.push((argv, consumed));
+                }
+            }
+            Err(error) => {
+                protocol_error = Some(error);
+                break;
+            }
+        }
+    }
+    let next = if protocol_error.is_some() {
+        Next::Close
+    } else if frames.len() == BATCH_COMMANDS_MAX {
+        Next::Continue
+    } else {
+        Next::Read
+    };
+    Parsed {
+        frames,
+        consumed,
+        protocol_error,
+        next,
+    }
+}
+
+/// Answers a parsed batch while a script is busy (see `model::busy::busy_reply`). A command
+/// that needs the model stops the batch: it and the rest stay in the input for later.
+fn answer_busy(
+    watch: &ScriptWatch,
+    session: &mut Session,
+    parsed: Parsed,
+    input: &mut Vec<u8>,
+    output: &mut Vec<u8>,
+) -> Next {
+    let mut done = 0;
+    for (argv, end) in &parsed.frames {
+        let Some(reply) = busy_reply(watch, session, argv) else {
+            input.drain(..done);
+            return Next::Wait;
+        };
+        encode_reply_as(&reply, session.resp, output);
+        done = *end;
+        if session.quit {
+            input.clear();
+            return Next::Close;
+        }
+    }
+    if let Some(error) = parsed.protocol_error {
+        // Not counted in the error stats: they live behind the lock.
+        write_protocol_error(&error, output);
+    }
+    input.drain(..parsed.consumed);
+    parsed.next
+}
+
+fn write_protocol_error(error: &ProtocolError, output: &mut Vec<u8>) {
+    output.extend_from_slice(b"-ERR ");
+    output.extend_from_slice(error.0.as_bytes());
+    output.extend_from_slice(b"\r\n");
+}
+
+/// Runs a parsed batch under one lock, appending replies to `output`. Consumed input is
+/// removed; input parsed but not run (see [`Next::Continue`]) stays and is parsed again.
+fn run_batch(
+    mut model: MutexGuard<'_, Model>,
+    clock: &Clock,
+    limits: &Limits,
+    session: &mut Session,
+    parsed: Parsed,
+    input: &mut Vec<u8>,
+    output: &mut Vec<u8>,
+) -> Next {
+    let Parsed {
+        frames,
+        mut consumed,
+        mut protocol_error,
+        mut next,
+    } = parsed;
+    for (argv, end) in &frames {
+        let reply = model.exec(clock(), session, argv);
+        encode_reply_as(&reply, session.resp, output);
+        if session.quit {
+            input.clear();
+            return Next::Close;
+        }
+        let limits_now = &model.core.config.limits;
+        let limits_changed = limits_now.bulk_len_max != limits.bulk_len_max
+            || limits_now.array_len_max != limits.array_len_max
+            || limits_now.inline_len_max != limits.inline_len_max;
+        let more_after = *end < consumed || protocol_error.is_some();
+        if (limits_changed || output.len() >= REPLY_FLUSH_AT) && more_after {
+            // What follows was parsed under the old limits, or the replies should go out
+            // first: keep the rest of the input for the next round.
+            consumed = *end;
+            protocol_error = None;
+            next = Next::Continue;
+            break;
+        }
+    }
+    if let Some(error) = protocol_error {
+        // Redis counts the protocol error like any other error reply.
+        model.core.stats.total_error_replies += 1;
+        *model.core.stats.errors.entry("ERR".to_owned()).or_default() += 1;
+        write_protocol_error(&error, output);
+    }
+    drop(model);
+    input.drain(..consumed);
+    next
 }
 
 /// Writes `output` while reading more input into `input`, as Redis keeps reading a client
@@ -194,81 +512,6 @@ fn reserve_read_room(input: &mut Vec<u8>) {
     if input.capacity() - input.len() < READ_CHUNK {
         input.reserve(READ_CHUNK);
     }
-}
-
-/// Parses every complete command at the front of `input` (outside the model's lock), then
-/// runs them under one lock, appending replies to `output`. Consumed input is removed; input
-/// parsed but not run (see [`Next::Continue`]) stays and is parsed again.
-fn run_batch(
-    model: &SharedModel,
-    clock: &Clock,
-    session: &mut Session,
-    input: &mut Vec<u8>,
-    output: &mut Vec<u8>,
-) -> Next {
-    // Limits are read for every batch, so a CONFIG SET proto-max-bulk-len from any client
-    // applies to what is parsed after it. Parsing happens without the lock: a client
-    // trickling in a huge frame makes us reparse it, and nobody else should wait for that.
-    let limits = lock(model).core.config.limits.clone();
-    let mut frames: Vec<(Vec<Vec<u8>>, usize)> = Vec::new();
-    let mut consumed = 0;
-    let mut protocol_error = None;
-    while frames.len() < BATCH_COMMANDS_MAX {
-        match parse_command(&input[consumed..], &limits) {
-            Ok(None) => break,
-            Ok(Some((argv, used))) => {
-                consumed += used;
-                // Empty commands (`*0`, blank lines) are skipped, as Redis does.
-                if !argv.is_empty() {
-                    frames.push((argv, consumed));
-                }
-            }
-            Err(error) => {
-                protocol_error = Some(error);
-                break;
-            }
-        }
-    }
-    let mut next = if protocol_error.is_some() {
-        Next::Close
-    } else if frames.len() == BATCH_COMMANDS_MAX {
-        Next::Continue
-    } else {
-        Next::Read
-    };
-    let mut model = lock(model);
-    for (argv, end) in &frames {
-        let reply = model.exec(clock(), session, argv);
-        encode_reply_as(&reply, session.resp, output);
-        if session.quit {
-            input.clear();
-            return Next::Close;
-        }
-        let limits_now = &model.core.config.limits;
-        let limits_changed = limits_now.bulk_len_max != limits.bulk_len_max
-            || limits_now.array_len_max != limits.array_len_max
-            || limits_now.inline_len_max != limits.inline_len_max;
-        let more_after = *end < consumed || protocol_error.is_some();
-        if (limits_changed || output.len() >= REPLY_FLUSH_AT) && more_after {
-            // What follows was parsed under the old limits, or the replies should go out
-            // first: keep the rest of the input for the next round.
-            consumed = *end;
-            protocol_error = None;
-            next = Next::Continue;
-            break;
-        }
-    }
-    if let Some(error) = protocol_error {
-        // Redis counts the protocol error like any other error reply.
-        model.core.stats.total_error_replies += 1;
-        *model.core.stats.errors.entry("ERR".to_owned()).or_default() += 1;
-        output.extend_from_slice(b"-ERR ");
-        output.extend_from_slice(error.0.as_bytes());
-        output.extend_from_slice(b"\r\n");
-    }
-    drop(model);
-    input.drain(..consumed);
-    next
 }
 
 /// Locks the model. A poisoned lock means a command panicked, which is a bug in the model;

@@ -15,6 +15,19 @@ use clap::Args;
 use ratelab::algo::RateQuota;
 use ratelab::memory::MemoryLimiter;
 
+/// Text for people: stdout, except under `--format csv`, where stdout carries only the CSV
+/// rows (one header, so that the output parses as one CSV file) and everything else, the
+/// titles, ratios and the other tables, goes to stderr.
+macro_rules! text {
+    ($format:expr, $($arg:tt)*) => {
+        if $format == Format::Csv {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+
 /// Which benchmarks to run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Only {
@@ -26,6 +39,8 @@ pub enum Only {
     Memory,
     /// Only the simulation's speed: simulated decisions per wall-second, 1 to 16 gateways.
     Sim,
+    /// Only accepting connections: `ratelab serve` against redis-server, many at once.
+    Accept,
 }
 
 /// Output format of the Redis table.
@@ -33,7 +48,8 @@ pub enum Only {
 pub enum Format {
     /// A table for people.
     Table,
-    /// CSV with the header `limiter,family,concurrency,...`.
+    /// CSV with the header `limiter,family,concurrency,...` on stdout: the limiter rows
+    /// (Redis and in-process) only; every other line goes to stderr.
     Csv,
 }
 
@@ -66,6 +82,64 @@ pub struct BenchArgs {
     /// requests per simulated second in all).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     pub gateways: Vec<u32>,
+    /// Connections opened at once by the accept benchmark.
+    #[arg(long, default_value_t = 3_000)]
+    pub connections: usize,
+    /// A model server already running (`host:port`) for the accept benchmark; without it this
+    /// binary's `serve` is started on a free port.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Also write every table as CSV into this directory, one file per table (`limiters.csv`,
+    /// `ratios.csv`, `memory_bare.csv`, `memory_bytes.csv`, `sim.csv`, `sim_summary.csv`,
+    /// `accept.csv`), each with one header.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Every table of the run as CSV, by file name: header and rows. Filled as the tables are
+/// printed and written at the end with `--out`.
+static TABLES: std::sync::Mutex<
+    std::collections::BTreeMap<&'static str, (&'static str, Vec<String>)>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Adds a CSV row to table `name` (fields joined by commas, quoted when they hold one).
+pub fn record(name: &'static str, header: &'static str, fields: &[String]) {
+    let row = fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if let Ok(mut tables) = TABLES.lock() {
+        tables
+            .entry(name)
+            .or_insert((header, Vec::new()))
+            .1
+            .push(row);
+    }
+}
+
+fn write_tables(directory: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let tables = TABLES
+        .lock()
+        .map_err(|_| std::io::Error::other("a bench thread panicked"))?;
+    for (name, (header, rows)) in tables.iter() {
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        let path = directory.join(format!("{name}.csv"));
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Runs the benchmarks and prints their tables.
@@ -75,9 +149,20 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
     }
     if matches!(args.only, Only::All | Only::Memory) {
         run_memory(args);
+        run_memory_trait(args)?;
     }
     if matches!(args.only, Only::All | Only::Sim) {
         run_sim(args)?;
+    }
+    if matches!(args.only, Only::All | Only::Accept) {
+        crate::bench_accept::run(
+            args.connections,
+            args.model.as_deref(),
+            args.format == Format::Csv,
+        )?;
+    }
+    if let Some(directory) = &args.out {
+        write_tables(directory)?;
     }
     Ok(())
 }
@@ -101,13 +186,21 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
     }
     let base = Scenario::from_toml(PERF_SCENARIO)
         .map_err(|error| std::io::Error::other(error.to_string()))?;
-    println!(
+    text!(
+        args.format,
         "simulation speed: {} ms of 10k requests/s on 1000 Zipf keys, atomic GCRA, 3-shard cluster, seed 1",
         base.duration_ms
     );
-    println!(
+    text!(
+        args.format,
         "{:>8} {:>10} {:>9} {:>9} {:>12} {:>12} {:>9}",
-        "gateways", "decisions", "sim_s", "wall_s", "decisions/s", "sim/wall", "check_s"
+        "gateways",
+        "decisions",
+        "sim_s",
+        "wall_s",
+        "decisions/s",
+        "sim/wall",
+        "check_s"
     );
     let mut four_gateways = None;
     for &gateways in &args.gateways {
@@ -123,7 +216,8 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
         let wall_s = harness_s + check_s;
         let sim_s = output.simulated_ms as f64 / 1_000.0;
         let per_s = decisions as f64 / wall_s;
-        println!(
+        text!(
+            args.format,
             "{gateways:>8} {decisions:>10} {sim_s:>9.1} {wall_s:>9.2} {per_s:>12.0} {:>12.1} {check_s:>9.2}{}",
             sim_s / wall_s,
             if report.safe() {
@@ -131,6 +225,20 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
             } else {
                 "  (a safety property failed!)"
             }
+        );
+        record(
+            "sim",
+            "gateways,decisions,sim_s,wall_s,decisions_per_s,sim_per_wall,check_s,safe",
+            &[
+                gateways.to_string(),
+                decisions.to_string(),
+                format!("{sim_s:.1}"),
+                format!("{wall_s:.2}"),
+                format!("{per_s:.0}"),
+                format!("{:.1}", sim_s / wall_s),
+                format!("{check_s:.2}"),
+                report.safe().to_string(),
+            ],
         );
         if gateways == 4 {
             four_gateways = Some(per_s);
@@ -160,17 +268,34 @@ fn run_sim(args: &BenchArgs) -> std::io::Result<()> {
             .sum::<std::io::Result<u64>>()
     })?;
     let wall_s = started.elapsed().as_secs_f64();
-    println!(
+    text!(
+        args.format,
         "4 gateways, {cores} seeds on {cores} threads at once: {decisions} decisions in {wall_s:.2} s = {:.0} decisions/s, {:.1} simulated s per wall s in all",
         decisions as f64 / wall_s,
         base.duration_ms as f64 / 1_000.0 * cores as f64 / wall_s
     );
     let bare = bare_gcra_decisions_per_s(100_000);
-    println!(
+    text!(
+        args.format,
         "peer: the same GCRA script on one in-process model, no network: {bare:.0} decisions/s"
     );
+    let summary = [
+        (
+            format!("decisions_per_s_{cores}_threads_4_gateways"),
+            decisions as f64 / wall_s,
+        ),
+        ("bare_gcra_decisions_per_s".to_owned(), bare),
+    ];
+    for (measure, value) in summary {
+        record(
+            "sim_summary",
+            "measure,value",
+            &[measure, format!("{value:.0}")],
+        );
+    }
     if let Some(simulated) = four_gateways {
-        println!(
+        text!(
+            args.format,
             "simulated (4 gateways) / bare: {:.2} (the share of a decision's cost that is the limiter and the model)",
             simulated / bare
         );
@@ -250,38 +375,16 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
             Duration::from_millis(args.duration_ms),
         ))
         .map_err(|error| std::io::Error::other(error.to_string()))?;
-    match args.format {
-        Format::Csv => {
-            println!("{}", crate::bench_redis::CSV_HEADER);
-            for row in &rows {
-                println!("{}", row.csv());
-            }
-        }
-        Format::Table => {
-            println!(
-                "limiters against a real redis-server ({url}), {} ms per cell",
-                args.duration_ms
-            );
-            println!(
-                "{:<24} {:<7} {:>4} {:>7} {:>7} {:>12} {:>9} {:>9}",
-                "limiter", "family", "conc", "rt/dec", "cmd/dec", "decisions/s", "p50_us", "p99_us"
-            );
-            for row in &rows {
-                println!(
-                    "{:<24} {:<7} {:>4} {:>7.2} {:>7.2} {:>12.0} {:>9.1} {:>9.1}",
-                    row.limiter,
-                    row.family,
-                    row.concurrency,
-                    row.round_trips_per_decision,
-                    row.commands_per_decision,
-                    row.decisions_per_s,
-                    row.p50_us,
-                    row.p99_us
-                );
-            }
-        }
-    }
-    println!("atomic / legacy decisions per second, same concurrency:");
+    text!(
+        args.format,
+        "limiters against a real redis-server ({url}), {} ms per cell",
+        args.duration_ms
+    );
+    print_rows(&rows, args.format);
+    text!(
+        args.format,
+        "atomic / legacy decisions per second, same concurrency:"
+    );
     for &(atomic, legacy) in &[
         ("gcra", "newapi_ip_list"),
         ("sliding_log", "newapi_ip_list"),
@@ -298,9 +401,20 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
                     .map(|row| row.decisions_per_s)
             };
             if let (Some(ours), Some(theirs)) = (find(atomic), find(legacy)) {
-                println!(
+                text!(
+                    args.format,
                     "  {atomic} / {legacy} at {concurrency}: {:.2}x",
                     ours / theirs
+                );
+                record(
+                    "ratios",
+                    "limiter,peer,concurrency,ratio",
+                    &[
+                        atomic.to_owned(),
+                        legacy.to_owned(),
+                        concurrency.to_string(),
+                        format!("{:.2}", ours / theirs),
+                    ],
                 );
             }
         }
@@ -308,21 +422,135 @@ fn run_redis(args: &BenchArgs) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The in-process limiters through the `Limiter` trait and the same harness as the Redis
+/// rows (the decision a gateway makes), with the ratios the closing notes quote.
+fn run_memory_trait(args: &BenchArgs) -> std::io::Result<()> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err(std::io::Error::other(
+            "--concurrency needs positive numbers",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let rows = runtime
+        .block_on(crate::bench_redis::run_memory(
+            &args.concurrency,
+            Duration::from_millis(args.duration_ms),
+        ))
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    text!(
+        args.format,
+        "in-process limiters through the Limiter trait (key rendered from the request), {} ms per cell",
+        args.duration_ms
+    );
+    print_rows(&rows, args.format);
+    text!(
+        args.format,
+        "memory_gcra / peer decisions per second, same concurrency:"
+    );
+    for peer in ["newapi_memory", "governor_keyed"] {
+        for &concurrency in &args.concurrency {
+            let find = |name: &str| {
+                rows.iter()
+                    .find(|row| row.limiter == name && row.concurrency == concurrency)
+                    .map(|row| row.decisions_per_s)
+            };
+            if let (Some(ours), Some(theirs)) = (find("memory_gcra"), find(peer)) {
+                text!(
+                    args.format,
+                    "  memory_gcra / {peer} at {concurrency}: {:.2}x",
+                    ours / theirs
+                );
+                record(
+                    "ratios",
+                    "limiter,peer,concurrency,ratio",
+                    &[
+                        "memory_gcra".to_owned(),
+                        peer.to_owned(),
+                        concurrency.to_string(),
+                        format!("{:.2}", ours / theirs),
+                    ],
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[crate::bench_redis::Row], format: Format) {
+    for row in rows {
+        if let Ok(mut tables) = TABLES.lock() {
+            tables
+                .entry("limiters")
+                .or_insert((crate::bench_redis::CSV_HEADER, Vec::new()))
+                .1
+                .push(row.csv());
+        }
+    }
+    match format {
+        Format::Csv => {
+            // One header for every limiter table in the run (they share the columns).
+            static HEADER_DONE: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !HEADER_DONE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                println!("{}", crate::bench_redis::CSV_HEADER);
+            }
+            for row in rows {
+                println!("{}", row.csv());
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<24} {:<7} {:>4} {:>7} {:>7} {:>12} {:>9} {:>9}",
+                "limiter", "family", "conc", "rt/dec", "cmd/dec", "decisions/s", "p50_us", "p99_us"
+            );
+            for row in rows {
+                println!(
+                    "{:<24} {:<7} {:>4} {:>7.2} {:>7.2} {:>12.0} {:>9.1} {:>9.1}",
+                    row.limiter,
+                    row.family,
+                    row.concurrency,
+                    row.round_trips_per_decision,
+                    row.commands_per_decision,
+                    row.decisions_per_s,
+                    row.p50_us,
+                    row.p99_us
+                );
+            }
+        }
+    }
+}
+
 fn run_memory(args: &BenchArgs) {
-    println!(
+    text!(
+        args.format,
         "in-memory limiter vs governor's keyed (dashmap) limiter, ns per decision (lower is better)"
     );
-    println!("ratelab reads std's Instant per decision; governor is run with the same clock (std)");
-    println!("and with its default TSC clock (quanta); ratios are ratelab / governor-std.");
-    println!(
+    text!(
+        args.format,
+        "ratelab reads std's Instant per decision; governor is run with the same clock (std)"
+    );
+    text!(
+        args.format,
+        "and with its default TSC clock (quanta); ratios are ratelab / governor-std."
+    );
+    text!(
+        args.format,
         "{:<36} {:>9} {:>13} {:>16} {:>7}",
-        "case", "ratelab", "governor-std", "governor-quanta", "ratio"
+        "case",
+        "ratelab",
+        "governor-std",
+        "governor-quanta",
+        "ratio"
     );
     for case in MemoryCase::ALL {
         let ours = case.ratelab(args.decisions);
         let same_clock = case.governor(args.decisions, governor::clock::MonotonicClock);
         let default_clock = case.governor(args.decisions, governor::clock::QuantaClock::default());
-        println!(
+        text!(
+            args.format,
             "{:<36} {:>9.1} {:>13.1} {:>16.1} {:>7.2}",
             case.name(),
             ours,
@@ -330,14 +558,36 @@ fn run_memory(args: &BenchArgs) {
             default_clock,
             ours / same_clock
         );
+        record(
+            "memory_bare",
+            "case,ratelab_ns,governor_std_ns,governor_quanta_ns,ratio",
+            &[
+                case.name().to_owned(),
+                format!("{ours:.1}"),
+                format!("{same_clock:.1}"),
+                format!("{default_clock:.1}"),
+                format!("{:.2}", ours / same_clock),
+            ],
+        );
     }
     match bytes_per_key(args.keys) {
-        Some(bytes) => println!(
-            "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
-            args.keys
-        ),
+        Some(bytes) => {
+            text!(
+                args.format,
+                "ratelab memory limiter: {bytes:.0} bytes per key at {} keys (RSS growth)",
+                args.keys
+            );
+            record(
+                "memory_bytes",
+                "keys,bytes_per_key",
+                &[args.keys.to_string(), format!("{bytes:.0}")],
+            );
+        }
         None => {
-            println!("ratelab memory limiter: bytes per key unavailable (no /proc/self/status)")
+            text!(
+                args.format,
+                "ratelab memory limiter: bytes per key unavailable (no /proc/self/status)"
+            )
         }
     }
 }

@@ -27,6 +27,7 @@ use ratelab::limiter::legacy::list_log::{ListLogLimiter, ListLogQuota};
 use ratelab::limiter::legacy::model_request::{
     ModelQuota, ModelRequestLimiter, TokenBucketLimiter,
 };
+use ratelab::limiter::memory::MemoryGcra;
 use ratelab::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
 use ratelab::memory::MemoryLimiter;
 use ratelab::real::{RealConfig, RealRedis, Strategy};
@@ -88,14 +89,41 @@ impl<O: OutcomeLimiter> Limiter for AdmitAndSucceed<O> {
     }
 }
 
-/// The in-memory GCRA limiter as a `Limiter` (shared by all tasks, as one gateway's is).
-struct InMemory(Arc<MemoryLimiter>);
+/// The adapter `ratelab bench` used before `MemoryGcra`: the key is the identity's `Debug`
+/// text, formatted and allocated per decision. Kept as a row to show what that cost.
+struct DebugKeyed(Arc<MemoryLimiter>);
 
-impl Limiter for InMemory {
+impl Limiter for DebugKeyed {
     async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
         let key = format!("{:?}", request.identity).into_bytes();
         Ok(Verdict {
             decision: self.0.check(&key, request.now_ms, request.cost),
+            usage: Default::default(),
+        })
+    }
+}
+
+/// governor's keyed (dashmap) limiter behind the same `Limiter` call and key rendering as
+/// `MemoryGcra`, so that the two differ only in the limiter.
+struct Governor {
+    limiter: Arc<governor::DefaultKeyedRateLimiter<Vec<u8>>>,
+    scheme: KeyScheme,
+    key: Vec<u8>,
+}
+
+impl Limiter for Governor {
+    async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
+        self.scheme
+            .render_into(&request.identity, 0, &mut self.key)
+            .map_err(|error| LimiterError::Reply(error.to_string()))?;
+        let allowed = self.limiter.check_key(&self.key).is_ok();
+        Ok(Verdict {
+            decision: ratelab::algo::Decision {
+                allowed,
+                remaining: 0,
+                retry_after_ms: 0,
+                reset_after_ms: 0,
+            },
             usage: Default::default(),
         })
     }
@@ -128,21 +156,30 @@ where
             tokio::spawn(async move {
                 let mut latencies_ns = Vec::new();
                 let (mut round_trips, mut commands) = (0u64, 0u64);
-                let mut index = 0u64;
+                // The 1000 users' requests are built once: building one per decision (five
+                // fields, four allocations) cost more than an in-memory decision.
+                let first = u64::try_from(task).expect("fits") * 7919;
+                let mut requests: Vec<Request> = (0..1000)
+                    .map(|index| {
+                        let user = (first + index) % 1000;
+                        Request {
+                            identity: Identity::new("bench")
+                                .with("user", user.to_string())
+                                .with("ip", format!("10.0.{}.{}", user / 256, user % 256))
+                                .with("group", "default")
+                                .with("model", "m"),
+                            cost: 1,
+                            now_ms: 0,
+                        }
+                    })
+                    .collect();
+                let mut index = 0usize;
                 while Instant::now() < deadline {
-                    let user = (u64::try_from(task).expect("fits") * 7919 + index) % 1000;
+                    let request = &mut requests[index % 1000];
                     index += 1;
-                    let request = Request {
-                        identity: Identity::new("bench")
-                            .with("user", user.to_string())
-                            .with("ip", format!("10.0.{}.{}", user / 256, user % 256))
-                            .with("group", "default")
-                            .with("model", "m"),
-                        cost: 1,
-                        now_ms: wall_ms(),
-                    };
+                    request.now_ms = wall_ms();
                     let begin = Instant::now();
-                    let verdict = limiter.check(&request).await?;
+                    let verdict = limiter.check(request).await?;
                     latencies_ns
                         .push(u64::try_from(begin.elapsed().as_nanos()).unwrap_or(u64::MAX));
                     round_trips += verdict.usage.round_trips;
@@ -312,13 +349,54 @@ pub async fn run_all(
             SLACK_PERCENT_DEFAULT,
         )
         .expect("a valid quota"));
-        // In process memory.
+    }
+    Ok(rows)
+}
+
+/// The in-process limiters through the same `Limiter` call and harness as the Redis rows: the
+/// redesign's sharded GCRA, new-api's global-mutex list log, and governor's keyed limiter.
+pub async fn run_memory(
+    concurrencies: &[usize],
+    duration: Duration,
+) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+    let rate = RateQuota::new(1_000_000, 1)?;
+    let list_quota = ListLogQuota::new(1_000_000, 60)?;
+    let scheme = KeyScheme::parse("rl:memory:{u:$user}", 1)?;
+    let governor_quota = governor::Quota::per_second(std::num::NonZeroU32::MAX);
+    let mut rows = Vec::new();
+    for &concurrency in concurrencies {
         let memory = Arc::new(MemoryLimiter::new(rate));
-        measure!("memory_gcra", "memory", |_| InMemory(memory.clone()));
+        let row = cell("memory_gcra", "memory", concurrency, duration, |_| {
+            MemoryGcra::new(Arc::clone(&memory), scheme.clone())
+        })
+        .await?;
+        rows.push(row);
+        let memory = Arc::new(MemoryLimiter::new(rate));
+        let row = cell(
+            "memory_gcra_debug_key",
+            "memory",
+            concurrency,
+            duration,
+            |_| DebugKeyed(Arc::clone(&memory)),
+        )
+        .await?;
+        rows.push(row);
         let store = InMemoryRateLimiter::new();
-        measure!("newapi_memory", "memory", |_| {
+        let row = cell("newapi_memory", "memory", concurrency, duration, |_| {
             MemoryListLogLimiter::newapi_ip(store.clone(), list_quota)
-        });
+        })
+        .await?;
+        rows.push(row);
+        let keyed = Arc::new(governor::RateLimiter::dashmap(governor_quota));
+        let row = cell("governor_keyed", "memory", concurrency, duration, |_| {
+            Governor {
+                limiter: Arc::clone(&keyed),
+                scheme: scheme.clone(),
+                key: Vec::new(),
+            }
+        })
+        .await?;
+        rows.push(row);
     }
     Ok(rows)
 }

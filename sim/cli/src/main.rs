@@ -12,6 +12,7 @@
 //! input (an unreadable or invalid scenario, a run that could not complete).
 
 mod bench;
+mod bench_accept;
 mod bench_redis;
 mod serve;
 mod shardcheck;

@@ -124,7 +124,12 @@ fn info_section(core: &Core, ctx: &Ctx, name: &str) -> String {
         "clients" => lines.extend([
             format!("connected_clients:{}", core.clients.len()),
             "cluster_connections:0".to_owned(),
-            "maxclients:10000".to_owned(),
+            format!(
+                "maxclients:{}",
+                core.params
+                    .get("maxclients")
+                    .map_or("10000", String::as_str)
+            ),
             "blocked_clients:0".to_owned(),
             "tracking_clients:0".to_owned(),
             "clients_in_timeout_table:0".to_owned(),
@@ -170,7 +175,7 @@ fn info_section(core: &Core, ctx: &Ctx, name: &str) -> String {
                     stats.total_commands_processed
                 ),
                 "instantaneous_ops_per_sec:0".to_owned(),
-                "rejected_connections:0".to_owned(),
+                format!("rejected_connections:{}", stats.rejected_connections),
                 format!("expired_keys:{}", stats.expired_keys + passive),
                 "evicted_keys:0".to_owned(),
                 format!("keyspace_hits:{}", stats.keyspace_hits),

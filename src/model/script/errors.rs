@@ -195,7 +195,11 @@ pub(super) fn on_error(lua: &Lua, value: Value) -> mlua::Result<()> {
             .find(|(source, _, _)| source == "@user_script")
     } else {
         match frame(lua, 1) {
-            Some((_, _, true)) => frame(lua, 2),
+            // The sandbox's own Lua wrappers (`=[C]`, see `WRAPPERS`) stand in for C
+            // functions: an error raised in one is reported where the script called it.
+            Some((_, _, true)) => (2..256)
+                .filter_map(|level| frame(lua, level))
+                .find(|(source, _, _)| source != "=[C]"),
             other => other,
         }
     };

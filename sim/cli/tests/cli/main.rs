@@ -151,3 +151,92 @@ fn explore_shrinks_each_failing_seed_and_prints_both_replays() {
     assert!(!plain.contains("shrunk"), "{plain}");
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// A CSV line's fields: commas split, except inside double quotes (`""` is a quote).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("one field").push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            other => fields.last_mut().expect("one field").push(other),
+        }
+    }
+    assert!(!quoted, "unbalanced quotes in {line:?}");
+    fields
+}
+
+/// Checks a CSV text: one header, `rows` rows with its columns, numbers after the first
+/// `text_columns` columns.
+fn check_csv(name: &str, text: &str, rows: usize, text_columns: usize) {
+    let mut lines = text.lines();
+    let header = csv_fields(lines.next().expect("a header"));
+    let mut count = 0;
+    for line in lines {
+        let fields = csv_fields(line);
+        assert_eq!(fields.len(), header.len(), "{name}: {line:?}");
+        for number in &fields[text_columns..] {
+            assert!(number.parse::<f64>().is_ok(), "{name}: {line:?}");
+        }
+        count += 1;
+    }
+    assert_eq!(count, rows, "{name}: {text}");
+}
+
+#[test]
+fn bench_csv_output_parses_as_one_csv_table() {
+    // Goal: `ratelab bench --format csv` writes only CSV on stdout (one header, every row with
+    // the header's columns), so the file parses as CSV; the text tables that used to follow
+    // it go to stderr. With `--out DIR` every table is also a CSV file of its own.
+    // Regression: the memory and ratio tables were printed after the CSV. Method: the
+    // in-process benchmarks (no Redis needed), tiny, at two concurrencies; parse stdout and
+    // each written file field by field and check the numeric columns are numbers.
+    let directory = std::env::temp_dir().join(format!("ratelab-bench-csv-{}", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelab"))
+        .args([
+            "bench",
+            "--only",
+            "memory",
+            "--format",
+            "csv",
+            "--concurrency",
+            "1,2",
+            "--duration-ms",
+            "20",
+            "--decisions",
+            "20000",
+            "--keys",
+            "1000",
+            "--out",
+            directory.to_str().expect("utf-8 path"),
+        ])
+        .output()
+        .expect("ratelab runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(stdout.starts_with("limiter,family,"), "{stdout}");
+    // Four limiters at two concurrencies.
+    check_csv("stdout", &stdout, 8, 2);
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(
+        stderr.contains("memory_gcra / newapi_memory at 1:"),
+        "{stderr}"
+    );
+    for (name, rows, text_columns) in [
+        ("limiters", 8, 2),
+        ("ratios", 4, 2),
+        ("memory_bare", 4, 1),
+        ("memory_bytes", 1, 0),
+    ] {
+        let text = std::fs::read_to_string(directory.join(format!("{name}.csv")))
+            .unwrap_or_else(|error| panic!("{name}.csv: {error}"));
+        check_csv(name, &text, rows, text_columns);
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
