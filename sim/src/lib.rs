@@ -9,6 +9,7 @@
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //! * [`explore`]: a seed-ordered worker pool for independent runs.
+//! * [`sweep`]: a figure's runs as data (one axis, the limiters, the seeds) and their rows.
 //!
 //! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
 //! library knows no command line and no output format.
@@ -21,6 +22,7 @@ pub mod harness;
 pub mod pool;
 pub mod scenario;
 pub mod shrink;
+pub mod sweep;
 pub mod topology;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.
