@@ -4,13 +4,15 @@
 //! * `explore`: many swarm seeds with a progress bar, listing the failing ones, each with
 //!   the replay command of its shrunk scenario (`--no-shrink` to skip shrinking);
 //! * `serve`: the in-process Redis model on a TCP port;
-//! * `bench`: the limiters against a real Redis.
+//! * `bench`: the limiters against a real Redis;
+//! * `report`: the figures (sweeps in `sim/sweeps/`) as SVG, PNG, CSV and a README.
 //!
-//! Exit codes of `run` and `explore`: 0 every safety property held, 1 one was violated, 2 bad
+//! Exit codes of `run` and `explore` (`report`: 0 or 2): 0 every safety property held, 1 one was violated, 2 bad
 //! input (an unreadable or invalid scenario, a run that could not complete).
 
 mod bench;
 mod bench_redis;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -37,6 +39,8 @@ enum Command {
     Run(RunArgs),
     /// Simulate many swarm seeds and list the ones that violate a safety property.
     Explore(ExploreArgs),
+    /// Run the figures' sweeps and write plots (SVG, PNG), their CSV and a README.
+    Report(report::ReportArgs),
 }
 
 /// How `run` prints its result.
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Run(args) => return run(&args),
         Command::Explore(args) => return explore(&args),
+        Command::Report(args) => return report::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
