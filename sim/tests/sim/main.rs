@@ -5,6 +5,7 @@
 //! - `races`: the remaining named races, each found with the legacy limiter and fixed by its
 //!   replacement; shrinking.
 //! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
+//! - `sweeps`: the report's sweep files parse, and the figures' data shows their facts.
 //! - `faults`: link latency distributions, clock drift, pool exhaustion, gateway restarts, the
 //!   swarm's coverage.
 
@@ -12,4 +13,5 @@ mod common;
 mod faults;
 mod races;
 mod scenarios;
+mod sweeps;
 mod topology;

@@ -179,6 +179,8 @@ fn lines<DB: DrawingBackend>(
         title: &sweep.title,
         x: sweep.axis_title(),
         y: &sweep.plot.y_label,
+        x_log: sweep.plot.x_log,
+        y_log: sweep.plot.y_log,
     };
     match (sweep.plot.x_log, sweep.plot.y_log) {
         (false, false) => chart(root, &labels, x0..x1, y0..y1, &drawn),
@@ -213,6 +215,20 @@ struct Labels<'a> {
     title: &'a str,
     x: String,
     y: &'a str,
+    x_log: bool,
+    y_log: bool,
+}
+
+/// A tick's label: the number; on a log axis only 1, 2 and 5 times a power of ten (the
+/// others are drawn as grid lines without a label, so the labels do not run together).
+fn tick(value: f64, log: bool) -> String {
+    if log && value > 0.0 {
+        let mantissa = value / 10f64.powf(value.log10().floor());
+        if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+            return String::new();
+        }
+    }
+    super::summary::number(value)
 }
 
 fn chart<DB, X, Y>(
@@ -230,6 +246,8 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let x_tick = |v: &f64| tick(*v, labels.x_log);
+    let y_tick = |v: &f64| tick(*v, labels.y_log);
     let mut chart = ChartBuilder::on(root)
         .caption(labels.title, (FONT, 22))
         .margin(16)
@@ -241,6 +259,10 @@ where
         .configure_mesh()
         .x_desc(labels.x.as_str())
         .y_desc(labels.y)
+        .x_labels(20)
+        .y_labels(12)
+        .x_label_formatter(&x_tick)
+        .y_label_formatter(&y_tick)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .light_line_style(RGBColor(235, 235, 235))
@@ -298,6 +320,7 @@ fn bars<DB: DrawingBackend>(
             .map(|(name, _)| series(rows, name, metric).first().map_or(0.0, |p| p.1))
             .collect();
         let high = values.iter().copied().fold(0.0, f64::max).max(1.0) * 1.15;
+        let x_tick = |v: &f64| tick(*v, false);
         let count = named.len() as u32;
         let mut chart = ChartBuilder::on(panel)
             .margin(12)
@@ -317,6 +340,7 @@ fn bars<DB: DrawingBackend>(
             .disable_y_mesh()
             .y_labels(named.len())
             .y_label_formatter(&formatter)
+            .x_label_formatter(&x_tick)
             .x_desc(format!("{} ({})", describe(metric), sweep.plot.y_label))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 15))
@@ -398,6 +422,8 @@ fn percentiles<DB: DrawingBackend>(
         .x_desc("percentile (x = 1/(1 − p), log)")
         .y_desc(sweep.plot.y_label.as_str())
         .x_label_formatter(&formatter)
+        .y_labels(12)
+        .y_label_formatter(&|v: &f64| tick(*v, true))
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .light_line_style(RGBColor(235, 235, 235))
