@@ -110,6 +110,9 @@ pub struct Plot {
     /// The headline: the point (an x value) and the two limiters whose `metrics[0]` the
     /// README's sentence compares.
     pub compare: Option<Compare>,
+    /// The knee: the README names the first x from which the last metric stays at or below
+    /// this, for each compared limiter (the pool size where waiting stops).
+    pub knee_at_most: Option<f64>,
 }
 
 impl Default for Plot {
@@ -121,6 +124,7 @@ impl Default for Plot {
             x_log: false,
             y_log: false,
             compare: None,
+            knee_at_most: None,
         }
     }
 }
@@ -246,8 +250,14 @@ impl Sweep {
         }
     }
 
-    /// The runs, in order: (point index, limiter, seed, scenario).
+    /// The runs, in order: (point index, limiter, seed, scenario). Quick mode runs the
+    /// first seed only.
     pub fn runs(&self, quick: bool) -> Vec<Run> {
+        let seeds = if quick {
+            &self.seeds[..1]
+        } else {
+            &self.seeds[..]
+        };
         let mut runs = Vec::new();
         for (index, point) in self.points.iter().enumerate() {
             if quick
@@ -260,7 +270,7 @@ impl Sweep {
                 continue;
             }
             for &limiter in &self.limiters {
-                for &seed in &self.seeds {
+                for &seed in seeds {
                     let mut scenario = with_limiter(&point.scenario, limiter);
                     if let Some(duration_ms) = self.quick.duration_ms.filter(|_| quick) {
                         scenario.duration_ms = duration_ms;
@@ -794,6 +804,16 @@ pub fn series(rows: &[Row], limiter: &str, metric: &str) -> Vec<(f64, f64)> {
             (x, sum / f64::from(n))
         })
         .collect()
+}
+
+/// The first x from which `limiter`'s `metric` stays at or below `at_most`.
+pub fn knee(rows: &[Row], limiter: &str, metric: &str, at_most: f64) -> Option<f64> {
+    let series = series(rows, limiter, metric);
+    let last_above = series.iter().rposition(|(_, value)| *value > at_most);
+    match last_above {
+        None => series.first().map(|(x, _)| *x),
+        Some(index) => series.get(index + 1).map(|(x, _)| *x),
+    }
 }
 
 /// The mean of `metric` for `limiter` at `x` (the first point when `x` is `None`).

@@ -75,7 +75,8 @@ fn runs_cover_points_limiters_and_seeds() {
     );
     assert!(full.iter().all(|run| run.scenario.duration_ms == 200));
     let quick = sweep.runs(true);
-    assert_eq!(quick.len(), 2 * 2 * 2);
+    assert_eq!(quick.len(), 2 * 2, "quick mode runs the first seed only");
+    assert!(quick.iter().all(|run| run.seed == 1));
     assert!(
         quick
             .iter()

@@ -84,6 +84,9 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
         number(b),
         ratio(a, b)
     );
+    if let Some(at_most) = sweep.plot.knee_at_most {
+        text.push_str(&knee(sweep, rows, compare, at_most));
+    }
     match sweep.plot.kind {
         PlotKind::Lines => text.push_str(&along_axis(sweep, rows, &compare.a, metric)),
         PlotKind::Bars | PlotKind::Percentiles => {
@@ -91,6 +94,27 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
         }
     }
     text
+}
+
+/// Where each compared limiter's last metric settles at or below `at_most`.
+fn knee(sweep: &Sweep, rows: &[Row], compare: &sim::sweep::Compare, at_most: f64) -> String {
+    let Some(metric) = sweep.plot.metrics.last() else {
+        return String::new();
+    };
+    let place = |limiter: &str| match sim::sweep::knee(rows, limiter, metric, at_most) {
+        Some(x) => format!("{} = {}", sweep.axis_name, number(x)),
+        None => "never in this sweep".to_owned(),
+    };
+    format!(
+        " The {} stays at or below {}{unit} from {} for {} and from {} for {}.",
+        describe(metric),
+        number(at_most),
+        place(&compare.a),
+        compare.a,
+        place(&compare.b),
+        compare.b,
+        unit = unit_of(metric)
+    )
 }
 
 fn axis_unit(sweep: &Sweep) -> String {
