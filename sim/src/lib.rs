@@ -9,6 +9,7 @@
 //! * [`checker`]: a pure function from the event log to verdicts and metrics.
 //! * [`shrink`]: the smallest variant of a violating scenario that still violates.
 //! * [`explore`]: a seed-ordered worker pool for independent runs.
+//! * [`timeline`]: a shrunk counterexample laid out per gateway, for the report's timeline.
 //! * [`sweep`]: a figure's runs as data (one axis, the limiters, the seeds) and their rows.
 //!
 //! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
@@ -23,6 +24,7 @@ pub mod pool;
 pub mod scenario;
 pub mod shrink;
 pub mod sweep;
+pub mod timeline;
 pub mod topology;
 
 /// Runs `scenario` with `seed` and judges the log: the one call the CLI and the tests make.

@@ -2,7 +2,7 @@
 //! data (their CSV rows, run in quick mode) has the shape and shows the facts the report
 //! claims: atomic limiters below new-api's path A at every RTT, one round trip per atomic
 //! script, the hockey stick of the legacy path under load, pool wait falling with pool size,
-//! the hottest node's share falling as shards grow.
+//! the hottest node's share falling as shards grow, and the R3 counterexample of figure 10.
 
 use std::path::Path;
 
@@ -164,4 +164,31 @@ fn hottest_node_share_falls_as_shards_grow() {
         let slots = series(&rows, name, "hottest_slot_share_pct");
         assert!(slots.iter().all(|p| p.1 < 30.0), "{name}: {slots:?}");
     }
+}
+
+/// Goal: figure 10's data: new-api's IP list on the R3 scenario yields a shrunk
+/// counterexample whose worst key exceeds its bound in one window, and the atomic sliding
+/// log with the same bound yields none. Method: `timeline::counterexample` on both.
+#[test]
+fn r3_counterexample_timeline_and_its_fix() {
+    let text = include_str!("../../scenarios/r3-legacy-ip-list.toml");
+    let scenario = sim::scenario::Scenario::from_toml(text).expect("shipped scenario");
+    let timeline = sim::timeline::counterexample(&scenario, 1, 40)
+        .expect("runs")
+        .expect("R3 violates");
+    assert_eq!(timeline.property, "admissions_within_bound");
+    let (limit, span_ms) = timeline.bound.expect("a window bound");
+    assert_eq!((limit, span_ms), (5, 1000));
+    assert!(
+        timeline.worst_in_window() > limit,
+        "{}",
+        sim::timeline::csv(&timeline)
+    );
+    assert!(!timeline.marks.is_empty() && timeline.marks.iter().all(|m| m.round_trips == 3));
+    let mut fixed = scenario.clone();
+    fixed.gateways[0].limiter = sim::scenario::LimiterKind::AtomicSlidingLog;
+    assert_eq!(
+        sim::timeline::counterexample(&fixed, 1, 40).expect("runs"),
+        None
+    );
 }

@@ -8,6 +8,7 @@
 
 mod plot;
 mod summary;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,23 @@ const BUILTIN: [(&str, &str); 8] = [
     ),
 ];
 
+/// The counterexample figure's name, scenario and seed: new-api's race R3 on the IP list,
+/// shrunk.
+const COUNTEREXAMPLE: &str = "counterexample-r3";
+const COUNTEREXAMPLE_SCENARIO: &str = include_str!("../../../scenarios/r3-legacy-ip-list.toml");
+const COUNTEREXAMPLE_SEED: u64 = 1;
+/// Shrinking runs for the counterexample (as `ratelab run`'s default).
+const COUNTEREXAMPLE_SHRINK_RUNS: u32 = 40;
+
+/// One figure of the README.
+struct Section {
+    name: String,
+    title: String,
+    sentence: String,
+    runs: usize,
+    command: String,
+}
+
 /// Arguments of `ratelab report`.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
@@ -60,7 +78,7 @@ pub struct ReportArgs {
     /// Shorter runs and fewer points per sweep (each sweep's `[quick]`), for a first look.
     #[arg(long)]
     quick: bool,
-    /// Only these figures (sweep names, e.g. `latency-vs-rtt`).
+    /// Only these figures (sweep names, e.g. `latency-vs-rtt`, or `counterexample-r3`).
     #[arg(long, num_args = 1..)]
     only: Vec<String>,
     /// Runs at once, each on its own thread. Default: the machine's cores. The output does
@@ -131,8 +149,12 @@ fn select_sweeps(args: &ReportArgs) -> Result<Vec<Sweep>, ReportError> {
             .collect::<Result<Vec<_>, _>>()?
     };
     for name in &args.only {
-        if !all.iter().any(|sweep| &sweep.name == name) {
-            let names: Vec<&str> = all.iter().map(|sweep| sweep.name.as_str()).collect();
+        let special = args.sweep.is_empty() && name == COUNTEREXAMPLE;
+        if !special && !all.iter().any(|sweep| &sweep.name == name) {
+            let mut names: Vec<&str> = all.iter().map(|sweep| sweep.name.as_str()).collect();
+            if args.sweep.is_empty() {
+                names.push(COUNTEREXAMPLE);
+            }
             return Err(ReportError::Usage(format!(
                 "--only {name}: no such figure (there are {})",
                 names.join(", ")
@@ -177,9 +199,21 @@ fn report(args: &ReportArgs) -> Result<(), ReportError> {
     for (sweep, rows) in sweeps.iter().zip(&rows) {
         let sentence = write_figure(&args.out, sweep, rows)?;
         println!("{}: {sentence}", sweep.name);
-        sections.push((sweep, sentence));
+        sections.push(Section {
+            name: sweep.name.clone(),
+            title: sweep.title.clone(),
+            sentence,
+            runs: sweep.runs(args.quick).len(),
+            command: command(&sweep.name, args),
+        });
     }
-    let readme = readme(&sections, args);
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    if args.sweep.is_empty() && wants(COUNTEREXAMPLE) {
+        let section = write_counterexample(&args.out, args)?;
+        println!("{}: {}", section.name, section.sentence);
+        sections.push(section);
+    }
+    let readme = readme(&sections, args.quick);
     write(&args.out.join("README.md"), readme.as_bytes())?;
     println!(
         "{} figure(s), {total} runs, written to {}",
@@ -207,20 +241,57 @@ fn write_figure(out: &Path, sweep: &Sweep, rows: &[Row]) -> Result<String, Repor
     Ok(summary::sentence(sweep, rows))
 }
 
+/// The counterexample: R3 on new-api's IP list, shrunk, as a timeline.
+fn write_counterexample(out: &Path, args: &ReportArgs) -> Result<Section, ReportError> {
+    let scenario = sim::scenario::Scenario::from_toml(COUNTEREXAMPLE_SCENARIO)
+        .map_err(|error| ReportError::Sweep(format!("r3-legacy-ip-list.toml: {error}")))?;
+    let found =
+        sim::timeline::counterexample(&scenario, COUNTEREXAMPLE_SEED, COUNTEREXAMPLE_SHRINK_RUNS)
+            .map_err(|error| ReportError::Run(format!("{COUNTEREXAMPLE}: {error}")))?;
+    let Some(timeline) = found else {
+        return Err(ReportError::Run(format!(
+            "{COUNTEREXAMPLE}: r3-legacy-ip-list.toml with seed {COUNTEREXAMPLE_SEED} no longer violates anything"
+        )));
+    };
+    let (gateways, _, duration_ms, _, _) = sim::shrink::size(&timeline.scenario);
+    let title = format!(
+        "Counterexample: new-api's R3 on the IP list (seed {COUNTEREXAMPLE_SEED}, shrunk to {gateways} gateway(s), {duration_ms} ms)"
+    );
+    write(
+        &out.join(format!("{COUNTEREXAMPLE}.csv")),
+        sim::timeline::csv(&timeline).as_bytes(),
+    )?;
+    let svg = timeline::svg(&timeline, &title).map_err(ReportError::Output)?;
+    write(&out.join(format!("{COUNTEREXAMPLE}.svg")), svg.as_bytes())?;
+    timeline::png(
+        &timeline,
+        &title,
+        &out.join(format!("{COUNTEREXAMPLE}.png")),
+    )
+    .map_err(ReportError::Output)?;
+    Ok(Section {
+        name: COUNTEREXAMPLE.to_owned(),
+        title,
+        sentence: summary::counterexample(&timeline),
+        runs: 1,
+        command: command(COUNTEREXAMPLE, args),
+    })
+}
+
 /// The command that makes one figure, as the README prints it.
-fn command(sweep: &Sweep, args: &ReportArgs) -> String {
+fn command(name: &str, args: &ReportArgs) -> String {
     let mut command = String::from("cargo run --release -p sim -- report");
     if args.quick {
         command.push_str(" --quick");
     }
     if !args.sweep.is_empty() {
-        command.push_str(&format!(" --sweep sim/sweeps/{}.toml", sweep.name));
+        command.push_str(&format!(" --sweep sim/sweeps/{name}.toml"));
     }
-    command.push_str(&format!(" --only {}", sweep.name));
+    command.push_str(&format!(" --only {name}"));
     command
 }
 
-fn readme(sections: &[(&Sweep, String)], args: &ReportArgs) -> String {
+fn readme(sections: &[Section], quick: bool) -> String {
     let mut text = String::from(
         "# ratelab report\n\nGenerated by `ratelab report`; do not edit (CI regenerates this \
          folder and fails on any difference). Every figure is simulated from fixed seeds, \
@@ -230,21 +301,22 @@ fn readme(sections: &[(&Sweep, String)], args: &ReportArgs) -> String {
          green, teal) for the atomic scripts, grey and purple for in-process limiters; \
          dashed lines are the second metric of a figure (p99 beside p50).\n",
     );
-    if args.quick {
+    if quick {
         text.push_str("\n**Quick mode**: shorter runs and fewer points than the full report.\n");
     }
-    for (index, (sweep, sentence)) in sections.iter().enumerate() {
+    for (index, section) in sections.iter().enumerate() {
         text.push_str(&format!(
-            "\n## {}. {}\n\n![{}]({}.svg)\n\n{sentence}\n\nData: [`{}.csv`]({}.csv) \
+            "\n## {}. {}\n\n![{}]({}.svg)\n\n{}\n\nData: [`{}.csv`]({}.csv) \
              ({} runs). Made by `{}`.\n",
             index + 1,
-            sweep.title,
-            sweep.title,
-            sweep.name,
-            sweep.name,
-            sweep.name,
-            sweep.runs(args.quick).len(),
-            command(sweep, args)
+            section.title,
+            section.title,
+            section.name,
+            section.sentence,
+            section.name,
+            section.name,
+            section.runs,
+            section.command
         ));
     }
     text

@@ -15,7 +15,7 @@ use super::summary::describe;
 /// The figure's size in pixels.
 const SIZE: (u32, u32) = (1000, 600);
 /// The font every text uses.
-const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font with plotters (needed before any PNG text is drawn).

@@ -175,3 +175,31 @@ fn capitalise(text: &str) -> String {
         None => String::new(),
     }
 }
+
+/// The counterexample's sentence: the key, its worst window against the bound, and who
+/// admitted the first request beyond it.
+pub fn counterexample(timeline: &sim::timeline::Timeline) -> String {
+    let worst = timeline.worst_in_window();
+    let (limit, span_ms) = timeline.bound.unwrap_or((0, 0));
+    let first_over = timeline
+        .marks
+        .iter()
+        .filter(|mark| mark.in_window > limit && mark.outcome == sim::event::Outcome::Allowed)
+        .min_by_key(|mark| (mark.decided_ms, mark.id));
+    let trips = timeline.marks.first().map_or(0, |mark| mark.round_trips);
+    let mut text = format!(
+        "{} fails: key {} has {worst} admissions in one {span_ms} ms window where {limit} are allowed",
+        timeline.property, timeline.key
+    );
+    if let Some(mark) = first_over {
+        text.push_str(&format!(
+            "; the first beyond the bound is admitted by gateway-{} at {} ms",
+            mark.gateway, mark.decided_ms
+        ));
+    }
+    text.push_str(&format!(
+        ". Each request makes {trips} round trips: it reads the list's length (LLEN) first and pushes in a later one, so requests in flight together all read a short list before any of them pushes. Shrunk in {} steps from `sim/scenarios/r3-legacy-ip-list.toml`.",
+        timeline.steps.len()
+    ));
+    text
+}
