@@ -110,6 +110,8 @@ pub struct Plot {
     /// The headline: the point (an x value) and the two limiters whose `metrics[0]` the
     /// README's sentence compares.
     pub compare: Option<Compare>,
+    /// Where the legend goes (inside the plot, in the corner the lines leave free).
+    pub legend: Corner,
     /// The knee: the README names the first x from which the last metric stays at or below
     /// this, for each compared limiter (the pool size where waiting stops).
     pub knee_at_most: Option<f64>,
@@ -124,6 +126,7 @@ impl Default for Plot {
             x_log: false,
             y_log: false,
             compare: None,
+            legend: Corner::UpperLeft,
             knee_at_most: None,
         }
     }
@@ -139,6 +142,20 @@ pub enum PlotKind {
     Bars,
     /// The latency distribution at the first point: latency against 1/(1−p).
     Percentiles,
+}
+
+/// A corner of the plotting area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corner {
+    /// Top left.
+    UpperLeft,
+    /// Top right.
+    UpperRight,
+    /// Bottom left.
+    LowerLeft,
+    /// Bottom right.
+    LowerRight,
 }
 
 /// The headline comparison of a figure's README sentence.

@@ -204,7 +204,7 @@ fn report(args: &ReportArgs) -> Result<(), ReportError> {
             title: sweep.title.clone(),
             sentence,
             runs: sweep.runs(args.quick).len(),
-            command: command(&sweep.name, args),
+            command: command(&sweep.name, args, sweep_path(args, &sweep.name)),
         });
     }
     let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
@@ -274,18 +274,26 @@ fn write_counterexample(out: &Path, args: &ReportArgs) -> Result<Section, Report
         title,
         sentence: summary::counterexample(&timeline),
         runs: 1,
-        command: command(COUNTEREXAMPLE, args),
+        command: command(COUNTEREXAMPLE, args, None),
     })
 }
 
+/// The `--sweep` file that holds the sweep `name`, when sweeps came from files.
+fn sweep_path<'a>(args: &'a ReportArgs, name: &str) -> Option<&'a Path> {
+    args.sweep
+        .iter()
+        .map(PathBuf::as_path)
+        .find(|path| Sweep::from_path(path).is_ok_and(|sweep| sweep.name == name))
+}
+
 /// The command that makes one figure, as the README prints it.
-fn command(name: &str, args: &ReportArgs) -> String {
+fn command(name: &str, args: &ReportArgs, file: Option<&Path>) -> String {
     let mut command = String::from("cargo run --release -p sim -- report");
     if args.quick {
         command.push_str(" --quick");
     }
-    if !args.sweep.is_empty() {
-        command.push_str(&format!(" --sweep sim/sweeps/{name}.toml"));
+    if let Some(file) = file {
+        command.push_str(&format!(" --sweep {}", file.display()));
     }
     command.push_str(&format!(" --only {name}"));
     command

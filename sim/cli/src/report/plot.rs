@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
-use sim::sweep::{PlotKind, Row, Sweep, series};
+use sim::sweep::{Corner, PlotKind, Row, Sweep, series};
 
 use super::summary::describe;
 
@@ -176,6 +176,7 @@ fn lines<DB: DrawingBackend>(
     };
     let (y0, y1) = padded(y0, y1, sweep.plot.y_log);
     let labels = Labels {
+        legend: corner(sweep.plot.legend),
         title: &sweep.title,
         x: sweep.axis_title(),
         y: &sweep.plot.y_label,
@@ -212,6 +213,7 @@ fn short(metric: &str) -> String {
 }
 
 struct Labels<'a> {
+    legend: SeriesLabelPosition,
     title: &'a str,
     x: String,
     y: &'a str,
@@ -295,7 +297,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(labels.legend.clone())
         .label_font((FONT, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
@@ -455,6 +457,15 @@ fn percentiles<DB: DrawingBackend>(
         .draw()
         .map_err(failed)?;
     Ok(())
+}
+
+fn corner(corner: Corner) -> SeriesLabelPosition {
+    match corner {
+        Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+        Corner::UpperRight => SeriesLabelPosition::UpperRight,
+        Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+        Corner::LowerRight => SeriesLabelPosition::LowerRight,
+    }
 }
 
 /// The percentile a latency column stands for.

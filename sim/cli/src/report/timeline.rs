@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use sim::event::Outcome;
 use sim::timeline::Timeline;
@@ -118,6 +119,25 @@ fn lanes<DB: DrawingBackend>(
             .label(format!("fault: {}", band.label))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour.filled()));
     }
+    marks(&mut chart, timeline, lanes)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// Each request of the key: a line from arrival to decision, and its outcome's mark.
+fn marks<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    timeline: &Timeline,
+    lanes: u32,
+) -> Result<(), String> {
+    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     // Requests on one lane are stacked so that concurrent ones do not hide each other.
     let mut per_lane = vec![0u32; lanes as usize];
     let mut drawn = Vec::new();
@@ -167,14 +187,6 @@ fn lanes<DB: DrawingBackend>(
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(failed)?;
     Ok(())
 }
 
