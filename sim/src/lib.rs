@@ -11,6 +11,8 @@
 //! * [`explore`]: a seed-ordered worker pool for independent runs.
 //! * [`schemes`], [`traffic`], [`compare`]: `shardcheck`: key-scheme files, traffic (from a
 //!   scenario's load generator, a trace or a swarm seed), and one traffic under two schemes.
+//! * [`timeline`]: a shrunk counterexample laid out per gateway, for the report's timeline.
+//! * [`sweep`]: a figure's runs as data (one axis, the limiters, the seeds) and their rows.
 //!
 //! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
 //! library knows no command line and no output format.
@@ -25,6 +27,8 @@ pub mod pool;
 pub mod scenario;
 pub mod schemes;
 pub mod shrink;
+pub mod sweep;
+pub mod timeline;
 pub mod topology;
 pub mod traffic;
 

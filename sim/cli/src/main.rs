@@ -7,13 +7,15 @@
 //! * `bench`: the limiters against a real Redis;
 //! * `shardcheck`: a key-scheme change checked before it ships (exit 0 unchanged semantics,
 //!   1 changed, 2 bad input).
+//! * `report`: the figures (sweeps in `sim/sweeps/`) as SVG, PNG, CSV and a README.
 //!
-//! Exit codes of `run` and `explore`: 0 every safety property held, 1 one was violated, 2 bad
+//! Exit codes of `run` and `explore` (`report`: 0 or 2): 0 every safety property held, 1 one was violated, 2 bad
 //! input (an unreadable or invalid scenario, a run that could not complete).
 
 mod bench;
 mod bench_accept;
 mod bench_redis;
+mod report;
 mod serve;
 mod shardcheck;
 
@@ -43,6 +45,8 @@ enum Command {
     Explore(ExploreArgs),
     /// Check a key-scheme change: decisions, collisions, CROSSSLOT, load, bounds, cut-over.
     Shardcheck(shardcheck::ShardcheckArgs),
+    /// Run the figures' sweeps and write plots (SVG, PNG), their CSV and a README.
+    Report(report::ReportArgs),
 }
 
 /// How `run` prints its result.
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Run(args) => return run(&args),
         Command::Explore(args) => return explore(&args),
         Command::Shardcheck(args) => return shardcheck::run(&args),
+        Command::Report(args) => return report::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

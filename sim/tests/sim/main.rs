@@ -5,6 +5,7 @@
 //! - `races`: the remaining named races, each found with the legacy limiter and fixed by its
 //!   replacement; shrinking.
 //! - `topology`: replicas and failover, cluster routing and hot keys, the performance scenario.
+//! - `sweeps`: the report's sweep files parse, and the figures' data shows their facts.
 //! - `faults`: link latency distributions, clock drift, pool exhaustion, gateway restarts, the
 //!   swarm's coverage.
 //! - `judge`: the checker against wrong limiters (one too many, L + 1 in a window, a panic, a
@@ -18,4 +19,5 @@ mod judge;
 mod limiters;
 mod races;
 mod scenarios;
+mod sweeps;
 mod topology;

@@ -3,6 +3,7 @@
 //! libraries; these tests check only what the binary adds.
 
 mod shardcheck;
+mod report;
 
 use sim::checker::Report;
 use sim::scenario::Scenario;

@@ -1,0 +1,331 @@
+//! `ratelab report`: runs the figures' sweeps (`sim::sweep`) on every core and writes, per
+//! figure, an SVG, a PNG and the CSV they were drawn from, then `README.md` with each figure,
+//! one sentence computed from its data, and the command that made it.
+//!
+//! Everything written is a function of the sweep files and the code: no wall clock, no
+//! machine name, floats printed at fixed precision, so CI can regenerate `results/` and
+//! demand the same bytes.
+
+mod plot;
+mod summary;
+mod timeline;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sim::sweep::{Row, Sweep};
+
+/// The built-in figures, in the README's order: (file name, text). Shipped in
+/// `sim/sweeps/`, embedded so the binary needs no checkout to run them.
+const BUILTIN: [(&str, &str); 8] = [
+    (
+        "latency-vs-rtt.toml",
+        include_str!("../../../sweeps/latency-vs-rtt.toml"),
+    ),
+    (
+        "round-trips.toml",
+        include_str!("../../../sweeps/round-trips.toml"),
+    ),
+    (
+        "latency-vs-load.toml",
+        include_str!("../../../sweeps/latency-vs-load.toml"),
+    ),
+    (
+        "pool-wait-vs-pool-size.toml",
+        include_str!("../../../sweeps/pool-wait-vs-pool-size.toml"),
+    ),
+    (
+        "latency-vs-gateways.toml",
+        include_str!("../../../sweeps/latency-vs-gateways.toml"),
+    ),
+    (
+        "latency-vs-shards.toml",
+        include_str!("../../../sweeps/latency-vs-shards.toml"),
+    ),
+    (
+        "hottest-share-vs-shards.toml",
+        include_str!("../../../sweeps/hottest-share-vs-shards.toml"),
+    ),
+    (
+        "latency-percentiles.toml",
+        include_str!("../../../sweeps/latency-percentiles.toml"),
+    ),
+];
+
+/// The counterexample figure's name, scenario and seed: new-api's race R3 on the IP list,
+/// shrunk.
+const COUNTEREXAMPLE: &str = "counterexample-r3";
+const COUNTEREXAMPLE_SCENARIO: &str = include_str!("../../../scenarios/r3-legacy-ip-list.toml");
+const COUNTEREXAMPLE_SEED: u64 = 1;
+/// Shrinking runs for the counterexample (as `ratelab run`'s default).
+const COUNTEREXAMPLE_SHRINK_RUNS: u32 = 40;
+
+/// One figure of the README.
+struct Section {
+    name: String,
+    title: String,
+    sentence: String,
+    runs: usize,
+    command: String,
+}
+
+/// Arguments of `ratelab report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Where the figures, their CSV and README.md go (created if missing).
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Shorter runs and fewer points per sweep (each sweep's `[quick]`), for a first look.
+    #[arg(long)]
+    quick: bool,
+    /// Only these figures (sweep names, e.g. `latency-vs-rtt`, or `counterexample-r3`).
+    #[arg(long, num_args = 1..)]
+    only: Vec<String>,
+    /// Runs at once, each on its own thread. Default: the machine's cores. The output does
+    /// not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run this sweep file (repeatable) instead of the built-in figures.
+    #[arg(long)]
+    sweep: Vec<PathBuf>,
+}
+
+/// A failure of the command: bad input (exit 2) or a run that could not complete (exit 2).
+#[derive(Debug)]
+enum ReportError {
+    /// A sweep file is unreadable or invalid.
+    Sweep(String),
+    /// The arguments ask for something that does not exist.
+    Usage(String),
+    /// The output cannot be written.
+    Output(String),
+    /// A simulation could not complete.
+    Run(String),
+}
+
+impl std::fmt::Display for ReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportError::Sweep(text)
+            | ReportError::Usage(text)
+            | ReportError::Output(text)
+            | ReportError::Run(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Runs `ratelab report`; exit 0 when every figure was written, 2 otherwise.
+pub fn run(args: &ReportArgs) -> ExitCode {
+    match report(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ratelab report: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The built-in sweeps, parsed (their `base` is inline, so the directory is not read).
+pub fn builtin_sweeps() -> Result<Vec<Sweep>, String> {
+    BUILTIN
+        .iter()
+        .map(|(file, text)| {
+            Sweep::from_toml(text, Path::new("sim/sweeps"))
+                .map_err(|error| format!("sim/sweeps/{file}: {error}"))
+        })
+        .collect()
+}
+
+fn select_sweeps(args: &ReportArgs) -> Result<Vec<Sweep>, ReportError> {
+    let all = if args.sweep.is_empty() {
+        builtin_sweeps().map_err(ReportError::Sweep)?
+    } else {
+        args.sweep
+            .iter()
+            .map(|path| {
+                Sweep::from_path(path)
+                    .map_err(|error| ReportError::Sweep(format!("{}: {error}", path.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    for name in &args.only {
+        let special = args.sweep.is_empty() && name == COUNTEREXAMPLE;
+        if !special && !all.iter().any(|sweep| &sweep.name == name) {
+            let mut names: Vec<&str> = all.iter().map(|sweep| sweep.name.as_str()).collect();
+            if args.sweep.is_empty() {
+                names.push(COUNTEREXAMPLE);
+            }
+            return Err(ReportError::Usage(format!(
+                "--only {name}: no such figure (there are {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|sweep| args.only.is_empty() || args.only.contains(&sweep.name))
+        .collect())
+}
+
+/// Creates the output directory and proves it writable before any run starts.
+fn prepare_out(out: &Path) -> Result<(), ReportError> {
+    let unwritable = |error: std::io::Error| {
+        ReportError::Output(format!("cannot write to {}: {error}", out.display()))
+    };
+    std::fs::create_dir_all(out).map_err(unwritable)?;
+    let probe = out.join(".ratelab-report-probe");
+    std::fs::write(&probe, b"").map_err(unwritable)?;
+    std::fs::remove_file(&probe).map_err(unwritable)
+}
+
+fn report(args: &ReportArgs) -> Result<(), ReportError> {
+    if args.jobs == Some(0) {
+        return Err(ReportError::Usage("--jobs must be at least 1".to_owned()));
+    }
+    let sweeps = select_sweeps(args)?;
+    prepare_out(&args.out)?;
+    plot::register_font().map_err(ReportError::Output)?;
+    let jobs = args.jobs.unwrap_or_else(sim::explore::jobs_default);
+    let total = sim::sweep::run_count(&sweeps, args.quick);
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let rows = sim::sweep::run(&sweeps, args.quick, jobs, || bar.inc(1))
+        .map_err(|error| ReportError::Run(error.to_string()))?;
+    bar.finish_and_clear();
+    let mut sections = Vec::new();
+    for (sweep, rows) in sweeps.iter().zip(&rows) {
+        let sentence = write_figure(&args.out, sweep, rows)?;
+        println!("{}: {sentence}", sweep.name);
+        sections.push(Section {
+            name: sweep.name.clone(),
+            title: sweep.title.clone(),
+            sentence,
+            runs: sweep.runs(args.quick).len(),
+            command: command(&sweep.name, args, sweep_path(args, &sweep.name)),
+        });
+    }
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    if args.sweep.is_empty() && wants(COUNTEREXAMPLE) {
+        let section = write_counterexample(&args.out, args)?;
+        println!("{}: {}", section.name, section.sentence);
+        sections.push(section);
+    }
+    let readme = readme(&sections, args.quick);
+    write(&args.out.join("README.md"), readme.as_bytes())?;
+    println!(
+        "{} figure(s), {total} runs, written to {}",
+        sections.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    std::fs::write(path, bytes)
+        .map_err(|error| ReportError::Output(format!("cannot write {}: {error}", path.display())))
+}
+
+/// Writes one figure's CSV, SVG and PNG; returns its README sentence.
+fn write_figure(out: &Path, sweep: &Sweep, rows: &[Row]) -> Result<String, ReportError> {
+    write(
+        &out.join(format!("{}.csv", sweep.name)),
+        sim::sweep::csv(rows).as_bytes(),
+    )?;
+    let svg = plot::svg(sweep, rows).map_err(ReportError::Output)?;
+    write(&out.join(format!("{}.svg", sweep.name)), svg.as_bytes())?;
+    let png_path = out.join(format!("{}.png", sweep.name));
+    plot::png(sweep, rows, &png_path).map_err(ReportError::Output)?;
+    Ok(summary::sentence(sweep, rows))
+}
+
+/// The counterexample: R3 on new-api's IP list, shrunk, as a timeline.
+fn write_counterexample(out: &Path, args: &ReportArgs) -> Result<Section, ReportError> {
+    let scenario = sim::scenario::Scenario::from_toml(COUNTEREXAMPLE_SCENARIO)
+        .map_err(|error| ReportError::Sweep(format!("r3-legacy-ip-list.toml: {error}")))?;
+    let found =
+        sim::timeline::counterexample(&scenario, COUNTEREXAMPLE_SEED, COUNTEREXAMPLE_SHRINK_RUNS)
+            .map_err(|error| ReportError::Run(format!("{COUNTEREXAMPLE}: {error}")))?;
+    let Some(timeline) = found else {
+        return Err(ReportError::Run(format!(
+            "{COUNTEREXAMPLE}: r3-legacy-ip-list.toml with seed {COUNTEREXAMPLE_SEED} no longer violates anything"
+        )));
+    };
+    let (gateways, _, duration_ms, _, _) = sim::shrink::size(&timeline.scenario);
+    let title = format!(
+        "Counterexample: new-api's R3 on the IP list (seed {COUNTEREXAMPLE_SEED}, shrunk to {gateways} gateway(s), {duration_ms} ms)"
+    );
+    write(
+        &out.join(format!("{COUNTEREXAMPLE}.csv")),
+        sim::timeline::csv(&timeline).as_bytes(),
+    )?;
+    let svg = timeline::svg(&timeline, &title).map_err(ReportError::Output)?;
+    write(&out.join(format!("{COUNTEREXAMPLE}.svg")), svg.as_bytes())?;
+    timeline::png(
+        &timeline,
+        &title,
+        &out.join(format!("{COUNTEREXAMPLE}.png")),
+    )
+    .map_err(ReportError::Output)?;
+    Ok(Section {
+        name: COUNTEREXAMPLE.to_owned(),
+        title,
+        sentence: summary::counterexample(&timeline),
+        runs: 1,
+        command: command(COUNTEREXAMPLE, args, None),
+    })
+}
+
+/// The `--sweep` file that holds the sweep `name`, when sweeps came from files.
+fn sweep_path<'a>(args: &'a ReportArgs, name: &str) -> Option<&'a Path> {
+    args.sweep
+        .iter()
+        .map(PathBuf::as_path)
+        .find(|path| Sweep::from_path(path).is_ok_and(|sweep| sweep.name == name))
+}
+
+/// The command that makes one figure, as the README prints it.
+fn command(name: &str, args: &ReportArgs, file: Option<&Path>) -> String {
+    let mut command = String::from("cargo run --release -p sim -- report");
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if let Some(file) = file {
+        command.push_str(&format!(" --sweep {}", file.display()));
+    }
+    command.push_str(&format!(" --only {name}"));
+    command
+}
+
+fn readme(sections: &[Section], quick: bool) -> String {
+    let mut text = String::from(
+        "# ratelab report\n\nGenerated by `ratelab report`; do not edit (CI regenerates this \
+         folder and fails on any difference). Every figure is simulated from fixed seeds, \
+         so the numbers are the same on every machine. Each figure's CSV beside it holds \
+         one row per run; the sweep that made it is in `sim/sweeps/`.\n\n\
+         Colours: warm (red, orange, brown) for new-api's legacy limiters, cool (blue, \
+         green, teal) for the atomic scripts, grey and purple for in-process limiters; \
+         dashed lines are the second metric of a figure (p99 beside p50).\n",
+    );
+    if quick {
+        text.push_str("\n**Quick mode**: shorter runs and fewer points than the full report.\n");
+    }
+    for (index, section) in sections.iter().enumerate() {
+        text.push_str(&format!(
+            "\n## {}. {}\n\n![{}]({}.svg)\n\n{}\n\nData: [`{}.csv`]({}.csv) \
+             ({} runs). Made by `{}`.\n",
+            index + 1,
+            section.title,
+            section.title,
+            section.name,
+            section.sentence,
+            section.name,
+            section.name,
+            section.runs,
+            section.command
+        ));
+    }
+    text
+}

@@ -1,0 +1,497 @@
+//! Drawing a figure with plotters, the same code for the SVG and the PNG backend.
+//!
+//! Text is drawn by ab_glyph from DejaVu Sans embedded in the binary (`sim/cli/assets/`), so
+//! nothing is read from the system and the PNG bytes do not depend on installed fonts.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
+use plotters::prelude::*;
+use sim::sweep::{Corner, PlotKind, Row, Sweep, series};
+
+use super::summary::describe;
+
+/// The figure's size in pixels.
+const SIZE: (u32, u32) = (1000, 600);
+/// The font every text uses.
+pub const FONT: &str = "sans-serif";
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// Registers the embedded font with plotters (needed before any PNG text is drawn).
+pub fn register_font() -> Result<(), String> {
+    plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS)
+        .map_err(|_| "the embedded font does not parse".to_owned())
+}
+
+/// The figure as SVG text.
+pub fn svg(sweep: &Sweep, rows: &[Row]) -> Result<String, String> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        draw(&root, sweep, rows)?;
+        root.present().map_err(|error| error.to_string())?;
+    }
+    Ok(text)
+}
+
+/// The figure as a PNG file at `path`.
+pub fn png(sweep: &Sweep, rows: &[Row], path: &Path) -> Result<(), String> {
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    draw(&root, sweep, rows)?;
+    root.present()
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// The colours of a family, picked in order for its limiters: warm for new-api's, cool for
+/// the atomic scripts, grey and purple for in-process limiters.
+fn colour(family: &str, index: usize) -> RGBColor {
+    const LEGACY: [RGBColor; 5] = [
+        RGBColor(200, 30, 30),
+        RGBColor(230, 120, 0),
+        RGBColor(140, 70, 20),
+        RGBColor(220, 60, 140),
+        RGBColor(170, 140, 0),
+    ];
+    const ATOMIC: [RGBColor; 6] = [
+        RGBColor(20, 80, 200),
+        RGBColor(0, 150, 130),
+        RGBColor(90, 160, 230),
+        RGBColor(40, 120, 40),
+        RGBColor(0, 60, 110),
+        RGBColor(110, 190, 90),
+    ];
+    const MEMORY: [RGBColor; 3] = [
+        RGBColor(110, 110, 110),
+        RGBColor(120, 60, 170),
+        RGBColor(60, 60, 60),
+    ];
+    let palette: &[RGBColor] = match family {
+        "legacy" => &LEGACY,
+        "memory" => &MEMORY,
+        _ => &ATOMIC,
+    };
+    palette[index % palette.len()]
+}
+
+/// The limiters in the rows, in first-seen order, with their colours.
+fn limiters(rows: &[Row]) -> Vec<(String, RGBColor)> {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for row in rows {
+        if !seen.iter().any(|(name, _)| *name == row.limiter) {
+            seen.push((row.limiter.clone(), row.family));
+        }
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    seen.iter()
+        .map(|(name, family)| {
+            let index = match counts.iter_mut().find(|(f, _)| f == family) {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count - 1
+                }
+                None => {
+                    counts.push((family, 1));
+                    0
+                }
+            };
+            (name.clone(), colour(family, index))
+        })
+        .collect()
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sweep: &Sweep,
+    rows: &[Row],
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|error| error.to_string())?;
+    match sweep.plot.kind {
+        PlotKind::Lines => lines(root, sweep, rows),
+        PlotKind::Bars => bars(root, sweep, rows),
+        PlotKind::Percentiles => percentiles(root, sweep, rows),
+    }
+}
+
+/// One drawn line: its points, colour, label and whether it is dashed.
+struct Line {
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    label: String,
+    dashed: bool,
+}
+
+/// A range with 5% room on a linear axis, or a decade-aligned one on a log axis.
+fn padded(low: f64, high: f64, log: bool) -> (f64, f64) {
+    if log {
+        let low = low.max(1e-3);
+        (
+            10f64.powf(low.log10().floor()),
+            10f64.powf(high.max(low * 1.01).log10().ceil()),
+        )
+    } else {
+        let low = low.min(0.0);
+        let high = if high > low { high * 1.08 } else { low + 1.0 };
+        (low, high)
+    }
+}
+
+fn lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sweep: &Sweep,
+    rows: &[Row],
+) -> Result<(), String> {
+    let mut drawn = Vec::new();
+    for (name, colour) in limiters(rows) {
+        for (index, metric) in sweep.plot.metrics.iter().enumerate() {
+            let points: Vec<(f64, f64)> = series(rows, &name, metric)
+                .into_iter()
+                .map(|(x, y)| (x, if sweep.plot.y_log { y.max(0.1) } else { y }))
+                .collect();
+            let label = if sweep.plot.metrics.len() > 1 {
+                format!("{name} {}", short(metric))
+            } else {
+                name.clone()
+            };
+            drawn.push(Line {
+                points,
+                colour,
+                label,
+                dashed: index > 0,
+            });
+        }
+    }
+    let xs = drawn
+        .iter()
+        .flat_map(|line| line.points.iter().map(|p| p.0));
+    let ys = drawn
+        .iter()
+        .flat_map(|line| line.points.iter().map(|p| p.1));
+    let (x0, x1) = bounds(xs);
+    let (y0, y1) = bounds(ys);
+    let (x0, x1) = if sweep.plot.x_log {
+        (x0 * 0.8, x1 * 1.25)
+    } else {
+        padded(x0, x1, false)
+    };
+    let (y0, y1) = padded(y0, y1, sweep.plot.y_log);
+    let labels = Labels {
+        legend: corner(sweep.plot.legend),
+        title: &sweep.title,
+        x: sweep.axis_title(),
+        y: &sweep.plot.y_label,
+        x_log: sweep.plot.x_log,
+        y_log: sweep.plot.y_log,
+    };
+    match (sweep.plot.x_log, sweep.plot.y_log) {
+        (false, false) => chart(root, &labels, x0..x1, y0..y1, &drawn),
+        (true, false) => chart(root, &labels, (x0..x1).log_scale(), y0..y1, &drawn),
+        (false, true) => chart(root, &labels, x0..x1, (y0..y1).log_scale(), &drawn),
+        (true, true) => chart(
+            root,
+            &labels,
+            (x0..x1).log_scale(),
+            (y0..y1).log_scale(),
+            &drawn,
+        ),
+    }
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
+/// A short name for a metric in a legend (`p99`).
+fn short(metric: &str) -> String {
+    let words = describe(metric);
+    words
+        .strip_suffix(" decision latency")
+        .unwrap_or(words)
+        .to_owned()
+}
+
+struct Labels<'a> {
+    legend: SeriesLabelPosition,
+    title: &'a str,
+    x: String,
+    y: &'a str,
+    x_log: bool,
+    y_log: bool,
+}
+
+/// A tick's label: the number; on a log axis only 1, 2 and 5 times a power of ten (the
+/// others are drawn as grid lines without a label, so the labels do not run together).
+fn tick(value: f64, log: bool) -> String {
+    if log && value > 0.0 {
+        let mantissa = value / 10f64.powf(value.log10().floor());
+        if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+            return String::new();
+        }
+    }
+    super::summary::number(value)
+}
+
+fn chart<DB, X, Y>(
+    root: &DrawingArea<DB, Shift>,
+    labels: &Labels,
+    x: X,
+    y: Y,
+    drawn: &[Line],
+) -> Result<(), String>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let x_tick = |v: &f64| tick(*v, labels.x_log);
+    let y_tick = |v: &f64| tick(*v, labels.y_log);
+    let mut chart = ChartBuilder::on(root)
+        .caption(labels.title, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(failed)?;
+    chart
+        .configure_mesh()
+        .x_desc(labels.x.as_str())
+        .y_desc(labels.y)
+        .x_labels(20)
+        .y_labels(12)
+        .x_label_formatter(&x_tick)
+        .y_label_formatter(&y_tick)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(failed)?;
+    for line in drawn {
+        let style = line.colour.stroke_width(2);
+        let colour = line.colour;
+        let annotated = if line.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(line.points.clone(), 8, 5, style))
+                .map_err(failed)?
+        } else {
+            chart
+                .draw_series(LineSeries::new(line.points.clone(), style))
+                .map_err(failed)?
+        };
+        let dashed = line.dashed;
+        annotated.label(line.label.as_str()).legend(move |(x, y)| {
+            let end = if dashed { x + 10 } else { x + 20 };
+            PathElement::new(vec![(x, y), (end, y)], colour.stroke_width(2))
+        });
+        chart
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|&point| Circle::new(point, 3, colour.filled())),
+            )
+            .map_err(failed)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(labels.legend.clone())
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// Horizontal bars, one panel per metric, one bar per limiter at the sweep's first point.
+fn bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sweep: &Sweep,
+    rows: &[Row],
+) -> Result<(), String> {
+    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let named = limiters(rows);
+    let titled = root.titled(&sweep.title, (FONT, 22)).map_err(failed)?;
+    let panels = titled.split_evenly((1, sweep.plot.metrics.len()));
+    for (panel, metric) in panels.iter().zip(&sweep.plot.metrics) {
+        let values: Vec<f64> = named
+            .iter()
+            .map(|(name, _)| series(rows, name, metric).first().map_or(0.0, |p| p.1))
+            .collect();
+        let high = values.iter().copied().fold(0.0, f64::max).max(1.0) * 1.15;
+        let x_tick = |v: &f64| tick(*v, false);
+        let count = named.len() as u32;
+        let mut chart = ChartBuilder::on(panel)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..high, (0..count).into_segmented())
+            .map_err(failed)?;
+        let names: Vec<String> = named.iter().map(|(name, _)| name.clone()).collect();
+        let formatter = |value: &SegmentValue<u32>| match value {
+            SegmentValue::CenterOf(index) => {
+                names.get(*index as usize).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(named.len())
+            .y_label_formatter(&formatter)
+            .x_label_formatter(&x_tick)
+            .x_desc(format!("{} ({})", describe(metric), sweep.plot.y_label))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(failed)?;
+        chart
+            .draw_series(named.iter().zip(&values).enumerate().map(
+                |(index, ((_, colour), value))| {
+                    let index = index as u32;
+                    let mut bar = Rectangle::new(
+                        [
+                            (0.0, SegmentValue::Exact(index)),
+                            (*value, SegmentValue::Exact(index + 1)),
+                        ],
+                        colour.filled(),
+                    );
+                    bar.set_margin(5, 5, 0, 0);
+                    bar
+                },
+            ))
+            .map_err(failed)?;
+        chart
+            .draw_series(
+                named
+                    .iter()
+                    .zip(&values)
+                    .enumerate()
+                    .map(|(index, (_, value))| {
+                        Text::new(
+                            super::summary::number(*value),
+                            (*value + high * 0.01, SegmentValue::CenterOf(index as u32)),
+                            (FONT, 13).into_font(),
+                        )
+                    }),
+            )
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The latency distribution: each metric is a percentile p drawn at x = 1/(1 − p).
+fn percentiles<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    sweep: &Sweep,
+    rows: &[Row],
+) -> Result<(), String> {
+    let drawn: Vec<Line> = limiters(rows)
+        .into_iter()
+        .map(|(name, colour)| Line {
+            points: sweep
+                .plot
+                .metrics
+                .iter()
+                .filter_map(|metric| {
+                    let p = percentile_of(metric)?;
+                    let value = series(rows, &name, metric).first()?.1;
+                    Some((1.0 / (1.0 - p), value.max(0.1)))
+                })
+                .collect(),
+            colour,
+            label: name,
+            dashed: false,
+        })
+        .collect();
+    let (y0, y1) = bounds(drawn.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
+    let (y0, y1) = padded(y0, y1, true);
+    let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
+    let mut chart = ChartBuilder::on(root)
+        .caption(&sweep.title, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.5..15_000.0).log_scale(), (y0..y1).log_scale())
+        .map_err(failed)?;
+    let formatter = |x: &f64| percentile_label(*x);
+    chart
+        .configure_mesh()
+        .x_desc("percentile (x = 1/(1 − p), log)")
+        .y_desc(sweep.plot.y_label.as_str())
+        .x_label_formatter(&formatter)
+        .y_labels(12)
+        .y_label_formatter(&|v: &f64| tick(*v, true))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(failed)?;
+    for line in &drawn {
+        let colour = line.colour;
+        chart
+            .draw_series(LineSeries::new(line.points.clone(), colour.stroke_width(2)))
+            .map_err(failed)?
+            .label(line.label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                line.points
+                    .iter()
+                    .map(|&point| Circle::new(point, 3, colour.filled())),
+            )
+            .map_err(failed)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(failed)?;
+    Ok(())
+}
+
+fn corner(corner: Corner) -> SeriesLabelPosition {
+    match corner {
+        Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+        Corner::UpperRight => SeriesLabelPosition::UpperRight,
+        Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+        Corner::LowerRight => SeriesLabelPosition::LowerRight,
+    }
+}
+
+/// The percentile a latency column stands for.
+fn percentile_of(metric: &str) -> Option<f64> {
+    match metric {
+        "latency_p50_ms" => Some(0.5),
+        "latency_p90_ms" => Some(0.9),
+        "latency_p99_ms" => Some(0.99),
+        "latency_p999_ms" => Some(0.999),
+        "latency_p9999_ms" => Some(0.9999),
+        _ => None,
+    }
+}
+
+/// The x axis's tick labels: the percentile at 1/(1 − p) for the decades and 2.
+fn percentile_label(x: f64) -> String {
+    for (at, label) in [
+        (2.0, "p50"),
+        (10.0, "p90"),
+        (100.0, "p99"),
+        (1000.0, "p99.9"),
+        (10_000.0, "p99.99"),
+    ] {
+        if (x / at - 1.0).abs() < 1e-6 {
+            return label.to_owned();
+        }
+    }
+    String::new()
+}

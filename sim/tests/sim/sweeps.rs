@@ -1,0 +1,194 @@
+//! The report's sweeps (`sim/sweeps/*.toml`): every shipped file parses, and the figures'
+//! data (their CSV rows, run in quick mode) has the shape and shows the facts the report
+//! claims: atomic limiters below new-api's path A at every RTT, one round trip per atomic
+//! script, the hockey stick of the legacy path under load, pool wait falling with pool size,
+//! the hottest node's share falling as shards grow, and the R3 counterexample of figure 10.
+
+use std::path::Path;
+
+use sim::sweep::{Row, Sweep, series, value_at};
+
+const SWEEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sweeps");
+
+fn shipped(name: &str) -> Sweep {
+    Sweep::from_path(&Path::new(SWEEPS).join(format!("{name}.toml")))
+        .unwrap_or_else(|error| panic!("a shipped sweep is bad: {error}"))
+}
+
+/// Runs a shipped sweep in quick mode and checks the rows' shape: one per run, in run order,
+/// every run decided something.
+fn quick_rows(name: &str) -> (Sweep, Vec<Row>) {
+    let sweep = shipped(name);
+    let runs = sweep.runs(true);
+    let rows = sim::sweep::run(std::slice::from_ref(&sweep), true, 2, || {})
+        .unwrap_or_else(|error| panic!("{error}"))
+        .remove(0);
+    assert_eq!(rows.len(), runs.len(), "{name}: one row per run");
+    for (row, run) in rows.iter().zip(&runs) {
+        assert_eq!(
+            row.x, sweep.points[run.point].x,
+            "{name}: rows in run order"
+        );
+        assert_eq!(row.limiter, sim::sweep::limiter_name(run.limiter));
+        assert!(
+            row.metrics.decisions > 0,
+            "{name}: {} decided nothing",
+            row.limiter
+        );
+        assert_eq!(row.csv_fields().len(), Row::COLUMNS.len());
+    }
+    (sweep, rows)
+}
+
+fn atomic_scripts(rows: &[Row]) -> Vec<String> {
+    let mut names: Vec<String> = rows
+        .iter()
+        .filter(|row| row.family == "atomic")
+        .map(|row| row.limiter.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Goal: every file in `sim/sweeps/` parses and validates, and names a distinct figure.
+/// Method: read the directory.
+#[test]
+fn every_shipped_sweep_parses() {
+    let mut names = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(SWEEPS)
+        .expect("sim/sweeps exists")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let sweep = Sweep::from_path(&path).unwrap_or_else(|error| panic!("{error}"));
+        assert!(!sweep.runs(true).is_empty() && sweep.runs(true).len() <= sweep.runs(false).len());
+        names.push(sweep.name);
+    }
+    assert!(names.len() >= 8, "{names:?}");
+    let count = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), count, "figure names are distinct");
+}
+
+/// Goal: figure 1's fact: at every RTT, every atomic script decides faster than new-api's
+/// path A at p50 and p99, and at the smallest RTT by about its 3 → 1 round trips.
+/// Method: the quick sweep's rows.
+#[test]
+fn atomic_limiters_decide_below_legacy_path_a_at_every_rtt() {
+    let (_, rows) = quick_rows("latency-vs-rtt");
+    let legacy = series(&rows, "legacy_ip_list", "latency_p50_ms");
+    assert!(legacy.len() >= 3 && legacy.iter().all(|(x, _)| *x >= 1.0));
+    for atomic in atomic_scripts(&rows) {
+        for metric in ["latency_p50_ms", "latency_p99_ms"] {
+            let legacy = series(&rows, "legacy_ip_list", metric);
+            for ((x, ours), (_, theirs)) in series(&rows, &atomic, metric).iter().zip(&legacy) {
+                assert!(
+                    ours < theirs,
+                    "{atomic} {metric} at RTT {x}: {ours} vs {theirs}"
+                );
+            }
+        }
+    }
+    let a = value_at(&rows, "legacy_ip_list", "latency_p50_ms", Some(2.0)).expect("point");
+    let b = value_at(&rows, "atomic_gcra", "latency_p50_ms", Some(2.0)).expect("point");
+    assert!(a / b >= 2.5, "path A {a} ms vs GCRA {b} ms");
+}
+
+/// Goal: figure 5's fact: every atomic script decides in one round trip and one command (the
+/// first call per Redis also pays EVALSHA's NOSCRIPT and an EVAL, hence "at most 1.05"),
+/// new-api's path A in three, the in-memory limiters in none. Method: the quick sweep.
+#[test]
+fn one_round_trip_per_atomic_script() {
+    let (_, rows) = quick_rows("round-trips");
+    let atomic = atomic_scripts(&rows);
+    assert!(atomic.len() >= 4, "{atomic:?}");
+    for name in &atomic {
+        for metric in ["round_trips_per_decision", "commands_per_decision"] {
+            let value = value_at(&rows, name, metric, None).expect("row");
+            assert!((1.0..=1.05).contains(&value), "{name} {metric} {value}");
+        }
+    }
+    let legacy = value_at(&rows, "legacy_ip_list", "round_trips_per_decision", None);
+    assert_eq!(legacy, Some(3.0));
+    assert_eq!(
+        value_at(&rows, "memory_gcra", "round_trips_per_decision", None),
+        Some(0.0)
+    );
+}
+
+/// Goal: figure 3's fact: the legacy path saturates its pool at a fraction of the load the
+/// atomic script takes. Method: at the lowest load both decide within a few RTTs; at
+/// 2000 req/s path A's p50 is many times GCRA's, which is still near one RTT.
+#[test]
+fn legacy_path_saturates_the_pool_first() {
+    let (_, rows) = quick_rows("latency-vs-load");
+    let low = |name| value_at(&rows, name, "latency_p50_ms", Some(250.0)).expect("point");
+    assert!(low("legacy_ip_list") <= 8.0 && low("atomic_gcra") <= 3.0);
+    let at = |name| value_at(&rows, name, "latency_p50_ms", Some(2000.0)).expect("point");
+    assert!(at("atomic_gcra") <= 4.0, "GCRA {}", at("atomic_gcra"));
+    assert!(at("legacy_ip_list") >= 5.0 * at("atomic_gcra"));
+}
+
+/// Goal: figure 4's fact: pool wait falls as the pool grows, to nothing at 64 connections,
+/// and a pool of one is at the pool timeout. Method: the quick sweep's p99 waits.
+#[test]
+fn pool_wait_falls_with_pool_size() {
+    let (_, rows) = quick_rows("pool-wait-vs-pool-size");
+    for name in ["legacy_ip_list", "atomic_gcra"] {
+        let waits = series(&rows, name, "pool_wait_p99_ms");
+        for pair in waits.windows(2) {
+            assert!(pair[1].1 <= pair[0].1, "{name}: {waits:?}");
+        }
+        assert_eq!(waits.last().map(|p| p.1), Some(0.0), "{name}: {waits:?}");
+    }
+    let one = value_at(&rows, "legacy_ip_list", "pool_wait_p99_ms", Some(1.0)).expect("point");
+    assert!(one >= 1000.0, "pool of one: {one} ms");
+}
+
+/// Goal: figure 6's fact: one node takes everything with one shard, and the hottest node's
+/// share falls as shards are added, while the hottest slot's share stays (one hot key is one
+/// slot). Method: the quick sweep's shares.
+#[test]
+fn hottest_node_share_falls_as_shards_grow() {
+    let (_, rows) = quick_rows("hottest-share-vs-shards");
+    for name in ["legacy_ip_list", "atomic_gcra"] {
+        let nodes = series(&rows, name, "hottest_node_share_pct");
+        assert_eq!(nodes.first().map(|p| p.1), Some(100.0), "{name}: {nodes:?}");
+        for pair in nodes.windows(2) {
+            assert!(pair[1].1 < pair[0].1, "{name}: {nodes:?}");
+        }
+        assert!(nodes.last().expect("points").1 < 50.0, "{name}: {nodes:?}");
+        let slots = series(&rows, name, "hottest_slot_share_pct");
+        assert!(slots.iter().all(|p| p.1 < 30.0), "{name}: {slots:?}");
+    }
+}
+
+/// Goal: figure 10's data: new-api's IP list on the R3 scenario yields a shrunk
+/// counterexample whose worst key exceeds its bound in one window, and the atomic sliding
+/// log with the same bound yields none. Method: `timeline::counterexample` on both.
+#[test]
+fn r3_counterexample_timeline_and_its_fix() {
+    let text = include_str!("../../scenarios/r3-legacy-ip-list.toml");
+    let scenario = sim::scenario::Scenario::from_toml(text).expect("shipped scenario");
+    let timeline = sim::timeline::counterexample(&scenario, 1, 40)
+        .expect("runs")
+        .expect("R3 violates");
+    assert_eq!(timeline.property, "admissions_within_bound");
+    let (limit, span_ms) = timeline.bound.expect("a window bound");
+    assert_eq!((limit, span_ms), (5, 1000));
+    assert!(
+        timeline.worst_in_window() > limit,
+        "{}",
+        sim::timeline::csv(&timeline)
+    );
+    assert!(!timeline.marks.is_empty() && timeline.marks.iter().all(|m| m.round_trips == 3));
+    let mut fixed = scenario.clone();
+    fixed.gateways[0].limiter = sim::scenario::LimiterKind::AtomicSlidingLog;
+    assert_eq!(
+        sim::timeline::counterexample(&fixed, 1, 40).expect("runs"),
+        None
+    );
+}
