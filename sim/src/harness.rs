@@ -926,19 +926,12 @@ impl Gateway {
             at_us = rng.random::<f64>() / rate_per_us;
         }
         loop {
-            at_us += match load.arrivals {
-                Arrivals::Poisson => crate::scenario::exponential(&mut rng) / rate_per_us,
-                Arrivals::Steady => 1.0 / rate_per_us,
-                Arrivals::Bursts { size } => {
-                    in_burst += 1;
-                    if in_burst >= size {
-                        in_burst = 0;
-                        f64::from(size) / rate_per_us
-                    } else {
-                        0.0
-                    }
-                }
-            };
+            at_us += crate::scenario::arrival_gap_us(
+                &load.arrivals,
+                &mut rng,
+                rate_per_us,
+                &mut in_burst,
+            );
             let load_over = at_us >= duration_us as f64;
             // Restarts due before this arrival (or, once the load is over, every one left:
             // the drain below would otherwise let the old process finish its requests).

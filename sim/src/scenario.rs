@@ -750,6 +750,31 @@ pub fn exponential(rng: &mut ChaCha8Rng) -> f64 {
     -(1.0 - u).ln()
 }
 
+/// The time from one arrival to the next, µs, at `rate_per_us`: exponential for Poisson,
+/// constant for steady, and for bursts `size` arrivals at once then a gap worth all of them
+/// (`in_burst` counts the burst so far). The harness and `shardcheck`'s traffic both draw
+/// arrivals through this, so they see the same requests from one seed.
+pub fn arrival_gap_us(
+    arrivals: &Arrivals,
+    rng: &mut ChaCha8Rng,
+    rate_per_us: f64,
+    in_burst: &mut u32,
+) -> f64 {
+    match arrivals {
+        Arrivals::Poisson => exponential(rng) / rate_per_us,
+        Arrivals::Steady => 1.0 / rate_per_us,
+        Arrivals::Bursts { size } => {
+            *in_burst += 1;
+            if *in_burst >= *size {
+                *in_burst = 0;
+                f64::from(*size) / rate_per_us
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
 /// A standard normal draw (Box-Muller).
 fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();

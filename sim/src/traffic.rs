@@ -152,19 +152,8 @@ fn gateway_requests(scenario: &Scenario, index: u32, seed: u64, out: &mut Vec<Tr
         at_us = rng.random::<f64>() / rate_per_us;
     }
     loop {
-        at_us += match load.arrivals {
-            Arrivals::Poisson => crate::scenario::exponential(&mut rng) / rate_per_us,
-            Arrivals::Steady => 1.0 / rate_per_us,
-            Arrivals::Bursts { size } => {
-                in_burst += 1;
-                if in_burst >= size {
-                    in_burst = 0;
-                    f64::from(size) / rate_per_us
-                } else {
-                    0.0
-                }
-            }
-        };
+        at_us +=
+            crate::scenario::arrival_gap_us(&load.arrivals, &mut rng, rate_per_us, &mut in_burst);
         if at_us >= duration_us {
             break;
         }

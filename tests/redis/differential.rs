@@ -1138,7 +1138,7 @@ fn only_real_redis_7_0_may_record_golden_replies() {
     // says 7.0.15) or another version. Method: the model's own INFO server is refused (it
     // names itself in `executable`); a real 7.0 INFO is accepted; 7.2 and a reply without a
     // version are refused.
-    let mut model = ModelTarget::new();
+    let mut model = ModelTarget::speaking(Protocol::Resp2);
     let info = match model.exec(1_000, 0, &[b"INFO".to_vec(), b"server".to_vec()]) {
         Reply::Bulk(text) => String::from_utf8_lossy(&text).into_owned(),
         other => panic!("INFO server answered {other:?}"),

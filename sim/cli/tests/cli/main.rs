@@ -2,8 +2,8 @@
 //! replay lines `explore` prints. Everything behind the command line is tested in the
 //! libraries; these tests check only what the binary adds.
 
-mod shardcheck;
 mod report;
+mod shardcheck;
 
 use sim::checker::Report;
 use sim::scenario::Scenario;
