@@ -278,70 +278,34 @@ pub fn run_tampered(
                 break;
             }
             next_action += 1;
-            let (what, took_effect) = match &scenario.faults[index].kind {
+            let kind = &scenario.faults[index].kind;
+            let (what, took_effect) = if let FaultKind::Flush {} = kind {
                 // FLUSHALL on whichever node is the primary now.
-                FaultKind::Flush {} => {
-                    let host = primary
-                        .lock()
-                        .expect("the target lock is never held across a panic")
-                        .clone();
-                    flush(&models[&host], now_ms, &offsets[&host])
-                }
-                FaultKind::RedisRestart {} => {
-                    restarted.push((index, current_model(&models[REDIS_HOST])));
-                    (
-                        apply_fault(
-                            &mut sim,
-                            &scenario.faults[index].kind,
-                            is_end,
-                            &offsets,
-                            &Failover {
-                                primary: &primary,
-                                replication_stopped: &replication_stopped,
-                            },
-                        ),
-                        None,
-                    )
-                }
-                FaultKind::ClockStep { host, step_ms } => (
-                    apply_fault(
-                        &mut sim,
-                        &scenario.faults[index].kind,
-                        is_end,
-                        &offsets,
-                        &Failover {
-                            primary: &primary,
-                            replication_stopped: &replication_stopped,
-                        },
-                    ),
-                    Some(offsets.contains_key(host) && *step_ms != 0),
-                ),
-                FaultKind::Failover {} if !is_end => (
-                    apply_fault(
-                        &mut sim,
-                        &scenario.faults[index].kind,
-                        is_end,
-                        &offsets,
-                        &Failover {
-                            primary: &primary,
-                            replication_stopped: &replication_stopped,
-                        },
-                    ),
-                    Some(true),
-                ),
-                kind => (
-                    apply_fault(
-                        &mut sim,
-                        kind,
-                        is_end,
-                        &offsets,
-                        &Failover {
-                            primary: &primary,
-                            replication_stopped: &replication_stopped,
-                        },
-                    ),
-                    None,
-                ),
+                let host = primary
+                    .lock()
+                    .expect("the target lock is never held across a panic")
+                    .clone();
+                flush(&models[&host], now_ms, &offsets[&host])
+            } else {
+                // What the harness can tell now; a restart is judged at the end, by which
+                // model serves then.
+                let took_effect = match kind {
+                    FaultKind::RedisRestart {} => {
+                        restarted.push((index, current_model(&models[REDIS_HOST])));
+                        None
+                    }
+                    FaultKind::ClockStep { host, step_ms } => {
+                        Some(offsets.contains_key(host) && *step_ms != 0)
+                    }
+                    FaultKind::Failover {} if !is_end => Some(true),
+                    _ => None,
+                };
+                let failover = Failover {
+                    primary: &primary,
+                    replication_stopped: &replication_stopped,
+                };
+                let what = apply_fault(&mut sim, kind, is_end, &offsets, &failover);
+                (what, took_effect)
             };
             push(
                 &log,
