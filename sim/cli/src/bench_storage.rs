@@ -4,9 +4,10 @@
 //! of 10 users asking ten times its quota) go through the same limiters: the in-memory GCRA,
 //! the GCRA script on a real redis-server called sequentially (one connection, each decision
 //! awaited before the next), and the hybrid over that script. Each limiter runs the workload
-//! twice on fresh keys: once untimed per call, for the rate (decisions over the loop's wall
-//! time), and once with every call timed, for the latency percentiles (reading the clock per
-//! call costs more than an in-memory decision, so the two are kept apart).
+//! on fresh keys a warm-up pass, then five passes untimed per call, whose median rate
+//! (decisions over the loop's wall time) is the figure, then one with every call timed, for
+//! the latency percentiles (reading the clock per call costs more than an in-memory decision,
+//! so the two are kept apart).
 //!
 //! With `--out DIR` it writes `storage.csv`, `storage.svg`, `storage.png` and a README stamped
 //! with the machine's cores, the Redis version (INFO) and the date: wall-clock data, which
@@ -94,12 +95,32 @@ async fn pass<L: Limiter>(
     Ok((tally, busy_ns))
 }
 
-/// A row from an untimed pass (the rate) and a timed pass (the latencies).
-fn combine(subject: Subject, untimed: (Tally, u64), timed: (Tally, u64)) -> Row {
-    let rate = untimed.0.row(subject, "measured", untimed.1);
+/// Untimed passes per limiter; the rate is their median, so one pass that another process
+/// on the machine interrupted does not make the figure.
+const RATE_PASSES: usize = 5;
+
+/// A row from untimed passes (the median rate) and a timed pass (the latencies).
+fn combine(subject: Subject, untimed: Vec<(Tally, u64)>, timed: (Tally, u64)) -> Row {
+    let mut rates: Vec<f64> = untimed
+        .into_iter()
+        .filter_map(|(tally, busy_ns)| tally.row(subject, "measured", busy_ns).decisions_per_s)
+        .collect();
+    rates.sort_by(f64::total_cmp);
     let mut row = timed.0.row(subject, "measured", timed.1);
-    row.decisions_per_s = rate.decisions_per_s;
+    row.decisions_per_s = rates.get(rates.len() / 2).copied();
     row
+}
+
+/// The untimed passes of one limiter, each on a fresh limiter from `make` and fresh keys.
+async fn rate_passes<L: Limiter>(
+    make: impl Fn() -> L,
+    namespace: impl Fn(&str) -> String,
+) -> Result<Vec<(Tally, u64)>, ratelab::limiter::LimiterError> {
+    let mut passes = Vec::new();
+    for index in 0..RATE_PASSES {
+        passes.push(pass(&mut make(), &namespace(&format!("rate{index}")), false).await?);
+    }
+    Ok(passes)
 }
 
 async fn measure(url: &str) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
@@ -129,13 +150,13 @@ async fn measure(url: &str) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
                 };
                 // A warm-up pass first: the first touches of the maps allocate.
                 pass(&mut make(), &namespace("warm"), false).await?;
-                let untimed = pass(&mut make(), &namespace("rate"), false).await?;
+                let untimed = rate_passes(&make, &namespace).await?;
                 let timed = pass(&mut make(), &namespace("latency"), true).await?;
                 combine(subject, untimed, timed)
             }
             Subject::RedisSequential => {
                 pass(&mut script(), &namespace("warm"), false).await?;
-                let untimed = pass(&mut script(), &namespace("rate"), false).await?;
+                let untimed = rate_passes(&script, &namespace).await?;
                 let timed = pass(&mut script(), &namespace("latency"), true).await?;
                 combine(subject, untimed, timed)
             }
@@ -145,7 +166,7 @@ async fn measure(url: &str) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
                         .expect("a valid quota")
                 };
                 pass(&mut make(), &namespace("warm"), false).await?;
-                let untimed = pass(&mut make(), &namespace("rate"), false).await?;
+                let untimed = rate_passes(&make, &namespace).await?;
                 let timed = pass(&mut make(), &namespace("latency"), true).await?;
                 combine(subject, untimed, timed)
             }
@@ -178,6 +199,11 @@ fn write(out: &Path, rows: &[Row], version: &str, sentence: &str) -> std::io::Re
     std::fs::create_dir_all(out)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let date = today();
+    // How busy the machine was: the 1-minute load average, where Linux gives it.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned());
     std::fs::write(out.join("storage.csv"), sim::storage::csv(rows))?;
     let title = format!(
         "The seed's storage comparison, measured: redis-server {version}, {cores} cores, {date}"
@@ -189,7 +215,8 @@ fn write(out: &Path, rows: &[Row], version: &str, sentence: &str) -> std::io::Re
          Written by `cargo run --release -p sim -- bench --only storage --out results/measured`; \
          wall-clock numbers from one machine, so CI does not regenerate or compare this folder \
          (the simulated version is `results/storage-comparison.*`).\n\n\
-         - Machine: {cores} cores (`available_parallelism`), shared with other work while measured\n\
+         - Machine: {cores} cores (`available_parallelism`), shared with other work while \
+         measured (1-minute load average {load} when written)\n\
          - Redis: redis-server {version} (INFO server), started from PATH with persistence off, \
          over loopback TCP, one multiplexed connection\n\
          - Date: {date} (UTC)\n\n\
@@ -197,9 +224,10 @@ fn write(out: &Path, rows: &[Row], version: &str, sentence: &str) -> std::io::Re
          {sentence}\n\n\
          The workload is the simulated figure's: {} requests from one caller that awaits each \
          decision, {} users each asking ten times its quota (10/s), the scripts on the \
-         request's clock (`ScriptClock::Gateway`) so the decisions are the simulation's. The rate \
-         is decisions over the loop's wall time in a pass without per-call timing; the latencies \
-         come from a second pass on fresh keys with every call timed. Data: [`storage.csv`](storage.csv) \
+         request's clock (`ScriptClock::Gateway`) so the decisions are the simulation's. After a \
+         warm-up pass, the rate is the median of five passes without per-call timing (decisions \
+         over the loop's wall time); the latencies (mean, p50, p99 in the CSV) come from one \
+         more pass with every call timed. Each pass has fresh keys and a fresh limiter. Data: [`storage.csv`](storage.csv) \
          (the seed's figures in its last two columns).\n",
         sim::storage::DECISIONS,
         sim::storage::KEYS,

@@ -299,8 +299,9 @@ fn write_storage(out: &Path, args: &ReportArgs) -> Result<Section, ReportError> 
          asking ten times its quota (10/s), through the real limiter code (the GCRA script on \
          the in-process model); a decision costs its round trips × 1 ms of virtual time and \
          nothing else, so the rate is one caller's decisions per simulated second and CPU is \
-         free (the measured version, `ratelab bench --only storage`, in `measured/`, gives the \
-         machine's). {}",
+         free; the machine's own figures are the measured version, written by `ratelab bench \
+         --only storage --out results/measured` into [`measured/`](measured/README.md), \
+         outside CI's byte check. {}",
         sim::storage::DECISIONS,
         sim::storage::KEYS,
         storage::sentence(&rows, "Simulated")
