@@ -51,7 +51,8 @@ fn compact(value: f64) -> String {
     } else if value > 0.0 {
         // Two significant digits.
         let digits = usize::try_from((-value.log10().floor()) as i64 + 1).unwrap_or(6);
-        format!("{value:.digits$}")
+        let text = format!("{value:.digits$}");
+        text.trim_end_matches('0').to_owned()
     } else {
         "0".to_owned()
     }
