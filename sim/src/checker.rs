@@ -668,6 +668,8 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     let mut fired = vec![false; scenario.faults.len()];
     let mut took_effect: Vec<Option<bool>> = vec![None; scenario.faults.len()];
     let mut aborted: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    // Hosts whose clock drifted, with the drift the harness applied in all (ms).
+    let mut drifted: Vec<(&str, i64)> = Vec::new();
     let mut snapshot: Option<&Vec<(String, i64)>> = None;
     let mut levels: &[(String, String, String)] = &[];
     // Per key: admissions and recorded successes as points (latest, earliest, weight).
@@ -839,6 +841,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             }
             Event::Aborted { id, .. } => {
                 aborted.insert(*id);
+            }
+            Event::ClockDrift { host, drift_ms, .. } => {
+                drifted.push((host.as_str(), *drift_ms));
             }
             Event::Snapshot {
                 keys,
@@ -1222,6 +1227,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         });
     }
 
+    if let Some(verdict) = drift_verdict(scenario, &drifted) {
+        verdicts.push(verdict);
+    }
+
     Report {
         seed,
         verdicts,
@@ -1229,6 +1238,31 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         timelines,
         replay: None,
     }
+}
+
+/// `clock_drift_took_effect`, when the scenario drifts any clock: every drifting host's
+/// clock moved by at least 1 ms over the run, as the harness's `clock_drift` events say (a
+/// drift too small for the run's length moves nothing and proves nothing).
+fn drift_verdict(scenario: &Scenario, drifted: &[(&str, i64)]) -> Option<Verdict> {
+    let drifts =
+        scenario.redis.drift_ppm != 0 || scenario.gateways.iter().any(|group| group.drift_ppm != 0);
+    if !drifts {
+        return None;
+    }
+    let moved: Vec<String> = drifted
+        .iter()
+        .map(|(host, drift_ms)| format!("{host} {drift_ms:+} ms"))
+        .collect();
+    Some(Verdict {
+        name: "clock_drift_took_effect".to_owned(),
+        kind: VerdictKind::Coverage,
+        held: !drifted.is_empty() && drifted.iter().all(|(_, drift_ms)| *drift_ms != 0),
+        detail: if moved.is_empty() {
+            "no drifting clock was logged".to_owned()
+        } else {
+            format!("clocks moved by drift: {}", moved.join(", "))
+        },
+    })
 }
 
 /// Whether a partition, hold, link latency or gateway restart took effect, judged from the

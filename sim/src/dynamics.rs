@@ -25,6 +25,7 @@ const LINK_SEED_SALT: u64 = 0x6c69_6e6b_7300_0000;
 
 /// One host's drift: its offset and how much drift was added to it so far.
 struct Drift {
+    host: String,
     offset: Arc<AtomicI64>,
     ppm: i64,
     applied_ms: i64,
@@ -67,6 +68,7 @@ impl Dynamics {
             };
             if ppm != 0 {
                 drifts.push(Drift {
+                    host: host.clone(),
                     offset: Arc::clone(offset),
                     ppm,
                     applied_ms: 0,
@@ -79,6 +81,14 @@ impl Dynamics {
             next_resample_ms: 0,
             drifts,
         }
+    }
+
+    /// Each drifting host with the drift applied to its clock so far, ms, in host order.
+    pub fn drifted(&self) -> Vec<(String, i64)> {
+        self.drifts
+            .iter()
+            .map(|drift| (drift.host.clone(), drift.applied_ms))
+            .collect()
     }
 
     /// Brings every drifting clock to `now_ms` and, when a resample is due, sets every

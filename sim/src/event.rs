@@ -105,6 +105,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         took_effect: Option<bool>,
     },
+    /// At the end, per host whose clock drifts (`drift_ppm`): how far drift moved its clock
+    /// over the run, as the harness applied it. The coverage verdict
+    /// `clock_drift_took_effect` reads it: a drift that moved no clock proves nothing.
+    ClockDrift {
+        /// When it was taken.
+        at_ms: u64,
+        /// `redis-<i>` or `gateway-<i>`.
+        host: String,
+        /// The drift applied in all, ms (negative: the clock fell behind).
+        drift_ms: i64,
+    },
     /// Cluster runs, at the end: the commands the gateways sent to each node and to each
     /// slot (a command counts once per node it reached, so a redirect counts twice).
     Load {
@@ -139,6 +150,7 @@ impl Event {
             | Event::Completion { at_ms, .. }
             | Event::Aborted { at_ms, .. }
             | Event::Fault { at_ms, .. }
+            | Event::ClockDrift { at_ms, .. }
             | Event::Load { at_ms, .. }
             | Event::Snapshot { at_ms, .. } => *at_ms,
         }
@@ -151,7 +163,10 @@ impl Event {
             | Event::Decision { id, .. }
             | Event::Completion { id, .. }
             | Event::Aborted { id, .. } => Some(*id),
-            Event::Fault { .. } | Event::Load { .. } | Event::Snapshot { .. } => None,
+            Event::Fault { .. }
+            | Event::ClockDrift { .. }
+            | Event::Load { .. }
+            | Event::Snapshot { .. } => None,
         }
     }
 }

@@ -325,6 +325,16 @@ pub fn run_tampered(
     }
     let simulated_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
     mark_restarts(&log, &restarted, &models[REDIS_HOST]);
+    for (host, drift_ms) in dynamics.drifted() {
+        push(
+            &log,
+            Event::ClockDrift {
+                at_ms: simulated_ms,
+                host,
+                drift_ms,
+            },
+        );
+    }
     if scenario.redis.topology == Topology::Cluster {
         let load = load
             .lock()

@@ -13,6 +13,8 @@
 //!   scenario's load generator, a trace or a swarm seed), and one traffic under two schemes.
 //! * [`timeline`]: a shrunk counterexample laid out per gateway, for the report's timeline.
 //! * [`sweep`]: a figure's runs as data (one axis, the limiters, the seeds) and their rows.
+//! * [`storage`]: the seed's storage comparison (memory, Redis sequential, hybrid) in
+//!   virtual time, and its workload for the measured version.
 //!
 //! The `ratelab` binary (package `sim`, in `cli/`) is a thin front over [`simulate`]; this
 //! library knows no command line and no output format.
@@ -27,6 +29,7 @@ pub mod pool;
 pub mod scenario;
 pub mod schemes;
 pub mod shrink;
+pub mod storage;
 pub mod sweep;
 pub mod timeline;
 pub mod topology;

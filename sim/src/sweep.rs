@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::checker::Metrics;
+use crate::checker::{Metrics, Report, VerdictKind};
 use crate::event::Event;
 use crate::scenario::{LimiterKind, Scenario};
 
@@ -74,8 +74,15 @@ struct AxisFile {
     name: String,
     #[serde(default)]
     unit: String,
+    #[serde(default)]
     fields: Vec<String>,
+    #[serde(default)]
     values: Vec<toml::Value>,
+    /// Instead of `fields` and `values`: per point, a table of scenario field paths and the
+    /// value each takes there (a fault class that is a fault list at one point and a clock
+    /// drift or a topology at another).
+    #[serde(default)]
+    sets: Option<Vec<toml::map::Map<String, toml::Value>>>,
     #[serde(default)]
     x: Option<Vec<f64>>,
     #[serde(default)]
@@ -142,6 +149,9 @@ pub enum PlotKind {
     Bars,
     /// The latency distribution at the first point: latency against 1/(1−p).
     Percentiles,
+    /// A grid per metric: a row per limiter, a column per point, each cell coloured by the
+    /// metric's mean; a cell whose faults did not all take effect reads n/a.
+    Heatmap,
 }
 
 /// A corner of the plotting area.
@@ -374,43 +384,38 @@ fn build_points(
     base: &toml::Value,
     limiters: &[LimiterKind],
 ) -> Result<Vec<Point>, SweepError> {
-    if axis.fields.is_empty() {
-        return Err(problem(
-            "axis.fields",
-            "must name at least one scenario field",
-        ));
-    }
-    if axis.values.is_empty() {
-        return Err(problem("axis.values", "must list at least one value"));
-    }
+    let assignments = assignments(axis)?;
     for (name, len) in [
         ("axis.x", axis.x.as_ref().map(Vec::len)),
         ("axis.labels", axis.labels.as_ref().map(Vec::len)),
     ] {
-        if len.is_some_and(|len| len != axis.values.len()) {
+        if len.is_some_and(|len| len != assignments.len()) {
             return Err(problem(name, "must have one entry per axis value"));
         }
     }
     let mut points = Vec::new();
-    for (index, value) in axis.values.iter().enumerate() {
-        let field = format!("axis.values[{index}]");
-        let x = match (&axis.x, value) {
-            (Some(xs), _) => xs[index],
-            (None, toml::Value::Integer(n)) => *n as f64,
-            (None, toml::Value::Float(f)) => *f,
-            (None, _) => return Err(problem("axis.x", "needed when the values are not numbers")),
+    for (index, (field, set)) in assignments.into_iter().enumerate() {
+        let x = match (&axis.x, axis.sets.is_some(), axis.values.get(index)) {
+            (Some(xs), _, _) => xs[index],
+            // Sets are drawn at their index unless `x` says otherwise.
+            (None, true, _) => index as f64,
+            (None, false, Some(toml::Value::Integer(n))) => *n as f64,
+            (None, false, Some(toml::Value::Float(f))) => *f,
+            (None, false, _) => {
+                return Err(problem("axis.x", "needed when the values are not numbers"));
+            }
         };
         if !x.is_finite() {
             return Err(problem(format!("axis.x[{index}]"), "must be finite"));
         }
-        let label = match &axis.labels {
-            Some(labels) => labels[index].clone(),
-            None => value.to_string(),
+        let label = match (&axis.labels, axis.values.get(index)) {
+            (Some(labels), _) => labels[index].clone(),
+            (None, Some(value)) => value.to_string(),
+            (None, None) => return Err(problem("axis.labels", "needed with axis.sets")),
         };
         let mut scenario_value = base.clone();
-        for (f, path) in axis.fields.iter().enumerate() {
-            set_path(&mut scenario_value, path, value.clone())
-                .map_err(|why| problem(format!("axis.fields[{f}]"), why))?;
+        for (path_field, path, value) in set {
+            set_path(&mut scenario_value, &path, value).map_err(|why| problem(path_field, why))?;
         }
         let scenario: Scenario = scenario_value
             .try_into()
@@ -425,6 +430,60 @@ fn build_points(
         points.push(Point { x, label, scenario });
     }
     Ok(points)
+}
+
+/// What each point sets, per point: the field naming the point in errors, and (the field
+/// naming the path in errors, the scenario path, the value) per assignment.
+type Assignments = Vec<(String, Vec<(String, String, toml::Value)>)>;
+
+/// The axis as assignments: every field to each value, or each set as written.
+fn assignments(axis: &AxisFile) -> Result<Assignments, SweepError> {
+    if let Some(sets) = &axis.sets {
+        if !axis.fields.is_empty() || !axis.values.is_empty() {
+            return Err(problem(
+                "axis.sets",
+                "give either axis.fields and axis.values, or axis.sets, not both",
+            ));
+        }
+        if sets.is_empty() {
+            return Err(problem("axis.sets", "must list at least one point"));
+        }
+        return Ok(sets
+            .iter()
+            .enumerate()
+            .map(|(index, set)| {
+                let field = format!("axis.sets[{index}]");
+                let paths = set
+                    .iter()
+                    .map(|(path, value)| (format!("{field}.{path}"), path.clone(), value.clone()))
+                    .collect();
+                (field, paths)
+            })
+            .collect());
+    }
+    if axis.fields.is_empty() {
+        return Err(problem(
+            "axis.fields",
+            "must name at least one scenario field",
+        ));
+    }
+    if axis.values.is_empty() {
+        return Err(problem("axis.values", "must list at least one value"));
+    }
+    Ok(axis
+        .values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let paths = axis
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(f, path)| (format!("axis.fields[{f}]"), path.clone(), value.clone()))
+                .collect();
+            (format!("axis.values[{index}]"), paths)
+        })
+        .collect())
 }
 
 /// Every gateway group runs `limiter`.
@@ -568,11 +627,16 @@ pub struct Row {
     pub latency_p9999_ms: u64,
     /// The run's load duration, ms (for rates).
     pub duration_ms: u64,
+    /// The scheduled faults, plus 1 when a clock drifts: what the run had to take effect.
+    pub faults: u64,
+    /// Of those, how many took effect (the checker's `fault_<i>_took_effect` and
+    /// `clock_drift_took_effect` coverage verdicts, from what the harness saw).
+    pub faults_took_effect: u64,
 }
 
 impl Row {
     /// The CSV header, in column order.
-    pub const COLUMNS: [&'static str; 24] = [
+    pub const COLUMNS: [&'static str; 27] = [
         "sweep",
         "x",
         "label",
@@ -597,6 +661,9 @@ impl Row {
         "pool_wait_p99_ms",
         "hottest_node_share_pct",
         "hottest_slot_share_pct",
+        "over_admission_max",
+        "faults",
+        "faults_took_effect",
     ];
 
     /// The numeric column `name`, if it is one.
@@ -623,6 +690,9 @@ impl Row {
             "pool_wait_p99_ms" => m.pool_wait_p99_ms as f64,
             "hottest_node_share_pct" => share_pct(m.hottest_node.as_ref().map(|n| n.1), m),
             "hottest_slot_share_pct" => share_pct(m.hottest_slot.map(|s| s.1), m),
+            "over_admission_max" => m.over_admission_max as f64,
+            "faults" => self.faults as f64,
+            "faults_took_effect" => self.faults_took_effect as f64,
             _ => return None,
         };
         Some(value)
@@ -731,7 +801,28 @@ pub fn row(sweep: &Sweep, run: &Run, metrics: Metrics, events: &[Event]) -> Row 
         latency_p999_ms: latency_percentile(&latencies, 999_000),
         latency_p9999_ms: latency_percentile(&latencies, 999_900),
         duration_ms: run.scenario.duration_ms,
+        faults: 0,
+        faults_took_effect: 0,
     }
+}
+
+/// What a run had to take effect and what did, from the checker's coverage verdicts:
+/// (`fault_<i>_took_effect` and `clock_drift_took_effect` verdicts, those that held).
+pub fn fault_effects(report: &Report) -> (u64, u64) {
+    let effects = report.verdicts.iter().filter(|verdict| {
+        verdict.kind == VerdictKind::Coverage
+            && (verdict.name == "clock_drift_took_effect"
+                || (verdict.name.starts_with("fault_") && verdict.name.ends_with("_took_effect")))
+    });
+    effects.fold((0, 0), |(all, held), verdict| {
+        (all + 1, held + u64::from(verdict.held))
+    })
+}
+
+/// Whether every fault of the row's run took effect (true when it had none): a cell of a
+/// fault figure shows its numbers only then.
+pub fn effective(row: &Row) -> bool {
+    row.faults_took_effect == row.faults
 }
 
 /// A run the simulation could not complete.
@@ -771,7 +862,13 @@ pub fn run(
         |index| {
             let (s, run) = &all[index as usize];
             crate::simulate(&run.scenario, run.seed)
-                .map(|(report, events)| row(&sweeps[*s], run, report.metrics, &events))
+                .map(|(report, events)| {
+                    let (faults, took_effect) = fault_effects(&report);
+                    let mut row = row(&sweeps[*s], run, report.metrics, &events);
+                    row.faults = faults;
+                    row.faults_took_effect = took_effect;
+                    row
+                })
                 .map_err(|error| RunError {
                     sweep: sweeps[*s].name.clone(),
                     what: format!(

@@ -41,6 +41,10 @@ pub enum Only {
     Sim,
     /// Only accepting connections: `ratelab serve` against redis-server, many at once.
     Accept,
+    /// Only the seed's storage comparison (memory, Redis sequential, hybrid) against a real
+    /// redis-server; with `--out DIR` its CSV, figure and a stamped README go there
+    /// (`results/measured`).
+    Storage,
 }
 
 /// Output format of the Redis table.
@@ -161,7 +165,12 @@ pub fn run(args: &BenchArgs) -> std::io::Result<()> {
             args.format == Format::Csv,
         )?;
     }
-    if let Some(directory) = &args.out {
+    if matches!(args.only, Only::All | Only::Storage) {
+        crate::bench_storage::run(args.redis.as_deref(), args.out.as_deref())?;
+    }
+    if let Some(directory) = &args.out
+        && !TABLES.lock().map_or(true, |tables| tables.is_empty())
+    {
         write_tables(directory)?;
     }
     Ok(())

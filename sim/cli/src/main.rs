@@ -15,6 +15,7 @@
 mod bench;
 mod bench_accept;
 mod bench_redis;
+mod bench_storage;
 mod report;
 mod serve;
 mod shardcheck;

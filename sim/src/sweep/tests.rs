@@ -263,3 +263,122 @@ fn percentiles_per_million() {
     assert_eq!(latency_percentile(&values, 999_900), 9_999);
     assert_eq!(latency_percentile(&[], 500_000), 0);
 }
+
+/// The tiny sweep with its axis replaced by `axis` (a whole `[axis]` section).
+fn with_axis(axis: &str) -> String {
+    GOOD.replace(
+        r#"[axis]
+name = "RTT"
+unit = "ms"
+fields = ["network.min_latency_ms", "network.max_latency_ms"]
+values = [1, 2, 5]
+x = [2.0, 4.0, 10.0]"#,
+        axis,
+    )
+    .replace("at = 2.0, ", "")
+    .replace("x_log = true", "")
+}
+
+const SETS: &str = r#"[axis]
+name = "fault class"
+labels = ["none", "drift", "failover"]
+[[axis.sets]]
+[[axis.sets]]
+"gateways[0].drift_ppm" = 400000
+[[axis.sets]]
+"redis.topology" = "replicated"
+"redis.replication_lag_ms" = 600
+faults = [{ at_ms = 50, kind = "failover" }]
+"#;
+
+/// Goal: a fault-class axis whose points set different fields (a drift at one, a topology
+/// and a fault at another) builds each point with its own fields, at x = its index. Method:
+/// parse an `axis.sets` sweep and look at each point's scenario.
+#[test]
+fn axis_sets_set_their_own_fields() {
+    let sweep = parse(&with_axis(SETS)).expect("parses");
+    let [none, drift, failover] = &sweep.points[..] else {
+        panic!("three points");
+    };
+    assert_eq!((none.x, none.label.as_str()), (0.0, "none"));
+    assert!(none.scenario.faults.is_empty());
+    assert_eq!(none.scenario.gateways[0].drift_ppm, 0);
+    assert_eq!(drift.scenario.gateways[0].drift_ppm, 400_000);
+    assert!(drift.scenario.faults.is_empty());
+    assert_eq!(failover.x, 2.0);
+    assert_eq!(failover.scenario.redis.replication_lag_ms, 600);
+    assert_eq!(failover.scenario.faults.len(), 1);
+    assert_eq!(failover.scenario.gateways[0].drift_ppm, 0);
+}
+
+/// Goal: every mistake in `axis.sets` names its field, so `ratelab report --sweep` exits 2
+/// saying where. Method: one bad variant per mistake.
+#[test]
+fn bad_axis_sets_name_the_field() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_axis(&SETS.replace("labels = [\"none\", \"drift\", \"failover\"]\n", "")),
+            "axis.labels",
+        ),
+        (with_axis(&SETS.replace("\"none\", ", "")), "axis.labels"),
+        (
+            with_axis(&SETS.replace("[axis]\n", "[axis]\nfields = [\"faults\"]\n")),
+            "axis.sets",
+        ),
+        (
+            with_axis(&SETS.replace("gateways[0].drift_ppm", "gateways[3].drift_ppm")),
+            "axis.sets[1].gateways[3].drift_ppm",
+        ),
+        (
+            with_axis(&SETS.replace("400000", "4000000")),
+            "axis.sets[1]",
+        ),
+        (
+            with_axis(&SETS.replace("kind = \"failover\"", "kind = \"failovr\"")),
+            "axis.sets[2]",
+        ),
+        (
+            with_axis(&SETS.replace("\"redis.topology\" = \"replicated\"\n", "")),
+            "axis.sets[2]",
+        ),
+        (
+            with_axis("[axis]\nname = \"x\"\nsets = []\nlabels = []"),
+            "axis.sets",
+        ),
+    ];
+    for (text, field) in cases {
+        assert_eq!(field_of(&text), field, "for:\n{text}");
+    }
+}
+
+/// Goal: a run's fault coverage reaches its row: the faults it had to take effect and how
+/// many did, and a row is effective only when all did. Method: a report with one held and
+/// one failed `took_effect` verdict, and one without faults.
+#[test]
+fn fault_effects_come_from_coverage_verdicts() {
+    let verdict = |name: &str, held: bool| crate::checker::Verdict {
+        name: name.to_owned(),
+        kind: VerdictKind::Coverage,
+        held,
+        detail: String::new(),
+    };
+    let report = Report {
+        seed: 1,
+        verdicts: vec![
+            verdict("some_request_denied", true),
+            verdict("fault_0_fired", true),
+            verdict("fault_0_took_effect", true),
+            verdict("fault_1_took_effect", false),
+            verdict("clock_drift_took_effect", true),
+        ],
+        metrics: Metrics::default(),
+        timelines: Vec::new(),
+        replay: None,
+    };
+    assert_eq!(fault_effects(&report), (3, 2));
+    let sweep = parse(GOOD).expect("parses");
+    let mut row = row(&sweep, &sweep.runs(false)[0], Metrics::default(), &[]);
+    assert!(effective(&row), "no faults: effective");
+    (row.faults, row.faults_took_effect) = fault_effects(&report);
+    assert!(!effective(&row));
+}

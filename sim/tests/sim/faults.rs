@@ -225,7 +225,8 @@ fn a_fast_redis_clock_lets_gcra_over_admit() {
     // running twice as fast (1 000 000 ppm), GCRA's emission interval passes in half the
     // true time, so keys get about twice the rate and admissions_within_bound (judged in
     // true time) must fail. A small drift (100 ppm, 0.3 ms over the run) must change
-    // nothing.
+    // nothing: it moves no clock by a whole ms, which `clock_drift_took_effect` reports (so
+    // that run is quiet on purpose, and held safe only).
     let gcra = parse(include_str!("../../scenarios/gcra-two-gateways.toml"));
     for seed in [1, 2] {
         let mut fast = gcra.clone();
@@ -235,9 +236,20 @@ fn a_fast_redis_clock_lets_gcra_over_admit() {
             report.violated("admissions_within_bound"),
             "seed {seed}: the Redis drift went unnoticed\n{report}"
         );
+        assert!(
+            report
+                .verdict("clock_drift_took_effect")
+                .is_some_and(|verdict| verdict.held),
+            "seed {seed}: the fast clock moved\n{report}"
+        );
         let mut slight = gcra.clone();
         slight.redis.drift_ppm = 100;
-        run(&slight, seed).assert_safe();
+        let slight = run(&slight, seed);
+        slight.assert_safe_even_if_quiet();
+        assert!(
+            slight.violated("clock_drift_took_effect"),
+            "seed {seed}: a 0.3 ms drift cannot move a ms clock\n{slight}"
+        );
     }
 }
 

@@ -192,3 +192,60 @@ fn r3_counterexample_timeline_and_its_fix() {
         None
     );
 }
+
+/// Goal: figure 7's facts: under every fault class that took effect, no Redis-backed atomic
+/// limiter admits beyond its stated bound; each class's faults took effect for atomic GCRA
+/// (so its zeros were tested); outages show as fail-open admissions, counted apart; and the
+/// figure can show an over-admission (new-api's per-gateway memory list admits L per gateway
+/// with no fault at all), so its zeros are not the figure's blindness. Method: the quick
+/// sweep's rows.
+#[test]
+fn over_admission_per_fault_class() {
+    let (sweep, rows) = quick_rows("over-admission-by-fault");
+    let labels: Vec<&str> = sweep.points.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "none",
+            "partition",
+            "Redis restart",
+            "failover (lag 600 ms)",
+            "clock step",
+            "clock drift",
+            "flush",
+            "gateway restart"
+        ]
+    );
+    let at = |limiter: &str, label: &str| {
+        rows.iter()
+            .find(|row| row.limiter == limiter && row.label == label)
+            .unwrap_or_else(|| panic!("no row for {limiter} under {label}"))
+    };
+    for label in &labels {
+        let gcra = at("atomic_gcra", label);
+        let expected_faults = match *label {
+            "none" => 0,
+            "clock step" => 2,
+            _ => 1,
+        };
+        assert_eq!(gcra.faults, expected_faults, "{label}");
+        assert!(sim::sweep::effective(gcra), "{label}: {gcra:?}");
+    }
+    for row in rows.iter().filter(|row| row.family == "atomic") {
+        if sim::sweep::effective(row) {
+            assert_eq!(
+                row.metrics.over_admission_max, 0,
+                "{} under {}: beyond its bound",
+                row.limiter, row.label
+            );
+        }
+    }
+    assert!(at("atomic_gcra", "partition").metrics.fail_open > 0);
+    assert_eq!(at("atomic_gcra", "none").metrics.fail_open, 0);
+    assert!(at("legacy_memory_list", "none").metrics.over_admission_max > 0);
+    assert!(
+        rows.iter()
+            .any(|row| row.faults > 0 && !sim::sweep::effective(row)),
+        "some fault does not reach some limiter (the hybrid's local denials keep its requests off a partitioned link): the n/a cells"
+    );
+}

@@ -6,7 +6,9 @@
 //! machine name, floats printed at fixed precision, so CI can regenerate `results/` and
 //! demand the same bytes.
 
+mod heatmap;
 mod plot;
+mod storage;
 mod summary;
 mod timeline;
 
@@ -17,7 +19,7 @@ use sim::sweep::{Row, Sweep};
 
 /// The built-in figures, in the README's order: (file name, text). Shipped in
 /// `sim/sweeps/`, embedded so the binary needs no checkout to run them.
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 9] = [
     (
         "latency-vs-rtt.toml",
         include_str!("../../../sweeps/latency-vs-rtt.toml"),
@@ -47,6 +49,10 @@ const BUILTIN: [(&str, &str); 8] = [
         include_str!("../../../sweeps/hottest-share-vs-shards.toml"),
     ),
     (
+        "over-admission-by-fault.toml",
+        include_str!("../../../sweeps/over-admission-by-fault.toml"),
+    ),
+    (
         "latency-percentiles.toml",
         include_str!("../../../sweeps/latency-percentiles.toml"),
     ),
@@ -59,6 +65,9 @@ const COUNTEREXAMPLE_SCENARIO: &str = include_str!("../../../scenarios/r3-legacy
 const COUNTEREXAMPLE_SEED: u64 = 1;
 /// Shrinking runs for the counterexample (as `ratelab run`'s default).
 const COUNTEREXAMPLE_SHRINK_RUNS: u32 = 40;
+
+/// The storage comparison's name (simulated, `sim::storage`); not a sweep.
+pub const STORAGE: &str = "storage-comparison";
 
 /// One figure of the README.
 struct Section {
@@ -125,6 +134,26 @@ pub fn run(args: &ReportArgs) -> ExitCode {
     }
 }
 
+/// The storage comparison's sentence for `rows` (`what`: `Simulated`, `Measured`).
+pub fn storage_sentence(rows: &[sim::storage::Row], what: &str) -> String {
+    storage::sentence(rows, what)
+}
+
+/// Writes the storage comparison's `<stem>.svg` and `<stem>.png` into `out` (for `ratelab
+/// bench --only storage`, which draws the measured rows as the report draws the simulated).
+pub fn write_storage_figure(
+    out: &Path,
+    stem: &str,
+    title: &str,
+    rows: &[sim::storage::Row],
+) -> Result<(), String> {
+    plot::register_font()?;
+    let svg = storage::svg(title, rows)?;
+    std::fs::write(out.join(format!("{stem}.svg")), svg)
+        .map_err(|error| format!("cannot write {}: {error}", out.display()))?;
+    storage::png(title, rows, &out.join(format!("{stem}.png")))
+}
+
 /// The built-in sweeps, parsed (their `base` is inline, so the directory is not read).
 pub fn builtin_sweeps() -> Result<Vec<Sweep>, String> {
     BUILTIN
@@ -149,10 +178,11 @@ fn select_sweeps(args: &ReportArgs) -> Result<Vec<Sweep>, ReportError> {
             .collect::<Result<Vec<_>, _>>()?
     };
     for name in &args.only {
-        let special = args.sweep.is_empty() && name == COUNTEREXAMPLE;
+        let special = args.sweep.is_empty() && (name == COUNTEREXAMPLE || name == STORAGE);
         if !special && !all.iter().any(|sweep| &sweep.name == name) {
             let mut names: Vec<&str> = all.iter().map(|sweep| sweep.name.as_str()).collect();
             if args.sweep.is_empty() {
+                names.push(STORAGE);
                 names.push(COUNTEREXAMPLE);
             }
             return Err(ReportError::Usage(format!(
@@ -208,6 +238,11 @@ fn report(args: &ReportArgs) -> Result<(), ReportError> {
         });
     }
     let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    if args.sweep.is_empty() && wants(STORAGE) {
+        let section = write_storage(&args.out, args)?;
+        println!("{}: {}", section.name, section.sentence);
+        sections.push(section);
+    }
     if args.sweep.is_empty() && wants(COUNTEREXAMPLE) {
         let section = write_counterexample(&args.out, args)?;
         println!("{}: {}", section.name, section.sentence);
@@ -234,11 +269,50 @@ fn write_figure(out: &Path, sweep: &Sweep, rows: &[Row]) -> Result<String, Repor
         &out.join(format!("{}.csv", sweep.name)),
         sim::sweep::csv(rows).as_bytes(),
     )?;
-    let svg = plot::svg(sweep, rows).map_err(ReportError::Output)?;
-    write(&out.join(format!("{}.svg", sweep.name)), svg.as_bytes())?;
     let png_path = out.join(format!("{}.png", sweep.name));
-    plot::png(sweep, rows, &png_path).map_err(ReportError::Output)?;
+    // A heatmap's height follows its rows, so it has its own canvas.
+    let svg = if sweep.plot.kind == sim::sweep::PlotKind::Heatmap {
+        heatmap::png(sweep, rows, &png_path).map_err(ReportError::Output)?;
+        heatmap::svg(sweep, rows).map_err(ReportError::Output)?
+    } else {
+        plot::png(sweep, rows, &png_path).map_err(ReportError::Output)?;
+        plot::svg(sweep, rows).map_err(ReportError::Output)?
+    };
+    write(&out.join(format!("{}.svg", sweep.name)), svg.as_bytes())?;
     Ok(summary::sentence(sweep, rows))
+}
+
+/// The seed's storage comparison, simulated at 1 ms RTT (`sim::storage`).
+fn write_storage(out: &Path, args: &ReportArgs) -> Result<Section, ReportError> {
+    let rows = sim::storage::simulate(sim::storage::RTT_US)
+        .map_err(|error| ReportError::Run(format!("{STORAGE}: {error}")))?;
+    let title = "The seed's storage comparison, simulated: one sequential caller, RTT 1 ms";
+    write(
+        &out.join(format!("{STORAGE}.csv")),
+        sim::storage::csv(&rows).as_bytes(),
+    )?;
+    let svg = storage::svg(title, &rows).map_err(ReportError::Output)?;
+    write(&out.join(format!("{STORAGE}.svg")), svg.as_bytes())?;
+    storage::png(title, &rows, &out.join(format!("{STORAGE}.png"))).map_err(ReportError::Output)?;
+    let sentence = format!(
+        "What it measures: {} requests from one caller that awaits each decision, {} users each \
+         asking ten times its quota (10/s), through the real limiter code (the GCRA script on \
+         the in-process model); a decision costs its round trips × 1 ms of virtual time and \
+         nothing else, so the rate is one caller's decisions per simulated second and CPU is \
+         free; the machine's own figures are the measured version, written by `ratelab bench \
+         --only storage --out results/measured` into [`measured/`](measured/README.md), \
+         outside CI's byte check. {}",
+        sim::storage::DECISIONS,
+        sim::storage::KEYS,
+        storage::sentence(&rows, "Simulated")
+    );
+    Ok(Section {
+        name: STORAGE.to_owned(),
+        title: title.to_owned(),
+        sentence,
+        runs: sim::storage::Subject::ALL.len(),
+        command: command(STORAGE, args, None),
+    })
 }
 
 /// The counterexample: R3 on new-api's IP list, shrunk, as a timeline.

@@ -75,7 +75,7 @@ fn colour(family: &str, index: usize) -> RGBColor {
 }
 
 /// The limiters in the rows, in first-seen order, with their colours.
-fn limiters(rows: &[Row]) -> Vec<(String, RGBColor)> {
+pub(super) fn limiters(rows: &[Row]) -> Vec<(String, RGBColor)> {
     let mut seen: Vec<(String, &str)> = Vec::new();
     for row in rows {
         if !seen.iter().any(|(name, _)| *name == row.limiter) {
@@ -110,6 +110,7 @@ fn draw<DB: DrawingBackend>(
         PlotKind::Lines => lines(root, sweep, rows),
         PlotKind::Bars => bars(root, sweep, rows),
         PlotKind::Percentiles => percentiles(root, sweep, rows),
+        PlotKind::Heatmap => super::heatmap::draw(root, sweep, rows),
     }
 }
 

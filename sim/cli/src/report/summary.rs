@@ -18,6 +18,8 @@ pub fn describe(metric: &str) -> &str {
         "pool_wait_p99_ms" => "p99 pool wait",
         "hottest_node_share_pct" => "hottest node's share",
         "hottest_slot_share_pct" => "hottest slot's share",
+        "over_admission_max" => "admissions beyond the stated bound",
+        "fail_open" => "fail-open admissions",
         other => other,
     }
 }
@@ -53,6 +55,9 @@ fn ratio(a: f64, b: f64) -> String {
 
 /// The figure's sentence.
 pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
+    if sweep.plot.kind == PlotKind::Heatmap {
+        return heatmap(sweep, rows);
+    }
     let metric = sweep.plot.metrics[0].as_str();
     let unit = unit_of(metric);
     let Some(compare) = &sweep.plot.compare else {
@@ -60,7 +65,7 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
     };
     let at = match sweep.plot.kind {
         PlotKind::Lines => compare.at,
-        PlotKind::Bars | PlotKind::Percentiles => None,
+        PlotKind::Bars | PlotKind::Percentiles | PlotKind::Heatmap => None,
     };
     let (Some(a), Some(b)) = (
         value_at(rows, &compare.a, metric, at),
@@ -89,7 +94,7 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
     }
     match sweep.plot.kind {
         PlotKind::Lines => text.push_str(&along_axis(sweep, rows, &compare.a, metric)),
-        PlotKind::Bars | PlotKind::Percentiles => {
+        PlotKind::Bars | PlotKind::Percentiles | PlotKind::Heatmap => {
             text.push_str(&second_metric(sweep, rows, &compare.a, &compare.b));
         }
     }
@@ -166,6 +171,96 @@ fn second_metric(sweep: &Sweep, rows: &[Row], a: &str, b: &str) -> String {
         ),
         _ => String::new(),
     }
+}
+
+/// The worst cell of `metric` over the cells whose faults took effect: (value, limiter,
+/// column label), first in (limiter, column) order among equals.
+fn worst_cell(
+    sweep: &Sweep,
+    rows: &[Row],
+    metric: &str,
+    family: Option<&str>,
+) -> Option<(f64, String, String)> {
+    let mut worst: Option<(f64, String, String)> = None;
+    for limiter in limiter_names(rows, family) {
+        for (x, label) in super::heatmap::columns(sweep, rows) {
+            if let Some(Some(value)) = super::heatmap::cell(rows, &limiter, x, metric)
+                && worst.as_ref().is_none_or(|(best, _, _)| value > *best)
+            {
+                worst = Some((value, limiter.clone(), label));
+            }
+        }
+    }
+    worst
+}
+
+/// The limiters of the rows in first-seen order, of one family or all.
+fn limiter_names(rows: &[Row], family: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for row in rows {
+        if family.is_none_or(|family| row.family == family) && !names.contains(&row.limiter) {
+            names.push(row.limiter.clone());
+        }
+    }
+    names
+}
+
+/// A heatmap's sentence: how many cells stay within the bound, the worst cell overall and
+/// among the atomic limiters, the later metrics' worst (fail-open admissions), and the n/a
+/// count.
+fn heatmap(sweep: &Sweep, rows: &[Row]) -> String {
+    let metric = sweep.plot.metrics[0].as_str();
+    let columns = super::heatmap::columns(sweep, rows);
+    let (mut within, mut judged, mut unjudged) = (0, 0, 0);
+    for limiter in limiter_names(rows, None) {
+        for (x, _) in &columns {
+            match super::heatmap::cell(rows, &limiter, *x, metric) {
+                Some(Some(value)) => {
+                    judged += 1;
+                    within += usize::from(value == 0.0);
+                }
+                Some(None) => unjudged += 1,
+                None => {}
+            }
+        }
+    }
+    let mut text = format!(
+        "Of the {judged} cells (limiter × {}) whose faults took effect, {within} show no {}.",
+        sweep.axis_name,
+        describe(metric)
+    );
+    let over = |family: Option<&str>| {
+        worst_cell(sweep, rows, metric, family).filter(|(value, _, _)| *value > 0.0)
+    };
+    match over(None) {
+        Some((value, limiter, label)) => text.push_str(&format!(
+            " The worst is {limiter} under {label}: {} beyond its bound (mean of the seeds).",
+            number(value)
+        )),
+        None => text.push_str(" No cell goes beyond its bound."),
+    }
+    match over(Some("atomic")) {
+        Some((value, limiter, label)) => text.push_str(&format!(
+            " Among the atomic limiters the worst is {limiter} under {label}: {}.",
+            number(value)
+        )),
+        None => text.push_str(" No atomic limiter goes beyond its bound under any class."),
+    }
+    for other in sweep.plot.metrics.iter().skip(1) {
+        if let Some((value, limiter, label)) = worst_cell(sweep, rows, other, None) {
+            text.push_str(&format!(
+                " {} peak at {} ({limiter} under {label}).",
+                capitalise(describe(other)),
+                number(value)
+            ));
+        }
+    }
+    if unjudged > 0 {
+        text.push_str(&format!(
+            " {unjudged} cells are n/a: their fault did not take effect for that limiter."
+        ));
+    }
+    text
 }
 
 fn capitalise(text: &str) -> String {

@@ -128,3 +128,42 @@ fn unwritable_output_directory_exits_2() {
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("figure(s)"));
 }
+
+/// Goal: a fault-class sweep (`axis.sets`) with a mistake is exit 2 naming the set and the
+/// field, before anything runs. Method: the shipped figure 7 sweep with a drift on a gateway
+/// group that does not exist, a misspelt fault kind, and both `fields` and `sets`.
+#[test]
+fn bad_fault_class_sweeps_exit_2_naming_the_field() {
+    let dir = temp_dir("bad-sets");
+    let good = include_str!("../../../sweeps/over-admission-by-fault.toml");
+    let cases = [
+        (
+            good.replace("\"gateways[1].drift_ppm\"", "\"gateways[7].drift_ppm\""),
+            "axis.sets[5].gateways[7].drift_ppm",
+        ),
+        (
+            good.replace("kind = \"failover\"", "kind = \"failovr\""),
+            "axis.sets[3]",
+        ),
+        (
+            good.replace(
+                "name = \"fault class\"",
+                "name = \"fault class\"\nfields = [\"faults\"]",
+            ),
+            "axis.sets",
+        ),
+        (good.replace("  \"none\", ", "  "), "axis.labels"),
+    ];
+    for (index, (text, field)) in cases.iter().enumerate() {
+        assert_ne!(text, good, "case {index} changed nothing");
+        let path = dir.join(format!("bad-{index}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let output = report(
+            &["--sweep", path.to_str().expect("utf-8")],
+            &dir.join("out"),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(field), "{field} not named in: {stderr}");
+    }
+}
