@@ -1222,4 +1222,59 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_merged_multi_limit_is_one_call_all_or_nothing() {
+        // Goal: a `together` group of GCRA limits is replayed as the one `multi_limit.lua`
+        // call it is, not limit by limit: a request the model limit refuses charges the
+        // user limit nothing. Method: user L=10 and model L=2 per second, decided together
+        // (merged) or, with the group removed, each by its own call; ten requests under both
+        // limits at once, then eight on other models. Merged: two pass, the user
+        // limit keeps eight for the later ones (each on a model of its own); per limit: the
+        // user limit admits all ten of the first (its own call) and has none left.
+        let text = "together = [[\"user\", \"model\"]]\n\
+            [limits.user]\ntemplate = \"rl:$ns:{u:$user}\"\nalgorithm = \"gcra\"\nlimit = 10\nwindow_ms = 1000\n\
+            [limits.model]\ntemplate = \"rl:$ns:{u:$user}:$model\"\nalgorithm = \"gcra\"\nlimit = 2\nwindow_ms = 1000\n";
+        let merged = set(text);
+        assert!(merged.merged(&merged.together[0]));
+        assert_eq!(
+            merged.calls(&["model".to_owned()]),
+            vec![vec!["model".to_owned(), "user".to_owned()]]
+        );
+        let mut separate = merged.clone();
+        separate.together.clear();
+        let request = |at_ms: u64, model: String| TrafficRequest {
+            at_ms,
+            limits: vec!["user".to_owned(), "model".to_owned()],
+            fields: [("user", "7".to_owned()), ("model", model)]
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            cost: 1,
+            gateway: Some(0),
+        };
+        let mut requests: Vec<TrafficRequest> = (0..10)
+            .map(|i| request(1_000 + i, "gpt-4o".to_owned()))
+            .collect();
+        requests.extend((0..8).map(|i| request(1_020 + i, format!("model-{i}"))));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let allowed = |set: &SchemeSet, kind: &str, range: std::ops::Range<usize>| {
+            let replayed = runtime.block_on(replay(set, &requests)).unwrap();
+            replayed.decisions[range]
+                .iter()
+                .flatten()
+                .filter(|d| d.kind == kind && d.allowed)
+                .count()
+        };
+        assert_eq!(allowed(&merged, "model", 0..10), 2);
+        assert_eq!(allowed(&merged, "user", 0..10), 2, "all or nothing");
+        assert_eq!(allowed(&merged, "user", 10..18), 8);
+        assert_eq!(allowed(&separate, "model", 0..10), 2);
+        assert_eq!(allowed(&separate, "user", 0..10), 10, "charged by its own call");
+        assert_eq!(allowed(&separate, "user", 10..18), 0);
+        let report = compare(&separate, &merged, &requests).unwrap();
+        assert_eq!(report.differences.per_limit.get("user"), Some(&16));
+    }
 }

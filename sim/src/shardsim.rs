@@ -307,3 +307,132 @@ fn cutover(
     );
     report
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each finding of the simulated half with a pair that triggers it and one that does not,
+    //! on the noisy cluster load shipped beside the example schemes.
+
+    use super::*;
+
+    fn example(name: &str) -> SchemeSet {
+        let path = format!(
+            "{}/schemes/examples/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        SchemeSet::from_toml(&std::fs::read_to_string(path).expect("shipped"), name)
+            .expect("a shipped scheme loads")
+    }
+
+    fn noisy() -> Scenario {
+        Scenario::from_toml(include_str!("../schemes/examples/noisy-cluster-load.toml"))
+            .expect("the shipped load loads")
+    }
+
+    fn simulated(after: &str) -> Simulated {
+        let scenario = noisy();
+        let traffic = crate::traffic::from_scenario(&scenario, 1).unwrap();
+        simulate(&example("base"), &example(after), &scenario, 1, &traffic).unwrap()
+    }
+
+    fn limit<'a>(report: &'a Simulated, kind: &str) -> &'a LimitNoise {
+        report
+            .per_limit
+            .iter()
+            .find(|limit| limit.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {:?}", report.per_limit))
+    }
+
+    #[test]
+    fn a_shard_count_change_differs_beyond_the_noise_floor() {
+        // Goal: a real change of decisions is blamed on the scheme although timing alone
+        // moves decisions too. Method: base against shards (the ip limit over 4 shards) in
+        // the simulation: the noise floor is not zero (the check could excuse), and the ip
+        // limit's differences still exceed twice it; the limits the change leaves alone are
+        // not blamed.
+        let report = simulated("shards");
+        assert!(report.noise > 10, "a quiet noise floor: {report:?}");
+        let ip = limit(&report, "ip");
+        assert!(ip.noise > 0, "{ip:?}");
+        assert!(ip.blamed && ip.differing > 2 * ip.noise, "{ip:?}");
+        assert!(report.beyond_noise >= ip.excess && ip.excess > 0);
+        for kind in ["user", "model"] {
+            assert!(!limit(&report, kind).blamed, "{:?}", report.per_limit);
+        }
+    }
+
+    #[test]
+    fn a_hash_tag_move_differs_only_by_noise() {
+        // Goal: keys that move to other nodes change timing, and with it some decisions; the
+        // noise floor excuses them. Method: base against tag-move (same limits, other hash
+        // tags): the simulation does decide requests differently (so an unfiltered
+        // comparison would blame the change), but no limit exceeds twice its noise.
+        let report = simulated("tag-move");
+        assert!(report.differing > 10, "{report:?}");
+        assert!(report.noise > 10, "{report:?}");
+        assert_eq!(report.beyond_noise, 0, "{:?}", report.per_limit);
+        assert!(report.per_limit.iter().all(|limit| !limit.blamed));
+    }
+
+    #[test]
+    fn a_rename_on_the_same_slots_decides_alike_and_resets_counters_at_the_cut_over() {
+        // Goal: the simulated cut-over reports the over-admission a rename causes and its
+        // bound. Method: base against rename (same hash tags: same nodes, same timing): no
+        // differing decision at all; during the rolling switch a key is admitted more than
+        // the old scheme alone admitted, within the sum of both schemes' bounds.
+        let report = simulated("rename");
+        assert_eq!(report.differing, 0, "{:?}", report.examples);
+        let cutover = &report.cutover;
+        assert_eq!(cutover.keys_renamed, cutover.logical_keys);
+        assert!(cutover.worst_over_admission > 0, "{cutover:?}");
+        assert!(cutover.worst_over_admission <= cutover.worst_bound, "{cutover:?}");
+        assert!(cutover.worst_in_window <= cutover.bound_in_window, "{cutover:?}");
+        // The old scheme's own bound would be exceeded: the split counters are the cause.
+        let old_upper = crate::compare::bound(&example("base").limits["user"]).upper_per_window;
+        assert!(cutover.bound_in_window > old_upper, "{cutover:?}");
+    }
+
+    #[test]
+    fn identical_schemes_differ_by_nothing_and_cut_over_admits_nothing_extra() {
+        // Goal: the null pair: the candidate run is the primary run. Method: base against
+        // base: no difference at all, no renamed key, no excess at the cut-over.
+        let report = simulated("base");
+        assert_eq!((report.differing, report.beyond_noise), (0, 0));
+        assert!(report.noise > 0);
+        assert_eq!(report.cutover.keys_renamed, 0);
+        assert_eq!(report.cutover.worst_over_admission, 0);
+    }
+
+    #[test]
+    fn the_network_seed_moves_timing_and_not_the_load() {
+        // Goal: the two seeds are apart. Method: one load seed under two network seeds gives
+        // the same requests (ids, gateways, arrival ms, fields) and different decision
+        // times; one seed for both is `harness::run` exactly.
+        let scenario = noisy();
+        let plan = || Arc::new(SchemePlan::one(example("base")));
+        let record = |seeds: Seeds| {
+            let plan = plan();
+            run_with(&scenario, seeds, None, Some(Arc::clone(&plan))).unwrap();
+            plan.recorded()
+        };
+        let first = record(Seeds::one(3));
+        let second = record(Seeds {
+            load: 3,
+            network: 4,
+        });
+        let requests = |run: &BTreeMap<u64, Recorded>| -> Vec<(u64, TrafficRequest)> {
+            run.iter()
+                .map(|(id, recorded)| (*id, recorded.request.clone()))
+                .collect()
+        };
+        assert!(first.len() > 500);
+        assert_eq!(requests(&first), requests(&second));
+        let decided = |run: &BTreeMap<u64, Recorded>| -> Vec<u64> {
+            run.values().map(|recorded| recorded.decided_ms).collect()
+        };
+        assert_ne!(decided(&first), decided(&second));
+        let plain = crate::harness::run(&scenario, 3).unwrap().events;
+        let split = run_with(&scenario, Seeds::one(3), None, None).unwrap().events;
+        assert_eq!(format!("{plain:?}"), format!("{split:?}"));
+    }
+}
