@@ -1272,7 +1272,11 @@ mod tests {
         assert_eq!(allowed(&merged, "user", 0..10), 2, "all or nothing");
         assert_eq!(allowed(&merged, "user", 10..18), 8);
         assert_eq!(allowed(&separate, "model", 0..10), 2);
-        assert_eq!(allowed(&separate, "user", 0..10), 10, "charged by its own call");
+        assert_eq!(
+            allowed(&separate, "user", 0..10),
+            10,
+            "charged by its own call"
+        );
         assert_eq!(allowed(&separate, "user", 10..18), 0);
         let report = compare(&separate, &merged, &requests).unwrap();
         assert_eq!(report.differences.per_limit.get("user"), Some(&16));

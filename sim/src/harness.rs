@@ -200,9 +200,7 @@ pub fn run_with(
     let mut load_master = ChaCha8Rng::seed_from_u64(seeds.load);
     let _redis_seed_of_load = load_master.next_u64();
     let gateway_count = scenario.gateway_count();
-    let gateway_seeds: Vec<u64> = (0..gateway_count)
-        .map(|_| load_master.next_u64())
-        .collect();
+    let gateway_seeds: Vec<u64> = (0..gateway_count).map(|_| load_master.next_u64()).collect();
     let seed = seeds.network;
 
     let drain = drain_ms(scenario);

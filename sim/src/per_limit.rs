@@ -14,9 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use ratelab::limiter::atomic::{
-    MultiLimiter, Rollout, ScriptClock, ScriptLimiter, ShardedLimiter,
-};
+use ratelab::limiter::atomic::{MultiLimiter, Rollout, ScriptClock, ScriptLimiter, ShardedLimiter};
 use ratelab::limiter::{Limiter, LimiterError, Request, Verdict};
 use ratelab::redis::{Redis, Reload, Usage};
 
@@ -156,8 +154,8 @@ impl<'a, R: Redis + Send, F: FnMut() -> R + Send> SchemeLimiter<'a, R, F> {
         let redis = (self.connect)();
         if call.len() > 1 {
             let limits = crate::compare::merged_limits(self.set, call);
-            let mut limiter =
-                MultiLimiter::new(redis, limits, ScriptClock::Redis).with_reload(self.reload.clone());
+            let mut limiter = MultiLimiter::new(redis, limits, ScriptClock::Redis)
+                .with_reload(self.reload.clone());
             let identity = Request {
                 identity: self.traffic.identity(""),
                 ..request.clone()
@@ -171,16 +169,24 @@ impl<'a, R: Redis + Send, F: FnMut() -> R + Send> SchemeLimiter<'a, R, F> {
         };
         if limit.scheme.shards() > 1 {
             let turn = self.turn(&limit.kind);
-            let mut limiter =
-                ShardedLimiter::new(redis, limit.scheme.clone(), limit.algorithm, ScriptClock::Redis)
-                    .map_err(|error| LimiterError::Reply(error.to_string()))?
-                    .with_reload(self.reload.clone())
-                    .starting_at(turn);
+            let mut limiter = ShardedLimiter::new(
+                redis,
+                limit.scheme.clone(),
+                limit.algorithm,
+                ScriptClock::Redis,
+            )
+            .map_err(|error| LimiterError::Reply(error.to_string()))?
+            .with_reload(self.reload.clone())
+            .starting_at(turn);
             limiter.check(&request).await
         } else {
-            let mut limiter =
-                ScriptLimiter::new(redis, limit.scheme.clone(), limit.algorithm, ScriptClock::Redis)
-                    .with_reload(self.reload.clone());
+            let mut limiter = ScriptLimiter::new(
+                redis,
+                limit.scheme.clone(),
+                limit.algorithm,
+                ScriptClock::Redis,
+            )
+            .with_reload(self.reload.clone());
             limiter.check(&request).await
         }
     }

@@ -121,8 +121,7 @@ pub fn simulate(
     };
     // Four independent runs, one thread each (each shares nothing; results by name).
     let (primary, secondary, candidate, cut) = std::thread::scope(|scope| {
-        let primary =
-            scope.spawn(|| run(scenario, primary_seeds, SchemePlan::one(before.clone())));
+        let primary = scope.spawn(|| run(scenario, primary_seeds, SchemePlan::one(before.clone())));
         let secondary =
             scope.spawn(|| run(scenario, secondary_seeds, SchemePlan::one(before.clone())));
         let candidate =
@@ -385,8 +384,14 @@ mod tests {
         let cutover = &report.cutover;
         assert_eq!(cutover.keys_renamed, cutover.logical_keys);
         assert!(cutover.worst_over_admission > 0, "{cutover:?}");
-        assert!(cutover.worst_over_admission <= cutover.worst_bound, "{cutover:?}");
-        assert!(cutover.worst_in_window <= cutover.bound_in_window, "{cutover:?}");
+        assert!(
+            cutover.worst_over_admission <= cutover.worst_bound,
+            "{cutover:?}"
+        );
+        assert!(
+            cutover.worst_in_window <= cutover.bound_in_window,
+            "{cutover:?}"
+        );
         // The old scheme's own bound would be exceeded: the split counters are the cause.
         let old_upper = crate::compare::bound(&example("base").limits["user"]).upper_per_window;
         assert!(cutover.bound_in_window > old_upper, "{cutover:?}");
@@ -432,7 +437,9 @@ mod tests {
         };
         assert_ne!(decided(&first), decided(&second));
         let plain = crate::harness::run(&scenario, 3).unwrap().events;
-        let split = run_with(&scenario, Seeds::one(3), None, None).unwrap().events;
+        let split = run_with(&scenario, Seeds::one(3), None, None)
+            .unwrap()
+            .events;
         assert_eq!(format!("{plain:?}"), format!("{split:?}"));
     }
 }

@@ -62,7 +62,10 @@ fn simulated_scenario(args: &ShardcheckArgs) -> Result<(sim::scenario::Scenario,
     } else if let Some(seed) = args.swarm {
         Ok((sim::scenario::Scenario::swarm(seed), seed))
     } else {
-        Err("--simulate: needs --scenario or --swarm (a trace has no network to simulate)".to_owned())
+        Err(
+            "--simulate: needs --scenario or --swarm (a trace has no network to simulate)"
+                .to_owned(),
+        )
     }
 }
 
@@ -312,7 +315,10 @@ fn verdict(changes: &[String]) -> String {
     }
 }
 
-fn render_simulated(simulated: &sim::shardsim::Simulated, in_process: &sim::compare::Cutover) -> String {
+fn render_simulated(
+    simulated: &sim::shardsim::Simulated,
+    in_process: &sim::compare::Cutover,
+) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
