@@ -85,6 +85,10 @@ pub struct Simulated {
     pub examples: Vec<SimDifference>,
     /// The simulated cut-over.
     pub cutover: Cutover,
+    /// The scenario's scheduled faults: a Redis restart or failover loses counters, a clock
+    /// step moves windows, so under faults the cut-over can exceed its bound for reasons of
+    /// its own.
+    pub faults: u64,
 }
 
 /// One simulated run of `scenario` under `plan` with `seeds`.
@@ -142,6 +146,7 @@ pub fn simulate(
     let mut report = compare_runs(&primary, &secondary, &candidate);
     report.seed = seed;
     report.noise_seed = noise_seed;
+    report.faults = scenario.faults.len() as u64;
     report.cutover = cutover(before, after, &cut, &primary, switch_ms);
     Ok(report)
 }
@@ -183,6 +188,7 @@ pub fn compare_runs(
         beyond_noise: 0,
         examples: Vec::new(),
         cutover: Cutover::default(),
+        faults: 0,
     };
     let mut unstable_examples = Vec::new();
     for (id, old) in primary {

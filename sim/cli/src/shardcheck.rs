@@ -375,14 +375,31 @@ fn render_simulated(
     let cutover = &simulated.cutover;
     let _ = writeln!(
         out,
-        "    cut-over simulated: worst {} admitted in one window on {} (bound {}, both schemes' bounds summed when renamed); over the old scheme alone {} on {} (in process: {}, bound {})",
+        "    cut-over simulated: worst {} admitted in one window on {} (bound {}, both schemes' bounds summed when renamed); over the old scheme alone {} on {} (bound {}; in process: {}, bound {})",
         cutover.worst_in_window,
         cutover.worst_in_window_key.as_deref().unwrap_or("-"),
         cutover.bound_in_window,
         cutover.worst_over_admission,
         cutover.worst_key.as_deref().unwrap_or("-"),
+        cutover.worst_bound,
         in_process.worst_over_admission,
         in_process.worst_bound
     );
+    if cutover.worst_in_window > cutover.bound_in_window
+        || cutover.worst_over_admission > cutover.worst_bound
+    {
+        let _ = writeln!(
+            out,
+            "    the simulated cut-over EXCEEDS its bound{}",
+            if simulated.faults > 0 {
+                format!(
+                    ": the scenario schedules {} faults (a restart or failover loses counters, a clock step moves windows)",
+                    simulated.faults
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     out
 }
