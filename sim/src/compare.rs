@@ -13,8 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ratelab::keys::{Spread, key_slot};
-use ratelab::limiter::atomic::{Algorithm, ScriptClock, ScriptLimiter, ShardedLimiter};
+use ratelab::algo::RateQuota;
+use ratelab::keys::{KeyScheme, Spread, key_slot};
+use ratelab::limiter::atomic::{
+    Algorithm, MultiLimiter, ScriptClock, ScriptLimiter, ShardedLimiter,
+};
 use ratelab::limiter::{Limiter, Request};
 use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
 use ratelab::redis::Local;
@@ -199,6 +202,14 @@ pub struct Cutover {
     pub worst_key: Option<String>,
     /// Its bound: the new scheme's upper bound when the key is renamed (two counters), else 0.
     pub worst_bound: u64,
+    /// The most admissions seen in one trailing window on one logical key during the
+    /// cut-over.
+    pub worst_in_window: u64,
+    /// The logical key it happened on.
+    pub worst_in_window_key: Option<String>,
+    /// Its bound: the sum of both schemes' upper bounds when the key is renamed (two
+    /// counters, each up to its own bound), else the larger of the two.
+    pub bound_in_window: u64,
 }
 
 /// Everything `shardcheck` reports.
@@ -321,6 +332,8 @@ fn differences(
 enum OneLimit {
     Single(ScriptLimiter<Local>),
     Sharded(ShardedLimiter<Local>),
+    /// A merged group: one `multi_limit.lua` call, all or nothing.
+    Merged(MultiLimiter<Local>),
 }
 
 impl OneLimit {
@@ -353,15 +366,48 @@ impl OneLimit {
         }
     }
 
+    /// One call deciding every kind of `call` (a merged group of `set`) at once.
+    fn merged(
+        set: &SchemeSet,
+        call: &[String],
+        model: &SharedModel,
+        now: &Arc<AtomicU64>,
+    ) -> OneLimit {
+        let clock_source = Arc::clone(now);
+        let local = Local::connect(
+            Arc::clone(model),
+            Arc::new(move || clock_source.load(Ordering::Relaxed)),
+        );
+        OneLimit::Merged(MultiLimiter::new(
+            local,
+            merged_limits(set, call),
+            ScriptClock::Gateway,
+        ))
+    }
+
     async fn check(&mut self, request: &Request) -> Result<bool, CompareError> {
         let verdict = match self {
             OneLimit::Single(limiter) => limiter.check(request).await,
             OneLimit::Sharded(limiter) => limiter.check(request).await,
+            OneLimit::Merged(limiter) => limiter.check(request).await,
         };
         verdict
             .map(|verdict| verdict.decision.allowed)
             .map_err(|error| CompareError(format!("the model refused a decision: {error}")))
     }
+}
+
+/// The (key scheme, quota) of each kind of a merged call, `$ns` written in.
+pub fn merged_limits(set: &SchemeSet, call: &[String]) -> Vec<(KeyScheme, RateQuota)> {
+    call.iter()
+        .map(|kind| {
+            let limit = &set.limits[kind];
+            let Algorithm::Gcra(quota) = limit.algorithm else {
+                unreachable!("SchemeSet::merged admits only GCRA limits")
+            };
+            (limit.scheme_with_namespace(), quota)
+        })
+        .collect()
 }
 
 fn fresh_model() -> SharedModel {
@@ -378,7 +424,7 @@ struct Replayed {
 
 /// The logical key of `kind` for `request` under `limit`: the kind and the fields its
 /// template names.
-fn logical_key(limit: &Limit, request: &TrafficRequest) -> String {
+pub(crate) fn logical_key(limit: &Limit, request: &TrafficRequest) -> String {
     let mut name = limit.kind.clone();
     for field in limit.scheme.identity_fields() {
         name.push_str(&format!(
@@ -437,6 +483,7 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
     for (kind, limit) in &set.limits {
         limiters.insert(kind.clone(), (OneLimit::new(limit, &model, &now)?, 0));
     }
+    let mut merged: BTreeMap<Vec<String>, OneLimit> = BTreeMap::new();
     let mut tally = Tally {
         spread: Spread::new(set.map.clone()),
         owners: std::collections::HashMap::new(),
@@ -451,7 +498,20 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
     for (index, request) in traffic.iter().enumerate() {
         now.store(request.at_ms, Ordering::Relaxed);
         let mut decided = Vec::new();
-        for kind in set.touched(&request.limits) {
+        for call in set.calls(&request.limits) {
+            if call.len() > 1 {
+                merged_call(
+                    set,
+                    (&model, &now),
+                    &mut merged,
+                    (index, request),
+                    &call,
+                    (&mut tally, &mut admitted, &mut decided),
+                )
+                .await?;
+                continue;
+            }
+            let kind = call.into_iter().next().expect("a call has a kind");
             // Rendering first refuses a kind the scheme lacks (bad input, not a panic).
             render(set, &kind, request, index, 0)?;
             let (limiter, next_shard) = limiters.get_mut(&kind).expect("every limit has one");
@@ -489,6 +549,7 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
                 allowed,
             });
         }
+        decided.sort_by(|a, b| a.kind.cmp(&b.kind));
         if set.cluster {
             note_crossslot(set, &mut tally, index, &request.limits, &decided);
         }
@@ -500,6 +561,53 @@ async fn replay(set: &SchemeSet, traffic: &[TrafficRequest]) -> Result<Replayed,
         admitted,
         report,
     })
+}
+
+/// Admissions per logical key: (ms, cost).
+type Admitted = BTreeMap<String, Vec<(u64, u64)>>;
+
+/// One merged call of `set` (all of `call`'s limits in one script, all or nothing) on
+/// `request`, noted as the per-limit calls are.
+async fn merged_call(
+    set: &SchemeSet,
+    (model, now): (&SharedModel, &Arc<AtomicU64>),
+    merged: &mut BTreeMap<Vec<String>, OneLimit>,
+    (index, request): (usize, &TrafficRequest),
+    call: &[String],
+    (tally, admitted, decided): (&mut Tally, &mut Admitted, &mut Vec<Decided>),
+) -> Result<(), CompareError> {
+    let mut keys = Vec::new();
+    for kind in call {
+        keys.push(render(set, kind, request, index, 0)?);
+    }
+    let limiter = merged
+        .entry(call.to_vec())
+        .or_insert_with(|| OneLimit::merged(set, call, model, now));
+    let allowed = limiter
+        .check(&Request {
+            identity: request.identity(""),
+            cost: request.cost,
+            now_ms: request.at_ms,
+        })
+        .await?;
+    for (kind, (limit, key)) in call.iter().zip(keys) {
+        tally.spread.touch(&key);
+        let logical = logical_key(limit, request);
+        note_owner(tally, &key, kind, &logical);
+        note_alphabet(set, tally, limit, request);
+        if allowed {
+            admitted
+                .entry(logical)
+                .or_default()
+                .push((request.at_ms, request.cost));
+        }
+        decided.push(Decided {
+            kind: kind.clone(),
+            key: lossy(&key),
+            allowed,
+        });
+    }
+    Ok(())
 }
 
 fn note_owner(tally: &mut Tally, key: &[u8], kind: &str, logical: &str) {
@@ -700,7 +808,7 @@ fn max_in_window(admitted: &[(u64, u64)], window_ms: u64) -> u64 {
 
 /// Fills the cut-over's worst over-admission: per logical key, the most admitted in one
 /// trailing window during the cut-over over the most the old scheme alone admitted.
-fn worst_over_admission(
+pub(crate) fn worst_over_admission(
     report: &mut Cutover,
     (before, after): (&SchemeSet, &SchemeSet),
     admitted: &BTreeMap<String, Vec<(u64, u64)>>,
@@ -716,25 +824,33 @@ fn worst_over_admission(
         let alone = old_admitted
             .get(logical)
             .map_or(0, |times| max_in_window(times, limit.window_ms));
+        let is_renamed = renamed.get(logical).copied().unwrap_or(false);
+        let new_upper = after
+            .limits
+            .get(kind)
+            .map_or(0, |limit| bound(limit).upper_per_window);
+        let old_upper = bound(limit).upper_per_window;
+        if seen > report.worst_in_window {
+            report.worst_in_window = seen;
+            report.worst_in_window_key = Some(logical.clone());
+            report.bound_in_window = if is_renamed {
+                old_upper + new_upper
+            } else {
+                old_upper.max(new_upper)
+            };
+        }
         let excess = seen.saturating_sub(alone);
         if excess > report.worst_over_admission {
             report.worst_over_admission = excess;
             report.worst_key = Some(logical.clone());
-            report.worst_bound = if renamed.get(logical).copied().unwrap_or(false) {
-                after
-                    .limits
-                    .get(kind)
-                    .map_or(0, |limit| bound(limit).upper_per_window)
-            } else {
-                0
-            };
+            report.worst_bound = if is_renamed { new_upper } else { 0 };
         }
     }
 }
 
 /// When each gateway switches to the new scheme: gateway g of G at
 /// `first + span·(g+1)/(G+1)`.
-fn switch_times(first_ms: u64, last_ms: u64, traffic: &[TrafficRequest]) -> Vec<u64> {
+pub(crate) fn switch_times(first_ms: u64, last_ms: u64, traffic: &[TrafficRequest]) -> Vec<u64> {
     let gateways = traffic
         .iter()
         .map(|request| request.gateway.unwrap_or(0) + 1)
@@ -761,7 +877,7 @@ async fn cutover(
     let switch_ms = switch_times(first.at_ms, last.at_ms, traffic);
     let model = fresh_model();
     let now = Arc::new(AtomicU64::new(0));
-    let mut limiters: BTreeMap<(u32, bool, String), OneLimit> = BTreeMap::new();
+    let mut limiters: BTreeMap<(u32, bool, Vec<String>), OneLimit> = BTreeMap::new();
     let mut admitted: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     let mut renamed: BTreeMap<String, bool> = BTreeMap::new();
     for (index, request) in traffic.iter().enumerate() {
@@ -769,19 +885,27 @@ async fn cutover(
         let gateway = request.gateway.unwrap_or(0);
         let new = request.at_ms >= switch_ms[usize::try_from(gateway).expect("fits")];
         let set = if new { after } else { before };
-        for kind in set.touched(&request.limits) {
-            let (limit, _) = render(set, &kind, request, index, 0)?;
-            let (old_limit, old_key) = render(before, &kind, request, index, 0)
-                .or_else(|_| render(set, &kind, request, index, 0))?;
-            let logical = logical_key(old_limit, request);
-            if !renamed.contains_key(&logical) {
-                let new_key = render(after, &kind, request, index, 0).map(|(_, key)| key);
-                renamed.insert(logical.clone(), new_key.map_or(true, |key| key != old_key));
+        for call in set.calls(&request.limits) {
+            let mut logicals = Vec::new();
+            for kind in &call {
+                let (old_limit, old_key) = render(before, kind, request, index, 0)
+                    .or_else(|_| render(set, kind, request, index, 0))?;
+                let logical = logical_key(old_limit, request);
+                if !renamed.contains_key(&logical) {
+                    let new_key = render(after, kind, request, index, 0).map(|(_, key)| key);
+                    renamed.insert(logical.clone(), new_key.map_or(true, |key| key != old_key));
+                }
+                logicals.push(logical);
             }
-            let limiter = match limiters.entry((gateway, new, kind.clone())) {
+            let (limit, _) = render(set, &call[0], request, index, 0)?;
+            let limiter = match limiters.entry((gateway, new, call.clone())) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(OneLimit::new(limit, &model, &now)?)
+                    if call.len() > 1 {
+                        entry.insert(OneLimit::merged(set, &call, &model, &now))
+                    } else {
+                        entry.insert(OneLimit::new(limit, &model, &now)?)
+                    }
                 }
             };
             let allowed = limiter
@@ -792,10 +916,12 @@ async fn cutover(
                 })
                 .await?;
             if allowed {
-                admitted
-                    .entry(logical)
-                    .or_default()
-                    .push((request.at_ms, request.cost));
+                for logical in logicals {
+                    admitted
+                        .entry(logical)
+                        .or_default()
+                        .push((request.at_ms, request.cost));
+                }
             }
         }
     }
@@ -1095,5 +1221,64 @@ mod tests {
                 report.differences.examples
             );
         }
+    }
+
+    #[test]
+    fn a_merged_multi_limit_is_one_call_all_or_nothing() {
+        // Goal: a `together` group of GCRA limits is replayed as the one `multi_limit.lua`
+        // call it is, not limit by limit: a request the model limit refuses charges the
+        // user limit nothing. Method: user L=10 and model L=2 per second, decided together
+        // (merged) or, with the group removed, each by its own call; ten requests under both
+        // limits at once, then eight on other models. Merged: two pass, the user
+        // limit keeps eight for the later ones (each on a model of its own); per limit: the
+        // user limit admits all ten of the first (its own call) and has none left.
+        let text = "together = [[\"user\", \"model\"]]\n\
+            [limits.user]\ntemplate = \"rl:$ns:{u:$user}\"\nalgorithm = \"gcra\"\nlimit = 10\nwindow_ms = 1000\n\
+            [limits.model]\ntemplate = \"rl:$ns:{u:$user}:$model\"\nalgorithm = \"gcra\"\nlimit = 2\nwindow_ms = 1000\n";
+        let merged = set(text);
+        assert!(merged.merged(&merged.together[0]));
+        assert_eq!(
+            merged.calls(&["model".to_owned()]),
+            vec![vec!["model".to_owned(), "user".to_owned()]]
+        );
+        let mut separate = merged.clone();
+        separate.together.clear();
+        let request = |at_ms: u64, model: String| TrafficRequest {
+            at_ms,
+            limits: vec!["user".to_owned(), "model".to_owned()],
+            fields: [("user", "7".to_owned()), ("model", model)]
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            cost: 1,
+            gateway: Some(0),
+        };
+        let mut requests: Vec<TrafficRequest> = (0..10)
+            .map(|i| request(1_000 + i, "gpt-4o".to_owned()))
+            .collect();
+        requests.extend((0..8).map(|i| request(1_020 + i, format!("model-{i}"))));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let allowed = |set: &SchemeSet, kind: &str, range: std::ops::Range<usize>| {
+            let replayed = runtime.block_on(replay(set, &requests)).unwrap();
+            replayed.decisions[range]
+                .iter()
+                .flatten()
+                .filter(|d| d.kind == kind && d.allowed)
+                .count()
+        };
+        assert_eq!(allowed(&merged, "model", 0..10), 2);
+        assert_eq!(allowed(&merged, "user", 0..10), 2, "all or nothing");
+        assert_eq!(allowed(&merged, "user", 10..18), 8);
+        assert_eq!(allowed(&separate, "model", 0..10), 2);
+        assert_eq!(
+            allowed(&separate, "user", 0..10),
+            10,
+            "charged by its own call"
+        );
+        assert_eq!(allowed(&separate, "user", 10..18), 0);
+        let report = compare(&separate, &merged, &requests).unwrap();
+        assert_eq!(report.differences.per_limit.get("user"), Some(&16));
     }
 }

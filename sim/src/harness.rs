@@ -38,6 +38,7 @@ use ratelab::resp::server::{Clock, serve_connection};
 
 use crate::dynamics::Dynamics;
 use crate::event::{ErrorClass, Event, Outcome};
+use crate::per_limit::{self, Recorded, SchemePlan, Turns};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
     Arrivals, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind, Popularity,
@@ -155,13 +156,52 @@ pub fn run_tampered(
     seed: u64,
     tamper: Option<Tamper>,
 ) -> Result<RunOutput, HarnessError> {
+    run_with(scenario, Seeds::one(seed), tamper, None)
+}
+
+/// A run's two seeds. `load` draws what the gateways do (arrivals, limit kinds, keys,
+/// upstream latencies and outcomes); `network` draws how the world answers (turmoil's
+/// message latencies, the per-link distributions, the Redis nodes' seeds). One seed for both
+/// is a run as [`run`] makes it; the same load under another network seed sends the same
+/// requests with different timing (`shardcheck --simulate`'s noise floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seeds {
+    /// The load's seed.
+    pub load: u64,
+    /// The network's and the Redis nodes' seed.
+    pub network: u64,
+}
+
+impl Seeds {
+    /// One seed for both.
+    pub fn one(seed: u64) -> Seeds {
+        Seeds {
+            load: seed,
+            network: seed,
+        }
+    }
+}
+
+/// [`run_tampered`] with the two seeds apart and, with a [`SchemePlan`], every gateway
+/// deciding under a key scheme file's per-limit templates instead of the scenario's limiter.
+pub fn run_with(
+    scenario: &Scenario,
+    seeds: Seeds,
+    tamper: Option<Tamper>,
+    schemes: Option<Arc<SchemePlan>>,
+) -> Result<RunOutput, HarnessError> {
     scenario
         .validate()
         .map_err(|error| HarnessError(error.to_string()))?;
-    let mut master = ChaCha8Rng::seed_from_u64(seed);
+    // The Redis seed is the network master's first draw, the gateways' the load master's
+    // next ones (so with one seed for both, every draw is the one a single master made).
+    let mut master = ChaCha8Rng::seed_from_u64(seeds.network);
     let redis_seed = master.next_u64();
+    let mut load_master = ChaCha8Rng::seed_from_u64(seeds.load);
+    let _redis_seed_of_load = load_master.next_u64();
     let gateway_count = scenario.gateway_count();
-    let gateway_seeds: Vec<u64> = (0..gateway_count).map(|_| master.next_u64()).collect();
+    let gateway_seeds: Vec<u64> = (0..gateway_count).map(|_| load_master.next_u64()).collect();
+    let seed = seeds.network;
 
     let drain = drain_ms(scenario);
     let bound_ms = scenario.duration_ms + drain + 5_000;
@@ -249,6 +289,7 @@ pub fn run_tampered(
             redis_hosts: redis_hosts.clone(),
             load: Arc::clone(&load),
             tamper: tamper.clone(),
+            schemes: schemes.clone(),
         };
         sim.client(format!("gateway-{index}"), gateway.run());
     }
@@ -676,6 +717,8 @@ struct Gateway {
     load: Arc<Mutex<Load>>,
     /// A test's wrong limiter, if any.
     tamper: Option<Tamper>,
+    /// Per-limit key schemes to decide under instead of `group.limiter`, if any.
+    schemes: Option<Arc<SchemePlan>>,
 }
 
 /// How a gateway reaches Redis.
@@ -737,6 +780,10 @@ struct Shared {
     shard_turns: AtomicU64,
     /// `hybrid_gcra`: this process's deny cache and pre-check.
     hybrid: Option<Arc<HybridLocal>>,
+    /// Per-limit key schemes to decide under, if any.
+    schemes: Option<Arc<SchemePlan>>,
+    /// Their sharded limits' round-robin turns.
+    scheme_turns: Turns,
 }
 
 /// One gateway process: what a restart throws away.
@@ -869,6 +916,8 @@ impl Gateway {
             multi_limits,
             shard_turns: AtomicU64::new(0),
             hybrid,
+            schemes: self.schemes.clone(),
+            scheme_turns: Mutex::new(BTreeMap::new()),
         });
         Ok(Process { shared, sweeper })
     }
@@ -1366,6 +1415,44 @@ async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admis
     }
 }
 
+/// A request decided under per-limit key schemes (`shardcheck --simulate`), recorded limit
+/// by limit.
+async fn admit_schemes(
+    shared: &Shared,
+    plan: &SchemePlan,
+    planned: &Planned,
+    arrived_ms: u64,
+    request: &Request,
+) -> Admission {
+    let traffic = crate::traffic::request_of(
+        planned.kind,
+        planned.key,
+        shared.group.as_deref().unwrap_or("default"),
+        (arrived_ms, shared.cost, shared.index),
+    );
+    let (result, new, limits) = per_limit::decide(
+        plan,
+        &traffic,
+        request,
+        (
+            || shared.pool.handle(),
+            shared.reload.clone(),
+            &shared.scheme_turns,
+        ),
+    )
+    .await;
+    plan.record(
+        planned.id,
+        Recorded {
+            request: traffic,
+            decided_ms: sim_now_ms(),
+            new,
+            decided: limits,
+        },
+    );
+    decided(result)
+}
+
 /// One request, from arrival to the end of its upstream call.
 async fn serve_request(shared: Arc<Shared>, planned: Planned) {
     let arrived_ms = sim_now_ms();
@@ -1396,7 +1483,10 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
         cost: shared.cost,
         now_ms: skewed_ms(arrived_ms, &shared.offset),
     };
-    let mut admission = admit(&shared, redis, &request).await;
+    let mut admission = match &shared.schemes {
+        Some(plan) => admit_schemes(&shared, plan, &planned, arrived_ms, &request).await,
+        None => admit(&shared, redis, &request).await,
+    };
     let decided_ms = sim_now_ms();
     if let Some(tamper) = &shared.tamper {
         let key = key_name(planned.kind, planned.key);

@@ -244,6 +244,83 @@ impl SchemeSet {
         }
         touched.into_iter().collect()
     }
+
+    /// Whether the `together` group `group` is a merged multi-limit: two or more GCRA limits,
+    /// none sharded, which `lua/multi_limit.lua` decides in one call, all or nothing. Other
+    /// groups (new-api's token bucket beside its success list) are one call per limit.
+    pub fn merged(&self, group: &[String]) -> bool {
+        group.len() > 1
+            && group.iter().all(|kind| {
+                self.limits.get(kind).is_some_and(|limit| {
+                    matches!(limit.algorithm, Algorithm::Gcra(_)) && limit.scheme.shards() == 1
+                })
+            })
+    }
+
+    /// The script calls one decision on `kinds` makes: each merged group it touches as one
+    /// call (its kinds sorted), every other touched kind alone; ordered by first kind.
+    pub fn calls(&self, kinds: &[String]) -> Vec<Vec<String>> {
+        let mut calls: Vec<Vec<String>> = Vec::new();
+        let mut merged: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for group in &self.together {
+            if self.merged(group)
+                && group.iter().any(|kind| kinds.contains(kind))
+                && group.iter().all(|kind| !merged.contains(kind))
+            {
+                let mut call = group.clone();
+                call.sort();
+                call.dedup();
+                merged.extend(call.iter().cloned());
+                calls.push(call);
+            }
+        }
+        for kind in self.touched(kinds) {
+            if !merged.contains(&kind) {
+                calls.push(vec![kind]);
+            }
+        }
+        calls.sort();
+        calls
+    }
+}
+
+impl Limit {
+    /// The limit's key scheme with `$ns` written in as its namespace, so that limits with
+    /// different namespaces render from one identity (a merged call has one identity).
+    pub fn scheme_with_namespace(&self) -> KeyScheme {
+        let template = self.scheme.template();
+        let bytes = template.as_bytes();
+        let mut out = String::new();
+        let mut index = 0;
+        while index < bytes.len() {
+            if bytes[index] != b'$' {
+                let next = template[index..]
+                    .find('$')
+                    .map_or(template.len(), |at| index + at);
+                out.push_str(&template[index..next]);
+                index = next;
+                continue;
+            }
+            if bytes.get(index + 1) == Some(&b'$') {
+                out.push_str("$$");
+                index += 2;
+                continue;
+            }
+            let start = index + 1;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            if &template[start..end] == "ns" {
+                out.push_str(&self.namespace.replace('$', "$$"));
+            } else {
+                out.push_str(&template[index..end]);
+            }
+            index = end;
+        }
+        KeyScheme::parse(&out, self.scheme.shards())
+            .expect("the template parsed before, and a literal namespace adds no field")
+    }
 }
 
 fn topology(file: &TopologyFile) -> Result<(bool, SlotMap), SchemeError> {

@@ -10,7 +10,7 @@ use ratelab::keys::Identity;
 use serde::{Deserialize, Serialize};
 
 use crate::harness::{draw_key, identity, key_weights};
-use crate::scenario::{Arrivals, FaultKind, LimiterKind, Scenario};
+use crate::scenario::{Arrivals, FaultKind, IdentityKind, LimiterKind, Scenario};
 
 /// One request: when, which limits it falls under, who makes it, what it costs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,20 +169,33 @@ fn gateway_requests(scenario: &Scenario, index: u32, seed: u64, out: &mut Vec<Tr
         if (at_us as u64) < down_until_ms.saturating_mul(1_000) {
             continue;
         }
-        let fields = identity(LimiterKind::AtomicGcra, kind, key, &group)
-            .fields()
-            .filter(|(name, _)| *name != "ns")
-            .map(|(name, value)| (name.to_owned(), String::from_utf8_lossy(value).into_owned()))
-            .collect();
-        out.push(TrafficRequest {
-            // The harness sleeps until `at_us`; time advances in whole ms, so the request
-            // arrives at the first ms at or after it.
-            at_ms: (at_us / 1_000.0).ceil() as u64,
-            limits: vec![kind.map_or("user", |kind| kind.name()).to_owned()],
-            fields,
-            cost: load.cost,
-            gateway: Some(index),
-        });
+        // The harness sleeps until `at_us`; time advances in whole ms, so the request
+        // arrives at the first ms at or after it.
+        let at_ms = (at_us / 1_000.0).ceil() as u64;
+        out.push(request_of(kind, key, &group, (at_ms, load.cost, index)));
+    }
+}
+
+/// The request the harness makes for logical key `key` of limit kind `kind` (`None`: no
+/// mix, the `user` limit) on a gateway serving `group`: the harness's identity fields
+/// (`ip`, `user`, `model`, `group`), arriving at `at_ms` with `cost` on gateway `gateway`.
+pub fn request_of(
+    kind: Option<IdentityKind>,
+    key: u64,
+    group: &str,
+    (at_ms, cost, gateway): (u64, u64, u32),
+) -> TrafficRequest {
+    let fields = identity(LimiterKind::AtomicGcra, kind, key, group)
+        .fields()
+        .filter(|(name, _)| *name != "ns")
+        .map(|(name, value)| (name.to_owned(), String::from_utf8_lossy(value).into_owned()))
+        .collect();
+    TrafficRequest {
+        at_ms,
+        limits: vec![kind.map_or("user", |kind| kind.name()).to_owned()],
+        fields,
+        cost,
+        gateway: Some(gateway),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct ShardcheckArgs {
     /// The scenario's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also run the load through the simulation under both schemes (needs --scenario or
+    /// --swarm): decisions compared with the noise floor subtracted, and the cut-over.
+    #[arg(long)]
+    simulate: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -49,6 +53,20 @@ fn scheme(path: &PathBuf) -> Result<SchemeSet, String> {
         .unwrap_or_default();
     SchemeSet::from_toml(&read(path)?, &name)
         .map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// The scenario and seed `--simulate` runs.
+fn simulated_scenario(args: &ShardcheckArgs) -> Result<(sim::scenario::Scenario, u64), String> {
+    if let Some(path) = &args.scenario {
+        Ok((crate::load(path)?, args.seed))
+    } else if let Some(seed) = args.swarm {
+        Ok((sim::scenario::Scenario::swarm(seed), seed))
+    } else {
+        Err(
+            "--simulate: needs --scenario or --swarm (a trace has no network to simulate)"
+                .to_owned(),
+        )
+    }
 }
 
 fn traffic(args: &ShardcheckArgs) -> Result<Vec<TrafficRequest>, String> {
@@ -69,22 +87,56 @@ fn traffic(args: &ShardcheckArgs) -> Result<Vec<TrafficRequest>, String> {
 pub fn run(args: &ShardcheckArgs) -> ExitCode {
     let outcome = scheme(&args.before).and_then(|before| {
         let after = scheme(&args.after)?;
+        let simulated_on = if args.simulate {
+            Some(simulated_scenario(args)?)
+        } else {
+            None
+        };
         let traffic = traffic(args)?;
-        sim::compare::compare(&before, &after, &traffic).map_err(|error| error.to_string())
+        let report =
+            sim::compare::compare(&before, &after, &traffic).map_err(|error| error.to_string())?;
+        let simulated = match simulated_on {
+            Some((scenario, seed)) => Some(
+                sim::shardsim::simulate(&before, &after, &scenario, seed, &traffic)
+                    .map_err(|error| error.to_string())?,
+            ),
+            None => None,
+        };
+        Ok((report, simulated))
     });
-    let report = match outcome {
-        Ok(report) => report,
+    let (report, simulated) = match outcome {
+        Ok(found) => found,
         Err(error) => {
             eprintln!("ratelab shardcheck: {error}");
             return ExitCode::from(2);
         }
     };
-    let changes = report.semantic_changes();
+    let mut changes = report.semantic_changes();
+    if let Some(simulated) = &simulated
+        && simulated.beyond_noise > 0
+    {
+        changes.push(format!(
+            "{} simulated decisions differ beyond the noise floor",
+            simulated.beyond_noise
+        ));
+    }
     match args.format {
-        Format::Text => print!("{}", render(&report, &changes)),
+        Format::Text => {
+            // The verdict line last, after the simulated sections.
+            let mut text = render(&report);
+            if let Some(simulated) = &simulated {
+                text.push_str(&render_simulated(simulated, &report.cutover));
+            }
+            text.push_str(&verdict(&changes));
+            print!("{text}");
+        }
         Format::Json => println!(
             "{}",
-            serde_json::json!({ "semantics_changed": changes, "report": report })
+            serde_json::json!({
+                "semantics_changed": changes,
+                "report": report,
+                "simulated": simulated,
+            })
         ),
     }
     if changes.is_empty() {
@@ -193,7 +245,7 @@ fn render_scheme(out: &mut String, report: &SchemeReport) {
     }
 }
 
-fn render(report: &Report, changes: &[String]) -> String {
+fn render(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "shardcheck over {} requests", report.requests);
@@ -245,10 +297,109 @@ fn render(report: &Report, changes: &[String]) -> String {
         cutover.worst_key.as_deref().unwrap_or("-"),
         cutover.worst_bound
     );
+    let _ = writeln!(
+        out,
+        "    worst {} admitted in one window on {} (bound {}: both schemes' bounds summed when renamed)",
+        cutover.worst_in_window,
+        cutover.worst_in_window_key.as_deref().unwrap_or("-"),
+        cutover.bound_in_window
+    );
+    out
+}
+
+fn verdict(changes: &[String]) -> String {
     if changes.is_empty() {
-        let _ = writeln!(out, "semantics unchanged");
+        "semantics unchanged\n".to_owned()
     } else {
-        let _ = writeln!(out, "SEMANTICS CHANGED: {}", changes.join("; "));
+        format!("SEMANTICS CHANGED: {}\n", changes.join("; "))
+    }
+}
+
+fn render_simulated(
+    simulated: &sim::shardsim::Simulated,
+    in_process: &sim::compare::Cutover,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  simulated (load seed {}, network seeds {} and {} for the noise floor): {} requests compared",
+        simulated.seed, simulated.seed, simulated.noise_seed, simulated.requests
+    );
+    let _ = writeln!(
+        out,
+        "    decisions that differ: {} ({} where the old scheme is stable across network seeds); noise floor (old vs old): {}; beyond the noise floor: {}",
+        simulated.differing, simulated.stable, simulated.noise, simulated.beyond_noise
+    );
+    for limit in &simulated.per_limit {
+        let _ = writeln!(
+            out,
+            "    {}: {} differ, noise {}, stable {}, excess {}{}",
+            limit.kind,
+            limit.differing,
+            limit.noise,
+            limit.stable,
+            limit.excess,
+            if limit.blamed {
+                " BLAMED (more than twice the noise)"
+            } else {
+                " (within twice the noise: not blamed)"
+            }
+        );
+    }
+    let show = |decided: &[sim::per_limit::LimitDecision]| {
+        decided
+            .iter()
+            .map(|d| {
+                let verdict = match d.allowed {
+                    Some(true) => "allow",
+                    Some(false) => "deny",
+                    None => "error",
+                };
+                format!("{} {} {verdict}", d.kind, d.key)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for example in &simulated.examples {
+        let _ = writeln!(
+            out,
+            "    request {:#x} at {} ms{}: before [{}] after [{}]",
+            example.id,
+            example.request.at_ms,
+            if example.stable { "" } else { " (noisy)" },
+            show(&example.before),
+            show(&example.after)
+        );
+    }
+    let cutover = &simulated.cutover;
+    let _ = writeln!(
+        out,
+        "    cut-over simulated: worst {} admitted in one window on {} (bound {}, both schemes' bounds summed when renamed); over the old scheme alone {} on {} (bound {}; in process: {}, bound {})",
+        cutover.worst_in_window,
+        cutover.worst_in_window_key.as_deref().unwrap_or("-"),
+        cutover.bound_in_window,
+        cutover.worst_over_admission,
+        cutover.worst_key.as_deref().unwrap_or("-"),
+        cutover.worst_bound,
+        in_process.worst_over_admission,
+        in_process.worst_bound
+    );
+    if cutover.worst_in_window > cutover.bound_in_window
+        || cutover.worst_over_admission > cutover.worst_bound
+    {
+        let _ = writeln!(
+            out,
+            "    the simulated cut-over EXCEEDS its bound{}",
+            if simulated.faults > 0 {
+                format!(
+                    ": the scenario schedules {} faults (a restart or failover loses counters, a clock step moves windows)",
+                    simulated.faults
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     out
 }

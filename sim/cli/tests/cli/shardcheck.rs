@@ -158,3 +158,64 @@ fn bad_input_is_exit_2_with_the_field_named() {
         "two traffic sources are refused"
     );
 }
+
+#[test]
+fn simulate_blames_only_differences_beyond_the_noise_floor() {
+    // Goal: `--simulate` adds the simulated comparison and cut-over to text and JSON, and its
+    // verdict follows the noise floor. Method: the noisy cluster load shipped with the
+    // examples: a hash-tag move differs there only by noise (exit 0 with the simulated
+    // section printed), a shard-count change beyond it (exit 1, named in the JSON).
+    let base = example("base");
+    let load = example("noisy-cluster-load");
+    let output = shardcheck(
+        &base,
+        &example("tag-move"),
+        &["--scenario", &load, "--simulate"],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    for says in [
+        "simulated (load seed 1, network seeds 1 and 2",
+        "not blamed",
+        "beyond the noise floor: 0",
+        "cut-over simulated: worst",
+        "semantics unchanged",
+    ] {
+        assert!(stdout.contains(says), "does not say {says:?}: {stdout}");
+    }
+    let output = shardcheck(
+        &base,
+        &example("shards"),
+        &["--scenario", &load, "--simulate", "--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let simulated = &json["simulated"];
+    assert!(
+        simulated["beyond_noise"].as_u64().unwrap() > 0,
+        "{simulated}"
+    );
+    assert!(simulated["noise"].as_u64().unwrap() > 0, "{simulated}");
+    let cutover = &simulated["cutover"];
+    assert!(
+        cutover["worst_in_window"].as_u64().unwrap()
+            <= cutover["bound_in_window"].as_u64().unwrap()
+    );
+    let changes = json["semantics_changed"].to_string();
+    assert!(changes.contains("beyond the noise floor"), "{changes}");
+    // Without --simulate the JSON says so (null), and a trace cannot be simulated.
+    let output = shardcheck(&base, &base, &["--scenario", &load, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert!(json["simulated"].is_null());
+    let trace = temp_file(
+        "one.jsonl",
+        "{\"at_ms\": 1, \"limits\": [\"ip\"], \"fields\": {\"ip\": \"1.2.3.4\"}}\n",
+    );
+    let output = shardcheck(&base, &base, &["--trace", &trace, "--simulate"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--simulate: needs --scenario or --swarm"),
+        "{stderr}"
+    );
+}
