@@ -5,7 +5,11 @@
 //! * admissions per key within the limiter's stated bound in every trailing window: fixed
 //!   window 2L per window, sliding log and new-api's IP list L, GCRA and token buckets
 //!   B + ⌊Δ/T⌋ in any interval Δ (new-api's bucket: N + ⌊Δ/(W/N)⌋, its ~2N − 1 per window);
-//!   the sliding window counter and the pipelined fixed window 2L (L per aligned window),
+//!   the sliding window counter and the pipelined fixed window 2L, and besides (their
+//!   exact bound, `admissions_within_aligned_windows`) L per aligned window of the clock
+//!   they read: Redis's for the scripts, each admitting gateway's for the pipelined window
+//!   (the sliding window counter, exactly: `current × W + previous × (W − elapsed) <= L × W`
+//!   at each admission, so L per aligned window and L only after an empty one),
 //!   the sharded GCRA and the hybrid B + ⌊Δ/T⌋ (the shards' shares add up to the whole; the
 //!   hybrid admits only what its authority admits), the multi-limit each of its limits on
 //!   that limit's own keys;
@@ -43,15 +47,23 @@
 //!
 //! **Resets** (restarts, flushes, failovers, clock steps that can reset a window) excuse at
 //! most one more `base + 1` per window, and only as much as the key admitted in that window
-//! before them; the stretch after a reset is held to the base bound alone.
+//! before them; the stretch after a reset is held to the base bound alone. On a cluster a
+//! Redis restart bounces one node (`redis-0`): only keys whose slot it owns earn it
+//! (`Resets::for_key`, `on_restarted_shard`).
+//!
+//! **Resolution** (`Metrics::over_admission_resolution`): computed from the log, the least
+//! headroom (allowed − counted) over every window or interval the checks judge, plus one:
+//! the smallest over-admission the check sees at the tightest place of the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::dynamics::drift_ms;
 use crate::event::{ErrorClass, Event, Outcome};
-use crate::scenario::{FaultKind, LimiterKind, Scenario};
+use crate::harness::EPOCH_MS;
+use crate::scenario::{FaultKind, LimiterKind, SHARDED_SCHEME_DEFAULT, Scenario, Topology};
 
 /// What a verdict is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -139,10 +151,10 @@ pub struct Metrics {
     /// 0 when every key is within. Fail-open admissions are not counted (they are outside
     /// the bound by design). The report's figures plot this.
     pub over_admission_max: u64,
-    /// The smallest over-admission (units beyond the bound) the check is sure to see on the
-    /// worst-judged key: 1 plus what that key's time margin can hide at the limit's rate
-    /// (`1 + ceil(margin × limit / window)`, `1 + ceil(margin / T)` for rate bounds). 0 when
-    /// no admission bound was judged.
+    /// The smallest over-admission (units beyond the bound) the check sees: 1 plus the
+    /// least headroom (allowed − counted, reset allowances included) over every window or
+    /// interval its admission checks judge on any key, computed from the log (a saturated
+    /// key gives 1 whatever its margin). 0 when no admission bound was judged.
     pub over_admission_resolution: u64,
     /// The largest per-key time margin, ms: for each key, the 90th percentile of the
     /// intervals in which its admissions may have happened in Redis (arrival to decision:
@@ -435,7 +447,65 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .map(|fault| fault.at_ms)
         .collect();
     at_ms.sort_unstable();
-    Resets { at_ms, reach_ms: 0 }
+    // On a cluster a Redis restart bounces `redis-0`, one shard: only the keys whose slot
+    // that node owns lose their state (`Resets::for_key`).
+    let mut shard_restart_ms = Vec::new();
+    if scenario.redis.topology == Topology::Cluster {
+        for fault in &scenario.faults {
+            if matches!(fault.kind, FaultKind::RedisRestart {})
+                && let Some(position) = at_ms.iter().position(|&at| at == fault.at_ms)
+            {
+                at_ms.remove(position);
+                shard_restart_ms.push(fault.at_ms);
+            }
+        }
+    }
+    Resets {
+        at_ms,
+        reach_ms: 0,
+        shard_restart_ms,
+    }
+}
+
+/// Whether a key of the log (`k3`, `ip:k3`) or a rendered Redis key lives, on a cluster, on
+/// the node a Redis restart bounces (`redis-0`, the first slot range): rendered as each
+/// gateway group renders it (its template, every shard of a sharded key), any of its Redis
+/// keys in `redis-0`'s slots. A key the log cannot name is taken to be there (the
+/// allowance is then granted, never wrongly withheld). Always true off a cluster.
+pub fn on_restarted_shard(scenario: &Scenario, key: &str) -> bool {
+    use crate::harness::{identity, parse_key_name};
+    use crate::topology::shard_slots;
+    use ratelab::keys::{KeyScheme, key_slot};
+
+    if scenario.redis.topology != Topology::Cluster {
+        return true;
+    }
+    let (low, high) = shard_slots(0, scenario.redis.shards.max(1));
+    let on_first = |rendered: &[u8]| (low..=high).contains(&key_slot(rendered));
+    let Some((kind, number)) = parse_key_name(key) else {
+        // A rendered key (the multi-limit's per-limit keys).
+        return on_first(key.as_bytes());
+    };
+    scenario.gateways.iter().any(|group| {
+        let (template, shards) = match group.limiter {
+            LimiterKind::ShardedGcra => (SHARDED_SCHEME_DEFAULT, group.key_shards()),
+            _ => ("rl:$ns:{u:$user}", 1),
+        };
+        let who = identity(
+            group.limiter,
+            kind,
+            number,
+            group.group.as_deref().unwrap_or("default"),
+        );
+        let Ok(scheme) = KeyScheme::parse(group.key_scheme.as_deref().unwrap_or(template), shards)
+        else {
+            return true;
+        };
+        match scheme.render_all(&who) {
+            Ok(keys) => keys.iter().any(|rendered| on_first(rendered)),
+            Err(_) => true,
+        }
+    })
 }
 
 /// Whether `kind`'s windows are aligned to its clock (a step back re-enters a window whose
@@ -466,8 +536,11 @@ struct Excess {
 /// reset: a reset that forgets nothing of a key earns that key nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resets {
-    /// Sorted times, ms.
+    /// Sorted times, ms: resets of every key.
     pub at_ms: Vec<u64>,
+    /// Cluster: Redis restarts of one shard (`redis-0`), resets only of the keys whose slot
+    /// it owns; [`Resets::for_key`] adds them for those keys.
+    pub shard_restart_ms: Vec<u64>,
     /// How long after a reset its effect lasts, ms: 0 for admissions; for successes, the
     /// longest a request admitted before it can take to complete after it (its success lands
     /// on the fresh state that no longer holds its reservation).
@@ -475,6 +548,22 @@ pub struct Resets {
 }
 
 impl Resets {
+    /// The resets of one key: every reset, plus the cluster shard restarts when the key
+    /// lives on the restarted node (`on_restarted_shard`). The one place that decides which
+    /// resets a key earns an allowance for.
+    pub fn for_key(&self, on_restarted_shard: bool) -> Resets {
+        let mut at_ms = self.at_ms.clone();
+        if on_restarted_shard {
+            at_ms.extend(&self.shard_restart_ms);
+            at_ms.sort_unstable();
+        }
+        Resets {
+            at_ms,
+            reach_ms: self.reach_ms,
+            shard_restart_ms: Vec::new(),
+        }
+    }
+
     /// What the resets inside `[start_ms, end_ms]` excuse in `set`: per reset, the set's
     /// weight that may lie before it (its earliest time at or before the reset, plus the
     /// reach), capped at `base_plus_one`.
@@ -605,15 +694,96 @@ fn bound_span_ms(bound: Bound) -> u64 {
     }
 }
 
-/// The smallest over-admission the check is sure to see with `margin_ms`: 1 plus what the
-/// margin can hide at the bound's rate (`ceil(margin × limit / window)`, or
-/// `ceil(margin / T)`).
-fn resolution(bound: Bound, margin_ms: u64) -> u64 {
-    let hidden = match bound {
+/// The smallest over-admission (units) the check sees on this key's log: 1 plus the least
+/// headroom `allowed - counted` over every window or interval the check judges (the sets
+/// [`worst_excess`] forms, reset allowances included), so one unit more admitted inside the
+/// tightest of them fails the verdict. Computed from the log, not from a formula on the
+/// margin: a saturated key's resolution is 1 whatever its margin, an idle key's is large.
+/// `None` for a key without admissions.
+fn resolution(points: &[Point], bound: Bound, extra_ms: u64, resets: &Resets) -> Option<u64> {
+    let mut least: Option<u64> = None;
+    let note = |least: &mut Option<u64>, headroom: u64| {
+        *least = Some(least.map_or(headroom, |least| least.min(headroom)));
+    };
+    match bound {
+        Bound::Window { limit, span_ms } => {
+            let span = span_ms.saturating_sub(extra_ms).max(1);
+            for last in 0..points.len() {
+                let end = points[last].0;
+                let from = points.partition_point(|point| point.0 + span <= end);
+                let set: Vec<Point> = points[from..=last]
+                    .iter()
+                    .filter(|point| point.1 + span > end)
+                    .copied()
+                    .collect();
+                let counted: u64 = set.iter().map(|point| point.2).sum();
+                let bare = limit.saturating_sub(counted);
+                if least.is_some_and(|least| bare >= least) {
+                    continue;
+                }
+                let start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                // The whole and each tail after a reset, as `worst_excess` judges them.
+                let mut sets = vec![set.clone()];
+                for &at in &resets.at_ms {
+                    if at >= start && at <= end {
+                        sets.push(set.iter().filter(|point| point.1 > at).copied().collect());
+                    }
+                }
+                for set in sets {
+                    let counted: u64 = set.iter().map(|point| point.2).sum();
+                    let set_start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                    let allowance = resets.allowance(&set, set_start, end, limit + 1);
+                    note(&mut least, (limit + allowance).saturating_sub(counted));
+                }
+            }
+        }
+        Bound::Rate { burst, interval_ms } => {
+            let interval = interval_ms.max(1);
+            let mut by_earliest: Vec<Point> = Vec::with_capacity(points.len());
+            let mut total = 0;
+            for &point in points {
+                let position = by_earliest.partition_point(|other| other.1 <= point.1);
+                by_earliest.insert(position, point);
+                total += point.2;
+                let end = point.0;
+                let mut counted = 0;
+                for index in (0..by_earliest.len()).rev() {
+                    counted += by_earliest[index].2;
+                    let start = by_earliest[index].1;
+                    let base = burst + (end - start + extra_ms) / interval;
+                    let bare = base.saturating_sub(counted);
+                    if least.is_none_or(|least| bare < least) {
+                        let set = &by_earliest[index..];
+                        let allowance = resets.allowance(set, start, end, burst + 1);
+                        note(&mut least, (base + allowance).saturating_sub(counted));
+                    }
+                    // Earlier starts have at least `base - total` of headroom (their base
+                    // only grows, their count is at most the total).
+                    if least.is_some_and(|least| base.saturating_sub(total) >= least) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    least.map(|headroom| headroom + 1)
+}
+
+/// The smaller of two resolutions, where 0 means none judged.
+fn finer(resolution: u64, other: Option<u64>) -> u64 {
+    match other {
+        Some(other) if resolution == 0 || other < resolution => other,
+        _ => resolution,
+    }
+}
+
+/// What a time margin could hide at the bound's rate (`ceil(margin × limit / window)`, or
+/// `ceil(margin / T)`): said when the check refuses a margin.
+fn hidden_by_margin(bound: Bound, margin_ms: u64) -> u64 {
+    match bound {
         Bound::Window { limit, span_ms } => (margin_ms * limit).div_ceil(span_ms.max(1)),
         Bound::Rate { interval_ms, .. } => margin_ms.div_ceil(interval_ms.max(1)),
-    };
-    1 + hidden
+    }
 }
 
 /// The largest margin against a bound's span that the check still judges under: a quarter.
@@ -675,6 +845,9 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     // Per key: admissions and recorded successes as points (latest, earliest, weight).
     let mut admissions: BTreeMap<String, Vec<Point>> = BTreeMap::new();
     let mut successes: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+    // The same admissions with the gateway that made them (whose clock a pipelined fixed
+    // window reads).
+    let mut aligned: BTreeMap<String, Vec<AlignedPoint>> = BTreeMap::new();
     // Per gateway (path): the widest admission interval.
     let mut gateway_margins: BTreeMap<u32, u64> = BTreeMap::new();
     let mut desyncs: Vec<(u64, u64, String)> = Vec::new();
@@ -767,6 +940,10 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                         let path = gateway_margins.entry(*gateway).or_default();
                         *path = (*path).max(point.0 - point.1);
                         admissions.entry(key.clone()).or_default().push(point);
+                        aligned
+                            .entry(key.clone())
+                            .or_default()
+                            .push((point, *gateway));
                         if let Some(group) = scenario.group_index(*gateway).filter(|_| grouped) {
                             group_admissions
                                 .entry((group, key.clone()))
@@ -962,7 +1139,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
     };
     let mut key_margins: Vec<u64> = Vec::new();
     for (name, what, bound, per_key) in bound_checks {
-        let resets = if what == "successes" {
+        let all_resets = if what == "successes" {
             &success_resets
         } else {
             &resets
@@ -970,11 +1147,17 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         let extra = extra_of(bound);
         let mut worst: Option<Excess> = None;
         let mut keys_over = 0;
-        // The key with the widest margin: the check's resolution, and whether it may judge.
+        // The key with the widest margin: whether the check may judge.
         let mut widest: Option<(u64, &String)> = None;
+        // The finest resolution over keys (0: none judged yet).
+        let mut finest = 0;
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
+            let on_shard = on_restarted_shard(scenario, key);
+            let resets = &all_resets.for_key(on_shard);
+            let plain_resets = &plain_resets.for_key(on_shard);
+            finest = finer(finest, resolution(&points, bound, extra, resets));
             let margin = key_margin_ms(&points, extra);
             if what == "admissions" {
                 key_margins.push(margin);
@@ -986,7 +1169,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             if what == "admissions"
                 && metrics.failovers > 0
                 && let Some((_, _, counted, allowed)) =
-                    worst_excess(&points, bound, extra, &plain_resets)
+                    worst_excess(&points, bound, extra, plain_resets)
             {
                 metrics.failover_excess = metrics.failover_excess.max(counted - allowed);
             }
@@ -1015,23 +1198,22 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             metrics.over_admission_max = worst
                 .as_ref()
                 .map_or(0, |excess| excess.counted - excess.allowed);
-            metrics.over_admission_resolution = resolution(bound, margin);
+            metrics.over_admission_resolution = finest;
         }
         let detail = match &worst {
             _ if refused => format!(
                 "refused to judge: key {widest_key}'s time margin {margin} ms is more than 1/{MARGIN_SHARE_MAX} of the bound's {} ms ({bound}), so it could hide {} units{}",
                 bound_span_ms(bound),
-                resolution(bound, margin) - 1,
+                hidden_by_margin(bound, margin),
                 worst.as_ref().map_or(String::new(), |excess| format!(
                     "; even so, key {} had {} {what} in [{} ms, {} ms] where {} are allowed",
                     excess.key, excess.counted, excess.start_ms, excess.end_ms, excess.allowed
                 ))
             ),
             None => format!(
-                "every key within {bound} (widest time margin {margin} ms on key {widest_key}: sees an over-admission of {}; {} admissions too slow to place; {} reset allowances, each only where a key had admitted before it; {} fail-open admissions not counted)",
-                resolution(bound, margin),
+                "every key within {bound} (widest time margin {margin} ms on key {widest_key}; sees an over-admission of {finest} at the tightest place; {} admissions too slow to place; {} reset allowances, each only where a key had admitted before it; {} fail-open admissions not counted)",
                 metrics.unjudged_admissions,
-                resets.at_ms.len(),
+                all_resets.at_ms.len() + all_resets.shard_restart_ms.len(),
                 metrics.fail_open
             ),
             Some(excess) => format!(
@@ -1060,10 +1242,19 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
         ));
     }
 
+    if !grouped && kinds.iter().all(|kind| clock_aligned(*kind)) {
+        verdicts.push(aligned_windows_verdict(
+            scenario,
+            &aligned,
+            &resets,
+            &mut metrics,
+        ));
+    }
+
     if grouped {
         let mut over = Vec::new();
         let mut refusals = Vec::new();
-        let mut resolution_max = 0;
+        let mut finest = 0;
         for ((group, key), points) in &group_admissions {
             let settings = &scenario.gateways[*group];
             let Some(bound) = admission_bound(settings.limiter, &scenario.for_group(settings))
@@ -1076,14 +1267,15 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
             let margin = key_margin_ms(&points, extra);
             key_margins.push(margin);
             metrics.unjudged_admissions += wide_points(&points, extra, bound);
-            resolution_max = resolution_max.max(resolution(bound, margin));
+            let resets = &resets.for_key(on_restarted_shard(scenario, key));
+            finest = finer(finest, resolution(&points, bound, extra, resets));
             if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
                 refusals.push(format!(
                     "group {group} key {key}: time margin {margin} ms against {bound}"
                 ));
             }
             if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, extra, &resets)
+                worst_excess(&points, bound, extra, resets)
             {
                 metrics.over_admission_max = metrics.over_admission_max.max(counted - allowed);
                 over.push(format!(
@@ -1092,7 +1284,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 ));
             }
         }
-        metrics.over_admission_resolution = resolution_max;
+        metrics.over_admission_resolution = finest;
         verdicts.push(Verdict {
             name: "group_admissions_within_bound".to_owned(),
             kind: VerdictKind::Safety,
@@ -1101,7 +1293,7 @@ pub fn check(scenario: &Scenario, seed: u64, events: &[Event]) -> Report {
                 format!("refused to judge: {refusal} (more than 1/{MARGIN_SHARE_MAX} of its span)")
             } else if over.is_empty() {
                 format!(
-                    "every group's admissions on every key within its own bound (sees an over-admission of {resolution_max})"
+                    "every group's admissions on every key within its own bound (sees an over-admission of {finest} at the tightest place)"
                 )
             } else {
                 format!("{} (group, key) pairs over: {}", over.len(), over[0])
@@ -1265,6 +1457,259 @@ fn drift_verdict(scenario: &Scenario, drifted: &[(&str, i64)]) -> Option<Verdict
     })
 }
 
+/// A host's clock as the harness moves it, as a function of true time: the Unix epoch of
+/// the simulation, the host's offset, its clock steps (from their instant on) and its
+/// drift (`dynamics::drift_ms`).
+struct HostClock {
+    offset_ms: i64,
+    drift_ppm: i64,
+    steps: Vec<(u64, i64)>,
+}
+
+impl HostClock {
+    fn of(scenario: &Scenario, host: &str) -> HostClock {
+        let (offset_ms, drift_ppm) = if host.starts_with("redis-") {
+            (scenario.redis.clock_offset_ms, scenario.redis.drift_ppm)
+        } else {
+            host.strip_prefix("gateway-")
+                .and_then(|index| index.parse::<u32>().ok())
+                .and_then(|index| scenario.gateway_group(index))
+                .map_or((0, 0), |group| (group.clock_offset_ms, group.drift_ppm))
+        };
+        let steps = scenario
+            .faults
+            .iter()
+            .filter_map(|fault| match &fault.kind {
+                FaultKind::ClockStep {
+                    host: stepped,
+                    step_ms,
+                } if stepped == host => Some((fault.at_ms, *step_ms)),
+                _ => None,
+            })
+            .collect();
+        HostClock {
+            offset_ms,
+            drift_ppm,
+            steps,
+        }
+    }
+
+    fn at(&self, true_ms: u64) -> i128 {
+        let stepped: i128 = self
+            .steps
+            .iter()
+            .filter(|(at, _)| *at <= true_ms)
+            .map(|(_, step)| i128::from(*step))
+            .sum();
+        i128::from(EPOCH_MS)
+            + i128::from(true_ms)
+            + i128::from(self.offset_ms)
+            + stepped
+            + i128::from(drift_ms(self.drift_ppm, true_ms))
+    }
+
+    /// The aligned window (its start on this clock) that every instant of `[earliest,
+    /// latest]` (true time) falls in, and the most of it elapsed by `latest`; `None` when
+    /// the interval may straddle a boundary or a step (then the point is placed in no
+    /// window: left out, it can only hide an over-admission, never invent one). A drifting
+    /// clock is read one ms either way (the harness applies drift once per ms).
+    fn window(&self, earliest: u64, latest: u64, span_ms: u64) -> Option<(i128, u64)> {
+        if self
+            .steps
+            .iter()
+            .any(|(at, _)| *at >= earliest && *at <= latest)
+        {
+            return None;
+        }
+        let slack = i128::from(self.drift_ppm != 0);
+        let span = i128::from(span_ms.max(1));
+        let low = self.at(earliest) - slack;
+        let high = self.at(latest) + slack;
+        let start = low - low.rem_euclid(span);
+        (high < start + span).then(|| {
+            let elapsed = u64::try_from(high - start).unwrap_or(0);
+            (start, elapsed)
+        })
+    }
+}
+
+/// One admission of an aligned-window limiter: its point and the gateway that admitted it.
+type AlignedPoint = (Point, u32);
+
+/// `admissions_within_aligned_windows`, for the clock-aligned kinds (the fixed window
+/// script, the sliding window counter, the pipelined fixed window): their exact bound, on
+/// the clock they read, where the trailing check can only say 2L.
+///
+/// * Fixed window (script or pipelined): at most L units per aligned window `[kW, (k+1)W)`
+///   of its clock: the count of window k is one number (a hash field; an INCR'd key) that
+///   admits only while `count + cost <= L`.
+/// * Sliding window counter: at the admission of a unit at `e` ms into aligned window k+1,
+///   `current × W + previous × (W − e) <= L × W` (exact integers in the script), with
+///   `current` every unit window k+1 admitted up to and including it and `previous` window
+///   k's units. So per aligned window at most L (previous ≥ 0), and L only where the window
+///   before was empty. The check takes, for each admission, the units of its window surely
+///   run before it (decided before it arrived) and the largest `e` its interval allows,
+///   both lower bounds of what the script saw.
+///
+/// The clock: Redis's for the scripts (`redis-0`; `redis-1` after a failover promotes it);
+/// each admitting gateway's own clock, read at the request's arrival, for the pipelined
+/// window. So a clock-skewed pair of gateways keeps L per window id (each counts on its own
+/// key) while the trailing check, in true time, still shows the 2L breach it causes.
+///
+/// Resets (restarts, flushes, failovers, clock steps) excuse, per window, what the key
+/// admitted in it before each reset, at most L each (the count starts from 0 after one):
+/// [`Resets::allowance`] with base L.
+fn aligned_windows_verdict(
+    scenario: &Scenario,
+    per_key: &BTreeMap<String, Vec<AlignedPoint>>,
+    resets: &Resets,
+    metrics: &mut Metrics,
+) -> Verdict {
+    let limit = scenario.limit.limit;
+    let span = scenario.limit.window_ms.max(1);
+    let kind_of = |gateway: u32| {
+        scenario
+            .gateway_group(gateway)
+            .map_or(LimiterKind::AtomicFixedWindow, |group| group.limiter)
+    };
+    let sliding = scenario
+        .gateways
+        .iter()
+        .all(|group| group.limiter == LimiterKind::AtomicSlidingWindow);
+    let failover_ms = scenario
+        .faults
+        .iter()
+        .find(|fault| matches!(fault.kind, FaultKind::Failover {}))
+        .map(|fault| fault.at_ms);
+    let redis_clocks = [
+        HostClock::of(scenario, crate::harness::REDIS_HOST),
+        HostClock::of(scenario, crate::harness::PROMOTED_HOST),
+    ];
+    let mut gateway_clocks: BTreeMap<u32, HostClock> = BTreeMap::new();
+    let mut worst: Option<Excess> = None;
+    let mut keys_over = 0;
+    let mut unplaced = 0;
+    let mut finest: Option<u64> = None;
+    let mut windows_judged = 0;
+    for (key, points) in per_key {
+        let resets = resets.for_key(on_restarted_shard(scenario, key));
+        // Window start (on its clock) -> (point, elapsed at its latest).
+        let mut windows: BTreeMap<i128, Vec<(Point, u64)>> = BTreeMap::new();
+        for &(point, gateway) in points {
+            let (latest, earliest, _) = point;
+            let placed = if kind_of(gateway).uses_gateway_clock() {
+                // Read at arrival: exactly the earliest time.
+                gateway_clocks
+                    .entry(gateway)
+                    .or_insert_with(|| HostClock::of(scenario, &format!("gateway-{gateway}")))
+                    .window(earliest, earliest, span)
+            } else {
+                match failover_ms {
+                    Some(at) if earliest <= at && latest >= at => None,
+                    Some(at) if earliest > at => redis_clocks[1].window(earliest, latest, span),
+                    _ => redis_clocks[0].window(earliest, latest, span),
+                }
+            };
+            match placed {
+                Some((start, elapsed)) => windows.entry(start).or_default().push((point, elapsed)),
+                None => unplaced += point.2,
+            }
+        }
+        let mut consider = |excess: Excess| {
+            if worst
+                .as_ref()
+                .is_none_or(|worst| excess.counted - excess.allowed > worst.counted - worst.allowed)
+            {
+                worst = Some(excess);
+            }
+        };
+        let mut key_over = false;
+        for (start, placed) in &windows {
+            windows_judged += 1;
+            let set: Vec<Point> = placed.iter().map(|(point, _)| *point).collect();
+            let counted: u64 = set.iter().map(|point| point.2).sum();
+            let first = set.iter().map(|point| point.1).min().unwrap_or(0);
+            let last = set.iter().map(|point| point.0).max().unwrap_or(0);
+            let allowed = limit + resets.allowance(&set, first, last, limit);
+            let headroom = allowed.saturating_sub(counted);
+            finest = Some(finest.map_or(headroom + 1, |finest| finest.min(headroom + 1)));
+            if counted > allowed {
+                key_over = true;
+                consider(Excess {
+                    key: key.clone(),
+                    start_ms: first,
+                    end_ms: last,
+                    counted,
+                    allowed,
+                });
+            }
+            if !sliding {
+                continue;
+            }
+            // The window before (empty when nothing of it was placed).
+            let previous: Vec<Point> = windows
+                .get(&(start - i128::from(span)))
+                .map(|placed| placed.iter().map(|(point, _)| *point).collect())
+                .unwrap_or_default();
+            let previous_units: u64 = previous.iter().map(|point| point.2).sum();
+            for &(admission, elapsed) in placed {
+                // Units of this window surely run before it, and itself.
+                let mut before: Vec<Point> = set
+                    .iter()
+                    .filter(|point| point.0 < admission.1)
+                    .copied()
+                    .collect();
+                let current = before.iter().map(|point| point.2).sum::<u64>() + admission.2;
+                before.push(admission);
+                before.extend(&previous);
+                let set_start = before.iter().map(|point| point.1).min().unwrap_or(0);
+                let allowance = resets.allowance(&before, set_start, admission.0, limit);
+                let weighted = current * span + previous_units * span.saturating_sub(elapsed);
+                let budget = (limit + allowance) * span;
+                let resolution = budget.saturating_sub(weighted) / span + 1;
+                finest = Some(finest.map_or(resolution, |finest| finest.min(resolution)));
+                if weighted > budget {
+                    key_over = true;
+                    let over = (weighted - budget).div_ceil(span);
+                    consider(Excess {
+                        key: key.clone(),
+                        start_ms: set_start,
+                        end_ms: admission.0,
+                        counted: limit + allowance + over,
+                        allowed: limit + allowance,
+                    });
+                }
+            }
+        }
+        keys_over += u64::from(key_over);
+    }
+    let over = worst
+        .as_ref()
+        .map_or(0, |excess| excess.counted - excess.allowed);
+    metrics.over_admission_max = metrics.over_admission_max.max(over);
+    metrics.over_admission_resolution = finer(metrics.over_admission_resolution, finest);
+    let what = if sliding {
+        "L × W ≥ current × W + previous × (W − elapsed) at each admission, so L per aligned window"
+    } else {
+        "L per aligned window"
+    };
+    Verdict {
+        name: "admissions_within_aligned_windows".to_owned(),
+        kind: VerdictKind::Safety,
+        held: worst.is_none(),
+        detail: match &worst {
+            None => format!(
+                "every key within {what} ({limit} per {span} ms on the limiter's clock; {windows_judged} windows judged; {unplaced} admissions not placeable in one window; sees an over-admission of {} at the tightest place)",
+                finest.unwrap_or(0)
+            ),
+            Some(excess) => format!(
+                "{keys_over} key(s) over {what} ({limit} per {span} ms on the limiter's clock); worst: key {} had {} units (weighted) in one aligned window, admitted in [{} ms, {} ms] (true time), where {} are allowed",
+                excess.key, excess.counted, excess.start_ms, excess.end_ms, excess.allowed
+            ),
+        },
+    }
+}
+
 /// Whether a partition, hold, link latency or gateway restart took effect, judged from the
 /// requests it caught (the harness cannot see turmoil drop or hold a message): a request
 /// of a gateway on the link in flight during the outage that failed or was decided after
@@ -1361,9 +1806,11 @@ fn multi_limit_verdict(
         admitted.sort_unstable();
         let margin = key_margin_ms(&admitted, extra_ms);
         margin_max = margin_max.max(margin);
-        metrics.over_admission_resolution = metrics
-            .over_admission_resolution
-            .max(resolution(bound, margin));
+        let resets = &resets.for_key(on_restarted_shard(scenario, key));
+        metrics.over_admission_resolution = finer(
+            metrics.over_admission_resolution,
+            resolution(&admitted, bound, extra_ms, resets),
+        );
         metrics.unjudged_admissions += wide_points(&admitted, extra_ms, bound);
         if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
             refused.get_or_insert((key.clone(), margin));
@@ -1717,7 +2164,7 @@ down_ms = 50
     fn a_reset_earns_one_more_base_allowance() {
         let resets = Resets {
             at_ms: vec![500],
-            reach_ms: 0,
+            ..Resets::default()
         };
         let points: Vec<Point> = [0, 0, 600, 600, 600].iter().map(|&t| (t, t, 1)).collect();
         let window = Bound::Window {
@@ -1754,7 +2201,7 @@ down_ms = 50
         // in one segment is seen though the window holds ten resets.
         let many = Resets {
             at_ms: (1..=10).map(|step| step * 100).collect(),
-            reach_ms: 0,
+            ..Resets::default()
         };
         let mut saturated: Vec<Point> = (0..10)
             .flat_map(|step| [step * 100 + 10, step * 100 + 20])
@@ -1881,15 +2328,85 @@ down_ms = 50
         let slow: Vec<Point> = vec![(1_000, 999, 1), (1_200, 1_199, 1), (2_100, 1_300, 1)];
         assert_eq!(worst_excess(&slow, window, 0, &Resets::default()), None);
         assert_eq!(key_margin_ms(&slow, 0), 800);
-        assert_eq!(resolution(window, 2), 2, "2 ms at 2 per second hides one");
+        assert_eq!(
+            hidden_by_margin(window, 2),
+            1,
+            "2 ms at 2 per second hides one"
+        );
         let rate = Bound::Rate {
             burst: 50,
             interval_ms: 20,
         };
-        assert_eq!(resolution(rate, 0), 1);
-        assert_eq!(resolution(rate, 202), 12);
+        assert_eq!(hidden_by_margin(rate, 0), 0);
+        assert_eq!(hidden_by_margin(rate, 202), 11);
         assert!(202 * MARGIN_SHARE_MAX <= bound_span_ms(rate));
         assert!(251 * MARGIN_SHARE_MAX > bound_span_ms(rate));
+    }
+
+    /// Goal: the resolution is the least headroom the check finds, plus one, computed from
+    /// the log (the old formula, `1 + ceil(margin × L / W)`, said 2 where one too many is
+    /// caught). Method: L = 2 per 1000 ms with 2 ms margins: two admissions in a window
+    /// leave no headroom (resolution 1, and a third is caught); one leaves one (2); a
+    /// reset with two before it adds L + 1 of headroom; a rate bound saturated by its
+    /// burst is at 1.
+    #[test]
+    fn the_resolution_is_the_least_headroom_plus_one() {
+        let window = Bound::Window {
+            limit: 2,
+            span_ms: 1_000,
+        };
+        let points = |times: &[u64]| -> Vec<Point> {
+            times.iter().map(|&t| (1_000 + t, 998 + t, 1)).collect()
+        };
+        let none = Resets::default();
+        assert_eq!(resolution(&points(&[0, 300]), window, 0, &none), Some(1));
+        assert_eq!(
+            worst_excess(&points(&[0, 300, 400]), window, 0, &none).map(|w| w.2 - w.3),
+            Some(1),
+            "one more where the headroom is 0 is caught"
+        );
+        assert_eq!(resolution(&points(&[0, 1_500]), window, 0, &none), Some(2));
+        assert_eq!(resolution(&[], window, 0, &none), None);
+        let reset = Resets {
+            at_ms: vec![1_500],
+            ..Resets::default()
+        };
+        assert_eq!(resolution(&points(&[0, 700]), window, 0, &none), Some(1));
+        assert_eq!(
+            resolution(&points(&[0, 700]), window, 0, &reset),
+            Some(2),
+            "one before the reset: the window has L + 1 allowed, 2 counted"
+        );
+        let rate = Bound::Rate {
+            burst: 3,
+            interval_ms: 100,
+        };
+        assert_eq!(
+            resolution(&points(&[0, 0, 0, 100, 200]), rate, 0, &none),
+            Some(1)
+        );
+        assert_eq!(resolution(&points(&[0, 500]), rate, 0, &none), Some(3));
+    }
+
+    /// Goal: the aligned-window check places each admission in the window of the clock the
+    /// limiter reads, and refuses to place one that may straddle a boundary or a step.
+    #[test]
+    fn host_clocks_place_points_in_aligned_windows() {
+        let clock = HostClock {
+            offset_ms: 300,
+            drift_ppm: 0,
+            steps: vec![(5_000, -1_000)],
+        };
+        // True 1000..1600 is 1300..1900 on the clock: window [1000, 2000), 900 ms elapsed.
+        let start = i128::from(EPOCH_MS) + 1_000;
+        assert_eq!(clock.window(1_000, 1_600, 1_000), Some((start, 900)));
+        assert_eq!(clock.window(1_600, 1_800, 1_000), None, "straddles 2000");
+        assert_eq!(clock.window(4_990, 5_010, 1_000), None, "a step inside");
+        // After the step back, true 5100 reads 4400.
+        assert_eq!(
+            clock.window(5_100, 5_100, 1_000),
+            Some((start + 3_000, 400))
+        );
     }
 
     #[test]
