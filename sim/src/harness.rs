@@ -628,14 +628,19 @@ impl Disk {
             if *next_ms > now_ms || now_ms > *last_needed_ms {
                 continue;
             }
+            // The checker assumes the sync happened exactly at the multiple
+            // (`FaultKind::durability`): with 1 ms ticks every instant is visited.
+            assert_eq!(
+                now_ms, *next_ms,
+                "a sync instant was skipped: the harness steps 1 ms at a time"
+            );
             *copy = current_model(slot).map(|model| {
                 model
                     .lock()
                     .expect("the model lock is never held across a panic")
                     .durable()
             });
-            // With 1 ms ticks every instant is visited, so this is the next multiple.
-            *next_ms = (now_ms / *every + 1) * *every;
+            *next_ms = now_ms + *every;
         }
     }
 
