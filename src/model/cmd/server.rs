@@ -263,7 +263,7 @@ fn quit(_model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8
     ok()
 }
 
-/// AUTH [username] password. There are no ACL users: `default` has no password (any password
+/// `AUTH [username] password`. There are no ACL users: `default` has no password (any password
 /// is accepted, as with Redis's `nopass`); the one-argument form is Redis's error for a
 /// server without `requirepass`; any other user is refused.
 fn auth(_model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u8>]) -> Reply {
