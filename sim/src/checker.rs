@@ -63,7 +63,9 @@ use serde::Serialize;
 use crate::dynamics::drift_ms;
 use crate::event::{ErrorClass, Event, Outcome};
 use crate::harness::EPOCH_MS;
-use crate::scenario::{FaultKind, LimiterKind, SHARDED_SCHEME_DEFAULT, Scenario, Topology};
+use crate::scenario::{
+    Durability, FaultKind, LimiterKind, SHARDED_SCHEME_DEFAULT, Scenario, Topology,
+};
 
 /// What a verdict is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -415,8 +417,8 @@ fn weighted(kind: LimiterKind) -> bool {
     !kind.is_legacy()
 }
 
-/// The fault instants that lawfully let a limiter start over: Redis restarts (state lost),
-/// flushes, failovers, forward Redis clock steps (and backward ones for clock-aligned
+/// The fault instants that lawfully let a limiter start over: Redis restarts (each by its
+/// persistence: [`restart_reset`]), flushes, failovers, forward Redis clock steps (and backward ones for clock-aligned
 /// windows), the same gateway clock steps when a legacy limiter (gateway time) runs, and
 /// restarts of a gateway whose limiter keeps its state in the process (`legacy_memory_list`,
 /// `memory_gcra`: the new process starts empty). A restart of a gateway with a Redis-backed
@@ -433,7 +435,8 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .faults
         .iter()
         .filter(|fault| match &fault.kind {
-            FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => true,
+            FaultKind::RedisRestart { .. } => restart_reset(&fault.kind, fault.at_ms).is_some(),
+            FaultKind::Flush {} | FaultKind::Failover {} => true,
             // A step back only makes a limiter stricter (its state looks newer), except
             // where windows are aligned to the clock: stepping into an earlier window finds
             // no count for it.
@@ -447,12 +450,31 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         .map(|fault| fault.at_ms)
         .collect();
     at_ms.sort_unstable();
+    // A restart that kept an earlier state forgets less, unless a full reset shares its
+    // instant (then that one forgets everything before it).
+    let mut kept_as_of_ms: BTreeMap<u64, u64> = BTreeMap::new();
+    for fault in &scenario.faults {
+        if let Some(Some(kept)) = restart_reset(&fault.kind, fault.at_ms) {
+            kept_as_of_ms.insert(fault.at_ms, kept);
+        }
+    }
+    kept_as_of_ms.retain(|at, _| {
+        at_ms.iter().filter(|reset| *reset == at).count()
+            == scenario
+                .faults
+                .iter()
+                .filter(|fault| {
+                    fault.at_ms == *at && matches!(restart_reset(&fault.kind, *at), Some(Some(_)))
+                })
+                .count()
+    });
     // On a cluster a Redis restart bounces `redis-0`, one shard: only the keys whose slot
     // that node owns lose their state (`Resets::for_key`).
     let mut shard_restart_ms = Vec::new();
     if scenario.redis.topology == Topology::Cluster {
         for fault in &scenario.faults {
-            if matches!(fault.kind, FaultKind::RedisRestart {})
+            if matches!(fault.kind, FaultKind::RedisRestart { .. })
+                && restart_reset(&fault.kind, fault.at_ms).is_some()
                 && let Some(position) = at_ms.iter().position(|&at| at == fault.at_ms)
             {
                 at_ms.remove(position);
@@ -464,6 +486,7 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
         at_ms,
         reach_ms: 0,
         shard_restart_ms,
+        kept_as_of_ms,
     }
 }
 
@@ -508,6 +531,21 @@ pub fn on_restarted_shard(scenario: &Scenario, key: &str) -> bool {
     })
 }
 
+/// The reset a Redis restart at `at_ms` is, by its persistence: `None` when it is none;
+/// `Some(None)` when it forgets every write before it; `Some(Some(kept_ms))` when it forgets
+/// only the writes after `kept_ms`. Without persistence the node starts empty (today's
+/// allowance: what a key admitted before the restart). `aof_always` kept every acknowledged
+/// write, so it earns no allowance. `aof_everysec` kept the state of its last whole-second
+/// fsync, so a key's allowance is at most what it admitted in the last second before the
+/// restart; `rdb` kept its last snapshot, so what the key admitted since that snapshot.
+pub fn restart_reset(kind: &FaultKind, at_ms: u64) -> Option<Option<u64>> {
+    match kind.durability(at_ms)? {
+        Durability::Nothing => Some(None),
+        Durability::Everything => None,
+        Durability::AsOf { synced_at_ms } => Some(Some(synced_at_ms)),
+    }
+}
+
 /// Whether `kind`'s windows are aligned to its clock (a step back re-enters a window whose
 /// count is gone). A kind whose state only ages with the clock (logs, GCRA, buckets) is
 /// made stricter by a step back and earns no allowance for it.
@@ -545,6 +583,11 @@ pub struct Resets {
     /// longest a request admitted before it can take to complete after it (its success lands
     /// on the fresh state that no longer holds its reservation).
     pub reach_ms: u64,
+    /// For a restart that brought back the state of an earlier fsync or snapshot: its
+    /// instant → that sync's instant. Only what a key may have admitted after the sync was
+    /// forgotten, so only that is excused (a point whose latest time is at or before the sync
+    /// surely ran before it).
+    pub kept_as_of_ms: BTreeMap<u64, u64>,
 }
 
 impl Resets {
@@ -561,6 +604,7 @@ impl Resets {
             at_ms,
             reach_ms: self.reach_ms,
             shard_restart_ms: Vec::new(),
+            kept_as_of_ms: self.kept_as_of_ms.clone(),
         }
     }
 
@@ -572,9 +616,11 @@ impl Resets {
             .iter()
             .filter(|&&at| at + self.reach_ms >= start_ms && at <= end_ms)
             .map(|&at| {
+                let kept = self.kept_as_of_ms.get(&at).copied();
                 let before: u64 = set
                     .iter()
                     .filter(|point| point.1 <= at + self.reach_ms)
+                    .filter(|point| kept.is_none_or(|kept| point.0 > kept))
                     .map(|point| point.2)
                     .sum();
                 before.min(base_plus_one)
@@ -2158,6 +2204,82 @@ down_ms = 50
             vec![300],
             "the restarted gateway's own kind decides"
         );
+    }
+
+    #[test]
+    fn a_restart_that_kept_a_synced_state_excuses_only_what_came_after_the_sync() {
+        // A rate of 1 per 100 ms, burst 3. The key admitted at 0, 100, 200 (saturated), the
+        // node synced at 150 and restarted at 250: it came back with the TAT of 150, so the
+        // admission at 200 was forgotten and is admitted again at 260 (plus the rate's own
+        // at 300). Kept as of 150, the allowance is the one admission after the sync.
+        let rate = Bound::Rate {
+            burst: 3,
+            interval_ms: 100,
+        };
+        let kept = |kept_ms: u64| Resets {
+            at_ms: vec![250],
+            kept_as_of_ms: [(250, kept_ms)].into_iter().collect(),
+            ..Resets::default()
+        };
+        let relived: Vec<Point> = [0, 0, 0, 100, 200, 260, 300]
+            .iter()
+            .map(|&t| (t, t, 1))
+            .collect();
+        assert!(worst_excess(&relived, rate, 0, &Resets::default()).is_some());
+        assert_eq!(worst_excess(&relived, rate, 0, &kept(150)), None);
+        // Synced after the admission at 200 (as aof_always): nothing was lost, nothing is
+        // excused.
+        assert_eq!(
+            worst_excess(&relived, rate, 0, &kept(220)).map(|w| w.2 - w.3),
+            Some(1)
+        );
+        // One more after the restart is beyond the allowance.
+        let mut one_more = relived.clone();
+        one_more.push((270, 270, 1));
+        one_more.sort_unstable();
+        assert_eq!(
+            worst_excess(&one_more, rate, 0, &kept(150)).map(|w| w.2 - w.3),
+            Some(1)
+        );
+        // Without persistence the same restart excuses up to B + 1 (everything before it).
+        let forgot_all = Resets {
+            at_ms: vec![250],
+            ..Resets::default()
+        };
+        assert_eq!(worst_excess(&one_more, rate, 0, &forgot_all), None);
+    }
+
+    #[test]
+    fn restart_resets_follow_the_persistence_mode() {
+        use crate::scenario::Persistence;
+        let restart = |persistence, rdb_every_ms| FaultKind::RedisRestart {
+            persistence,
+            rdb_every_ms,
+        };
+        let cases = [
+            (restart(Persistence::None, None), 7_700, Some(None)),
+            (restart(Persistence::AofAlways, None), 7_700, None),
+            (
+                restart(Persistence::AofEverysec, None),
+                7_700,
+                Some(Some(7_000)),
+            ),
+            (
+                restart(Persistence::AofEverysec, None),
+                7_000,
+                Some(Some(7_000)),
+            ),
+            (
+                restart(Persistence::Rdb, Some(3_000)),
+                7_700,
+                Some(Some(6_000)),
+            ),
+            (restart(Persistence::Rdb, Some(3_000)), 2_999, Some(Some(0))),
+            (FaultKind::Flush {}, 7_700, None),
+        ];
+        for (kind, at_ms, expected) in cases {
+            assert_eq!(restart_reset(&kind, at_ms), expected, "{kind:?} at {at_ms}");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use ratelab::limiter::legacy::model_request::{
 };
 use ratelab::limiter::{Limiter, LimiterError, OutcomeLimiter, Request, Verdict};
 use ratelab::memory::MemoryLimiter;
-use ratelab::model::{Model, NodeConfig, Reply, SharedModel};
+use ratelab::model::{Durable, Model, NodeConfig, Reply, SharedModel};
 use ratelab::redis::{Reload, Usage};
 use ratelab::resp::server::{Clock, serve_connection};
 
@@ -41,8 +41,8 @@ use crate::event::{ErrorClass, Event, Outcome};
 use crate::per_limit::{self, Recorded, SchemePlan, Turns};
 use crate::pool::{Pool, REDIS_PORT, Target};
 use crate::scenario::{
-    Arrivals, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind, Popularity,
-    SHARDED_SCHEME_DEFAULT, Scenario, ScriptReload, Topology,
+    Arrivals, Durability, FailModeSetting, FaultKind, GatewayGroup, IdentityKind, LimiterKind,
+    Persistence, Popularity, SHARDED_SCHEME_DEFAULT, Scenario, ScriptReload, Topology,
 };
 use crate::topology::{
     ClusterClient, GatewayRedis, Load, ModelSlot, ReplicaLink, cluster_config, replicate,
@@ -240,6 +240,9 @@ pub fn run_with(
         .map(|host| (host.clone(), Arc::new(Mutex::new(None))))
         .collect();
     let replication_stopped = Arc::new(AtomicBool::new(false));
+    // What a restarting `redis-0` loads before it serves: set by the fault loop just before
+    // the bounce, taken by the new process.
+    let restore: Restore = Arc::new(Mutex::new(None));
     let shards = u32::try_from(redis_hosts.len()).expect("at most REDIS_NODES_MAX");
     for (index, host) in (0u32..).zip(&redis_hosts) {
         let cluster =
@@ -258,6 +261,11 @@ pub fn run_with(
             replica_of,
             model: Arc::clone(&models[host]),
             offset: Arc::clone(&offsets[host]),
+            restore: if host == REDIS_HOST {
+                Arc::clone(&restore)
+            } else {
+                Arc::new(Mutex::new(None))
+            },
         };
         node.add_to(&mut sim);
     }
@@ -311,9 +319,12 @@ pub fn run_with(
     // Redis restarts: (fault index, the model that served before): the restart took effect
     // when another model serves at the end.
     let mut restarted: Vec<(usize, Option<SharedModel>)> = Vec::new();
+    let mut disk = Disk::new(scenario);
     loop {
         let now_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
         dynamics.advance(&mut sim, now_ms);
+        // Fsyncs and snapshots due now happen before any fault of this instant.
+        disk.sync(now_ms, &models[REDIS_HOST]);
         while let Some(&(at_ms, index, is_end)) = actions.get(next_action) {
             if at_ms > now_ms {
                 break;
@@ -331,8 +342,13 @@ pub fn run_with(
                 // What the harness can tell now; a restart is judged at the end, by which
                 // model serves then.
                 let took_effect = match kind {
-                    FaultKind::RedisRestart {} => {
-                        restarted.push((index, current_model(&models[REDIS_HOST])));
+                    FaultKind::RedisRestart { .. } => {
+                        let before = current_model(&models[REDIS_HOST]);
+                        *restore
+                            .lock()
+                            .expect("the restore lock is never held across a panic") =
+                            disk.durable_at_restart(kind, now_ms, before.as_ref());
+                        restarted.push((index, before));
                         None
                     }
                     FaultKind::ClockStep { host, step_ms } => {
@@ -522,9 +538,17 @@ fn apply_fault(
             sim.hold(a.as_str(), b.as_str());
             format!("hold {a} <-> {b}")
         }
-        FaultKind::RedisRestart {} => {
+        FaultKind::RedisRestart { persistence, .. } => {
             sim.bounce(REDIS_HOST);
-            format!("restart {REDIS_HOST} (data and script cache lost)")
+            let kept = match persistence {
+                Persistence::None => "data and script cache lost",
+                Persistence::AofAlways => "aof_always: every write kept, script cache lost",
+                Persistence::AofEverysec => {
+                    "aof_everysec: data as of the last fsync kept, script cache lost"
+                }
+                Persistence::Rdb => "rdb: the last snapshot kept, script cache lost",
+            };
+            format!("restart {REDIS_HOST} ({kept})")
         }
         FaultKind::Failover {} => {
             // Replication stops first, so the promoted replica keeps exactly what it had
@@ -624,6 +648,76 @@ fn bucket_levels(
     out
 }
 
+/// What a restarting node loads before it serves (`None`: it starts empty).
+type Restore = Arc<Mutex<Option<Durable>>>;
+
+/// `redis-0`'s disk: the durable copies its periodic persistence (`aof_everysec`'s fsync,
+/// `rdb`'s snapshots) has made, held outside the turmoil host so that they outlive it. A
+/// copy is taken at every multiple of each interval some later restart needs (simulated
+/// time from 0), and only while such a restart is still ahead.
+struct Disk {
+    /// Per interval (ms): the next sync instant, the last restart that needs it, and the copy
+    /// made at the last sync (`None` before the node first served).
+    periodic: BTreeMap<u64, (u64, u64, Option<Durable>)>,
+}
+
+impl Disk {
+    fn new(scenario: &Scenario) -> Disk {
+        let mut periodic: BTreeMap<u64, (u64, u64, Option<Durable>)> = BTreeMap::new();
+        for fault in &scenario.faults {
+            if let Some(every) = fault.kind.sync_every_ms() {
+                let entry = periodic.entry(every.max(1)).or_insert((0, 0, None));
+                entry.1 = entry.1.max(fault.at_ms);
+            }
+        }
+        Disk { periodic }
+    }
+
+    /// Takes the copies due at `now_ms`.
+    fn sync(&mut self, now_ms: u64, slot: &ModelSlot) {
+        for (every, (next_ms, last_needed_ms, copy)) in &mut self.periodic {
+            if *next_ms > now_ms || now_ms > *last_needed_ms {
+                continue;
+            }
+            // The checker assumes the sync happened exactly at the multiple
+            // (`FaultKind::durability`): with 1 ms ticks every instant is visited.
+            assert_eq!(
+                now_ms, *next_ms,
+                "a sync instant was skipped: the harness steps 1 ms at a time"
+            );
+            *copy = current_model(slot).map(|model| {
+                model
+                    .lock()
+                    .expect("the model lock is never held across a panic")
+                    .durable()
+            });
+            *next_ms = now_ms + *every;
+        }
+    }
+
+    /// What a restart (`kind`, at `now_ms`) of the node now serving as `before` loads.
+    fn durable_at_restart(
+        &self,
+        kind: &FaultKind,
+        now_ms: u64,
+        before: Option<&SharedModel>,
+    ) -> Option<Durable> {
+        match kind.durability(now_ms)? {
+            Durability::Nothing => None,
+            Durability::Everything => before.map(|model| {
+                model
+                    .lock()
+                    .expect("the model lock is never held across a panic")
+                    .durable()
+            }),
+            Durability::AsOf { .. } => {
+                let every = kind.sync_every_ms()?.max(1);
+                self.periodic.get(&every)?.2.clone()
+            }
+        }
+    }
+}
+
 /// One Redis host: its node configuration and, for a replica, what it follows.
 struct RedisHost {
     host: String,
@@ -632,6 +726,8 @@ struct RedisHost {
     replica_of: Option<ReplicaLink>,
     model: ModelSlot,
     offset: Arc<AtomicI64>,
+    /// What the next (re)start loads.
+    restore: Restore,
 }
 
 impl RedisHost {
@@ -643,6 +739,11 @@ impl RedisHost {
             let offset = Arc::clone(&self.offset);
             let cluster = self.cluster.clone();
             let replica_of = self.replica_of.clone();
+            let durable = self
+                .restore
+                .lock()
+                .expect("the restore lock is never held across a panic")
+                .take();
             // A restarted node gets a new seed, derived, so the run stays reproducible.
             let start = starts.fetch_add(1, Ordering::Relaxed);
             let node_seed = self.seed.wrapping_add(start.unsigned_abs());
@@ -652,7 +753,12 @@ impl RedisHost {
                     cluster,
                     ..NodeConfig::standalone(node_seed)
                 };
-                let model: SharedModel = Arc::new(Mutex::new(Model::new(config)));
+                let mut fresh = Model::new(config);
+                if let Some(durable) = durable {
+                    // Loaded before the listener binds, as Redis loads its AOF or RDB file.
+                    fresh.restore_durable(durable);
+                }
+                let model: SharedModel = Arc::new(Mutex::new(fresh));
                 *slot
                     .lock()
                     .expect("the model slot lock is never held across a panic") =

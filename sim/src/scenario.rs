@@ -837,9 +837,18 @@ pub enum FaultKind {
         /// How long until release.
         duration_ms: u64,
     },
-    /// Crash `redis-0` and start it again at once with an empty model: data and the script
-    /// cache are lost (no persistence).
-    RedisRestart {},
+    /// Crash `redis-0` and start it again at once. What the new process finds is what its
+    /// `persistence` had made durable by then (nothing without persistence); the script
+    /// cache is always lost.
+    RedisRestart {
+        /// What survives: `none` (the default), `aof_always`, `aof_everysec` or `rdb`.
+        #[serde(default, skip_serializing_if = "Persistence::is_none")]
+        persistence: Persistence,
+        /// `rdb` only (and required there): a snapshot every this many ms of simulated time
+        /// from the start (Redis's `save` interval).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rdb_every_ms: Option<u64>,
+    },
     /// Step a host's clock by `step_ms` (negative: backwards) from now on.
     ClockStep {
         /// `redis-0` or `gateway-<i>`.
@@ -878,7 +887,88 @@ pub enum FaultKind {
     },
 }
 
+/// How a Redis node keeps its data across a restart (Redis's `appendonly`/`appendfsync` and
+/// `save`). A restart here is the loss of the machine's memory (power loss, a VM killed): what
+/// survives is what reached the disk by the last fsync or snapshot. (A crash of the process
+/// alone loses less under `aof_everysec`: Redis writes the AOF before it replies, and the
+/// kernel's page cache outlives the process; only an OS crash loses the unsynced second.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Persistence {
+    /// No persistence (`appendonly no`, no `save`): the node restarts empty.
+    #[default]
+    None,
+    /// `appendfsync always`: every write is fsynced before its reply; every acknowledged
+    /// write survives.
+    AofAlways,
+    /// `appendfsync everysec`: one fsync per second; the state as of the last whole second
+    /// of simulated time survives, the writes after it are lost.
+    AofEverysec,
+    /// RDB snapshots every `rdb_every_ms`: the last snapshot survives.
+    Rdb,
+}
+
+impl Persistence {
+    /// Whether this is the default, `none` (left out when a scenario is written back).
+    pub fn is_none(&self) -> bool {
+        *self == Persistence::None
+    }
+}
+
+/// How often `aof_everysec` fsyncs, ms.
+pub const AOF_FSYNC_EVERY_MS: u64 = 1_000;
+
+/// What a Redis restart at `at_ms` brings back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing: the node restarts empty.
+    Nothing,
+    /// Every write up to the restart.
+    Everything,
+    /// The state as of `synced_at_ms` (simulated ms), the last fsync or snapshot at or before
+    /// the restart; the writes after it are lost.
+    AsOf {
+        /// When the kept state was made durable.
+        synced_at_ms: u64,
+    },
+}
+
 impl FaultKind {
+    /// For a Redis restart, how often its persistence makes the state durable (ms), when it
+    /// does so periodically (`aof_everysec`, `rdb`).
+    pub fn sync_every_ms(&self) -> Option<u64> {
+        match self {
+            FaultKind::RedisRestart {
+                persistence: Persistence::AofEverysec,
+                ..
+            } => Some(AOF_FSYNC_EVERY_MS),
+            FaultKind::RedisRestart {
+                persistence: Persistence::Rdb,
+                rdb_every_ms,
+            } => *rdb_every_ms,
+            _ => None,
+        }
+    }
+
+    /// For a Redis restart at `at_ms`, what its persistence brings back (`None` for other
+    /// faults). Periodic syncs happen at every multiple of the interval from 0, the restart's
+    /// own instant included: the harness takes the copy before it applies the fault.
+    pub fn durability(&self, at_ms: u64) -> Option<Durability> {
+        let FaultKind::RedisRestart { persistence, .. } = self else {
+            return None;
+        };
+        Some(match persistence {
+            Persistence::None => Durability::Nothing,
+            Persistence::AofAlways => Durability::Everything,
+            Persistence::AofEverysec | Persistence::Rdb => {
+                let every = self.sync_every_ms().unwrap_or(AOF_FSYNC_EVERY_MS).max(1);
+                Durability::AsOf {
+                    synced_at_ms: at_ms / every * every,
+                }
+            }
+        })
+    }
+
     /// How long the fault makes Redis unhealthy for someone, from its firing (0 for faults
     /// that do not: a clock step, a latency change).
     pub fn outage_ms(&self) -> u64 {
@@ -886,7 +976,7 @@ impl FaultKind {
             FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
                 *duration_ms
             }
-            FaultKind::RedisRestart {} | FaultKind::Failover {} => 1,
+            FaultKind::RedisRestart { .. } | FaultKind::Failover {} => 1,
             // A gateway restart leaves Redis healthy.
             FaultKind::ClockStep { .. }
             | FaultKind::LinkLatency { .. }
@@ -1390,7 +1480,7 @@ impl Scenario {
                     ));
                 }
                 FaultKind::GatewayRestart { host, .. } => vec![("host", host)],
-                FaultKind::RedisRestart {} | FaultKind::Flush {} => Vec::new(),
+                FaultKind::RedisRestart { .. } | FaultKind::Flush {} => Vec::new(),
                 FaultKind::Failover {} if self.redis.topology != Topology::Replicated => {
                     return Err(problem(
                         at("kind"),
@@ -1439,7 +1529,31 @@ impl Scenario {
                 FaultKind::GatewayRestart { down_ms, .. } => {
                     at_most(&at("down_ms"), *down_ms, SPAN_MS_MAX)?;
                 }
-                FaultKind::RedisRestart {} | FaultKind::Flush {} | FaultKind::Failover {} => {}
+                FaultKind::RedisRestart {
+                    persistence,
+                    rdb_every_ms,
+                } => match (persistence, rdb_every_ms) {
+                    (Persistence::Rdb, None) => {
+                        return Err(problem(
+                            at("rdb_every_ms"),
+                            "persistence = \"rdb\" needs rdb_every_ms (the snapshot interval)",
+                        ));
+                    }
+                    (Persistence::Rdb, Some(every)) => {
+                        if *every == 0 {
+                            return Err(problem(at("rdb_every_ms"), "must be at least 1"));
+                        }
+                        at_most(&at("rdb_every_ms"), *every, SPAN_MS_MAX)?;
+                    }
+                    (_, Some(_)) => {
+                        return Err(problem(
+                            at("rdb_every_ms"),
+                            "only with persistence = \"rdb\"",
+                        ));
+                    }
+                    (_, None) => {}
+                },
+                FaultKind::Flush {} | FaultKind::Failover {} => {}
             }
         }
         Ok(())
@@ -1575,7 +1689,10 @@ impl Scenario {
                     b: node,
                     duration_ms: rng.random_range(10..=1_000),
                 },
-                2 => FaultKind::RedisRestart {},
+                2 => FaultKind::RedisRestart {
+                    persistence: Persistence::None,
+                    rdb_every_ms: None,
+                },
                 3 => FaultKind::ClockStep {
                     host: if rng.random_bool(0.5) { gateway } else { node },
                     step_ms: rng.random_range(-3_000..=3_000),

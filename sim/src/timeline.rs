@@ -202,7 +202,7 @@ fn band(fault: &crate::scenario::Fault) -> Band {
     let (label, duration_ms) = match &fault.kind {
         FaultKind::Partition { duration_ms, .. } => ("partition", *duration_ms),
         FaultKind::Hold { duration_ms, .. } => ("hold", *duration_ms),
-        FaultKind::RedisRestart {} => ("redis restart", 0),
+        FaultKind::RedisRestart { .. } => ("redis restart", 0),
         FaultKind::ClockStep { .. } => ("clock step", 0),
         FaultKind::Failover {} => ("failover", 0),
         FaultKind::LinkLatency { .. } => ("link latency", 0),

@@ -13,11 +13,12 @@
 //! given and the threshold is compared with the time the server passes in. In a simulation a
 //! script never runs across simulated time, so nothing here ever changes a simulated run.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::Session;
 use super::command;
 use super::reply::{self, Reply, err, ok};
+use super::{Model, Session};
 
 /// Redis's reply to most commands while a script is past the threshold.
 pub const BUSY_EVAL: &str =
@@ -46,6 +47,36 @@ pub struct ScriptWatch {
     wrote: AtomicBool,
     /// SCRIPT KILL asked the running script to stop.
     kill: AtomicBool,
+    /// Some connection has asked for an allow-busy command (`calls` is not empty): the one
+    /// atomic the script's hook reads before it takes any lock.
+    asked: AtomicBool,
+    /// Allow-busy commands other connections asked for while busy, and their answers.
+    calls: Mutex<BusyCalls>,
+}
+
+/// The allow-busy commands (MULTI, WATCH, HELLO, ...) other connections asked for while a
+/// script runs. Redis runs them from inside the script's hook (`processEventsWhileBlocked`)
+/// against the live keyspace; the model's hook does the same with the `Core` it holds.
+#[derive(Debug, Default)]
+struct BusyCalls {
+    next_ticket: u64,
+    /// `(ticket, the client's session, argv)`, not yet run.
+    asked: Vec<(u64, Session, Vec<Vec<u8>>)>,
+    /// Taken by a hook and running now.
+    running: Vec<u64>,
+    /// `(ticket, the session after the command, its reply)`.
+    answered: Vec<(u64, Session, Reply)>,
+}
+
+/// Where an allow-busy call stands, for the connection that asked.
+#[derive(Debug)]
+pub enum BusyCall {
+    /// Run: the session as the command left it, and the reply.
+    Answered(Session, Reply),
+    /// Not run yet (or being run by a hook now).
+    Waiting,
+    /// Taken back before any hook ran it: the connection runs it with the model.
+    Withdrawn,
 }
 
 impl Default for ScriptWatch {
@@ -56,6 +87,8 @@ impl Default for ScriptWatch {
             threshold_ms: AtomicU64::new(BUSY_REPLY_THRESHOLD_MS_DEFAULT),
             wrote: AtomicBool::new(false),
             kill: AtomicBool::new(false),
+            asked: AtomicBool::new(false),
+            calls: Mutex::new(BusyCalls::default()),
         }
     }
 }
@@ -87,6 +120,72 @@ impl ScriptWatch {
         ok()
     }
 
+    fn calls(&self) -> std::sync::MutexGuard<'_, BusyCalls> {
+        // Every holder only moves entries between vectors, so a poisoned lock's data is whole.
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Asks the running script's hook to run an allow-busy command for `session` (one that
+    /// [`busy_reply`] leaves to the model); returns the ticket to [`ScriptWatch::call`] with.
+    pub fn ask(&self, session: Session, argv: Vec<Vec<u8>>) -> u64 {
+        let mut calls = self.calls();
+        let ticket = calls.next_ticket;
+        calls.next_ticket += 1;
+        calls.asked.push((ticket, session, argv));
+        self.asked.store(true, Ordering::Release);
+        ticket
+    }
+
+    /// Where the call `ticket` stands. With `withdraw`, a call no hook has taken is taken
+    /// back (the script has ended: the connection runs it with the model instead).
+    pub fn call(&self, ticket: u64, withdraw: bool) -> BusyCall {
+        let mut calls = self.calls();
+        if let Some(position) = calls.answered.iter().position(|call| call.0 == ticket) {
+            let (_, session, reply) = calls.answered.swap_remove(position);
+            return BusyCall::Answered(session, reply);
+        }
+        if withdraw && let Some(position) = calls.asked.iter().position(|call| call.0 == ticket) {
+            calls.asked.remove(position);
+            if calls.asked.is_empty() {
+                self.asked.store(false, Ordering::Release);
+            }
+            return BusyCall::Withdrawn;
+        }
+        if calls.asked.iter().any(|call| call.0 == ticket) || calls.running.contains(&ticket) {
+            return BusyCall::Waiting;
+        }
+        // Unknown (already answered and taken): nothing to wait for.
+        BusyCall::Withdrawn
+    }
+
+    /// Runs every asked call on `model` (the running script's keyspace, at the script's
+    /// frozen node time `node_ms`), as Redis's script hook serves other clients.
+    pub(crate) fn serve_calls(&self, model: &mut Model, node_ms: u64) {
+        if !self.asked.load(Ordering::Acquire) {
+            return;
+        }
+        let asked = {
+            let mut calls = self.calls();
+            self.asked.store(false, Ordering::Release);
+            let asked = std::mem::take(&mut calls.asked);
+            calls.running.extend(asked.iter().map(|call| call.0));
+            asked
+        };
+        for (ticket, mut session, argv) in asked {
+            let reply = model.exec_while_busy(node_ms, &mut session, &argv);
+            let mut calls = self.calls();
+            calls.running.retain(|running| *running != ticket);
+            calls.answered.push((ticket, session, reply));
+        }
+    }
+
+    /// Whether some connection waits for an allow-busy call (the hook's fast check).
+    pub(crate) fn has_calls(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
     pub(crate) fn start(&self, now_ms: u64, threshold_ms: u64) {
         self.started_ms.store(now_ms, Ordering::Relaxed);
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
@@ -110,9 +209,42 @@ impl ScriptWatch {
     }
 }
 
+impl Model {
+    /// Runs an allow-busy command of another client in the middle of a running script, at
+    /// the script's frozen node time, as Redis runs it from the script's hook: the same
+    /// dispatch as [`Model::exec`] (MULTI queueing, errors counted) without the active expiry
+    /// sweep, which Redis does not run while a script is busy.
+    pub(crate) fn exec_while_busy(
+        &mut self,
+        node_ms: u64,
+        session: &mut Session,
+        argv: &[Vec<u8>],
+    ) -> Reply {
+        if argv[0].eq_ignore_ascii_case(b"exec") {
+            // Refused, as every command without ALLOW_BUSY; an EXEC that is refused discards
+            // the transaction (Redis's `execCommandAbort`), even outside MULTI.
+            session.multi = None;
+            session.multi_failed = false;
+            self.core.unwatch_all(session);
+            return err(format!(
+                "EXECABORT Transaction discarded because of: {BUSY_EVAL}"
+            ));
+        }
+        let reply = self.dispatch(node_ms, session, argv);
+        if let Reply::Error(line) = &reply {
+            self.core.count_error(line);
+        }
+        if session.resp == reply::Protocol::Resp2 && !reply.is_resp2() {
+            return reply.to_resp2();
+        }
+        reply
+    }
+}
+
 /// What a connection answers for `argv` while the node is busy, without the model: `None`
-/// when the command must wait for the script to end (it is one Redis runs even while busy
-/// and it needs the model: MULTI, WATCH, AUTH, HELLO, ...). Checks run in Redis's order:
+/// for the allow-busy commands Redis runs even while busy that need the model (AUTH,
+/// DISCARD, HELLO, MULTI, RESET, UNWATCH, WATCH): the connection asks the script's hook to
+/// run them ([`ScriptWatch::ask`]). SHUTDOWN waits for the script. Checks run in Redis's order:
 /// unknown command and arity first, then the busy rule. A command refused inside MULTI
 /// makes EXEC abort, as Redis's `rejectCommand` does.
 pub fn busy_reply(watch: &ScriptWatch, session: &mut Session, argv: &[Vec<u8>]) -> Option<Reply> {
@@ -130,9 +262,19 @@ pub fn busy_reply(watch: &ScriptWatch, session: &mut Session, argv: &[Vec<u8>]) 
             return Some(ok());
         }
         "script" if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"kill") => {
+            // Allowed while busy, so inside MULTI it is queued like any other command.
+            if let Some(queue) = session.multi.as_mut() {
+                queue.push(argv.to_vec());
+                return Some(Reply::Status("QUEUED".to_owned()));
+            }
             return Some(watch.kill());
         }
-        // Redis 7.0's CMD_ALLOW_BUSY commands that need the model run after the script.
+        // EXEC is refused, and the refusal aborts the transaction (its watches too),
+        // inside MULTI or not: that needs the model.
+        "exec" => return None,
+        // Redis 7.0's CMD_ALLOW_BUSY commands that need the model (`commands/*.json` flag
+        // ALLOW_BUSY: auth, discard, hello, multi, reset, shutdown, unwatch, watch, besides
+        // quit and script kill above, and function kill/stats and replconf, not modelled).
         "auth" | "discard" | "hello" | "multi" | "reset" | "shutdown" | "unwatch" | "watch" => {
             return None;
         }
@@ -213,10 +355,72 @@ mod tests {
             Some(err(BUSY_EVAL))
         );
         assert!(session.multi_failed);
+        // SCRIPT KILL is allowed while busy, so MULTI queues it; EXEC needs the model.
+        assert_eq!(
+            busy_reply(&watch, &mut session, &argv(&["SCRIPT", "KILL"])),
+            Some(Reply::Status("QUEUED".to_owned()))
+        );
+        assert_eq!(session.multi.as_ref().map(Vec::len), Some(1));
+        assert!(busy_reply(&watch, &mut session, &argv(&["EXEC"])).is_none());
         assert_eq!(
             busy_reply(&watch, &mut session, &argv(&["QUIT"])),
             Some(ok())
         );
         assert!(session.quit);
+    }
+
+    /// Goal: an allow-busy command runs on the live keyspace in the middle of the script, as
+    /// Redis runs it from its hook: a WATCH served then is broken by the script's later write,
+    /// and a refused EXEC discards the transaction. Method: ask, serve as the hook does, then
+    /// write as the script would, and finish the transaction with the model.
+    #[test]
+    fn allow_busy_calls_run_on_the_live_keyspace() {
+        use crate::model::NodeConfig;
+        let mut model = Model::new(NodeConfig::standalone(1));
+        let mut writer = model.connect("script:1");
+        let line = |words: &[&str]| argv(words);
+        model.exec(0, &mut writer, &line(&["SET", "k", "1"]));
+        let mut client = model.connect("client:2");
+        let watch = ScriptWatch::default();
+        watch.start(0, 0);
+        let ticket = watch.ask(client.clone(), line(&["WATCH", "k"]));
+        assert!(matches!(watch.call(ticket, false), BusyCall::Waiting));
+        watch.serve_calls(&mut model, 0);
+        let BusyCall::Answered(session, reply) = watch.call(ticket, false) else {
+            panic!("the hook answered");
+        };
+        assert_eq!(reply, ok());
+        client = session;
+        // The script writes the key after the WATCH: the transaction must fail.
+        model.exec(0, &mut writer, &line(&["SET", "k", "2"]));
+        watch.finish();
+        model.exec(0, &mut client, &line(&["MULTI"]));
+        model.exec(0, &mut client, &line(&["GET", "k"]));
+        assert_eq!(
+            model.exec(0, &mut client, &line(&["EXEC"])),
+            Reply::NilArray
+        );
+
+        // A refused EXEC ends the transaction and its watches.
+        watch.start(0, 0);
+        model.exec(0, &mut client, &line(&["WATCH", "k"]));
+        model.exec(0, &mut client, &line(&["MULTI"]));
+        let ticket = watch.ask(client.clone(), line(&["EXEC"]));
+        watch.serve_calls(&mut model, 0);
+        let BusyCall::Answered(session, reply) = watch.call(ticket, false) else {
+            panic!("the hook answered");
+        };
+        assert_eq!(
+            reply,
+            err(format!(
+                "EXECABORT Transaction discarded because of: {BUSY_EVAL}"
+            ))
+        );
+        assert!(session.multi.is_none() && session.watched.is_empty());
+        // A call no hook took is taken back once the script has ended.
+        let ticket = watch.ask(session, line(&["MULTI"]));
+        watch.finish();
+        assert!(matches!(watch.call(ticket, true), BusyCall::Withdrawn));
+        assert!(!watch.has_calls());
     }
 }

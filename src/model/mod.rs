@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod db;
+pub mod durable;
 pub mod longdouble;
 pub mod num;
 pub mod reply;
@@ -33,6 +34,7 @@ pub mod zset;
 
 use std::collections::BTreeMap;
 
+pub use durable::Durable;
 pub use reply::Reply;
 
 use command::{Handler, Spec};

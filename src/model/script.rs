@@ -683,6 +683,19 @@ impl Engine {
                 if run.core.is_none() {
                     return Ok(VmState::Continue);
                 }
+                if run.watch.has_calls() {
+                    // Other clients' allow-busy commands (MULTI, WATCH, HELLO, ...) run here,
+                    // on the live keyspace, as Redis runs them from its script hook. A
+                    // stand-in script host: they never touch scripts.
+                    let core = run.core.take().expect("checked just above");
+                    let mut model = Model {
+                        core,
+                        scripts: ScriptHost::new(0),
+                    };
+                    let watch = Arc::clone(&run.watch);
+                    watch.serve_calls(&mut model, run.ctx.now_ms);
+                    run.core = Some(model.core);
+                }
                 let message = if run.watch.kill_requested() {
                     busy::KILLED.to_owned()
                 } else if run.steps > run.steps_max {

@@ -19,7 +19,7 @@ use std::sync::{MutexGuard, TryLockError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{ProtocolError, encode_reply_as, parse_command};
-use crate::model::busy::{ScriptWatch, busy_reply};
+use crate::model::busy::{BusyCall, ScriptWatch, busy_reply};
 use crate::model::{Limits, Model, Session};
 
 pub use crate::model::{Clock, SharedModel};
@@ -72,6 +72,9 @@ struct Registration {
     session: Session,
     peer_addr: String,
     registered: bool,
+    /// The allow-busy command (the first of the input) this connection asked the running
+    /// script's hook to run, by ticket.
+    busy_call: Option<u64>,
 }
 
 impl Drop for Registration {
@@ -164,6 +167,7 @@ where
         session: Session::default(),
         peer_addr,
         registered: false,
+        busy_call: None,
     };
     let mut limits = Limits::standard();
     let admitted = match take_turn(&model, &watch, &clock).await {
@@ -195,40 +199,47 @@ where
             refresh_limits(&model, &mut limits);
             let parsed = parse_batch(&input, &limits);
             let parsed_scripts = parsed.frames.iter().any(|(argv, _)| runs_script(argv));
-            let next = match take_turn(&model, &watch, &clock).await {
-                Turn::Model(mut guard) => {
-                    if register(&mut guard, &mut registration) {
-                        let session = &mut registration.session;
-                        let run = || {
-                            run_batch(
-                                guard,
-                                &clock,
-                                &limits,
-                                session,
-                                parsed,
-                                &mut input,
-                                &mut output,
-                            )
-                        };
-                        if may_block(parsed_scripts) {
-                            tokio::task::block_in_place(run)
-                        } else {
-                            run()
-                        }
-                    } else {
-                        drop(guard);
-                        output.extend_from_slice(MAX_CLIENTS_REACHED);
-                        input.clear();
-                        Next::Close
-                    }
-                }
-                Turn::Busy => answer_busy(
+            let next = if let Some(ticket) = registration.busy_call {
+                settle_busy_call(
                     &watch,
-                    &mut registration.session,
-                    parsed,
+                    ticket,
+                    &mut registration,
+                    &parsed,
                     &mut input,
                     &mut output,
-                ),
+                )
+            } else {
+                match take_turn(&model, &watch, &clock).await {
+                    Turn::Model(mut guard) => {
+                        if register(&mut guard, &mut registration) {
+                            let session = &mut registration.session;
+                            let run = || {
+                                run_batch(
+                                    guard,
+                                    &clock,
+                                    &limits,
+                                    session,
+                                    parsed,
+                                    &mut input,
+                                    &mut output,
+                                )
+                            };
+                            if may_block(parsed_scripts) {
+                                tokio::task::block_in_place(run)
+                            } else {
+                                run()
+                            }
+                        } else {
+                            drop(guard);
+                            output.extend_from_slice(MAX_CLIENTS_REACHED);
+                            input.clear();
+                            Next::Close
+                        }
+                    }
+                    Turn::Busy => {
+                        answer_busy(&watch, &mut registration, parsed, &mut input, &mut output)
+                    }
+                }
             };
             let mut read_meanwhile = false;
             if !output.is_empty() {
@@ -385,18 +396,24 @@ fn parse_batch(input: &[u8], limits: &Limits) -> Parsed {
     }
 }
 
-/// Answers a parsed batch while a script is busy (see `model::busy::busy_reply`). A command
-/// that needs the model stops the batch: it and the rest stay in the input for later.
+/// Answers a parsed batch while a script is busy (see `model::busy::busy_reply`). An
+/// allow-busy command that needs the model (MULTI, WATCH, HELLO, ...) stops the batch: the
+/// running script's hook is asked to run it (SHUTDOWN waits for the script instead), and it
+/// and the rest stay in the input until [`settle_busy_call`] has its answer.
 fn answer_busy(
     watch: &ScriptWatch,
-    session: &mut Session,
+    registration: &mut Registration,
     parsed: Parsed,
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
 ) -> Next {
+    let session = &mut registration.session;
     let mut done = 0;
     for (argv, end) in &parsed.frames {
         let Some(reply) = busy_reply(watch, session, argv) else {
+            if !argv[0].eq_ignore_ascii_case(b"shutdown") {
+                registration.busy_call = Some(watch.ask(session.clone(), argv.clone()));
+            }
             input.drain(..done);
             return Next::Wait;
         };
@@ -413,6 +430,37 @@ fn answer_busy(
     }
     input.drain(..parsed.consumed);
     parsed.next
+}
+
+/// The connection waits for the allow-busy command it asked the script's hook to run (the
+/// first command of the input): its answer is written and the command consumed; once the
+/// script has ended, a call no hook took is taken back and runs with the model.
+fn settle_busy_call(
+    watch: &ScriptWatch,
+    ticket: u64,
+    registration: &mut Registration,
+    parsed: &Parsed,
+    input: &mut Vec<u8>,
+    output: &mut Vec<u8>,
+) -> Next {
+    match watch.call(ticket, !watch.running()) {
+        BusyCall::Answered(session, reply) => {
+            registration.busy_call = None;
+            // The hook ran it on a copy: what the command changed (MULTI, WATCH, RESP) is
+            // this connection's from now on.
+            registration.session = session;
+            encode_reply_as(&reply, registration.session.resp, output);
+            if let Some((_, end)) = parsed.frames.first() {
+                input.drain(..*end);
+            }
+            Next::Continue
+        }
+        BusyCall::Waiting => Next::Wait,
+        BusyCall::Withdrawn => {
+            registration.busy_call = None;
+            Next::Continue
+        }
+    }
 }
 
 fn write_protocol_error(error: &ProtocolError, output: &mut Vec<u8>) {

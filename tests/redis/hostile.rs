@@ -316,3 +316,104 @@ async fn connections_past_maxclients_are_refused_with_redis_error_body() -> Test
     );
     Ok(())
 }
+
+/// What one client sends while another's read-only script is busy, and the replies it got:
+/// Redis 7.0's allow-busy commands (`ALLOW_BUSY` in `src/commands/*.json`: AUTH, DISCARD,
+/// HELLO, MULTI, QUIT, RESET, SCRIPT KILL, SHUTDOWN, UNWATCH, WATCH) run at once, inside and
+/// outside MULTI; the rest are BUSY. HELLO's client id is masked (each server numbers its
+/// own clients). Ends with SCRIPT KILL and the runner's reply.
+fn allow_busy_sequence(host: &str, port: u16) -> Result<Vec<Reply>, Box<dyn Error + Send + Sync>> {
+    use ratelab::redis_server::RedisClient;
+    let mut other = RedisClient::connect(host, port)?;
+    other.command(&["CONFIG", "SET", "busy-reply-threshold", "10"])?;
+    other.command(&["SET", "k", "v"])?;
+    let (runner_host, runner_port) = (host.to_owned(), port);
+    let runner = std::thread::spawn(move || -> Result<Reply, String> {
+        let mut runner =
+            RedisClient::connect(&runner_host, runner_port).map_err(|e| e.to_string())?;
+        runner
+            .command(&["EVAL", "while true do end", "0"])
+            .map_err(|e| e.to_string())
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while other.command(&["PING"])? != error(BUSY) {
+        if Instant::now() > deadline {
+            return Err("the script never got busy".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lines: &[&[&str]] = &[
+        &["WATCH", "k"],
+        &["UNWATCH"],
+        &["WATCH", "k"],
+        &["MULTI"],
+        &["WATCH", "k"],
+        &["MULTI"],
+        &["GET", "k"],
+        &["UNWATCH"],
+        &["HELLO", "2"],
+        &["SCRIPT", "KILL"],
+        &["EXEC"],
+        &["DISCARD"],
+        &["EXEC"],
+        &["AUTH", "secret"],
+        &["AUTH", "default", "secret"],
+        &["HELLO", "2"],
+        &["RESET"],
+        &["MULTI"],
+        &["PING"],
+        &["DISCARD"],
+        &["SCRIPT", "FLUSH"],
+        &["SCRIPT", "KILL"],
+    ];
+    let mut replies = Vec::new();
+    for line in lines {
+        let mut reply = other.command(line)?;
+        if let Reply::Array(items) = &mut reply
+            && let Some(position) = items
+                .iter()
+                .position(|item| *item == Reply::Bulk(b"id".to_vec()))
+            && position + 1 < items.len()
+        {
+            items[position + 1] = Reply::Integer(0);
+        }
+        replies.push(reply);
+    }
+    replies.push(runner.join().map_err(|_| "the runner panicked")??);
+    // After the script: the transaction state the busy commands left (RESET ended the
+    // watch), and the node serves again.
+    replies.push(other.command(&["EXEC"])?);
+    replies.push(other.command(&["GET", "k"])?);
+    Ok(replies)
+}
+
+/// Goal: while a script is busy, the model serves exactly the commands Redis 7.0.15 serves,
+/// with the same replies, and refuses the rest with BUSY (inside MULTI too). Method: the
+/// same sequence against a real redis-server (its own, persistence off, or `REDIS_URL`) and
+/// against the model served as `ratelab serve` serves it; the replies must be equal.
+#[test]
+fn allow_busy_commands_are_served_while_busy_as_redis_serves_them() -> TestResult {
+    let Some(server) =
+        ratelab::redis_server::real_redis_or_skip("allow_busy_commands_are_served_while_busy")
+    else {
+        return Ok(());
+    };
+    let expected = allow_busy_sequence(server.host(), server.port())?;
+    let mut got = Vec::new();
+    served(async {
+        let (address, _model) = start(NodeConfig::standalone(1)).await?;
+        got = tokio::task::spawn_blocking(move || {
+            allow_busy_sequence(&address.ip().to_string(), address.port())
+        })
+        .await??;
+        Ok(())
+    })?;
+    assert_eq!(expected.len(), got.len());
+    for (index, (expected_one, got_one)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(
+            got_one, expected_one,
+            "reply {index}\nreal redis-server: {expected:?}\nmodel: {got:?}"
+        );
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //!
 //! - `differential`: the command corpus against golden replies and a live Redis, and a
 //!   mutation pass that must not panic the model.
+//! - `go_redis`: an application's calls through go-redis (v5, as Debian packages it).
 //! - `hostile`: a long or greedy script and too many clients against the served model (BUSY,
 //!   SCRIPT KILL, UNKILLABLE, the Lua heap limit, maxclients).
 //! - `interop`: redis-cli, the `redis` crate and mini-redis's client against `ratelab serve`.
@@ -10,6 +11,7 @@
 //!   `protocol=resp3`, `redis-cli -3`) against `ratelab serve`.
 
 mod differential;
+mod go_redis;
 mod hostile;
 mod interop;
 mod real_redis;

@@ -12,7 +12,7 @@ use crate::common::{
 use sim::checker::{Bound, Report, admission_bound, on_restarted_shard, success_bound};
 use sim::event::{Event, Outcome};
 use sim::harness::TamperAction;
-use sim::scenario::{FailModeSetting, Fault, FaultKind, LimiterKind, Scenario};
+use sim::scenario::{FailModeSetting, Fault, FaultKind, LimiterKind, Persistence, Scenario};
 
 const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
 const SLOW_LINK: &str = include_str!("../../scenarios/slow-link-lognormal.toml");
@@ -521,7 +521,10 @@ fn a_cluster_restart_resets_only_the_restarted_shards_keys() {
     scenario.load.popularity = sim::scenario::Popularity::Uniform;
     scenario.faults = vec![Fault {
         at_ms: 1_000,
-        kind: FaultKind::RedisRestart {},
+        kind: FaultKind::RedisRestart {
+            persistence: Persistence::None,
+            rdb_every_ms: None,
+        },
     }];
     let (plain, events) = run_with_log(&scenario, 1);
     plain.assert_safe();

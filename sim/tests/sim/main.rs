@@ -10,6 +10,9 @@
 //!   swarm's coverage.
 //! - `judge`: the checker against wrong limiters (one too many, L + 1 in a window, a panic, a
 //!   protocol desync), quiet runs and refused margins; the sensitivity of every scenario.
+//! - `persistence`: Redis restarts with and without persistence (AOF always, everysec, RDB):
+//!   the atomic GCRA's over-admission per mode, the checker's allowance per mode (enough,
+//!   necessary, tight), EVALSHA's NOSCRIPT storm after a restart that kept the data.
 //! - `limiters`: the kinds added after the first eleven (sliding window counter, pipelined
 //!   fixed window, multi-limit, sharded GCRA, hybrid): bounds, over-admission caught, metrics.
 
@@ -17,6 +20,7 @@ mod common;
 mod faults;
 mod judge;
 mod limiters;
+mod persistence;
 mod races;
 mod scenarios;
 mod sweeps;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::common::{parse, run, run_with_log, with_limiter};
 
 use sim::event::{Event, Outcome, log_hash};
-use sim::scenario::{FaultKind, LimiterKind, Mix, Scenario};
+use sim::scenario::{FaultKind, LimiterKind, Mix, Persistence, Scenario};
 
 const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
 const R1: &str = include_str!("../../scenarios/r1-legacy-success-limit.toml");
@@ -186,7 +186,10 @@ fn partitions_and_restarts_keep_atomic_limits_safe_and_report_fail_open_apart() 
         },
         sim::scenario::Fault {
             at_ms: 2_000,
-            kind: FaultKind::RedisRestart {},
+            kind: FaultKind::RedisRestart {
+                persistence: Persistence::None,
+                rdb_every_ms: None,
+            },
         },
     ];
     let report = run(&scenario, 9);

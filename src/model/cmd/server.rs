@@ -73,6 +73,7 @@ pub static COMMANDS: &[Spec] = &[
     data("config", -2, ADMIN | NOSCRIPT, introspect::config),
     session("client", -2, NOSCRIPT, introspect::client),
     session("hello", -1, FAST | NOSCRIPT, introspect::hello),
+    session("auth", -2, FAST | NOSCRIPT, auth),
     data("command", -1, RANDOM, introspect::command_cmd),
     data("function", -2, NOSCRIPT, introspect::function),
     data("cluster", -2, RANDOM, introspect::cluster_cmd),
@@ -262,6 +263,20 @@ fn quit(_model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8
     ok()
 }
 
+/// `AUTH [username] password`. There are no ACL users: `default` has no password (any password
+/// is accepted, as with Redis's `nopass`); the one-argument form is Redis's error for a
+/// server without `requirepass`; any other user is refused.
+fn auth(_model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u8>]) -> Reply {
+    match argv.len() {
+        2 => err(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        3 if argv[1] == b"default" => ok(),
+        3 => err("WRONGPASS invalid username-password pair or user is disabled."),
+        _ => err("ERR syntax error"),
+    }
+}
+
 fn reset(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8>]) -> Reply {
     model.core.unwatch_all(session);
     session.multi = None;
@@ -281,6 +296,27 @@ fn reset(model: &mut Model, session: &mut Session, _now_ms: u64, _argv: &[Vec<u8
 mod tests {
     use crate::model::Reply;
     use crate::model::testkit::*;
+
+    #[test]
+    fn auth_accepts_any_password_for_default_only() {
+        check(&[
+            (
+                "AUTH secret",
+                error(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ),
+            ),
+            ("AUTH default secret", status("OK")),
+            (
+                "AUTH someone secret",
+                error("WRONGPASS invalid username-password pair or user is disabled."),
+            ),
+            ("AUTH a b c", error("ERR syntax error")),
+            ("MULTI", status("OK")),
+            ("AUTH default x", status("QUEUED")),
+            ("EXEC", Reply::Array(vec![status("OK")])),
+        ]);
+    }
 
     #[test]
     fn multi_queues_and_exec_runs_in_order() {
