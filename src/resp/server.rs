@@ -228,6 +228,7 @@ where
                     parsed,
                     &mut input,
                     &mut output,
+                    clock(),
                 ),
             };
             let mut read_meanwhile = false;
@@ -393,10 +394,11 @@ fn answer_busy(
     parsed: Parsed,
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
+    now_ms: u64,
 ) -> Next {
     let mut done = 0;
     for (argv, end) in &parsed.frames {
-        let Some(reply) = busy_reply(watch, session, argv) else {
+        let Some(reply) = busy_reply(watch, session, argv, now_ms) else {
             input.drain(..done);
             return Next::Wait;
         };
