@@ -395,9 +395,11 @@ const FUNCTION_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn subcommand_syntax_error(name: &str) -> Reply {
+/// Redis's `addReplySubcommandSyntaxError`: names the subcommand as the client typed it.
+fn subcommand_syntax_error(typed: &[u8]) -> Reply {
     err(sanitize(&format!(
-        "ERR unknown subcommand or wrong number of arguments for '{name}'. Try FUNCTION HELP."
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+        lossy_text(&typed[..typed.len().min(128)])
     )))
 }
 
@@ -445,7 +447,7 @@ fn function(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec
         "list" => list(model, argv),
         "flush" => {
             if argv.len() > 3 {
-                return subcommand_syntax_error("flush");
+                return subcommand_syntax_error(&argv[1]);
             }
             if argv.len() == 3 && !is_opt(&argv[2], "sync") && !is_opt(&argv[2], "async") {
                 return err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
@@ -692,7 +694,7 @@ fn parse_dump(payload: &[u8]) -> Option<Vec<&[u8]>> {
 
 fn restore(model: &mut Model, argv: &[Vec<u8>]) -> Reply {
     if argv.len() > 4 {
-        return subcommand_syntax_error("restore");
+        return subcommand_syntax_error(&argv[1]);
     }
     #[derive(PartialEq)]
     enum Policy {
