@@ -28,7 +28,7 @@
 //!
 //! # Known differences from Redis
 //!
-//! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
+//! * `struct` is not provided (reading it is a nonexistent-global error).
 //! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
 //!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
 //!   exactly as in Redis).
@@ -46,6 +46,7 @@
 mod api;
 mod bit;
 mod cjson;
+mod cmsgpack;
 mod convert;
 mod errors;
 
@@ -571,6 +572,7 @@ impl Engine {
         math.raw_set("randomseed", lua.create_function(math_randomseed)?)?;
         env.raw_set("bit", bit::create(&lua)?)?;
         env.raw_set("cjson", cjson::create(&lua)?)?;
+        env.raw_set("cmsgpack", cmsgpack::create(&lua)?)?;
         env.raw_set("redis", create_redis_table(&lua)?)?;
         let xpcall: Function = env.raw_get("xpcall")?;
 
@@ -674,6 +676,7 @@ impl Engine {
             "redis",
             "bit",
             "cjson",
+            "cmsgpack",
         ] {
             let real: Table = env.raw_get(name)?;
             env.raw_set(name, read_only_proxy(&lua, real, &refuse_write)?)?;
