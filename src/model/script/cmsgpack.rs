@@ -203,14 +203,18 @@ fn encode_table(table: &Table, level: usize, out: &mut Vec<u8>) -> mlua::Result<
         }
         return Ok(());
     }
-    let pairs: Vec<(Value, Value)> = table
-        .clone()
-        .pairs::<Value, Value>()
-        .collect::<mlua::Result<_>>()?;
-    header(pairs.len(), 0x80, 0xde, 0xdf, out);
-    for (key, value) in &pairs {
-        encode(key, level + 1, out)?;
-        encode(value, level + 1, out)?;
+    // Counted first, then encoded pair by pair: holding every pair at once would keep as many
+    // Lua references alive, past what Lua 5.1's C stack allows for a big map.
+    let mut count = 0usize;
+    for pair in table.clone().pairs::<Value, Value>() {
+        pair?;
+        count += 1;
+    }
+    header(count, 0x80, 0xde, 0xdf, out);
+    for pair in table.clone().pairs::<Value, Value>() {
+        let (key, value) = pair?;
+        encode(&key, level + 1, out)?;
+        encode(&value, level + 1, out)?;
     }
     Ok(())
 }
