@@ -316,7 +316,7 @@ fn stats_help_and_argument_errors() {
         ),
         (
             &["FUNCTION", "FLUSH", "sync", "x"],
-            "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP.",
+            "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.",
         ),
         (&["FUNCTION", "LIST", "bad"], "ERR Unknown argument bad"),
         (

@@ -110,10 +110,7 @@ fn encode_bytes(bytes: &[u8], out: &mut Vec<u8>) {
 
 fn encode_number(number: f64, out: &mut Vec<u8>) {
     // `IS_INT64_EQUIVALENT`: finite and equal to its int64 conversion.
-    if number.is_finite()
-        && number >= -9.223_372_036_854_776e18
-        && number < 9.223_372_036_854_776e18
-    {
+    if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&number) {
         let integer = number as i64;
         if integer as f64 == number {
             encode_integer(integer, out);
