@@ -482,7 +482,7 @@ fn library_command(cmd: &Cmd) -> redis::Cmd {
 /// The key a cluster routes `cmd` by: its first key; `None` for keyless commands.
 fn routing_key(cmd: &Cmd) -> Option<&[u8]> {
     match cmd {
-        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } => None,
+        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } | Cmd::FunctionLoad => None,
         Cmd::Get { key }
         | Cmd::Incr { key }
         | Cmd::IncrBy { key, .. }
@@ -494,9 +494,10 @@ fn routing_key(cmd: &Cmd) -> Option<&[u8]> {
         | Cmd::LPush { key, .. }
         | Cmd::LIndex { key, .. }
         | Cmd::LTrim { key, .. } => Some(key),
-        Cmd::EvalSha { keys, .. } | Cmd::EvalShaDigest { keys, .. } | Cmd::Eval { keys, .. } => {
-            keys.first().map(Vec::as_slice)
-        }
+        Cmd::EvalSha { keys, .. }
+        | Cmd::EvalShaDigest { keys, .. }
+        | Cmd::Eval { keys, .. }
+        | Cmd::FCall { keys, .. } => keys.first().map(Vec::as_slice),
     }
 }
 

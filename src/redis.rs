@@ -89,6 +89,17 @@ impl Script {
         }
     }
 
+    /// The script's function in [`function_library`]: its name and a digest of this build's
+    /// scripts (`gcra_1a2b3c4d5e`).
+    pub fn function_name(self) -> &'static str {
+        built_library()
+            .names
+            .iter()
+            .find(|(script, _)| *script == self)
+            .map(|(_, name)| name.as_str())
+            .expect("every script is in Script::ALL")
+    }
+
     /// The SHA-1 digest Redis files the script under (lowercase hex), for EVALSHA. Computed
     /// once per script and process: every EVALSHA sends it.
     pub fn sha(self) -> String {
@@ -110,6 +121,70 @@ impl Script {
             .map(|(_, digest)| digest.clone())
             .expect("every script is in Script::ALL")
     }
+}
+
+/// The name of the Redis Functions library that holds every `lua/` script.
+pub const FUNCTION_LIBRARY_NAME: &str = "ratelab";
+
+/// Whether a script's function is read-only (`no-writes`: FCALL_RO may call it, and it
+/// runs on a replica). Every limiter script records its decision, so none is today; the
+/// flag follows the script's contract, kept here beside the library it shapes.
+fn script_is_read_only(script: Script) -> bool {
+    match script {
+        Script::NewapiTokenBucket
+        | Script::FixedWindow
+        | Script::SlidingWindow
+        | Script::TokenBucket
+        | Script::Gcra
+        | Script::SlidingLog
+        | Script::MultiLimit
+        | Script::SuccessReserve
+        | Script::SuccessComplete => false,
+    }
+}
+
+/// The names, one per script, and the library text, built once from the `lua/` files.
+struct FunctionLibrary {
+    names: Vec<(Script, String)>,
+    text: String,
+}
+
+fn built_library() -> &'static FunctionLibrary {
+    static LIBRARY: std::sync::OnceLock<FunctionLibrary> = std::sync::OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        // A digest of every script names this build's functions: a server holding an older
+        // library answers "Function not found", and the caller replaces the library.
+        let mut digest = sha1_smol::Sha1::new();
+        for script in Script::ALL {
+            digest.update(script.source().as_bytes());
+        }
+        let version: String = digest.digest().to_string().chars().take(10).collect();
+        let mut text = format!("#!lua name={FUNCTION_LIBRARY_NAME}\n");
+        let mut names = Vec::new();
+        for script in Script::ALL {
+            let name = format!("{}_{version}", script.name());
+            let flags = if script_is_read_only(script) {
+                "{'no-writes'}"
+            } else {
+                "{}"
+            };
+            // The file's body runs unchanged as the callback: KEYS and ARGV are its
+            // parameters, as EVAL's globals are a script's.
+            text.push_str(&format!(
+                "redis.register_function{{function_name='{name}', flags={flags}, \
+                 callback=function(KEYS, ARGV)\n{}\nend}}\n",
+                script.source()
+            ));
+            names.push((script, name));
+        }
+        FunctionLibrary { names, text }
+    })
+}
+
+/// The Redis Functions library of every `lua/` script (`#!lua name=ratelab`, one function
+/// per script, named by [`Script::function_name`]), built from the same files EVAL sends.
+pub fn function_library() -> &'static str {
+    &built_library().text
 }
 
 /// Every command a limiter may send.
@@ -222,6 +297,18 @@ pub enum Cmd {
         /// ARGV.
         args: Vec<Vec<u8>>,
     },
+    /// `FCALL <function> numkeys keys... args...`: the script's function in the
+    /// [`function_library`].
+    FCall {
+        /// The script.
+        script: Script,
+        /// KEYS.
+        keys: Vec<Vec<u8>>,
+        /// ARGV.
+        args: Vec<Vec<u8>>,
+    },
+    /// `FUNCTION LOAD REPLACE <library>`: loads (or replaces) the [`function_library`].
+    FunctionLoad,
 }
 
 impl Cmd {
@@ -268,6 +355,17 @@ impl Cmd {
             Cmd::Eval { script, keys, args } => {
                 script_call(words(&[b"EVAL", script.source().as_bytes()]), keys, args)
             }
+            Cmd::FCall { script, keys, args } => script_call(
+                words(&[b"FCALL", script.function_name().as_bytes()]),
+                keys,
+                args,
+            ),
+            Cmd::FunctionLoad => words(&[
+                b"FUNCTION",
+                b"LOAD",
+                b"REPLACE",
+                function_library().as_bytes(),
+            ]),
         }
     }
 }
@@ -339,6 +437,11 @@ pub trait Redis: Send {
     ) -> impl Future<Output = Result<Vec<Reply>, Error>> + Send;
 }
 
+/// Whether a reply is Redis's answer to FCALL of a function it does not have.
+pub fn is_function_not_found(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error(line) if line == "ERR Function not found")
+}
+
 /// Whether a reply is Redis's NOSCRIPT error.
 pub fn is_noscript(reply: &Reply) -> bool {
     matches!(reply, Reply::Error(line) if line.starts_with("NOSCRIPT"))
@@ -371,6 +474,12 @@ pub enum Reload {
     /// until an EVAL is answered, then EVALSHA again. The flag is shared by the limiters of
     /// one gateway (clones share it): one NOSCRIPT switches them all.
     EvalUntilLoaded(std::sync::Arc<std::sync::atomic::AtomicBool>),
+    /// Redis Functions: FCALL the script's function in [`function_library`]; on `ERR
+    /// Function not found` (a server without the library, or with an older one) send
+    /// `FUNCTION LOAD REPLACE` with the library and FCALL again: three round trips once per
+    /// server, one after. Functions survive a restart with persistence and reach replicas,
+    /// where the script cache does neither.
+    Fcall,
 }
 
 impl Reload {
@@ -393,6 +502,7 @@ pub async fn run_script_with<R: Redis>(
     let cold = match reload {
         Reload::EvalShaThenEval => None,
         Reload::EvalUntilLoaded(cold) => Some(cold),
+        Reload::Fcall => return run_function(redis, script, keys, args).await,
     };
     if let Some(cold) = cold
         && cold.load(Ordering::Relaxed)
@@ -421,6 +531,32 @@ pub async fn run_script_with<R: Redis>(
         return Ok(reply);
     }
     Ok(reply)
+}
+
+/// [`Reload::Fcall`]: FCALL, and on "Function not found" FUNCTION LOAD REPLACE and FCALL.
+async fn run_function<R: Redis>(
+    redis: &mut R,
+    script: Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+) -> Result<Reply, Error> {
+    let reply = redis
+        .exec(Cmd::FCall {
+            script,
+            keys: keys.clone(),
+            args: args.clone(),
+        })
+        .await?;
+    if !is_function_not_found(&reply) {
+        return Ok(reply);
+    }
+    let loaded = redis.exec(Cmd::FunctionLoad).await?;
+    if let Reply::Error(line) = &loaded {
+        return Err(Error::Protocol(format!(
+            "FUNCTION LOAD of the {FUNCTION_LIBRARY_NAME} library failed: {line}"
+        )));
+    }
+    redis.exec(Cmd::FCall { script, keys, args }).await
 }
 
 /// Round trips and commands sent through a [`Metered`] backend.

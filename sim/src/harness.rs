@@ -1016,6 +1016,7 @@ impl Gateway {
             reload: match self.group.script_reload {
                 ScriptReload::EvalshaThenEval => Reload::EvalShaThenEval,
                 ScriptReload::EvalUntilLoaded => Reload::eval_until_loaded(),
+                ScriptReload::Fcall => Reload::Fcall,
             },
             pending: Mutex::new(std::collections::BTreeSet::new()),
             tamper: self.tamper.clone(),

@@ -397,6 +397,9 @@ pub enum ScriptReload {
     /// After a NOSCRIPT, EVAL first (one trip) until an EVAL is answered; shared by the
     /// gateway's limiters (`ratelab::redis::Reload::EvalUntilLoaded`).
     EvalUntilLoaded,
+    /// Redis Functions: FCALL, and FUNCTION LOAD REPLACE of the library of every `lua/`
+    /// script on "Function not found" (`ratelab::redis::Reload::Fcall`).
+    Fcall,
 }
 
 impl ScriptReload {

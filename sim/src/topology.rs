@@ -154,10 +154,11 @@ pub fn first_key(cmd: &Cmd) -> Option<&[u8]> {
         | Cmd::LPush { key, .. }
         | Cmd::LIndex { key, .. }
         | Cmd::LTrim { key, .. } => Some(key),
-        Cmd::EvalSha { keys, .. } | Cmd::EvalShaDigest { keys, .. } | Cmd::Eval { keys, .. } => {
-            keys.first().map(Vec::as_slice)
-        }
-        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } => None,
+        Cmd::EvalSha { keys, .. }
+        | Cmd::EvalShaDigest { keys, .. }
+        | Cmd::Eval { keys, .. }
+        | Cmd::FCall { keys, .. } => keys.first().map(Vec::as_slice),
+        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } | Cmd::FunctionLoad => None,
     }
 }
 
@@ -206,7 +207,7 @@ impl ClusterRedis {
 
     /// Sends one command where its slot lives, following MOVED up to [`MAX_REDIRECTS`].
     async fn routed(&mut self, cmd: Cmd) -> Result<Reply, Error> {
-        if matches!(cmd, Cmd::ScriptLoad { .. }) {
+        if matches!(cmd, Cmd::ScriptLoad { .. } | Cmd::FunctionLoad) {
             // go-redis's ClusterClient.ScriptLoad loads on every master; the reply is the
             // first node's.
             let hosts: Vec<String> = self.client.pools.keys().cloned().collect();
@@ -260,7 +261,9 @@ impl Redis for ClusterRedis {
             .map(|cmd| first_key(cmd).map(key_slot))
             .collect();
         let hosts: Vec<String> = slots.iter().map(|slot| self.client.owner(*slot)).collect();
-        let one_node = !cmds.iter().any(|cmd| matches!(cmd, Cmd::ScriptLoad { .. }))
+        let one_node = !cmds
+            .iter()
+            .any(|cmd| matches!(cmd, Cmd::ScriptLoad { .. } | Cmd::FunctionLoad))
             && hosts.windows(2).all(|pair| pair[0] == pair[1]);
         if !one_node || cmds.is_empty() {
             let mut replies = Vec::with_capacity(cmds.len());

@@ -856,6 +856,8 @@ mod tests {
             let name = match &cmd {
                 Cmd::Eval { .. } => "EVAL",
                 Cmd::EvalSha { .. } => "EVALSHA",
+                Cmd::FCall { .. } => "FCALL",
+                Cmd::FunctionLoad => "FUNCTION LOAD",
                 _ => "other",
             };
             self.log.push(name);
@@ -910,6 +912,84 @@ mod tests {
                 assert_eq!(sent, *commands, "{reload:?} decision {index}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_fcall_policy_loads_the_library_when_missing_and_decides_as_evalsha() {
+        // Goal: `Reload::Fcall` calls the script's function, loads the library on "Function
+        // not found" (once per server), keeps working through SCRIPT FLUSH and through a
+        // restart that keeps the functions, and decides exactly as EVALSHA does.
+        let quota = RateQuota::new(3, 100).unwrap();
+        let scheme = KeyScheme::parse("rl:$ns:$user", 1).unwrap();
+        let limiter_on = |model: Arc<std::sync::Mutex<Model>>, reload: Reload| {
+            let backend = FirstEvalTimesOut {
+                inner: Local::connect(model, Arc::new(|| 1_700_000_000_000)),
+                failed: true,
+                log: Vec::new(),
+            };
+            ScriptLimiter::new(
+                backend,
+                scheme.clone(),
+                Algorithm::Gcra(quota),
+                ScriptClock::Redis,
+            )
+            .with_reload(reload)
+        };
+        let fcall_model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(3))));
+        let sha_model = Arc::new(std::sync::Mutex::new(Model::new(NodeConfig::standalone(3))));
+        let mut by_fcall = limiter_on(Arc::clone(&fcall_model), Reload::Fcall);
+        let mut by_sha = limiter_on(sha_model, Reload::EvalShaThenEval);
+        let mut allowed = Vec::new();
+        for index in 0..6 {
+            let request = request("1", 1, 1_700_000_000_000);
+            let fcall = by_fcall.check(&request).await.unwrap().decision;
+            let sha = by_sha.check(&request).await.unwrap().decision;
+            assert_eq!(fcall, sha, "decision {index}");
+            allowed.push(fcall.allowed);
+            let sent = std::mem::take(&mut by_fcall.redis_mut().log);
+            let expected: &[&str] = if index == 0 {
+                &["FCALL", "FUNCTION LOAD", "FCALL"]
+            } else {
+                &["FCALL"]
+            };
+            assert_eq!(sent, expected, "decision {index}");
+        }
+        assert_eq!(
+            allowed,
+            [true, true, true, false, false, false],
+            "the burst of 3 holds"
+        );
+        // SCRIPT FLUSH leaves functions alone.
+        fcall_model.lock().unwrap().flush_scripts();
+        by_fcall
+            .check(&request("2", 1, 1_700_000_000_000))
+            .await
+            .unwrap();
+        assert_eq!(std::mem::take(&mut by_fcall.redis_mut().log), ["FCALL"]);
+        // A restart that keeps the functions (persistence) but not the data or the cache.
+        let restarted = Model::new(NodeConfig::standalone(3));
+        let functions = fcall_model.lock().unwrap().functions.clone();
+        *fcall_model.lock().unwrap() = restarted;
+        fcall_model.lock().unwrap().functions = functions;
+        let verdict = by_fcall
+            .check(&request("1", 1, 1_700_000_000_000))
+            .await
+            .unwrap();
+        assert!(
+            verdict.decision.allowed,
+            "the data was lost, the functions were not"
+        );
+        assert_eq!(std::mem::take(&mut by_fcall.redis_mut().log), ["FCALL"]);
+        // A restart without them: the library is loaded again.
+        *fcall_model.lock().unwrap() = Model::new(NodeConfig::standalone(3));
+        by_fcall
+            .check(&request("1", 1, 1_700_000_000_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::mem::take(&mut by_fcall.redis_mut().log),
+            ["FCALL", "FUNCTION LOAD", "FCALL"]
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,9 @@ use super::{Model, Session};
 /// Redis's reply to most commands while a script is past the threshold.
 pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+/// Redis's answer while a function (FCALL) is busy.
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 /// SCRIPT KILL with no script running.
 pub const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
 /// SCRIPT KILL for a script that has written.
@@ -52,6 +55,10 @@ pub struct ScriptWatch {
     asked: AtomicBool,
     /// Allow-busy commands other connections asked for while busy, and their answers.
     calls: Mutex<BusyCalls>,
+    /// The running script is a function (FCALL), not an EVAL.
+    is_function: AtomicBool,
+    /// What FUNCTION STATS shows of the running function.
+    function: Mutex<Option<FunctionRun>>,
 }
 
 /// The allow-busy commands (MULTI, WATCH, HELLO, ...) other connections asked for while a
@@ -79,6 +86,19 @@ pub enum BusyCall {
     Withdrawn,
 }
 
+/// A running function as FUNCTION STATS shows it, and the node's counts for its `engines`.
+#[derive(Clone, Debug, Default)]
+pub struct FunctionRun {
+    /// The function's name.
+    pub name: String,
+    /// The FCALL command that runs it.
+    pub argv: Vec<Vec<u8>>,
+    /// Libraries loaded.
+    pub libraries: usize,
+    /// Functions loaded.
+    pub functions: usize,
+}
+
 impl Default for ScriptWatch {
     fn default() -> ScriptWatch {
         ScriptWatch {
@@ -89,6 +109,8 @@ impl Default for ScriptWatch {
             kill: AtomicBool::new(false),
             asked: AtomicBool::new(false),
             calls: Mutex::new(BusyCalls::default()),
+            is_function: AtomicBool::new(false),
+            function: Mutex::new(None),
         }
     }
 }
@@ -110,11 +132,25 @@ impl ScriptWatch {
     /// SCRIPT KILL from another connection: `+OK` and a kill request for a script that has
     /// not written, `UNKILLABLE` for one that has, `NOTBUSY` when none runs.
     pub fn kill(&self) -> Reply {
+        self.kill_as(false)
+    }
+
+    /// SCRIPT KILL (`function_kill` false) or FUNCTION KILL: each stops only its own kind,
+    /// in Redis's order of checks (nothing running, wrote, wrong kind).
+    pub fn kill_as(&self, function_kill: bool) -> Reply {
         if !self.running() {
             return err(NOTBUSY);
         }
         if self.wrote.load(Ordering::Acquire) {
             return err(UNKILLABLE);
+        }
+        let is_function = self.is_function.load(Ordering::Acquire);
+        if is_function != function_kill {
+            return err(if is_function {
+                BUSY_FUNCTION
+            } else {
+                BUSY_EVAL
+            });
         }
         self.kill.store(true, Ordering::Release);
         ok()
@@ -186,6 +222,64 @@ impl ScriptWatch {
         self.asked.load(Ordering::Acquire)
     }
 
+    /// Says what runs next: a function (with what FUNCTION STATS shows) or, with `None`, an
+    /// EVAL script.
+    pub(crate) fn describe_function(&self, run: Option<FunctionRun>) {
+        match run {
+            None => self.is_function.store(false, Ordering::Release),
+            Some(run) => {
+                *self
+                    .function
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run);
+                self.is_function.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// FUNCTION STATS while a script runs: Redis's BUSY for an EVAL script, else the
+    /// running function, its command and how long it has run by `now_ms`.
+    fn function_stats(&self, now_ms: u64) -> Reply {
+        if !self.is_function.load(Ordering::Acquire) {
+            return err(BUSY_EVAL);
+        }
+        let run = self
+            .function
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        let bulk = |text: &str| Reply::Bulk(text.as_bytes().to_vec());
+        let count = |n: usize| Reply::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let duration = now_ms.saturating_sub(self.started_ms.load(Ordering::Relaxed));
+        Reply::Map(vec![
+            (
+                bulk("running_script"),
+                Reply::Map(vec![
+                    (bulk("name"), bulk(&run.name)),
+                    (
+                        bulk("command"),
+                        Reply::Array(run.argv.iter().cloned().map(Reply::Bulk).collect()),
+                    ),
+                    (
+                        bulk("duration_ms"),
+                        Reply::Integer(i64::try_from(duration).unwrap_or(i64::MAX)),
+                    ),
+                ]),
+            ),
+            (
+                bulk("engines"),
+                Reply::Map(vec![(
+                    bulk("LUA"),
+                    Reply::Map(vec![
+                        (bulk("libraries_count"), count(run.libraries)),
+                        (bulk("functions_count"), count(run.functions)),
+                    ]),
+                )]),
+            ),
+        ])
+    }
+
     pub(crate) fn start(&self, now_ms: u64, threshold_ms: u64) {
         self.started_ms.store(now_ms, Ordering::Relaxed);
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
@@ -247,7 +341,12 @@ impl Model {
 /// run them ([`ScriptWatch::ask`]). SHUTDOWN waits for the script. Checks run in Redis's order:
 /// unknown command and arity first, then the busy rule. A command refused inside MULTI
 /// makes EXEC abort, as Redis's `rejectCommand` does.
-pub fn busy_reply(watch: &ScriptWatch, session: &mut Session, argv: &[Vec<u8>]) -> Option<Reply> {
+pub fn busy_reply(
+    watch: &ScriptWatch,
+    session: &mut Session,
+    argv: &[Vec<u8>],
+    now_ms: u64,
+) -> Option<Reply> {
     let Some(spec) = command::lookup(&argv[0]) else {
         session.multi_failed |= session.multi.is_some();
         return Some(reply::unknown_command(argv));
@@ -267,20 +366,29 @@ pub fn busy_reply(watch: &ScriptWatch, session: &mut Session, argv: &[Vec<u8>]) 
                 queue.push(argv.to_vec());
                 return Some(Reply::Status("QUEUED".to_owned()));
             }
-            return Some(watch.kill());
+            return Some(watch.kill_as(false));
+        }
+        "function" if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"kill") => {
+            return Some(watch.kill_as(true));
+        }
+        "function" if argv.len() == 2 && argv[1].eq_ignore_ascii_case(b"stats") => {
+            return Some(watch.function_stats(now_ms));
         }
         // EXEC is refused, and the refusal aborts the transaction (its watches too),
         // inside MULTI or not: that needs the model.
         "exec" => return None,
         // Redis 7.0's CMD_ALLOW_BUSY commands that need the model (`commands/*.json` flag
         // ALLOW_BUSY: auth, discard, hello, multi, reset, shutdown, unwatch, watch, besides
-        // quit and script kill above, and function kill/stats and replconf, not modelled).
+        // quit, script kill and function kill/stats above; replconf is not modelled).
         "auth" | "discard" | "hello" | "multi" | "reset" | "shutdown" | "unwatch" | "watch" => {
             return None;
         }
         _ => {}
     }
     session.multi_failed |= session.multi.is_some();
+    if watch.is_function.load(Ordering::Acquire) {
+        return Some(err(BUSY_FUNCTION));
+    }
     Some(err(BUSY_EVAL))
 }
 
@@ -345,25 +453,25 @@ mod tests {
             (&["script", "kill"], Some(ok())),
         ];
         for (words, expected) in cases {
-            let got = busy_reply(&watch, &mut session, &argv(words));
+            let got = busy_reply(&watch, &mut session, &argv(words), 0);
             assert_eq!(&got, expected, "{words:?}");
         }
         assert!(!session.multi_failed, "no transaction was open");
         session.multi = Some(Vec::new());
         assert_eq!(
-            busy_reply(&watch, &mut session, &argv(&["SET", "k", "v"])),
+            busy_reply(&watch, &mut session, &argv(&["SET", "k", "v"]), 0),
             Some(err(BUSY_EVAL))
         );
         assert!(session.multi_failed);
         // SCRIPT KILL is allowed while busy, so MULTI queues it; EXEC needs the model.
         assert_eq!(
-            busy_reply(&watch, &mut session, &argv(&["SCRIPT", "KILL"])),
+            busy_reply(&watch, &mut session, &argv(&["SCRIPT", "KILL"]), 0),
             Some(Reply::Status("QUEUED".to_owned()))
         );
         assert_eq!(session.multi.as_ref().map(Vec::len), Some(1));
-        assert!(busy_reply(&watch, &mut session, &argv(&["EXEC"])).is_none());
+        assert!(busy_reply(&watch, &mut session, &argv(&["EXEC"]), 0).is_none());
         assert_eq!(
-            busy_reply(&watch, &mut session, &argv(&["QUIT"])),
+            busy_reply(&watch, &mut session, &argv(&["QUIT"]), 0),
             Some(ok())
         );
         assert!(session.quit);

@@ -69,7 +69,10 @@ impl Spec {
     /// The key arguments of `argv` by this spec's positions. EVAL-style commands (the key
     /// count in `argv[2]`) are special-cased.
     pub fn keys<'a>(&self, argv: &'a [Vec<u8>]) -> Vec<&'a [u8]> {
-        if matches!(self.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro") {
+        if matches!(
+            self.name,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+        ) {
             let count = argv
                 .get(2)
                 .and_then(|n| super::num::parse_i64(n))
@@ -99,7 +102,7 @@ impl Spec {
 }
 
 /// All command families, searched in order.
-pub fn families() -> [&'static [Spec]; 8] {
+pub fn families() -> [&'static [Spec]; 9] {
     use super::cmd;
     [
         cmd::keys::COMMANDS,
@@ -110,6 +113,7 @@ pub fn families() -> [&'static [Spec]; 8] {
         cmd::zsets::COMMANDS,
         cmd::server::COMMANDS,
         super::script::COMMANDS,
+        super::functions::COMMANDS,
     ]
 }
 

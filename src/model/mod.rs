@@ -24,6 +24,7 @@ pub mod cmd;
 pub mod command;
 pub mod db;
 pub mod durable;
+pub mod functions;
 pub mod longdouble;
 pub mod num;
 pub mod reply;
@@ -280,8 +281,10 @@ pub struct Session {
 pub struct Model {
     /// Keyspace, configuration, statistics.
     pub core: Core,
-    /// The Lua host and the script cache.
+    /// The Lua host and the script cache (never survives a restart).
     pub scripts: script::ScriptHost,
+    /// Redis Functions' libraries: plain data, which a restart with persistence keeps.
+    pub functions: functions::Library,
 }
 
 impl Model {
@@ -291,6 +294,7 @@ impl Model {
         Model {
             core: Core::new(config),
             scripts: script::ScriptHost::new(seed),
+            functions: functions::Library::new(),
         }
     }
 

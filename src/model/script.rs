@@ -28,7 +28,7 @@
 //!
 //! # Known differences from Redis
 //!
-//! * `struct` and `cmsgpack` are not provided (reading them is a nonexistent-global error).
+//! * `struct` is not provided (reading it is a nonexistent-global error).
 //! * Library tables are read-only through proxies, so `pairs(string)`, `next(_G)` or
 //!   `rawget(_G, 'redis')` see empty tables (writes, `rawset` and `setmetatable` on them fail
 //!   exactly as in Redis).
@@ -46,6 +46,7 @@
 mod api;
 mod bit;
 mod cjson;
+mod cmsgpack;
 mod convert;
 mod errors;
 
@@ -60,11 +61,14 @@ use mlua::{
 use self::api::{create_redis_table, math_random, math_randomseed, read_only_proxy};
 use self::convert::{ReplyFields, lossy, tagged_reply};
 use self::errors::{
-    describe, on_error, pcall_error, plain_error, running_error, table_error, uncount_error,
+    api_error, describe, load_error_message, on_error, pcall_error, plain_error, running_error,
+    table_error, uncount_error,
 };
+use super::busy::FunctionRun;
 use super::busy::{self, ScriptWatch};
 use super::cmd::{arg_i64, is_opt};
 use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
+use super::functions::{self, FunctionFlags, FunctionInfo};
 use super::reply::{Protocol, Reply, err, msg, ok, sanitize};
 use super::{Core, Ctx, Model, NodeConfig, Session, cluster};
 // Used by `bit`, `cjson` and the rest of the model by these paths.
@@ -112,6 +116,9 @@ const LUA_MEMORY_MAX: usize = 256 * 1024 * 1024;
 #[cfg(test)]
 const LUA_MEMORY_MAX: usize = 16 * 1024 * 1024;
 
+/// FUNCTION LOAD's limit on the library code's own run, in Lua instructions (Redis: 500 ms).
+const LOAD_STEPS_MAX: u64 = 50_000_000;
+
 /// `lrand48`'s state at process start (X2, X1, X0 = 0x1234, 0xABCD, 0x330E).
 const LRAND48_INITIAL: u64 = 0x1234_ABCD_330E;
 
@@ -132,6 +139,14 @@ env.string.rep = function(s, n)
   end
   local result = rep(s, n)
   return result
+end
+-- Redis's Lua refuses precompiled (binary) chunks: `loadstring` answers nil and a message.
+local raw_loadstring, byte = env.loadstring, env.string.byte
+env.loadstring = function(s, ...)
+  if raw_type(s) == 'string' and byte(s, 1) == 27 then
+    return nil, 'attempt to load a binary chunk'
+  end
+  return raw_loadstring(s, ...)
 end
 local raw_pcall, raw_xpcall, raw_error, select = env.pcall, env.xpcall, env.error, env.select
 local coroutine = env.coroutine
@@ -232,7 +247,7 @@ end
 -- Keys and arguments are never nil, so `first == nil` means there are none. Each table is
 -- sized for its items, as `create_sequence_from` sizes it. A negative count: Rust has set
 -- KEYS and ARGV already (too many items for the stack).
-return function(script, key_count, first, ...)
+local function run_script(script, key_count, first, ...)
   if key_count == 1 then
     env.KEYS = {first}
     env.ARGV = {...}
@@ -246,6 +261,11 @@ return function(script, key_count, first, ...)
   end
   return classify(xpcall(script, handler))
 end
+-- A function (FCALL) gets its keys and arguments as its two parameters, no globals.
+local function run_function(callback, keys, args)
+  return classify(xpcall(function() return callback(keys, args) end, handler))
+end
+return run_script, run_function
 "#;
 
 /// The Lua interpreter and the script cache of one node.
@@ -262,6 +282,9 @@ pub struct ScriptHost {
     spare_core: Option<Core>,
     /// What other connections see of the running script (BUSY, SCRIPT KILL).
     watch: Arc<ScriptWatch>,
+    /// The functions' own Lua state (Redis keeps one apart from EVAL's), built from
+    /// `Model::functions` when first needed and rebuilt when it no longer matches them.
+    functions: Option<FunctionEngine>,
 }
 
 impl ScriptHost {
@@ -273,6 +296,7 @@ impl ScriptHost {
             random_state: LRAND48_INITIAL,
             spare_core: None,
             watch: Arc::new(ScriptWatch::default()),
+            functions: None,
         }
     }
 
@@ -335,6 +359,8 @@ struct Engine {
     /// [`RUN_SCRIPT`]'s function: every script runs through it, under the unwrapped
     /// `xpcall` and the top-level error handler (Redis's `__redis__err__handler`, in Rust).
     run_script: Function,
+    /// [`RUN_SCRIPT`]'s second function: runs an FCALL callback with its keys and arguments.
+    run_function: Function,
     /// Compiled scripts by lowercase hex SHA1. Only probed, never iterated.
     scripts: HashMap<[u8; 40], CachedScript>,
     /// Field names probed on every table a script returns.
@@ -368,6 +394,11 @@ struct Run {
     random_state: u64,
     /// Published to other connections; read for SCRIPT KILL.
     watch: Arc<ScriptWatch>,
+    /// A library's code is running for FUNCTION LOAD: `redis.register_function` works and
+    /// the load's own instruction limit applies.
+    loading: bool,
+    /// What the library being loaded has registered so far.
+    registered: Vec<(FunctionInfo, Function)>,
 }
 
 impl Run {
@@ -391,6 +422,8 @@ impl Run {
             failure: None,
             random_state: LRAND48_INITIAL,
             watch,
+            loading: false,
+            registered: Vec::new(),
         }
     }
 
@@ -412,12 +445,27 @@ impl Run {
             text.to_owned()
         };
         let Some(spec) = command::lookup(&argv[0]) else {
+            // Redis's `noscript` commands the model does not have: a script gets Redis's
+            // refusal, not "unknown" (outside scripts they stay unknown commands).
+            let text = if is_noscript_elsewhere(&argv[0]) {
+                "This Redis command is not allowed from script"
+            } else {
+                "Unknown Redis command called from script"
+            };
+            return Err(rejection(core, None, text));
+        };
+        if spec.name == "cluster"
+            && argv
+                .get(1)
+                .is_some_and(|sub| sub.eq_ignore_ascii_case(b"reset"))
+        {
+            // CLUSTER RESET is `noscript` in Redis; the other CLUSTER subcommands are not.
             return Err(rejection(
                 core,
-                None,
-                "Unknown Redis command called from script",
+                Some(spec),
+                "This Redis command is not allowed from script",
             ));
-        };
+        }
         if !spec.arity_ok(argv.len()) {
             return Err(rejection(
                 core,
@@ -524,6 +572,7 @@ impl Engine {
         math.raw_set("randomseed", lua.create_function(math_randomseed)?)?;
         env.raw_set("bit", bit::create(&lua)?)?;
         env.raw_set("cjson", cjson::create(&lua)?)?;
+        env.raw_set("cmsgpack", cmsgpack::create(&lua)?)?;
         env.raw_set("redis", create_redis_table(&lua)?)?;
         let xpcall: Function = env.raw_get("xpcall")?;
 
@@ -627,6 +676,7 @@ impl Engine {
             "redis",
             "bit",
             "cjson",
+            "cmsgpack",
         ] {
             let real: Table = env.raw_get(name)?;
             env.raw_set(name, read_only_proxy(&lua, real, &refuse_write)?)?;
@@ -656,7 +706,7 @@ impl Engine {
         lua.set_globals(globals)?;
 
         let handler = lua.create_function(on_error)?;
-        let run_script: Function = lua
+        let (run_script, run_function): (Function, Function) = lua
             .load(RUN_SCRIPT)
             .set_name(HOST_CHUNK_NAME)
             .set_mode(mlua::chunk::ChunkMode::Text)
@@ -680,17 +730,26 @@ impl Engine {
                     .app_data_mut::<Run>()
                     .expect("the run state is installed when the engine starts");
                 run.steps = run.steps.saturating_add(u64::from(STEP_CHECK_INTERVAL));
+                if run.loading {
+                    // FUNCTION LOAD's own limit (Redis: 500 ms of wall clock; here a fixed
+                    // number of instructions, so that it is deterministic).
+                    if run.steps > LOAD_STEPS_MAX {
+                        return Err(table_error("ERR FUNCTION LOAD timeout".to_owned(), false));
+                    }
+                    return Ok(VmState::Continue);
+                }
                 if run.core.is_none() {
                     return Ok(VmState::Continue);
                 }
                 if run.watch.has_calls() {
                     // Other clients' allow-busy commands (MULTI, WATCH, HELLO, ...) run here,
                     // on the live keyspace, as Redis runs them from its script hook. A
-                    // stand-in script host: they never touch scripts.
+                    // stand-in script host and function registry: they never touch either.
                     let core = run.core.take().expect("checked just above");
                     let mut model = Model {
                         core,
                         scripts: ScriptHost::new(0),
+                        functions: super::functions::Library::new(),
                     };
                     let watch = Arc::clone(&run.watch);
                     watch.serve_calls(&mut model, run.ctx.now_ms);
@@ -724,6 +783,7 @@ impl Engine {
             lua,
             env,
             run_script,
+            run_function,
             scripts: HashMap::new(),
         })
     }
@@ -762,7 +822,7 @@ impl Engine {
         &self,
         core: &mut Core,
         spare_core: &mut Option<Core>,
-        script: &CachedScript,
+        callee: Callee<'_>,
         start: RunStart<'_>,
     ) -> Reply {
         let spare = spare_core
@@ -784,9 +844,9 @@ impl Engine {
             run.ctx = start.ctx;
             // Reuses the buffer: a SHA1 in hex is ASCII, so nothing is allocated per run.
             run.sha.clear();
-            match std::str::from_utf8(&start.sha) {
+            match std::str::from_utf8(start.name) {
                 Ok(sha) => run.sha.push_str(sha),
-                Err(_) => run.sha.push_str(&String::from_utf8_lossy(&start.sha)),
+                Err(_) => run.sha.push_str(&String::from_utf8_lossy(start.name)),
             }
             run.read_only = start.read_only;
             run.allow_cross_slot = start.allow_cross_slot;
@@ -799,7 +859,10 @@ impl Engine {
             let now_ms = run.ctx.now_ms;
             run.watch.start(now_ms, threshold_ms);
         }
-        let outcome = self.call(script, start.keys, start.args);
+        let outcome = match callee {
+            Callee::Script(script) => self.call(script, start.keys, start.args),
+            Callee::Function(callback) => self.call_function(callback, start.keys, start.args),
+        };
         let (real_core, failure, resp) = {
             let mut run = self
                 .lua
@@ -829,10 +892,10 @@ impl Engine {
                     }
                     Reply::Error(line)
                 }
-                None => running_error(&String::from_utf8_lossy(&start.sha), &describe(&value)),
+                None => running_error(&String::from_utf8_lossy(start.name), &describe(&value)),
             },
             Ok((tag, first, rest)) => tagged_reply(tag, &first, &rest, &self.reply_fields, resp),
-            Err(error) => running_error(&String::from_utf8_lossy(&start.sha), &error.to_string()),
+            Err(error) => running_error(&String::from_utf8_lossy(start.name), &error.to_string()),
         }
     }
 
@@ -863,6 +926,17 @@ impl Engine {
         self.run_script.call((&script.function, key_count, items))
     }
 
+    /// Runs an FCALL callback through [`RUN_SCRIPT`]'s `run_function`.
+    fn call_function(
+        &self,
+        callback: &Function,
+        keys: &[Vec<u8>],
+        args: &[Vec<u8>],
+    ) -> mlua::Result<(i64, Value, Variadic<Value>)> {
+        self.run_function
+            .call((callback, self.string_array(keys)?, self.string_array(args)?))
+    }
+
     fn string_array(&self, items: &[Vec<u8>]) -> mlua::Result<Table> {
         // Keys and arguments are nearly always UTF-8. As `&str` each one is pushed straight
         // onto the Lua stack under one lock, with no registry handle made and dropped per
@@ -882,10 +956,44 @@ impl Engine {
     }
 }
 
+/// Blocking and other commands Redis 7.0 flags `noscript` that the model does not have.
+fn is_noscript_elsewhere(name: &[u8]) -> bool {
+    [
+        "blpop",
+        "brpop",
+        "brpoplpush",
+        "blmove",
+        "blmpop",
+        "bzpopmin",
+        "bzpopmax",
+        "bzmpop",
+        "subscribe",
+        "psubscribe",
+        "ssubscribe",
+        "unsubscribe",
+        "punsubscribe",
+        "sunsubscribe",
+        "monitor",
+        "sync",
+        "psync",
+        "wait",
+    ]
+    .iter()
+    .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
+}
+
+/// What runs: an EVAL script or an FCALL callback.
+#[derive(Clone, Copy)]
+enum Callee<'a> {
+    Script(&'a CachedScript),
+    Function(&'a Function),
+}
+
 /// What one script run needs besides the script itself.
 struct RunStart<'a> {
     ctx: Ctx,
-    sha: [u8; 40],
+    /// The SHA1 (EVAL) or the function's name (FCALL), for error lines.
+    name: &'a [u8],
     keys: &'a [Vec<u8>],
     args: &'a [Vec<u8>],
     read_only: bool,
@@ -987,7 +1095,7 @@ fn eval_generic(
     let Ok(key_count) = usize::try_from(key_count) else {
         return err("ERR Number of keys can't be negative");
     };
-    let Model { core, scripts } = model;
+    let Model { core, scripts, .. } = model;
     let ScriptHost {
         engine,
         random_state,
@@ -1029,7 +1137,7 @@ fn eval_generic(
             // Every script starts in RESP2, whatever its caller speaks (`redis.setresp`).
             resp: Protocol::Resp2,
         },
-        sha,
+        name: &sha,
         keys,
         args: &argv[3 + key_count..],
         read_only: read_only_command || (flags.shebang && flags.no_writes),
@@ -1041,7 +1149,8 @@ fn eval_generic(
         },
         random_state,
     };
-    engine.run(core, spare_core, script, start)
+    watch.describe_function(None);
+    engine.run(core, spare_core, Callee::Script(script), start)
 }
 
 /// SCRIPT HELP's lines, as Redis 7.0.15 sends them.
@@ -1131,6 +1240,461 @@ fn script(model: &mut Model, _session: &mut Session, _now_ms: u64, argv: &[Vec<u
             }
         }
     }
+}
+
+/// The Lua state that runs Redis Functions.
+///
+/// Every library's code runs with one environment table, empty and read-only, whose
+/// metatable's `__index` is switched: during FUNCTION LOAD it is the load API (a `redis`
+/// table with only `register_function`, `log`, the log levels and the version; any other
+/// name is a nonexistent global), and otherwise the full sandbox of EVAL. The callbacks a
+/// library registers keep that environment, so at FCALL time they see the full API, as in
+/// Redis's `luaEngineCreate`.
+struct FunctionEngine {
+    engine: Engine,
+    /// Callbacks of the linked libraries, by lowercase function name. Only probed.
+    callbacks: HashMap<String, Function>,
+    /// Callbacks compiled by the FUNCTION command now running, not linked yet.
+    pending: HashMap<String, Function>,
+    /// The `Library::stamp` the callbacks match.
+    stamp: u64,
+    library_env: Table,
+    globals_meta: Table,
+    load_api: Table,
+    run_api: Table,
+}
+
+impl FunctionEngine {
+    fn new(watch: Arc<ScriptWatch>) -> mlua::Result<FunctionEngine> {
+        let engine = Engine::new(watch)?;
+        let lua = &engine.lua;
+        let run_api: Table = engine.env.raw_get("_G")?;
+        let refuse_write: Function = run_api
+            .metatable()
+            .ok_or_else(|| mlua::Error::RuntimeError("globals proxy has no metatable".into()))?
+            .raw_get("__newindex")?;
+        let missing_global: Function = engine
+            .env
+            .metatable()
+            .ok_or_else(|| mlua::Error::RuntimeError("globals have no metatable".into()))?
+            .raw_get("__index")?;
+        let missing = |table: &Table| -> mlua::Result<()> {
+            let meta = lua.create_table()?;
+            meta.raw_set("__index", missing_global.clone())?;
+            table.set_metatable(Some(meta))?;
+            Ok(())
+        };
+        let redis: Table = engine.env.raw_get("redis")?;
+        let load_redis = lua.create_table()?;
+        load_redis.raw_set("register_function", lua.create_function(register_function)?)?;
+        for name in [
+            "log",
+            "LOG_DEBUG",
+            "LOG_VERBOSE",
+            "LOG_NOTICE",
+            "LOG_WARNING",
+            "REDIS_VERSION",
+            "REDIS_VERSION_NUM",
+        ] {
+            load_redis.raw_set(name, redis.get::<Value>(name)?)?;
+        }
+        missing(&load_redis)?;
+        let load_globals = lua.create_table()?;
+        load_globals.raw_set("redis", read_only_proxy(lua, load_redis, &refuse_write)?)?;
+        missing(&load_globals)?;
+        let load_api = read_only_proxy(lua, load_globals, &refuse_write)?;
+        let library_env = lua.create_table()?;
+        let globals_meta = lua.create_table()?;
+        globals_meta.raw_set("__index", run_api.clone())?;
+        globals_meta.raw_set("__newindex", refuse_write)?;
+        globals_meta.raw_set("__metatable", lua.create_table()?)?;
+        library_env.set_metatable(Some(globals_meta.clone()))?;
+        Ok(FunctionEngine {
+            engine,
+            callbacks: HashMap::new(),
+            pending: HashMap::new(),
+            stamp: 0,
+            library_env,
+            globals_meta,
+            load_api,
+            run_api,
+        })
+    }
+
+    /// Compiles a library's code (after its `#!` line) and runs it with the load API: what
+    /// it registered, its callbacks kept as pending. Errors are Redis's texts without `ERR`.
+    fn load_library(&mut self, body: &[u8]) -> Result<Vec<FunctionInfo>, String> {
+        let chunk = self
+            .engine
+            .lua
+            .load(body)
+            .set_name("@user_function")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .set_environment(self.library_env.clone())
+            .into_function()
+            .map_err(|error| {
+                let message = match error {
+                    mlua::Error::SyntaxError { message, .. } => message,
+                    other => other.to_string(),
+                };
+                format!("Error compiling function: {message}")
+            })?;
+        let set_index = |value: &Table| {
+            self.globals_meta
+                .raw_set("__index", value.clone())
+                .map_err(|error| format!("Error registering functions: {error}"))
+        };
+        {
+            let mut run = self
+                .engine
+                .lua
+                .app_data_mut::<Run>()
+                .expect("the run state is installed when the engine starts");
+            run.loading = true;
+            run.steps = 0;
+            run.registered.clear();
+        }
+        set_index(&self.load_api)?;
+        let outcome = chunk.call::<()>(());
+        set_index(&self.run_api)?;
+        let registered = {
+            let mut run = self
+                .engine
+                .lua
+                .app_data_mut::<Run>()
+                .expect("the run state is installed when the engine starts");
+            run.loading = false;
+            std::mem::take(&mut run.registered)
+        };
+        if let Err(error) = outcome {
+            return Err(format!(
+                "Error registering functions: {}",
+                load_error_message(&error)
+            ));
+        }
+        let mut infos = Vec::with_capacity(registered.len());
+        for (info, callback) in registered {
+            self.pending
+                .insert(info.name.to_ascii_lowercase(), callback);
+            infos.push(info);
+        }
+        Ok(infos)
+    }
+}
+
+/// `redis.register_function`, positional (`name, callback`) or named (a table with
+/// `function_name`, `callback`, `flags`, `description`), with Redis's errors.
+fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    let loading = lua.app_data_ref::<Run>().is_some_and(|run| run.loading);
+    if !loading {
+        return Err(api_error(
+            "redis.register_function can only be called on FUNCTION LOAD command",
+        ));
+    }
+    let args: Vec<Value> = args.into_iter().collect();
+    // `lua_isstring`: strings and numbers (a number as `%.14g`).
+    let string_of = |value: &Value| -> Option<Vec<u8>> {
+        match value {
+            Value::String(text) => Some(text.as_bytes().to_vec()),
+            Value::Integer(_) | Value::Number(_) => {
+                as_number(value).map(|number| format_g(number, 14).into_bytes())
+            }
+            _ => None,
+        }
+    };
+    let (name, description, flags, callback) = match args.as_slice() {
+        [Value::Table(named)] => {
+            let mut name = None;
+            let mut description = None;
+            let mut flags = FunctionFlags::default();
+            let mut callback = None;
+            for pair in named.clone().pairs::<Value, Value>() {
+                let (key, value) = pair?;
+                let Some(key) = string_of(&key) else {
+                    return Err(api_error(
+                        "named argument key given to redis.register_function is not a string",
+                    ));
+                };
+                match key.to_ascii_lowercase().as_slice() {
+                    b"function_name" => match string_of(&value) {
+                        Some(text) => name = Some(text),
+                        None => {
+                            return Err(api_error(
+                                "function_name argument given to redis.register_function must be a string",
+                            ));
+                        }
+                    },
+                    b"description" => match string_of(&value) {
+                        Some(text) => description = Some(text),
+                        None => {
+                            return Err(api_error(
+                                "description argument given to redis.register_function must be a string",
+                            ));
+                        }
+                    },
+                    b"callback" => match value {
+                        Value::Function(function) => callback = Some(function),
+                        _ => {
+                            return Err(api_error(
+                                "callback argument given to redis.register_function must be a function",
+                            ));
+                        }
+                    },
+                    b"flags" => {
+                        let Value::Table(list) = value else {
+                            return Err(api_error(
+                                "flags argument to redis.register_function must be a table representing function flags",
+                            ));
+                        };
+                        for index in 1.. {
+                            let flag: Value = list.get(index)?;
+                            if flag.is_nil() {
+                                break;
+                            }
+                            let known = string_of(&flag).is_some_and(|text| flags.set(&text));
+                            if !known {
+                                return Err(api_error("unknown flag given"));
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(api_error(
+                            "unknown argument given to redis.register_function",
+                        ));
+                    }
+                }
+            }
+            let Some(name) = name else {
+                return Err(api_error(
+                    "redis.register_function must get a function name argument",
+                ));
+            };
+            let Some(callback) = callback else {
+                return Err(api_error(
+                    "redis.register_function must get a callback argument",
+                ));
+            };
+            (name, description, flags, callback)
+        }
+        [_] => {
+            return Err(api_error(
+                "calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).",
+            ));
+        }
+        [name, callback] => {
+            let Some(name) = string_of(name) else {
+                return Err(api_error(
+                    "first argument to redis.register_function must be a string",
+                ));
+            };
+            let Value::Function(callback) = callback else {
+                return Err(api_error(
+                    "second argument to redis.register_function must be a function",
+                ));
+            };
+            (name, None, FunctionFlags::default(), callback.clone())
+        }
+        _ => {
+            return Err(api_error(
+                "wrong number of arguments to redis.register_function",
+            ));
+        }
+    };
+    if !functions::valid_name(&name) {
+        return Err(api_error(functions::BAD_NAME));
+    }
+    let name = String::from_utf8(name).expect("a valid name is ASCII");
+    let mut run = lua
+        .app_data_mut::<Run>()
+        .expect("the run state is installed when the engine starts");
+    if run.registered.iter().any(|(info, _)| info.name == name) {
+        return Err(api_error("Function already exists in the library"));
+    }
+    run.registered.push((
+        FunctionInfo {
+            name,
+            description,
+            flags,
+        },
+        callback,
+    ));
+    Ok(())
+}
+
+/// The function engine, started on first use.
+fn functions_started<'a>(
+    functions: &'a mut Option<FunctionEngine>,
+    watch: &Arc<ScriptWatch>,
+) -> Result<&'a mut FunctionEngine, String> {
+    if functions.is_none() {
+        let fresh = FunctionEngine::new(Arc::clone(watch))
+            .map_err(|error| format!("could not start the Lua interpreter: {error}"))?;
+        *functions = Some(fresh);
+    }
+    Ok(functions.as_mut().expect("set just above"))
+}
+
+/// Forgets callbacks compiled by an earlier FUNCTION command that were never linked (a
+/// failed load or restore).
+pub(crate) fn discard_pending(model: &mut Model) {
+    if let Some(engine) = model.scripts.functions.as_mut() {
+        engine.pending.clear();
+    }
+}
+
+/// Compiles a library and runs its code to learn what it registers (FUNCTION LOAD and
+/// RESTORE); its callbacks wait, pending, until [`functions_changed`].
+pub(crate) fn register_library(
+    model: &mut Model,
+    body: &[u8],
+) -> Result<Vec<FunctionInfo>, String> {
+    functions_started(&mut model.scripts.functions, &model.scripts.watch)?.load_library(body)
+}
+
+/// After `Model::functions` changed: the engine adopts the pending callbacks of the linked
+/// libraries and drops those of removed ones. An empty set of libraries frees the Lua
+/// state; a function with no callback at hand makes the next FCALL rebuild it.
+pub(crate) fn functions_changed(model: &mut Model) {
+    let library = &model.functions;
+    if library.counts().0 == 0 {
+        model.scripts.functions = None;
+        return;
+    }
+    let Some(engine) = model.scripts.functions.as_mut() else {
+        return;
+    };
+    let mut callbacks = HashMap::new();
+    let mut complete = true;
+    for info in library.libraries() {
+        for name in info.functions.keys() {
+            let key = name.to_ascii_lowercase();
+            match engine
+                .pending
+                .remove(&key)
+                .or_else(|| engine.callbacks.remove(&key))
+            {
+                Some(callback) => {
+                    callbacks.insert(key, callback);
+                }
+                None => complete = false,
+            }
+        }
+    }
+    engine.pending.clear();
+    engine.callbacks = callbacks;
+    engine.stamp = if complete { library.stamp() } else { 0 };
+}
+
+/// The function engine matching `Model::functions`, rebuilt from the libraries' code if it
+/// does not (a fresh node, or one whose functions were carried over from a restart).
+fn functions_synced(model: &mut Model) -> Result<&mut FunctionEngine, Reply> {
+    let stamp = model.functions.stamp();
+    if model
+        .scripts
+        .functions
+        .as_ref()
+        .is_some_and(|engine| engine.stamp != stamp)
+    {
+        model.scripts.functions = None;
+    }
+    if model.scripts.functions.is_none() {
+        let engine = functions_started(&mut model.scripts.functions, &model.scripts.watch)
+            .map_err(|message| err(sanitize(&format!("ERR {message}"))))?;
+        for library in model.functions.libraries() {
+            // The code loaded once already: it loads again the same way.
+            if let Ok(metadata) = functions::parse_metadata(&library.code) {
+                let _ = engine.load_library(&library.code[metadata.body_start..]);
+            }
+        }
+        engine.callbacks = std::mem::take(&mut engine.pending);
+        engine.stamp = stamp;
+    }
+    Ok(model
+        .scripts
+        .functions
+        .as_mut()
+        .expect("started just above"))
+}
+
+/// FCALL and FCALL_RO.
+pub(crate) fn fcall(
+    model: &mut Model,
+    session: &mut Session,
+    now_ms: u64,
+    argv: &[Vec<u8>],
+    read_only_command: bool,
+) -> Reply {
+    let Some((_, info)) = model.functions.function(&argv[1]) else {
+        return err("ERR Function not found");
+    };
+    let name = info.name.clone();
+    let flags = info.flags;
+    let Some(key_count) = super::num::parse_i64(&argv[2]) else {
+        return err("ERR Bad number of keys provided");
+    };
+    let available = argv.len() - 3;
+    if key_count > i64::try_from(available).unwrap_or(i64::MAX) {
+        return err("ERR Number of keys can't be greater than number of args");
+    }
+    let Ok(key_count) = usize::try_from(key_count) else {
+        return err("ERR Number of keys can't be negative");
+    };
+    if flags.no_cluster && model.core.config.cluster.is_some() {
+        return err("ERR Can not run script on cluster, 'no-cluster' flag is set.");
+    }
+    if !flags.no_writes && read_only_command {
+        return err("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    let (libraries, function_count) = model.functions.counts();
+    if let Err(reply) = functions_synced(model) {
+        return reply;
+    }
+    let Model { core, scripts, .. } = model;
+    let ScriptHost {
+        functions: engine,
+        random_state,
+        spare_core,
+        watch,
+        ..
+    } = scripts;
+    let engine = engine.as_mut().expect("synced above");
+    let Some(callback) = engine.callbacks.get(&name.to_ascii_lowercase()) else {
+        return err("ERR Function not found");
+    };
+    watch.describe_function(Some(FunctionRun {
+        name: name.clone(),
+        argv: argv.to_vec(),
+        libraries,
+        functions: function_count,
+    }));
+    let keys = &argv[3..3 + key_count];
+    let start = RunStart {
+        ctx: Ctx {
+            now_ms,
+            db: session.db,
+            in_script: true,
+            client_id: session.id,
+            resp: Protocol::Resp2,
+        },
+        name: name.as_bytes(),
+        keys,
+        args: &argv[3 + key_count..],
+        read_only: read_only_command || flags.no_writes,
+        allow_cross_slot: flags.allow_cross_slot,
+        slot: match core.config.cluster {
+            Some(_) => keys.first().map(|key| cluster::key_slot(key)),
+            None => None,
+        },
+        random_state,
+    };
+    engine
+        .engine
+        .run(core, spare_core, Callee::Function(callback), start)
+}
+
+/// Bytes as text, invalid UTF-8 replaced (for error lines).
+pub(crate) fn lossy_text(bytes: &[u8]) -> String {
+    lossy(bytes)
 }
 
 #[cfg(test)]

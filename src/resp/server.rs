@@ -236,9 +236,14 @@ where
                             Next::Close
                         }
                     }
-                    Turn::Busy => {
-                        answer_busy(&watch, &mut registration, parsed, &mut input, &mut output)
-                    }
+                    Turn::Busy => answer_busy(
+                        &watch,
+                        &mut registration,
+                        parsed,
+                        &mut input,
+                        &mut output,
+                        clock(),
+                    ),
                 }
             };
             let mut read_meanwhile = false;
@@ -406,11 +411,12 @@ fn answer_busy(
     parsed: Parsed,
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
+    now_ms: u64,
 ) -> Next {
     let session = &mut registration.session;
     let mut done = 0;
     for (argv, end) in &parsed.frames {
-        let Some(reply) = busy_reply(watch, session, argv) else {
+        let Some(reply) = busy_reply(watch, session, argv, now_ms) else {
             if !argv[0].eq_ignore_ascii_case(b"shutdown") {
                 registration.busy_call = Some(watch.ask(session.clone(), argv.clone()));
             }

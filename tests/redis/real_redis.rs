@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ratelab::model::{Clock, Model, NodeConfig, Reply};
 use ratelab::real::{RealConfig, RealRedis, Retries, Strategy};
-use ratelab::redis::{Cmd, Error, Local, Metered, Redis, Script, Usage, run_script};
+use ratelab::redis::{
+    Cmd, Error, Local, Metered, Redis, Reload, Script, Usage, run_script, run_script_with,
+};
 use ratelab::redis_server::{REQUIRE_REDIS_VAR, RedisClient, RedisServer, real_redis_or_skip};
 
 /// A bound on any one test's async part, so a hang fails instead of blocking CI.
@@ -200,8 +202,21 @@ fn corpus() -> Vec<Cmd> {
             index: 0,
         },
     ];
+    // Redis Functions: FCALL before the library is loaded, then the library.
+    cmds.push(Cmd::FCall {
+        script: Script::Gcra,
+        keys: vec![key("fcall:cold")],
+        args: script_args(Script::Gcra),
+    });
+    cmds.push(Cmd::FunctionLoad);
+    cmds.push(Cmd::FunctionLoad);
     for script in Script::ALL {
         let bucket = key(&format!("script:{}", script.name()));
+        cmds.push(Cmd::FCall {
+            script,
+            keys: vec![key(&format!("fcall:{}", script.name()))],
+            args: script_args(script),
+        });
         cmds.push(Cmd::ScriptLoad { script });
         cmds.push(Cmd::EvalSha {
             script,
@@ -265,6 +280,11 @@ async fn corpus_matches_model(label: &str, server: &RedisServer, redis: &mut Rea
     for pipelined in [false, true] {
         assert_eq!(
             admin(server, &["FLUSHALL"]),
+            Reply::Status("OK".into()),
+            "{label}"
+        );
+        assert_eq!(
+            admin(server, &["FUNCTION", "FLUSH"]),
             Reply::Status("OK".into()),
             "{label}"
         );
@@ -361,6 +381,116 @@ fn run_script_after_script_flush_costs_two_round_trips() {
             assert_eq!((redis.usage() - before).round_trips, 1);
         }
     });
+}
+
+#[test]
+fn the_fcall_policy_loads_the_library_once_and_decides_as_evalsha() {
+    let Some(server) = real_redis_or_skip("the_fcall_policy_loads_the_library_once") else {
+        return;
+    };
+    run(async {
+        admin(&server, &["FLUSHALL"]);
+        admin(&server, &["FUNCTION", "FLUSH"]);
+        let config = RealConfig::multiplexed(&url(&server));
+        let mut redis = Metered::new(RealRedis::connect(config).await.expect("connected"));
+        let mut local = Metered::new(fresh_local());
+        for script in Script::ALL {
+            let args = script_args(script);
+            let by_fcall = vec![key(&format!("{{fc}}:{}", script.name()))];
+            let by_sha = vec![key(&format!("{{sha}}:{}", script.name()))];
+            for (label, backend) in [
+                ("real", &mut redis as &mut dyn AnyRedis),
+                ("model", &mut local as &mut dyn AnyRedis),
+            ] {
+                let before = backend.usage();
+                let fcall = backend
+                    .call(script, by_fcall.clone(), args.clone(), Reload::Fcall)
+                    .await;
+                let trips = (backend.usage() - before).round_trips;
+                // The first script meets a server without the library: FCALL, FUNCTION
+                // LOAD, FCALL. Every later one: FCALL alone.
+                let expected_trips = if script == Script::ALL[0] { 3 } else { 1 };
+                assert_eq!(trips, expected_trips, "{label} {script:?}");
+                let evalsha = backend
+                    .call(
+                        script,
+                        by_sha.clone(),
+                        args.clone(),
+                        Reload::EvalShaThenEval,
+                    )
+                    .await;
+                // An error names the script and line (a function's name and its line in
+                // the library, a digest and the file's line): the rest must agree.
+                let text = |reply: &Reply| match reply {
+                    Reply::Error(line) => Reply::Error(
+                        line.split(" script: ")
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    other => other.clone(),
+                };
+                assert_eq!(
+                    text(&fcall),
+                    text(&evalsha),
+                    "{label} {script:?}: FCALL decides as EVALSHA"
+                );
+            }
+        }
+        // SCRIPT FLUSH does not touch functions; FUNCTION FLUSH makes the next call reload.
+        admin(&server, &["SCRIPT", "FLUSH"]);
+        let keys = vec![key("{fc}:again")];
+        let args = script_args(Script::Gcra);
+        let before = redis.usage();
+        redis
+            .call(Script::Gcra, keys.clone(), args.clone(), Reload::Fcall)
+            .await;
+        assert_eq!(
+            (redis.usage() - before).round_trips,
+            1,
+            "after SCRIPT FLUSH"
+        );
+        admin(&server, &["FUNCTION", "FLUSH"]);
+        let before = redis.usage();
+        redis.call(Script::Gcra, keys, args, Reload::Fcall).await;
+        assert_eq!(
+            (redis.usage() - before).round_trips,
+            3,
+            "after FUNCTION FLUSH"
+        );
+    });
+}
+
+/// A backend of either kind, for one test body over both.
+trait AnyRedis {
+    fn usage(&self) -> Usage;
+    fn call<'a>(
+        &'a mut self,
+        script: Script,
+        keys: Vec<Vec<u8>>,
+        args: Vec<Vec<u8>>,
+        reload: Reload,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + 'a>>;
+}
+
+impl<R: Redis> AnyRedis for Metered<R> {
+    fn usage(&self) -> Usage {
+        Metered::usage(self)
+    }
+
+    fn call<'a>(
+        &'a mut self,
+        script: Script,
+        keys: Vec<Vec<u8>>,
+        args: Vec<Vec<u8>>,
+        reload: Reload,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + 'a>> {
+        Box::pin(async move {
+            run_script_with(self, script, keys, args, &reload)
+                .await
+                .expect("a reply")
+        })
+    }
 }
 
 /// A pool of one with no retries, for the exhaustion tests.

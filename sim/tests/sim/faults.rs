@@ -580,3 +580,32 @@ fn a_gateway_restart_of_a_missing_gateway_names_the_field() {
         }
     }
 }
+
+#[test]
+fn the_fcall_policy_decides_through_a_redis_restart_within_the_bound() {
+    // Goal: `script_reload = "fcall"` (FCALL, and FUNCTION LOAD of the library when the
+    // server answers "Function not found") works end to end over the simulated network: a
+    // restart loses the library (no persistence in this harness yet), the next decision
+    // loads it again, and the limiter keeps its bound. Method: the sliding-window restart
+    // scenario, both gateways on FCALL, against the same scenario on EVALSHA: both safe, with
+    // denials, and FCALL decides after the restart about as often as EVALSHA does.
+    let base = parse(include_str!(
+        "../../scenarios/sliding-window-redis-restart.toml"
+    ));
+    let mut fcall = base.clone();
+    for group in &mut fcall.gateways {
+        group.script_reload = ScriptReload::Fcall;
+    }
+    for seed in [1, 2] {
+        let (by_sha, sha_log) = run_with_log(&base, seed);
+        by_sha.assert_safe();
+        let (by_fcall, fcall_log) = run_with_log(&fcall, seed);
+        by_fcall.assert_safe();
+        let sha_after = decided_between(&sha_log, 1_300, 3_000);
+        let fcall_after = decided_between(&fcall_log, 1_300, 3_000);
+        assert!(
+            fcall_after * 10 >= sha_after * 9 && sha_after > 100,
+            "seed {seed}: {fcall_after} decisions after the restart with FCALL, {sha_after} with EVALSHA\n{by_fcall}"
+        );
+    }
+}

@@ -300,7 +300,12 @@ pub(super) fn read_only_proxy(
     meta.raw_set("__index", real)?;
     meta.raw_set("__newindex", refuse_write.clone())?;
     // `getmetatable` sees a table, as in Redis, but not the one holding the real table.
-    meta.raw_set("__metatable", lua.create_table()?)?;
+    // That table is read-only too: `getmetatable(_G).__index = {}` must fail.
+    let shown = lua.create_table()?;
+    let shown_meta = lua.create_table()?;
+    shown_meta.raw_set("__newindex", refuse_write.clone())?;
+    shown.set_metatable(Some(shown_meta))?;
+    meta.raw_set("__metatable", shown)?;
     proxy.set_metatable(Some(meta))?;
     Ok(proxy)
 }

@@ -139,6 +139,15 @@ pub(super) fn uncount_error(core: &mut Core, line: &str) {
     }
 }
 
+/// The message of an error raised by a library's code during FUNCTION LOAD, as
+/// `luaExtractErrorInformation` reads it (`ERR ` before a plain string).
+pub(super) fn load_error_message(error: &mlua::Error) -> String {
+    match classify(error) {
+        Raised::Table(table) => table.err.clone(),
+        Raised::Message(message) => format!("ERR {message}"),
+    }
+}
+
 /// The error value's message, as Redis's handler and `luaExtractErrorInformation` build it.
 fn failure_message(value: &Value) -> mlua::Result<(String, bool)> {
     Ok(match value {
@@ -192,7 +201,7 @@ pub(super) fn on_error(lua: &Lua, value: Value) -> mlua::Result<()> {
         // A kill may be re-raised by a pcall wrapper: report the script's own line.
         (1..256)
             .filter_map(|level| frame(lua, level))
-            .find(|(source, _, _)| source == "@user_script")
+            .find(|(source, _, _)| source == "@user_script" || source == "@user_function")
     } else {
         match frame(lua, 1) {
             // The sandbox's own Lua wrappers (`=[C]`, see `WRAPPERS`) stand in for C
