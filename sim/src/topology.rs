@@ -336,7 +336,9 @@ pub struct ReplicaLink {
 /// every ms, record the primary's databases if they changed, and apply the newest record
 /// that is `lag_ms` old.
 pub async fn replicate(link: ReplicaLink, replica: SharedModel, now_ms: fn() -> u64) {
-    let mut records: VecDeque<(u64, Vec<Db>)> = VecDeque::new();
+    // (when, the keyspace, the functions library): a replica receives both (Redis replicates
+    // FUNCTION LOAD like a write), never the script cache.
+    let mut records: VecDeque<(u64, Vec<Db>, ratelab::model::functions::Library)> = VecDeque::new();
     // (which primary model, its dirty counter) at the last record.
     let mut seen: Option<(usize, u64)> = None;
     loop {
@@ -358,22 +360,22 @@ pub async fn replicate(link: ReplicaLink, replica: SharedModel, now_ms: fn() -> 
             let state = (identity, primary.core.dirty);
             if seen != Some(state) {
                 seen = Some(state);
-                records.push_back((now, primary.core.dbs.clone()));
+                records.push_back((now, primary.core.dbs.clone(), primary.functions.clone()));
             }
         }
         let mut newest = None;
         while records
             .front()
-            .is_some_and(|(at_ms, _)| at_ms + link.lag_ms <= now)
+            .is_some_and(|(at_ms, _, _)| at_ms + link.lag_ms <= now)
         {
             newest = records.pop_front();
         }
-        if let Some((_, dbs)) = newest {
-            replica
+        if let Some((_, dbs, functions)) = newest {
+            let mut replica = replica
                 .lock()
-                .expect("the model lock is never held across a panic")
-                .core
-                .dbs = dbs;
+                .expect("the model lock is never held across a panic");
+            replica.core.dbs = dbs;
+            replica.functions = functions;
         }
     }
 }

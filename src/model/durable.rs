@@ -10,6 +10,7 @@
 
 use super::Model;
 use super::db::Db;
+use super::functions::Library;
 
 /// A node's durable state, as of the instant [`Model::durable`] was called.
 #[derive(Clone, Debug, Default)]
@@ -18,21 +19,24 @@ pub struct Durable {
     /// after a restart: a key whose time passed while the node was down is stale and deleted
     /// when next looked up or swept.
     pub dbs: Vec<Db>,
-    // The functions library (FUNCTION LOAD) is durable in Redis 7 (it is in the AOF and the
-    // RDB file): when the model keeps a function registry, its copy joins here, `durable`
-    // clones it and `restore_durable` installs it. The script cache never joins.
+    /// The functions library (FUNCTION LOAD): durable in Redis 7 (it is in the AOF and the
+    /// RDB file). The script cache never joins.
+    pub functions: Library,
 }
 
 impl Model {
     /// The state a restart with persistence keeps, as of now: the keyspace with absolute
-    /// TTLs. Not the script cache, clients, statistics or configuration.
+    /// TTLs and the functions library. Not the script cache, clients, statistics or configuration.
     pub fn durable(&self) -> Durable {
         let mut dbs = self.core.dbs.clone();
         // INFO's expired-key count is a statistic, which a restart resets.
         for db in &mut dbs {
             db.passively_expired = 0;
         }
-        Durable { dbs }
+        Durable {
+            dbs,
+            functions: self.functions.clone(),
+        }
     }
 
     /// Loads `durable` into this node (a fresh one, at its start, as Redis loads its AOF or
@@ -40,6 +44,7 @@ impl Model {
     /// fresh node.
     pub fn restore_durable(&mut self, durable: Durable) {
         self.core.dbs = durable.dbs;
+        self.functions = durable.functions;
     }
 }
 
@@ -89,6 +94,28 @@ mod tests {
             exec(&mut before, 3_000, &["SCRIPT", "EXISTS", &sha]),
             Reply::Array(vec![Reply::Integer(1)])
         );
+    }
+
+    #[test]
+    fn the_functions_library_is_durable_and_callable_after_a_restart() {
+        let mut before = Model::new(NodeConfig::standalone(1));
+        let library = "#!lua name=lib\nredis.register_function('seven', function() return 7 end)";
+        assert_eq!(
+            exec(&mut before, 0, &["FUNCTION", "LOAD", library]),
+            Reply::Bulk(b"lib".to_vec())
+        );
+        let mut after = Model::new(NodeConfig::standalone(2));
+        after.restore_durable(before.durable());
+        assert_eq!(
+            exec(&mut after, 0, &["FCALL", "seven", "0"]),
+            Reply::Integer(7)
+        );
+        // A node that never loaded it, for contrast.
+        let mut fresh = Model::new(NodeConfig::standalone(3));
+        assert!(matches!(
+            exec(&mut fresh, 0, &["FCALL", "seven", "0"]),
+            Reply::Error(_)
+        ));
     }
 
     #[test]

@@ -20,6 +20,7 @@ const AOF_ALWAYS: &str = include_str!("../../scenarios/gcra-redis-restart-aof-al
 const AOF_EVERYSEC: &str = include_str!("../../scenarios/gcra-redis-restart-aof-everysec.toml");
 const RDB: &str = include_str!("../../scenarios/gcra-redis-restart-rdb.toml");
 const STORM: &str = include_str!("../../scenarios/noscript-storm-after-restart.toml");
+const FCALL: &str = include_str!("../../scenarios/fcall-rides-through-restart.toml");
 
 const SEED: u64 = 1;
 
@@ -197,6 +198,72 @@ fn a_persistent_restart_still_loses_the_script_cache_evalsha_meets_a_noscript_st
         after_restart > 4 * u64::from(scenario.gateway_count()),
         "only {after_restart} NOSCRIPT replies after the restart\n{report}"
     );
+}
+
+/// Per decision's arrival, before or after `restart_ms`: how many took more than one trip.
+fn extra_trips(events: &[Event], restart_ms: u64) -> (u64, u64) {
+    let mut arrived = std::collections::BTreeMap::new();
+    let (mut before, mut after) = (0u64, 0u64);
+    for event in events {
+        match event {
+            Event::Request { id, at_ms, .. } => {
+                arrived.insert(*id, *at_ms);
+            }
+            Event::Decision {
+                id, round_trips, ..
+            } if *round_trips > 1 => {
+                if arrived[id] < restart_ms {
+                    before += 1;
+                } else {
+                    after += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    (before, after)
+}
+
+#[test]
+fn fcall_rides_through_a_persistent_restart_and_reloads_after_one_without() {
+    // Goal: Redis Functions cure the storm: the library is durable with the data, so after an
+    // aof_always restart no FCALL needs a reload, while after a restart without persistence
+    // the library is gone and gateways load it again ("Function not found", FUNCTION LOAD,
+    // FCALL: extra trips). Method: the FCALL scenario as shipped and with persistence none;
+    // count decisions that took more than one round trip before and after the restart.
+    let scenario = parse(FCALL);
+    let restart_ms = scenario.faults[0].at_ms;
+    let (report, events) = run_with_log(&scenario, SEED);
+    assert_holds(&report);
+    let (cold, after) = extra_trips(&events, restart_ms);
+    eprintln!(
+        "FCALL, aof_always: {cold} decisions with a reload on the cold node, {after} after the restart; round trips per decision {:.3}",
+        report.metrics.round_trips_per_decision
+    );
+    assert!(
+        cold > 0,
+        "the cold node has no library: the first FCALLs reload it"
+    );
+    assert_eq!(after, 0, "the library survived the restart\n{report}");
+
+    let mut lost = scenario.clone();
+    lost.faults[0].kind = FaultKind::RedisRestart {
+        persistence: Persistence::None,
+        rdb_every_ms: None,
+    };
+    let (report, events) = run_with_log(&lost, SEED);
+    assert_holds(&report);
+    let (_, after) = extra_trips(&events, restart_ms);
+    eprintln!("FCALL, no persistence: {after} decisions with a reload after the restart");
+    assert!(
+        after > 0,
+        "without persistence the library is lost\n{report}"
+    );
+
+    // EVALSHA's storm under the same aof_always restart, for the comparison.
+    let (_, storm_events) = run_with_log(&parse(STORM), SEED);
+    let (_, storm_after) = extra_trips(&storm_events, restart_ms);
+    assert!(storm_after > 0, "EVALSHA meets NOSCRIPT after the restart");
 }
 
 #[test]
