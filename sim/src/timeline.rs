@@ -345,4 +345,67 @@ mod tests {
         assert_eq!(timeline.worst_in_window(), 3);
         assert!(csv(&timeline).contains("k1,1,4,30,33,denied,3,3,2,\n"));
     }
+
+    /// Goal: each request gets its own round trips, in order, and a fault gets its band.
+    /// Method: a hand-made log and trace, a scenario with a partition.
+    #[test]
+    fn trips_attach_to_their_requests_and_faults_get_bands() {
+        let scenario = Scenario::from_toml(
+            "duration_ms = 100\n[limit]\nlimit = 2\nwindow_ms = 1000\n[[gateways]]\ncount = 2\nlimiter = \"legacy_ip_list\"\n[load]\nrate_per_s = 10\n[[faults]]\nat_ms = 20\nkind = \"partition\"\na = \"gateway-0\"\nb = \"redis-0\"\nduration_ms = 30\n",
+        )
+        .expect("valid");
+        let mut events = Vec::new();
+        for (id, gateway) in [(1u64, 0u32), (2, 1)] {
+            events.push(Event::Request {
+                id,
+                gateway,
+                key: "k0".to_owned(),
+                at_ms: 0,
+                cost: 1,
+            });
+            events.push(Event::Decision {
+                id,
+                at_ms: 6,
+                outcome: Outcome::Allowed,
+                latency_ms: 6,
+                round_trips: 2,
+                commands: 3,
+                pool_wait_ms: 0,
+                error: None,
+                error_class: None,
+            });
+        }
+        let trip = |id, sent_ms, replied_ms, commands: &[&'static str]| RoundTrip {
+            id,
+            sent_ms,
+            replied_ms,
+            commands: commands.to_vec(),
+            ok: true,
+        };
+        let mut timeline = layout(scenario, 1, "p".to_owned(), Vec::new(), &events);
+        attach_trips(
+            &mut timeline,
+            &[
+                trip(2, 0, 3, &["LLEN"]),
+                trip(1, 0, 2, &["LLEN"]),
+                trip(1, 2, 6, &["LPUSH", "EXPIRE"]),
+            ],
+        );
+        let names: Vec<Vec<&str>> = timeline
+            .marks
+            .iter()
+            .map(|m| m.trips.iter().map(|t| t.commands.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["LLEN", "LPUSH+EXPIRE"], vec!["LLEN"]]);
+        assert_eq!(timeline.gateways(), 2);
+        assert_eq!(
+            timeline.bands,
+            [Band {
+                label: "partition".to_owned(),
+                from_ms: 20,
+                to_ms: 50
+            }]
+        );
+        assert!(csv(&timeline).contains(",LLEN@0-2;LPUSH+EXPIRE@2-6\n"));
+    }
 }
