@@ -136,10 +136,7 @@ impl RequestRedis {
 }
 
 impl ratelab::redis::Redis for RequestRedis {
-    async fn exec(
-        &mut self,
-        cmd: ratelab::redis::Cmd,
-    ) -> Result<Reply, ratelab::redis::Error> {
+    async fn exec(&mut self, cmd: ratelab::redis::Cmd) -> Result<Reply, ratelab::redis::Error> {
         let sent_ms = sim_now_ms();
         let names = self.trace.as_ref().map(|_| vec![command_name(&cmd)]);
         let reply = self.inner.exec(cmd).await;

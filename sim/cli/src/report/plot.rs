@@ -223,9 +223,7 @@ pub fn builder<'a, 'b, DB: DrawingBackend>(
     } else {
         builder.margin(12);
     }
-    builder
-        .x_label_area_size(x_area)
-        .y_label_area_size(y_area);
+    builder.x_label_area_size(x_area).y_label_area_size(y_area);
     builder
 }
 

@@ -113,7 +113,11 @@ fn explain(sweep: &Sweep, rows: &[Row], note: &sim::sweep::Note) -> String {
     ) else {
         return String::new();
     };
-    let share = if decisions > 0.0 { 100.0 * denied / decisions } else { 0.0 };
+    let share = if decisions > 0.0 {
+        100.0 * denied / decisions
+    } else {
+        0.0
+    };
     format!(
         " At {} = {}{}, {limiter}'s p50 is {} ms ({} round trips) and its p99 {} ms ({}); {}% of its decisions are denials, and it makes {} round trips per decision: {}",
         sweep.axis_name,

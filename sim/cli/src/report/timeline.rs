@@ -173,7 +173,10 @@ fn marks<DB: DrawingBackend>(
     let mut placed = Vec::new();
     for mark in &timeline.marks {
         let lane = &mut rows[(mark.gateway as usize).min(lanes as usize - 1)];
-        let row = match lane.iter().position(|&busy_until| busy_until < mark.arrived_ms) {
+        let row = match lane
+            .iter()
+            .position(|&busy_until| busy_until < mark.arrived_ms)
+        {
             Some(row) => row,
             None => {
                 lane.push(0);
