@@ -64,6 +64,106 @@ pub struct RunOutput {
     pub events: Vec<Event>,
     /// Simulated ms the run took (load, drain, and the end).
     pub simulated_ms: u64,
+    /// Every Redis round trip of every request, in the order they ended: only from
+    /// [`run_traced`] (empty otherwise).
+    pub round_trips: Vec<RoundTrip>,
+}
+
+/// One Redis round trip of one request (a command, or a pipeline), for drawing a
+/// counterexample: which request, when it asked (pool wait included) and when the reply
+/// came, and the commands' names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundTrip {
+    /// The request (as in the log).
+    pub id: u64,
+    /// When the request asked for it, true simulated ms.
+    pub sent_ms: u64,
+    /// When the reply (or the error) came back.
+    pub replied_ms: u64,
+    /// The commands' names (`LLEN`, `EVALSHA`).
+    pub commands: Vec<&'static str>,
+    /// Whether a reply came (false: a transport error or timeout).
+    pub ok: bool,
+}
+
+/// Where a traced run writes its round trips.
+type Trace = Arc<Mutex<Vec<RoundTrip>>>;
+
+/// A command's name, as Redis spells it.
+fn command_name(cmd: &ratelab::redis::Cmd) -> &'static str {
+    use ratelab::redis::Cmd;
+    match cmd {
+        Cmd::Ping => "PING",
+        Cmd::Time => "TIME",
+        Cmd::Get { .. } => "GET",
+        Cmd::Incr { .. } => "INCR",
+        Cmd::IncrBy { .. } => "INCRBY",
+        Cmd::Expire { .. } => "EXPIRE",
+        Cmd::PExpire { .. } => "PEXPIRE",
+        Cmd::Ttl { .. } => "TTL",
+        Cmd::Del { .. } => "DEL",
+        Cmd::LLen { .. } => "LLEN",
+        Cmd::LPush { .. } => "LPUSH",
+        Cmd::LIndex { .. } => "LINDEX",
+        Cmd::LTrim { .. } => "LTRIM",
+        Cmd::ScriptLoad { .. } => "SCRIPT LOAD",
+        Cmd::EvalSha { .. } | Cmd::EvalShaDigest { .. } => "EVALSHA",
+        Cmd::Eval { .. } => "EVAL",
+        Cmd::FCall { .. } => "FCALL",
+        Cmd::FunctionLoad => "FUNCTION LOAD",
+    }
+}
+
+/// One request's Redis: the gateway's handle and, in a traced run, where each round trip is
+/// written. Tracing only records (it adds no await), so a traced run is the untraced one.
+struct RequestRedis {
+    inner: GatewayRedis,
+    trace: Option<(u64, Trace)>,
+}
+
+impl RequestRedis {
+    fn record(&self, sent_ms: u64, commands: Vec<&'static str>, ok: bool) {
+        if let Some((id, trace)) = &self.trace {
+            trace
+                .lock()
+                .expect("the trace lock is never held across a panic")
+                .push(RoundTrip {
+                    id: *id,
+                    sent_ms,
+                    replied_ms: sim_now_ms(),
+                    commands,
+                    ok,
+                });
+        }
+    }
+}
+
+impl ratelab::redis::Redis for RequestRedis {
+    async fn exec(&mut self, cmd: ratelab::redis::Cmd) -> Result<Reply, ratelab::redis::Error> {
+        let sent_ms = sim_now_ms();
+        let names = self.trace.as_ref().map(|_| vec![command_name(&cmd)]);
+        let reply = self.inner.exec(cmd).await;
+        if let Some(names) = names {
+            self.record(sent_ms, names, reply.is_ok());
+        }
+        reply
+    }
+
+    async fn pipeline(
+        &mut self,
+        cmds: Vec<ratelab::redis::Cmd>,
+    ) -> Result<Vec<Reply>, ratelab::redis::Error> {
+        let sent_ms = sim_now_ms();
+        let names = self
+            .trace
+            .as_ref()
+            .map(|_| cmds.iter().map(command_name).collect());
+        let replies = self.inner.pipeline(cmds).await;
+        if let Some(names) = names {
+            self.record(sent_ms, names, replies.is_ok());
+        }
+        replies
+    }
 }
 
 /// Why a run could not complete.
@@ -150,6 +250,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
     run_tampered(scenario, seed, None)
 }
 
+/// [`run`], also recording every request's Redis round trips ([`RunOutput::round_trips`]);
+/// the events are those of [`run`].
+pub fn run_traced(scenario: &Scenario, seed: u64) -> Result<RunOutput, HarnessError> {
+    run_inner(scenario, Seeds::one(seed), None, None, true)
+}
+
 /// [`run`] with a [`Tamper`] wrapped around every gateway's limiter.
 pub fn run_tampered(
     scenario: &Scenario,
@@ -190,6 +296,17 @@ pub fn run_with(
     tamper: Option<Tamper>,
     schemes: Option<Arc<SchemePlan>>,
 ) -> Result<RunOutput, HarnessError> {
+    run_inner(scenario, seeds, tamper, schemes, false)
+}
+
+/// Every run: [`run_with`], and with `traced` each request's round trips recorded.
+fn run_inner(
+    scenario: &Scenario,
+    seeds: Seeds,
+    tamper: Option<Tamper>,
+    schemes: Option<Arc<SchemePlan>>,
+    traced: bool,
+) -> Result<RunOutput, HarnessError> {
     scenario
         .validate()
         .map_err(|error| HarnessError(error.to_string()))?;
@@ -215,6 +332,7 @@ pub fn run_with(
         .build();
 
     let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let trace: Option<Trace> = traced.then(|| Arc::new(Mutex::new(Vec::new())));
     // Each host's clock offset, by name; clock-step faults add to them.
     let mut offsets: BTreeMap<String, Arc<AtomicI64>> = BTreeMap::new();
     let redis_hosts = scenario.redis.hosts();
@@ -298,6 +416,7 @@ pub fn run_with(
             load: Arc::clone(&load),
             tamper: tamper.clone(),
             schemes: schemes.clone(),
+            trace: trace.clone(),
         };
         sim.client(format!("gateway-{index}"), gateway.run());
     }
@@ -457,9 +576,17 @@ pub fn run_with(
             .lock()
             .expect("the event log lock is never held across a panic"),
     );
+    let round_trips = trace.map_or_else(Vec::new, |trace| {
+        std::mem::take(
+            &mut *trace
+                .lock()
+                .expect("the trace lock is never held across a panic"),
+        )
+    });
     Ok(RunOutput {
         events,
         simulated_ms,
+        round_trips,
     })
 }
 
@@ -825,6 +952,8 @@ struct Gateway {
     tamper: Option<Tamper>,
     /// Per-limit key schemes to decide under instead of `group.limiter`, if any.
     schemes: Option<Arc<SchemePlan>>,
+    /// Where round trips go in a traced run.
+    trace: Option<Trace>,
 }
 
 /// How a gateway reaches Redis.
@@ -890,6 +1019,8 @@ struct Shared {
     schemes: Option<Arc<SchemePlan>>,
     /// Their sharded limits' round-robin turns.
     scheme_turns: Turns,
+    /// Where round trips go in a traced run.
+    trace: Option<Trace>,
 }
 
 /// One gateway process: what a restart throws away.
@@ -1025,6 +1156,7 @@ impl Gateway {
             hybrid,
             schemes: self.schemes.clone(),
             scheme_turns: Mutex::new(BTreeMap::new()),
+            trace: self.trace.clone(),
         });
         Ok(Process { shared, sweeper })
     }
@@ -1317,11 +1449,11 @@ enum Admission {
 /// An outcome limiter waiting for its request's outcome.
 enum Completer {
     Legacy(
-        Box<ModelRequestLimiter<GatewayRedis>>,
+        Box<ModelRequestLimiter<RequestRedis>>,
         model_request::SuccessTicket,
     ),
     Reservation(
-        Box<atomic::SuccessLimiter<GatewayRedis>>,
+        Box<atomic::SuccessLimiter<RequestRedis>>,
         atomic::SuccessTicket,
     ),
 }
@@ -1346,7 +1478,7 @@ fn decided(result: Result<Verdict, LimiterError>) -> Admission {
     }
 }
 
-async fn admit(shared: &Shared, redis: GatewayRedis, request: &Request) -> Admission {
+async fn admit(shared: &Shared, redis: RequestRedis, request: &Request) -> Admission {
     let limit = &shared.scenario.limit;
     let window_s = i64::try_from(limit.window_ms / 1_000).expect("validated: at most a day");
     let minutes = window_s / 60;
@@ -1578,8 +1710,14 @@ async fn serve_request(shared: Arc<Shared>, planned: Planned) {
         .lock()
         .expect("the pending lock is never held across a panic")
         .insert(planned.id);
-    let redis = shared.pool.handle();
-    let pool_wait = redis.pool_wait_counter();
+    let redis = RequestRedis {
+        inner: shared.pool.handle(),
+        trace: shared
+            .trace
+            .as_ref()
+            .map(|trace| (planned.id, Arc::clone(trace))),
+    };
+    let pool_wait = redis.inner.pool_wait_counter();
     let request = Request {
         identity: identity(
             shared.kind,

@@ -62,8 +62,9 @@ pub fn first_violation(report: &Report) -> Option<String> {
         .map(|verdict| verdict.name.clone())
 }
 
-/// Candidates one step smaller than `scenario`, with a word on each, in the order tried.
-fn candidates(scenario: &Scenario) -> Vec<(String, Scenario)> {
+/// Candidates one step smaller than `scenario` that keep at least `gateways_min` gateways,
+/// with a word on each, in the order tried.
+fn candidates(scenario: &Scenario, gateways_min: u32) -> Vec<(String, Scenario)> {
     let mut out = Vec::new();
     // Faults first: a race that needs no fault is the clearest.
     for index in (0..scenario.faults.len()).rev() {
@@ -152,7 +153,9 @@ fn candidates(scenario: &Scenario) -> Vec<(String, Scenario)> {
         smaller.load.keys /= 2;
         out.push((format!("halve the keys to {}", smaller.load.keys), smaller));
     }
-    out.retain(|(_, candidate)| candidate.validate().is_ok());
+    out.retain(|(_, candidate)| {
+        candidate.gateway_count() >= gateways_min && candidate.validate().is_ok()
+    });
     out
 }
 
@@ -165,6 +168,21 @@ pub fn shrink(
     events: Vec<Event>,
     budget_runs: u32,
 ) -> Option<Shrunk> {
+    shrink_keeping(scenario, seed, report, events, budget_runs, 1)
+}
+
+/// [`shrink`], never below `gateways_min` gateways (or the original count, if smaller): a
+/// race between gateways needs two to be told, even when one gateway's concurrent requests
+/// already violate the property.
+pub fn shrink_keeping(
+    scenario: &Scenario,
+    seed: u64,
+    report: &Report,
+    events: Vec<Event>,
+    budget_runs: u32,
+    gateways_min: u32,
+) -> Option<Shrunk> {
+    let gateways_min = gateways_min.min(scenario.gateway_count());
     let property = first_violation(report)?;
     let mut best = Shrunk {
         property,
@@ -175,7 +193,7 @@ pub fn shrink(
         runs: 0,
     };
     'rounds: while best.runs < budget_runs {
-        for (step, candidate) in candidates(&best.scenario) {
+        for (step, candidate) in candidates(&best.scenario, gateways_min) {
             if best.runs >= budget_runs {
                 break 'rounds;
             }

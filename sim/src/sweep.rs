@@ -122,6 +122,19 @@ pub struct Plot {
     /// The knee: the README names the first x from which the last metric stays at or below
     /// this, for each compared limiter (the pool size where waiting stops).
     pub knee_at_most: Option<f64>,
+    /// A limiter whose lines need a word: the README gives its p50 and p99 in round trips
+    /// at the last point, its share of denials and its round trips per decision, and why.
+    pub note: Option<Note>,
+}
+
+/// A limiter's lines explained in the README's sentence (`plot.note`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    /// The limiter.
+    pub limiter: String,
+    /// Why its lines look as they do, in words (the numbers come from the rows).
+    pub why: String,
 }
 
 impl Default for Plot {
@@ -135,6 +148,7 @@ impl Default for Plot {
             compare: None,
             legend: Corner::UpperLeft,
             knee_at_most: None,
+            note: None,
         }
     }
 }
@@ -576,6 +590,14 @@ fn validate_plot(plot: &Plot, limiters: &[String], points: &[Point]) -> Result<(
         return Err(problem(
             "plot.x_log",
             "every axis x must be positive on a log axis",
+        ));
+    }
+    if let Some(note) = &plot.note
+        && !limiters.contains(&note.limiter)
+    {
+        return Err(problem(
+            "plot.note.limiter",
+            format!("`{}` is not one of the sweep's limiters", note.limiter),
         ));
     }
     if let Some(compare) = &plot.compare {

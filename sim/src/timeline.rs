@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::checker::{Bound, admission_bound};
 use crate::event::{Event, Outcome};
-use crate::harness::HarnessError;
+use crate::harness::{HarnessError, RoundTrip};
 use crate::scenario::{FaultKind, Scenario};
 
 /// One request of the shown key.
@@ -27,10 +27,27 @@ pub struct Mark {
     pub round_trips: u64,
     /// Redis commands of the decision.
     pub commands: u64,
+    /// Each round trip of the request (its decision's and, after the upstream call, its
+    /// record's), in order: empty when the run was not traced.
+    pub trips: Vec<Trip>,
     /// The key's admissions in the trailing window ending at this decision (this one
     /// included when admitted).
     pub in_window: u64,
 }
+
+/// One round trip of a request, as drawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trip {
+    /// When the request asked for it (pool wait included), ms.
+    pub sent_ms: u64,
+    /// When the reply came, ms.
+    pub replied_ms: u64,
+    /// The commands, `+` between those of one pipeline (`LPUSH+EXPIRE`).
+    pub commands: String,
+}
+
+/// Gateways the counterexample keeps while shrinking: a race between gateways needs two.
+pub const GATEWAYS_MIN: u32 = 2;
 
 /// A fault's window.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,7 +94,8 @@ impl Timeline {
 }
 
 /// Runs `scenario` with `seed`; when a safety property fails, shrinks it (at most
-/// `shrink_runs` runs) and lays out the smallest violating run. `None` when the run is safe.
+/// `shrink_runs` runs, keeping [`GATEWAYS_MIN`] gateways) and lays out the smallest
+/// violating run, replayed with its Redis round trips traced. `None` when the run is safe.
 pub fn counterexample(
     scenario: &Scenario,
     seed: u64,
@@ -87,12 +105,41 @@ pub fn counterexample(
     let Some(property) = crate::shrink::first_violation(&report) else {
         return Ok(None);
     };
-    let (scenario, events, steps) =
-        match crate::shrink::shrink(scenario, seed, &report, events.clone(), shrink_runs) {
-            Some(shrunk) => (shrunk.scenario, shrunk.events, shrunk.steps),
-            None => (scenario.clone(), events, Vec::new()),
-        };
-    Ok(Some(layout(scenario, seed, property, steps, &events)))
+    let (scenario, events, steps) = match crate::shrink::shrink_keeping(
+        scenario,
+        seed,
+        &report,
+        events.clone(),
+        shrink_runs,
+        GATEWAYS_MIN,
+    ) {
+        Some(shrunk) => (shrunk.scenario, shrunk.events, shrunk.steps),
+        None => (scenario.clone(), events, Vec::new()),
+    };
+    let traced = crate::harness::run_traced(&scenario, seed)?;
+    if traced.events != events {
+        return Err(HarnessError(
+            "the traced replay of the counterexample differs from its run".to_owned(),
+        ));
+    }
+    let mut timeline = layout(scenario, seed, property, steps, &events);
+    attach_trips(&mut timeline, &traced.round_trips);
+    Ok(Some(timeline))
+}
+
+/// Gives each mark its request's round trips.
+pub fn attach_trips(timeline: &mut Timeline, round_trips: &[RoundTrip]) {
+    let mut by_id: BTreeMap<u64, Vec<Trip>> = BTreeMap::new();
+    for trip in round_trips {
+        by_id.entry(trip.id).or_default().push(Trip {
+            sent_ms: trip.sent_ms,
+            replied_ms: trip.replied_ms,
+            commands: trip.commands.join("+"),
+        });
+    }
+    for mark in &mut timeline.marks {
+        mark.trips = by_id.remove(&mark.id).unwrap_or_default();
+    }
 }
 
 /// Lays out a run's log.
@@ -142,6 +189,7 @@ pub fn layout(
                         outcome: *outcome,
                         round_trips: *round_trips,
                         commands: *commands,
+                        trips: Vec::new(),
                         in_window: 0,
                     });
                 }
@@ -219,7 +267,7 @@ fn band(fault: &crate::scenario::Fault) -> Band {
 /// The marks as CSV, header first.
 pub fn csv(timeline: &Timeline) -> String {
     let mut out = String::from(
-        "key,gateway,id,arrived_ms,decided_ms,outcome,round_trips,commands,admitted_in_window\n",
+        "key,gateway,id,arrived_ms,decided_ms,outcome,round_trips,commands,admitted_in_window,trips\n",
     );
     for m in &timeline.marks {
         let outcome = match m.outcome {
@@ -228,8 +276,14 @@ pub fn csv(timeline: &Timeline) -> String {
             Outcome::FailOpen => "fail_open",
             Outcome::Error => "error",
         };
+        // Each round trip as `COMMAND@sent-replied`, `;` between them.
+        let trips: Vec<String> = m
+            .trips
+            .iter()
+            .map(|t| format!("{}@{}-{}", t.commands, t.sent_ms, t.replied_ms))
+            .collect();
         out.push_str(&format!(
-            "{},{},{},{},{},{outcome},{},{},{}\n",
+            "{},{},{},{},{},{outcome},{},{},{},{}\n",
             timeline.key,
             m.gateway,
             m.id,
@@ -237,7 +291,8 @@ pub fn csv(timeline: &Timeline) -> String {
             m.decided_ms,
             m.round_trips,
             m.commands,
-            m.in_window
+            m.in_window,
+            trips.join(";")
         ));
     }
     out
@@ -288,6 +343,69 @@ mod tests {
         let counts: Vec<u64> = timeline.marks.iter().map(|m| m.in_window).collect();
         assert_eq!(counts, [1, 2, 2, 3, 1]);
         assert_eq!(timeline.worst_in_window(), 3);
-        assert!(csv(&timeline).contains("k1,1,4,30,33,denied,3,3,2\n"));
+        assert!(csv(&timeline).contains("k1,1,4,30,33,denied,3,3,2,\n"));
+    }
+
+    /// Goal: each request gets its own round trips, in order, and a fault gets its band.
+    /// Method: a hand-made log and trace, a scenario with a partition.
+    #[test]
+    fn trips_attach_to_their_requests_and_faults_get_bands() {
+        let scenario = Scenario::from_toml(
+            "duration_ms = 100\n[limit]\nlimit = 2\nwindow_ms = 1000\n[[gateways]]\ncount = 2\nlimiter = \"legacy_ip_list\"\n[load]\nrate_per_s = 10\n[[faults]]\nat_ms = 20\nkind = \"partition\"\na = \"gateway-0\"\nb = \"redis-0\"\nduration_ms = 30\n",
+        )
+        .expect("valid");
+        let mut events = Vec::new();
+        for (id, gateway) in [(1u64, 0u32), (2, 1)] {
+            events.push(Event::Request {
+                id,
+                gateway,
+                key: "k0".to_owned(),
+                at_ms: 0,
+                cost: 1,
+            });
+            events.push(Event::Decision {
+                id,
+                at_ms: 6,
+                outcome: Outcome::Allowed,
+                latency_ms: 6,
+                round_trips: 2,
+                commands: 3,
+                pool_wait_ms: 0,
+                error: None,
+                error_class: None,
+            });
+        }
+        let trip = |id, sent_ms, replied_ms, commands: &[&'static str]| RoundTrip {
+            id,
+            sent_ms,
+            replied_ms,
+            commands: commands.to_vec(),
+            ok: true,
+        };
+        let mut timeline = layout(scenario, 1, "p".to_owned(), Vec::new(), &events);
+        attach_trips(
+            &mut timeline,
+            &[
+                trip(2, 0, 3, &["LLEN"]),
+                trip(1, 0, 2, &["LLEN"]),
+                trip(1, 2, 6, &["LPUSH", "EXPIRE"]),
+            ],
+        );
+        let names: Vec<Vec<&str>> = timeline
+            .marks
+            .iter()
+            .map(|m| m.trips.iter().map(|t| t.commands.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["LLEN", "LPUSH+EXPIRE"], vec!["LLEN"]]);
+        assert_eq!(timeline.gateways(), 2);
+        assert_eq!(
+            timeline.bands,
+            [Band {
+                label: "partition".to_owned(),
+                from_ms: 20,
+                to_ms: 50
+            }]
+        );
+        assert!(csv(&timeline).contains(",LLEN@0-2;LPUSH+EXPIRE@2-6\n"));
     }
 }

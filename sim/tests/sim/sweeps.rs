@@ -185,6 +185,29 @@ fn r3_counterexample_timeline_and_its_fix() {
         sim::timeline::csv(&timeline)
     );
     assert!(!timeline.marks.is_empty() && timeline.marks.iter().all(|m| m.round_trips == 3));
+    // The story of a race between gateways: two lanes, both with requests of the key, and
+    // each request's three round trips drawn in order, its length read first.
+    assert!(
+        timeline.gateways() >= 2,
+        "{}",
+        sim::timeline::csv(&timeline)
+    );
+    for gateway in 0..2 {
+        assert!(timeline.marks.iter().any(|m| m.gateway == gateway));
+    }
+    for mark in &timeline.marks {
+        assert_eq!(mark.trips.len(), 3, "{mark:?}");
+        assert_eq!(mark.trips[0].commands, "LLEN", "{mark:?}");
+        assert!(
+            mark.trips
+                .windows(2)
+                .all(|w| w[0].replied_ms <= w[1].sent_ms)
+        );
+        assert_eq!(
+            mark.trips.last().map(|t| t.replied_ms),
+            Some(mark.decided_ms)
+        );
+    }
     let mut fixed = scenario.clone();
     fixed.gateways[0].limiter = sim::scenario::LimiterKind::AtomicSlidingLog;
     assert_eq!(

@@ -5,8 +5,13 @@
 
 use std::path::Path;
 
+use std::ops::Range;
+
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
+use plotters::coord::ranged1d::{
+    AsRangedCoord, DefaultFormatting, KeyPointHint, KeyPointWeight, Ranged, SegmentValue,
+    ValueFormatter,
+};
 use plotters::prelude::*;
 use sim::sweep::{Corner, PlotKind, Row, Sweep, series};
 
@@ -137,6 +142,117 @@ fn padded(low: f64, high: f64, log: bool) -> (f64, f64) {
     }
 }
 
+/// A log axis drawn the way people read one: light grid lines at 1 to 9 times each power of
+/// ten, bold ones with a label at 1, 2 and 5 times it (only the powers of ten when those are
+/// too many). plotters' own log axis starts its ticks at the first power of ten inside the
+/// range, so the ticks below it (2 to 5 ms on an axis from 1.6 ms) had neither grid line nor
+/// label, and it listed that power twice (a label drawn twice looks bold).
+#[derive(Clone, Debug)]
+pub struct LogAxis {
+    low: f64,
+    high: f64,
+}
+
+impl LogAxis {
+    /// The axis over `range` (both ends positive).
+    pub fn new(range: Range<f64>) -> LogAxis {
+        let low = range.start.max(1e-9);
+        LogAxis {
+            low,
+            high: range.end.max(low * 1.01),
+        }
+    }
+
+    /// Every `step` × 10^k inside the range, ascending.
+    fn points(&self, steps: &[f64]) -> Vec<f64> {
+        let first = self.low.log10().floor() as i32;
+        let last = self.high.log10().ceil() as i32;
+        let mut points = Vec::new();
+        for exponent in first..=last {
+            let decade = 10f64.powi(exponent);
+            for step in steps {
+                let value = step * decade;
+                if value >= self.low * (1.0 - 1e-9) && value <= self.high * (1.0 + 1e-9) {
+                    points.push(value);
+                }
+            }
+        }
+        points
+    }
+}
+
+impl Ranged for LogAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let (low, high) = (self.low.ln(), self.high.ln());
+        let at = (value.max(f64::MIN_POSITIVE).ln() - low) / (high - low);
+        limit.0 + (f64::from(limit.1 - limit.0) * at).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        let steps: &[f64] = match hint.weight() {
+            KeyPointWeight::Bold => &[1.0, 2.0, 5.0],
+            KeyPointWeight::Any => &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        };
+        let points = self.points(steps);
+        if points.len() > hint.max_num_points() {
+            self.points(&[1.0])
+        } else {
+            points
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.low..self.high
+    }
+}
+
+/// Labels per axis: enough for 1, 2 and 5 in each of four decades.
+const LABELS: usize = 16;
+
+/// The start every chart shares: margin, label areas, and optionally a caption.
+pub fn builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: Option<&str>,
+    (x_area, y_area): (u32, u32),
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, (FONT, 22)).margin(16);
+    } else {
+        builder.margin(12);
+    }
+    builder.x_label_area_size(x_area).y_label_area_size(y_area);
+    builder
+}
+
+/// The mesh style every chart shares: label and axis-title fonts, a light grid.
+pub fn styled<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB>,
+    label_size: u32,
+) -> &'m mut plotters::chart::MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.label_style((FONT, label_size))
+        .axis_desc_style((FONT, label_size + 2))
+        .light_line_style(RGBColor(235, 235, 235))
+}
+
+/// The legend every chart shares, in `position`.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(|error| error.to_string())
+}
+
 fn lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     sweep: &Sweep,
@@ -176,6 +292,7 @@ fn lines<DB: DrawingBackend>(
         padded(x0, x1, false)
     };
     let (y0, y1) = padded(y0, y1, sweep.plot.y_log);
+    let (x, y) = (LogAxis::new(x0..x1), LogAxis::new(y0..y1));
     let labels = Labels {
         legend: corner(sweep.plot.legend),
         title: &sweep.title,
@@ -186,15 +303,9 @@ fn lines<DB: DrawingBackend>(
     };
     match (sweep.plot.x_log, sweep.plot.y_log) {
         (false, false) => chart(root, &labels, x0..x1, y0..y1, &drawn),
-        (true, false) => chart(root, &labels, (x0..x1).log_scale(), y0..y1, &drawn),
-        (false, true) => chart(root, &labels, x0..x1, (y0..y1).log_scale(), &drawn),
-        (true, true) => chart(
-            root,
-            &labels,
-            (x0..x1).log_scale(),
-            (y0..y1).log_scale(),
-            &drawn,
-        ),
+        (true, false) => chart(root, &labels, x, y0..y1, &drawn),
+        (false, true) => chart(root, &labels, x0..x1, y, &drawn),
+        (true, true) => chart(root, &labels, x, y, &drawn),
     }
 }
 
@@ -222,15 +333,9 @@ struct Labels<'a> {
     y_log: bool,
 }
 
-/// A tick's label: the number; on a log axis only 1, 2 and 5 times a power of ten (the
-/// others are drawn as grid lines without a label, so the labels do not run together).
-fn tick(value: f64, log: bool) -> String {
-    if log && value > 0.0 {
-        let mantissa = value / 10f64.powf(value.log10().floor());
-        if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
-            return String::new();
-        }
-    }
+/// A tick's label: the number (a log axis labels only its bold ticks, 1, 2 and 5 times a
+/// power of ten; see [`LogAxis`]).
+fn tick(value: f64) -> String {
     super::summary::number(value)
 }
 
@@ -249,26 +354,18 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
-    let x_tick = |v: &f64| tick(*v, labels.x_log);
-    let y_tick = |v: &f64| tick(*v, labels.y_log);
-    let mut chart = ChartBuilder::on(root)
-        .caption(labels.title, (FONT, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
+    let x_tick = |v: &f64| tick(*v);
+    let y_tick = |v: &f64| tick(*v);
+    let mut chart = builder(root, Some(labels.title), (48, 70))
         .build_cartesian_2d(x, y)
         .map_err(failed)?;
-    chart
-        .configure_mesh()
+    styled(&mut chart.configure_mesh(), 14)
         .x_desc(labels.x.as_str())
         .y_desc(labels.y)
-        .x_labels(20)
-        .y_labels(12)
+        .x_labels(if labels.x_log { LABELS } else { 20 })
+        .y_labels(if labels.y_log { LABELS } else { 12 })
         .x_label_formatter(&x_tick)
         .y_label_formatter(&y_tick)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 16))
-        .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(failed)?;
     for line in drawn {
@@ -296,15 +393,7 @@ where
             )
             .map_err(failed)?;
     }
-    chart
-        .configure_series_labels()
-        .position(labels.legend.clone())
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(failed)?;
-    Ok(())
+    legend(&mut chart, labels.legend.clone())
 }
 
 /// Horizontal bars, one panel per metric, one bar per limiter at the sweep's first point.
@@ -323,12 +412,9 @@ fn bars<DB: DrawingBackend>(
             .map(|(name, _)| series(rows, name, metric).first().map_or(0.0, |p| p.1))
             .collect();
         let high = values.iter().copied().fold(0.0, f64::max).max(1.0) * 1.15;
-        let x_tick = |v: &f64| tick(*v, false);
+        let x_tick = |v: &f64| tick(*v);
         let count = named.len() as u32;
-        let mut chart = ChartBuilder::on(panel)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(170)
+        let mut chart = builder(panel, None, (44, 170))
             .build_cartesian_2d(0.0..high, (0..count).into_segmented())
             .map_err(failed)?;
         let names: Vec<String> = named.iter().map(|(name, _)| name.clone()).collect();
@@ -338,16 +424,12 @@ fn bars<DB: DrawingBackend>(
             }
             _ => String::new(),
         };
-        chart
-            .configure_mesh()
+        styled(&mut chart.configure_mesh(), 13)
             .disable_y_mesh()
             .y_labels(named.len())
             .y_label_formatter(&formatter)
             .x_label_formatter(&x_tick)
             .x_desc(format!("{} ({})", describe(metric), sweep.plot.y_label))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 15))
-            .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(failed)?;
         chart
@@ -412,24 +494,17 @@ fn percentiles<DB: DrawingBackend>(
     let (y0, y1) = bounds(drawn.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
     let (y0, y1) = padded(y0, y1, true);
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
-    let mut chart = ChartBuilder::on(root)
-        .caption(&sweep.title, (FONT, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1.5..15_000.0).log_scale(), (y0..y1).log_scale())
+    let mut chart = builder(root, Some(&sweep.title), (48, 70))
+        .build_cartesian_2d(LogAxis::new(1.5..15_000.0), LogAxis::new(y0..y1))
         .map_err(failed)?;
     let formatter = |x: &f64| percentile_label(*x);
-    chart
-        .configure_mesh()
+    styled(&mut chart.configure_mesh(), 14)
         .x_desc("percentile (x = 1/(1 − p), log)")
         .y_desc(sweep.plot.y_label.as_str())
+        .x_labels(LABELS)
         .x_label_formatter(&formatter)
-        .y_labels(12)
-        .y_label_formatter(&|v: &f64| tick(*v, true))
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 16))
-        .light_line_style(RGBColor(235, 235, 235))
+        .y_labels(LABELS)
+        .y_label_formatter(&|v: &f64| tick(*v))
         .draw()
         .map_err(failed)?;
     for line in &drawn {
@@ -449,15 +524,7 @@ fn percentiles<DB: DrawingBackend>(
             )
             .map_err(failed)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(failed)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 fn corner(corner: Corner) -> SeriesLabelPosition {
@@ -481,18 +548,41 @@ fn percentile_of(metric: &str) -> Option<f64> {
     }
 }
 
-/// The x axis's tick labels: the percentile at 1/(1 − p) for the decades and 2.
+/// The x axis's tick label: the percentile p at x = 1/(1 − p) (2 is p50, 20 p95, 1000
+/// p99.9).
 fn percentile_label(x: f64) -> String {
-    for (at, label) in [
-        (2.0, "p50"),
-        (10.0, "p90"),
-        (100.0, "p99"),
-        (1000.0, "p99.9"),
-        (10_000.0, "p99.99"),
-    ] {
-        if (x / at - 1.0).abs() < 1e-6 {
-            return label.to_owned();
-        }
+    format!("p{}", super::summary::number(100.0 * (1.0 - 1.0 / x)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: a log axis labels 1, 2 and 5 in every decade it spans, the partial decade below
+    /// its first power of ten included, each once; its light grid has 1 to 9. Method: the
+    /// axis of figure 1 (0.08 to 25 ms) and a percentile axis.
+    #[test]
+    fn log_axis_ticks_are_one_two_five() {
+        let axis = LogAxis::new(0.08..25.0);
+        let bold = axis.key_points(plotters::coord::ranged1d::BoldPoints(LABELS));
+        assert_eq!(bold, [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
+        let labels: Vec<String> = bold.iter().map(|v| tick(*v)).collect();
+        assert_eq!(labels, ["0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]);
+        let light = axis.key_points(plotters::coord::ranged1d::LightPoints::new(LABELS, 200));
+        assert_eq!(light.len(), 22);
+        // Too many for the hint: powers of ten only.
+        let wide = LogAxis::new(1.0..1e6);
+        assert_eq!(
+            wide.key_points(plotters::coord::ranged1d::BoldPoints(8)),
+            [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]
+        );
+        let percentiles = LogAxis::new(1.5..15_000.0);
+        let labels: Vec<String> = percentiles
+            .key_points(plotters::coord::ranged1d::BoldPoints(LABELS))
+            .iter()
+            .map(|x| percentile_label(*x))
+            .collect();
+        assert_eq!(labels[..4], ["p50", "p80", "p90", "p95"]);
+        assert_eq!(labels.last().map(String::as_str), Some("p99.99"));
     }
-    String::new()
 }

@@ -92,6 +92,9 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
     if let Some(at_most) = sweep.plot.knee_at_most {
         text.push_str(&knee(sweep, rows, compare, at_most));
     }
+    if let Some(note) = &sweep.plot.note {
+        text.push_str(&explain(sweep, rows, note));
+    }
     match sweep.plot.kind {
         PlotKind::Lines => text.push_str(&along_axis(sweep, rows, &compare.a, metric)),
         PlotKind::Bars | PlotKind::Percentiles | PlotKind::Heatmap => {
@@ -99,6 +102,40 @@ pub fn sentence(sweep: &Sweep, rows: &[Row]) -> String {
         }
     }
     text
+}
+
+/// A limiter's p50 and p99 at the last point in round trips (the axis is the RTT), its
+/// denials and round trips per decision, and the sweep's words on why.
+fn explain(sweep: &Sweep, rows: &[Row], note: &sim::sweep::Note) -> String {
+    let limiter = note.limiter.as_str();
+    let last = |metric: &str| series(rows, limiter, metric).last().copied();
+    let (Some((x, p50)), Some((_, p99)), Some((_, denied)), Some((_, decisions)), Some((_, trips))) = (
+        last("latency_p50_ms"),
+        last("latency_p99_ms"),
+        last("denied"),
+        last("decisions"),
+        last("round_trips_per_decision"),
+    ) else {
+        return String::new();
+    };
+    let share = if decisions > 0.0 {
+        100.0 * denied / decisions
+    } else {
+        0.0
+    };
+    format!(
+        " At {} = {}{}, {limiter}'s p50 is {} ms ({} round trips) and its p99 {} ms ({}); {}% of its decisions are denials, and it makes {} round trips per decision: {}",
+        sweep.axis_name,
+        number(x),
+        axis_unit(sweep),
+        number(p50),
+        number(p50 / x),
+        number(p99),
+        number(p99 / x),
+        number(share),
+        number(trips),
+        note.why
+    )
 }
 
 /// Where each compared limiter's last metric settles at or below `at_most`.

@@ -11,7 +11,9 @@ use plotters::prelude::*;
 use sim::event::Outcome;
 use sim::timeline::Timeline;
 
-use super::plot::FONT;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::plot::{FONT, builder, legend, styled};
 
 /// The figure's size in pixels.
 const SIZE: (u32, u32) = (1000, 640);
@@ -60,16 +62,23 @@ fn draw<DB: DrawingBackend>(
         .chain(timeline.bands.iter().map(|b| b.from_ms))
         .min()
         .unwrap_or(0)
-        .saturating_sub(10);
+        .saturating_sub(1);
     let to = timeline
         .marks
         .iter()
         .map(|m| m.decided_ms)
+        .chain(
+            timeline
+                .marks
+                .iter()
+                .flat_map(|m| m.trips.iter().map(|t| t.replied_ms)),
+        )
         .chain(timeline.bands.iter().map(|b| b.to_ms))
         .max()
         .unwrap_or(1)
-        + 10;
-    let range = from as f64..to as f64;
+        + 1;
+    // Room on the right for the legends, clear of the requests.
+    let range = from as f64..(to as f64 + (to - from) as f64 * 0.4);
     lanes(&upper, timeline, range.clone())?;
     counts(&lower, timeline, range)
 }
@@ -81,10 +90,8 @@ fn lanes<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     let lanes = timeline.gateways().max(1);
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(90)
+    let (x0, x1) = (range.start, range.end);
+    let mut chart = builder(area, None, (30, 90))
         .build_cartesian_2d(range, -0.5..(f64::from(lanes) - 0.5))
         .map_err(failed)?;
     let lane_label = |y: &f64| {
@@ -95,15 +102,22 @@ fn lanes<DB: DrawingBackend>(
             String::new()
         }
     };
-    chart
-        .configure_mesh()
+    styled(&mut chart.configure_mesh(), 13)
         .disable_y_mesh()
         .y_labels(lanes as usize * 2 + 1)
         .y_label_formatter(&lane_label)
         .x_label_formatter(&|x: &f64| format!("{x:.0}"))
-        .label_style((FONT, 13))
-        .light_line_style(RGBColor(240, 240, 240))
         .draw()
+        .map_err(failed)?;
+    // Lane boundaries, so that each gateway's requests read as one group.
+    chart
+        .draw_series((1..lanes).map(|lane| {
+            let y = f64::from(lane) - 0.5;
+            PathElement::new(
+                vec![(x0, y), (x1, y)],
+                RGBColor(150, 150, 150).stroke_width(1),
+            )
+        }))
         .map_err(failed)?;
     for (index, band) in timeline.bands.iter().enumerate() {
         let colour = BANDS[index % BANDS.len()];
@@ -120,39 +134,118 @@ fn lanes<DB: DrawingBackend>(
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour.filled()));
     }
     marks(&mut chart, timeline, lanes)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(failed)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-/// Each request of the key: a line from arrival to decision, and its outcome's mark.
+/// What a command does to the key, for its colour: reads, writes, scripts.
+fn command_colour(commands: &str) -> (RGBColor, &'static str) {
+    let first = commands.split('+').next().unwrap_or("");
+    match first {
+        "LLEN" | "LINDEX" | "GET" | "TTL" | "PING" | "TIME" => (READ, "read (LLEN, LINDEX)"),
+        "EVALSHA" | "EVAL" | "SCRIPT LOAD" | "FCALL" | "FUNCTION LOAD" => {
+            (SCRIPT, "script (EVALSHA, EVAL)")
+        }
+        _ => (WRITE, "write (LPUSH, LTRIM, EXPIRE)"),
+    }
+}
+
+const READ: RGBColor = RGBColor(120, 170, 230);
+const WRITE: RGBColor = RGBColor(245, 170, 90);
+const SCRIPT: RGBColor = RGBColor(190, 140, 220);
+
+/// Each request of the key on its own row of its gateway's lane (requests that overlap in
+/// time take different rows): a line from arrival to decision, each Redis round trip as a
+/// bar named by its commands, and the outcome's mark at the decision.
 fn marks<DB: DrawingBackend>(
     chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     timeline: &Timeline,
     lanes: u32,
 ) -> Result<(), String> {
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
-    // Requests on one lane are stacked so that concurrent ones do not hide each other.
-    let mut per_lane = vec![0u32; lanes as usize];
-    let mut drawn = Vec::new();
+    // Rows per lane: a request takes the first row free since its arrival.
+    let end = |mark: &sim::timeline::Mark| {
+        mark.trips
+            .iter()
+            .map(|t| t.replied_ms)
+            .chain(std::iter::once(mark.decided_ms))
+            .max()
+            .unwrap_or(mark.decided_ms)
+    };
+    let mut rows: Vec<Vec<u64>> = vec![Vec::new(); lanes as usize];
+    let mut placed = Vec::new();
     for mark in &timeline.marks {
-        let slot = &mut per_lane[(mark.gateway as usize).min(lanes as usize - 1)];
-        let y = f64::from(mark.gateway) - 0.4 + f64::from(*slot % 12) * (0.8 / 12.0);
-        *slot += 1;
-        drawn.push((mark, y));
+        let lane = &mut rows[(mark.gateway as usize).min(lanes as usize - 1)];
+        let row = match lane
+            .iter()
+            .position(|&busy_until| busy_until < mark.arrived_ms)
+        {
+            Some(row) => row,
+            None => {
+                lane.push(0);
+                lane.len() - 1
+            }
+        };
+        lane[row] = end(mark);
+        placed.push((mark, row));
     }
+    let y_of = |mark: &sim::timeline::Mark, row: usize| {
+        let lane = (mark.gateway as usize).min(lanes as usize - 1);
+        let count = rows[lane].len().max(1) as f64;
+        f64::from(mark.gateway) + 0.4 - (row as f64 + 0.5) * (0.8 / count)
+    };
+    let height = |mark: &sim::timeline::Mark| {
+        let lane = (mark.gateway as usize).min(lanes as usize - 1);
+        0.8 / rows[lane].len().max(1) as f64 * 0.35
+    };
     chart
-        .draw_series(drawn.iter().map(|(mark, y)| {
+        .draw_series(placed.iter().map(|(mark, row)| {
+            let y = y_of(mark, *row);
             PathElement::new(
-                vec![(mark.arrived_ms as f64, *y), (mark.decided_ms as f64, *y)],
+                vec![(mark.arrived_ms as f64, y), (end(mark) as f64, y)],
                 RGBColor(90, 90, 90).stroke_width(1),
             )
+        }))
+        .map_err(failed)?;
+    let mut kinds: Vec<&'static str> = Vec::new();
+    for (mark, row) in &placed {
+        let y = y_of(mark, *row);
+        let h = height(mark);
+        for trip in &mark.trips {
+            let (colour, kind) = command_colour(&trip.commands);
+            // A hair inside its interval, so that round trips back to back stay apart.
+            let corners = [
+                (trip.sent_ms as f64 + 0.03, y - h),
+                (trip.replied_ms.max(trip.sent_ms) as f64 - 0.03, y + h),
+            ];
+            let bar = chart
+                .draw_series([
+                    Rectangle::new(corners, colour.filled()),
+                    Rectangle::new(corners, RGBColor(80, 80, 80).stroke_width(1)),
+                ])
+                .map_err(failed)?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+                bar.label(kind).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour.filled())
+                });
+            }
+        }
+    }
+    let text = (FONT, 11)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    chart
+        .draw_series(placed.iter().flat_map(|(mark, row)| {
+            let y = y_of(mark, *row);
+            let text = text.clone();
+            mark.trips.iter().map(move |trip| {
+                Text::new(
+                    trip.commands.clone(),
+                    (trip.sent_ms as f64 + 0.1, y),
+                    text.clone(),
+                )
+            })
         }))
         .map_err(failed)?;
     for (outcome, colour, label) in [
@@ -161,10 +254,10 @@ fn marks<DB: DrawingBackend>(
         (Outcome::Error, ERROR, "error"),
         (Outcome::FailOpen, ERROR, "fail-open"),
     ] {
-        let points: Vec<(f64, f64)> = drawn
+        let points: Vec<(f64, f64)> = placed
             .iter()
             .filter(|(mark, _)| mark.outcome == outcome)
-            .map(|(mark, y)| (mark.decided_ms as f64, *y))
+            .map(|(mark, row)| (mark.decided_ms as f64, y_of(mark, *row)))
             .collect();
         if points.is_empty() {
             continue;
@@ -198,21 +291,14 @@ fn counts<DB: DrawingBackend>(
     let failed = |error: DrawingAreaErrorKind<DB::ErrorType>| error.to_string();
     let limit = timeline.bound.map_or(0, |(limit, _)| limit);
     let high = (timeline.worst_in_window().max(limit) + 2) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(90)
+    let mut chart = builder(area, None, (40, 90))
         .build_cartesian_2d(range.clone(), 0.0..high)
         .map_err(failed)?;
-    chart
-        .configure_mesh()
+    styled(&mut chart.configure_mesh(), 13)
         .x_desc("simulated time (ms)")
         .y_desc("admitted in window")
         .x_label_formatter(&|x: &f64| format!("{x:.0}"))
         .y_label_formatter(&|y: &f64| format!("{y:.0}"))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
-        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(failed)?;
     let mut steps: Vec<(u64, u64)> = timeline
@@ -256,13 +342,5 @@ fn counts<DB: DrawingBackend>(
             .label(format!("bound: {limit} per {span_ms} ms"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], DENIED.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(failed)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
