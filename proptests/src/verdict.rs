@@ -101,15 +101,20 @@ pub fn judged(history: &[Op], tamper: Tamper) -> usize {
     admitted + usize::from(tamper == Tamper::AdmitFirstDenial && denied)
 }
 
-/// Round trips one request of `subject` takes alone on a fresh node (the first request: a
-/// script loader's load included).
+/// Most round trips one request of `subject` takes: one gateway sends four requests at
+/// limit 2 on a fresh node (admissions and denials, a script loader's load included).
 pub fn round_trips(subject: Subject) -> usize {
     let scenario = move |node: &Node, history: &History| -> Vec<Task> {
-        vec![subject.task(node, history, 0, 1, 2)]
+        vec![subject.task(node, history, 0, 4, 2)]
     };
-    execute(&Node::new(), &scenario, &[], usize::MAX)
-        .schedule
-        .len()
+    let execution = execute(&Node::new(), &scenario, &[], usize::MAX);
+    execution
+        .history
+        .iter()
+        .map(|op| usize::try_from(op.returned_step - op.invoked_step).expect("small"))
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// How many orders `tasks` tasks of `steps` steps each, plus `one_step` one-step tasks, have:
@@ -152,8 +157,13 @@ fn clock_aligned(subject: Subject) -> bool {
 pub fn plan(subject: Subject, class: Class, budget: u128) -> Result<Vec<Check>, String> {
     let steps = round_trips(subject);
     // One-step limiters get L = 2, so that two gateways' requests interleave around it;
-    // multi-step ones L = 1, so that few requests exceed it.
-    let limit: u64 = if steps > 1 { 1 } else { 2 };
+    // multi-step ones L = 1, so that few requests exceed it, except the sharded limiter,
+    // whose two shards need a share each.
+    let limit: u64 = if steps > 1 && subject != Subject::Sharded {
+        1
+    } else {
+        2
+    };
     let l = usize::try_from(limit).expect("small");
     let window = i64::try_from(WINDOW_MS).expect("fits");
     let faults: Vec<(Option<Fault>, usize, &'static str)> = match class {

@@ -23,7 +23,7 @@ use sim::scenario::{Fault, FaultKind, LimiterKind, MultiLimitSpec, Scenario, Top
 /// A fault class: a column of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Column {
-    /// Two gateways, no fault.
+    /// Two gateways (in-memory limiters: one), no fault.
     None,
     /// Every link 5 to 30 ms one way.
     Rtt,
@@ -283,7 +283,7 @@ impl Options {
     pub fn new(quick: bool, jobs: usize) -> Options {
         Options {
             seeds: if quick { vec![1] } else { vec![1, 2] },
-            budget: if quick { 500 } else { 4_000 },
+            budget: if quick { 300 } else { 2_000 },
             jobs,
             tamper: false,
             only: Vec::new(),
@@ -322,13 +322,24 @@ pub enum Verdict {
     NotApplicable,
 }
 
+/// Whether a checker verdict is about a bound (admissions or successes per key).
+fn is_bound(name: &str) -> bool {
+    name.ends_with("_within_bound")
+}
+
 impl Cell {
-    /// The verdict from the evidence.
+    /// The verdict on the bound from the evidence. Other safety properties that failed (a
+    /// key without TTL, a 5xx while Redis was healthy) are marked apart, not counted here.
     pub fn verdict(&self) -> Verdict {
-        let sim_violated = self
-            .simulated
-            .as_ref()
-            .is_some_and(|sim| sim.reports.iter().any(|report| !report.safe()));
+        let sim_violated = self.simulated.as_ref().is_some_and(|sim| {
+            sim.reports.iter().any(|report| {
+                report.verdicts.iter().any(|verdict| {
+                    verdict.kind == sim::checker::VerdictKind::Safety
+                        && !verdict.held
+                        && is_bound(&verdict.name)
+                })
+            })
+        });
         if sim_violated || self.outcomes.iter().any(|o| o.violating.is_some()) {
             return Verdict::Violated;
         }
@@ -376,6 +387,11 @@ fn base(row: &Row) -> Option<Scenario> {
     );
     let mut scenario = Scenario::from_toml(&text).expect("the base scenario is valid");
     scenario.gateways[0].limiter = kind;
+    // An in-memory limiter's state is its gateway's: one gateway is the fault-free case,
+    // and the G gateways column shows what separate stores admit together.
+    if kind.is_in_memory() {
+        scenario.gateways[0].count = 1;
+    }
     if kind == LimiterKind::MultiLimit {
         scenario.gateways[0].limits = vec![
             MultiLimitSpec {
@@ -714,12 +730,18 @@ fn short(cell: &Cell) -> String {
         evidence.push(format!("{mark} {orders}"));
     }
     if let Some(sim) = &cell.simulated {
-        let mark = if sim.reports.iter().any(|report| !report.safe()) {
+        let failed = failed(sim);
+        let mark = if failed.iter().any(|name| is_bound(name)) {
             "S✗"
         } else {
             "S"
         };
-        evidence.push(format!("{mark} {}", sim.reports.len()));
+        let other = if failed.iter().any(|name| !is_bound(name)) {
+            "†"
+        } else {
+            ""
+        };
+        evidence.push(format!("{mark} {}{other}", sim.reports.len()));
     }
     parts.push(evidence.join(" "));
     if let Some(resolution) = resolution(cell) {
@@ -729,20 +751,21 @@ fn short(cell: &Cell) -> String {
 }
 
 fn fault_text(fault: Option<proptests::sched::Fault>) -> String {
-    match fault {
-        None => "no fault".to_owned(),
+    let placed = match fault {
+        None => return "no fault".to_owned(),
         Some(proptests::sched::Fault::Restart) => "a restart".to_owned(),
         Some(proptests::sched::Fault::LoseLastWrite) => "a lost write".to_owned(),
         Some(proptests::sched::Fault::FlushAll) => "FLUSHALL".to_owned(),
         Some(proptests::sched::Fault::ClockStep(ms)) => format!("a clock step of {ms:+} ms"),
-    }
+    };
+    format!("{placed} placed at every point")
 }
 
 /// One exhaustive check in words.
 fn describe_outcome(outcome: &Outcome) -> String {
     let check = &outcome.check;
     let mut text = format!(
-        "{} gateways × {} requests, L = {}, {} placed at every point, allowance {} = {}: {} orders, most admitted {}, fewest {}",
+        "{} gateways × {} requests, L = {}, {}, allowance {} = {}: {} orders, most admitted {}, fewest {}",
         check.gateways,
         check.requests,
         check.limit,
@@ -850,7 +873,8 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
          requests at one instant on one key); the simulation's bound is in the row's details. \
          `rN`: the smallest over-admission the cell's checks are sure to see (1 for an \
          exhaustive count; the checker's `over_admission_resolution`, worst seed, for the \
-         simulation). *holds*: every check held and could have failed (denials, each fault \
+         simulation). † another safety property failed (a key without TTL, a 5xx while \
+         Redis was healthy; named in the details). *holds*: every check held and could have failed (denials, each fault \
          took effect, more requests than the allowance); *unproven*: held, but some check \
          could not have failed; *n/a*: the class means nothing to the limiter.\n\n\
          {} exhaustive orders and {} simulated runs.\n\n",
