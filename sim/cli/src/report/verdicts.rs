@@ -494,7 +494,7 @@ enum Job {
 /// A job's result.
 enum Done {
     Exhaustive(Outcome),
-    Simulated(Result<Report, String>),
+    Simulated(Result<Box<Report>, String>),
 }
 
 /// Admits every request the limiter denies (the simulation's over-admitting limiter).
@@ -594,7 +594,7 @@ pub fn compute(
                 let tamper = options.tamper.then(admit_all);
                 Done::Simulated(
                     sim::simulate_tampered(scenario, *seed, tamper)
-                        .map(|(report, _)| report)
+                        .map(|(report, _)| Box::new(report))
                         .map_err(|error| {
                             format!(
                                 "{} / {}, seed {seed}: {error}",
@@ -628,7 +628,7 @@ pub fn compute(
                     .as_mut()
                     .expect("a simulated cell")
                     .reports
-                    .push(report?);
+                    .push(*report?);
             }
             _ => unreachable!("each job gives its own kind of result"),
         }
