@@ -16,6 +16,9 @@ use proptests::sched::{
     shortest_violation,
 };
 use proptests::subjects::Subject;
+// The named schedules live in the library, where the verdict table matches its own
+// breadth-first results against them to name these tests.
+use proptests::verdict::{R1_MODEL_REQUEST, R1_SUCCESS_LIST, R3_PATH_A, R3_PATH_B};
 
 /// `gateways` gateways, each sending `requests` requests through `subject` with limit `limit`.
 fn scenario(subject: Subject, gateways: usize, requests: usize, limit: u64) -> impl Scenario {
@@ -204,9 +207,6 @@ fn the_named_counterexamples_are_the_shortest() {
     assert_eq!(found, None, "D's INCR cannot over-admit ({tried} prefixes)");
 }
 
-/// R3 on path A: gateway 0 LLEN (0 < 1), gateway 1 LLEN (0 < 1): both admitted.
-const R3_PATH_A: &[usize] = &[0, 1, 0, 0, 1, 1];
-
 #[test]
 fn r3_path_a_two_gateways_read_an_empty_list_and_both_push() {
     // Postmortem: max = 1, empty key. Both gateways' LLEN ran before either LPUSH, so both
@@ -219,9 +219,6 @@ fn r3_path_a_two_gateways_read_an_empty_list_and_both_push() {
     assert!(!linearizable_to(Subject::PathA, 1, &history));
 }
 
-/// R3 on path B: the same code on the user key.
-const R3_PATH_B: &[usize] = &[0, 1, 0, 0, 1, 1];
-
 #[test]
 fn r3_path_b_is_path_a_on_the_user_key() {
     // Postmortem: path B is path A's command sequence on `rateLimit:SR:user:<id>`, so it has
@@ -230,9 +227,6 @@ fn r3_path_b_is_path_a_on_the_user_key() {
     assert_eq!(admitted(&history), 2);
     assert!(!linearizable_to(Subject::PathB, 1, &history));
 }
-
-/// R1 on C1: both LLENs before either record.
-const R1_SUCCESS_LIST: &[usize] = &[0, 1, 0, 0, 0, 1, 1, 1];
 
 #[test]
 fn r1_success_list_two_admissions_before_either_record() {
@@ -244,9 +238,6 @@ fn r1_success_list_two_admissions_before_either_record() {
     assert_eq!(admitted(&history), 2);
     assert!(!linearizable_to(Subject::SuccessList, 1, &history));
 }
-
-/// R1 through C (success check, then the token bucket's loader and script, then the record).
-const R1_MODEL_REQUEST: &[usize] = &[0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 1];
 
 #[test]
 fn r1_model_request_limit_the_bucket_does_not_close_the_gap() {

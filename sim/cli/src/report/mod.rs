@@ -11,6 +11,7 @@ mod plot;
 mod storage;
 mod summary;
 mod timeline;
+mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ const COUNTEREXAMPLE_SHRINK_RUNS: u32 = 40;
 
 /// The storage comparison's name (simulated, `sim::storage`); not a sweep.
 pub const STORAGE: &str = "storage-comparison";
+/// The verdict table's name (`--only verdicts`) and file.
+const VERDICTS: &str = "verdicts";
 
 /// One figure of the README.
 struct Section {
@@ -178,12 +181,14 @@ fn select_sweeps(args: &ReportArgs) -> Result<Vec<Sweep>, ReportError> {
             .collect::<Result<Vec<_>, _>>()?
     };
     for name in &args.only {
-        let special = args.sweep.is_empty() && (name == COUNTEREXAMPLE || name == STORAGE);
+        let special = args.sweep.is_empty()
+            && (name == COUNTEREXAMPLE || name == STORAGE || name == VERDICTS);
         if !special && !all.iter().any(|sweep| &sweep.name == name) {
             let mut names: Vec<&str> = all.iter().map(|sweep| sweep.name.as_str()).collect();
             if args.sweep.is_empty() {
                 names.push(STORAGE);
                 names.push(COUNTEREXAMPLE);
+                names.push(VERDICTS);
             }
             return Err(ReportError::Usage(format!(
                 "--only {name}: no such figure (there are {})",
@@ -248,7 +253,15 @@ fn report(args: &ReportArgs) -> Result<(), ReportError> {
         println!("{}: {}", section.name, section.sentence);
         sections.push(section);
     }
-    let readme = readme(&sections, args.quick);
+    let verdicts = args.sweep.is_empty() && wants(VERDICTS);
+    if verdicts {
+        write_verdicts(&args.out, args, jobs)?;
+    }
+    let readme = readme(
+        &sections,
+        args.quick,
+        verdicts.then(|| command(VERDICTS, args, None)),
+    );
     write(&args.out.join("README.md"), readme.as_bytes())?;
     println!(
         "{} figure(s), {total} runs, written to {}",
@@ -352,6 +365,69 @@ fn write_counterexample(out: &Path, args: &ReportArgs) -> Result<Section, Report
     })
 }
 
+/// The verdict table: `verdicts.md`, and beside it in `verdicts/` the scenario of each
+/// simulated cell that violated (its replay command names the file). Files left there by an
+/// earlier run are removed first, so a cell that stops violating leaves nothing behind.
+fn write_verdicts(out: &Path, args: &ReportArgs, jobs: usize) -> Result<(), ReportError> {
+    let options = verdicts::Options::new(args.quick, jobs);
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} verdict checks")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let table = verdicts::compute(&options, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .map_err(ReportError::Run)?;
+    bar.finish_and_clear();
+    let (text, files) = verdicts::render(&table, out, &command(VERDICTS, args, None));
+    let directory = out.join(VERDICTS);
+    if directory.is_dir() {
+        let entries = std::fs::read_dir(&directory).map_err(|error| {
+            ReportError::Output(format!("cannot read {}: {error}", directory.display()))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                std::fs::remove_file(&path).map_err(|error| {
+                    ReportError::Output(format!("cannot remove {}: {error}", path.display()))
+                })?;
+            }
+        }
+    }
+    if !files.is_empty() {
+        std::fs::create_dir_all(&directory).map_err(|error| {
+            ReportError::Output(format!("cannot create {}: {error}", directory.display()))
+        })?;
+    }
+    for (file, toml) in &files {
+        write(&out.join(file), toml.as_bytes())?;
+    }
+    write(&out.join(format!("{VERDICTS}.md")), text.as_bytes())?;
+    let count = |verdict| {
+        table
+            .cells
+            .iter()
+            .flatten()
+            .filter(|cell| cell.verdict() == verdict)
+            .count()
+    };
+    println!(
+        "{VERDICTS}: {} cells hold, {} violated, {} unproven, {} n/a ({} exhaustive orders, {} simulated runs)",
+        count(verdicts::Verdict::Holds),
+        count(verdicts::Verdict::Violated),
+        count(verdicts::Verdict::Unproven),
+        count(verdicts::Verdict::NotApplicable),
+        table.orders,
+        table.runs
+    );
+    Ok(())
+}
+
 /// The `--sweep` file that holds the sweep `name`, when sweeps came from files.
 fn sweep_path<'a>(args: &'a ReportArgs, name: &str) -> Option<&'a Path> {
     args.sweep
@@ -373,7 +449,7 @@ fn command(name: &str, args: &ReportArgs, file: Option<&Path>) -> String {
     command
 }
 
-fn readme(sections: &[Section], quick: bool) -> String {
+fn readme(sections: &[Section], quick: bool, verdicts: Option<String>) -> String {
     let mut text = String::from(
         "# ratelab report\n\nGenerated by `ratelab report`; do not edit (CI regenerates this \
          folder and fails on any difference). Every figure is simulated from fixed seeds, \
@@ -399,6 +475,13 @@ fn readme(sections: &[Section], quick: bool) -> String {
             section.name,
             section.runs,
             section.command
+        ));
+    }
+    if let Some(command) = verdicts {
+        text.push_str(&format!(
+            "\n## Verdict table\n\nEvery limiter against every fault class, each cell computed \
+             by running its checks (every interleaving of a few gateways' round trips, and the \
+             simulation with fixed seeds): [`verdicts.md`](verdicts.md). Made by `{command}`.\n"
         ));
     }
     text
