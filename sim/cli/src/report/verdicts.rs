@@ -440,7 +440,13 @@ fn scenario(row: &Row, column: Column) -> Result<Scenario, String> {
                 duration_ms: 400,
             },
         )),
-        Column::RedisRestart => scenario.faults.push(at(1_500, FaultKind::RedisRestart {})),
+        Column::RedisRestart => scenario.faults.push(at(
+            1_500,
+            FaultKind::RedisRestart {
+                persistence: sim::scenario::Persistence::None,
+                rdb_every_ms: None,
+            },
+        )),
         Column::Failover => {
             scenario.redis.topology = Topology::Replicated;
             scenario.redis.replicas = 1;
