@@ -346,6 +346,38 @@ mod tests {
     }
 
     #[test]
+    fn shard_tables_tell_apart_keys_whose_hashes_collide() {
+        // Goal: two keys with the same 64-bit hash are two entries, and a lookup finds each by
+        // its bytes. SipHash collisions cannot be found without its keys, so the test builds
+        // the table's entries with a chosen hash; the limiter's own tests cannot reach this.
+        let mut table: HashMap<StoredKey, AtomicU64, BuildHasherDefault<PassThrough>> =
+            HashMap::default();
+        for (bytes, tat) in [(&b"a"[..], 10), (&b"b"[..], 20)] {
+            let key = StoredKey {
+                hash: 7,
+                bytes: bytes.into(),
+            };
+            assert!(table.insert(key, AtomicU64::new(tat)).is_none(), "a new key");
+        }
+        assert_eq!(table.len(), 2);
+        let tat_of = |bytes: &[u8]| {
+            let probe = Probe { hash: 7, bytes };
+            table
+                .get(&probe as &dyn KeyView)
+                .map(|tat| tat.load(Ordering::Acquire))
+        };
+        assert_eq!((tat_of(b"a"), tat_of(b"b"), tat_of(b"c")), (Some(10), Some(20), None));
+    }
+
+    #[test]
+    #[should_panic(expected = "now_ms must be positive")]
+    fn memory_limiter_refuses_time_zero() {
+        // `check`'s documented contract: 0 is the stored "no state" marker, so time starts
+        // at 1; a caller passing 0 is told at once instead of getting a silent answer.
+        MemoryLimiter::with_seed(RateQuota::new(1, 100).unwrap(), 1).check(b"k", 0, 1);
+    }
+
+    #[test]
     fn memory_limiter_agrees_with_gcra() {
         let quota = RateQuota::new(3, 20).unwrap();
         let limiter = MemoryLimiter::new(quota);
