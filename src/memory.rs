@@ -343,6 +343,20 @@ mod tests {
         }
         assert_eq!(limiter.len(), keys.len());
         assert!(!limiter.is_empty());
+        // The point of the shards: keys spread over all of them, so that two hot keys seldom
+        // share a lock. With 20,000 keys each shard's share is near 312; allow 2x either way.
+        let sizes: Vec<usize> = limiter
+            .shards
+            .iter()
+            .map(|shard| shard.read().unwrap().len())
+            .collect();
+        let average = keys.len() / SHARDS;
+        assert!(
+            sizes
+                .iter()
+                .all(|&size| size > average / 2 && size < average * 2),
+            "{sizes:?}"
+        );
     }
 
     #[test]
@@ -367,6 +381,16 @@ mod tests {
                 .map(|tat| tat.load(Ordering::Acquire))
         };
         assert_eq!((tat_of(b"a"), tat_of(b"b"), tat_of(b"c")), (Some(10), Some(20), None));
+        // The write path: a thread that missed on its read lock and then takes the write lock
+        // must find the entry another thread inserted meanwhile, not add a second, fresh one
+        // (which would hand the key its burst twice).
+        let again = StoredKey {
+            hash: 7,
+            bytes: b"a".as_slice().into(),
+        };
+        let tat = table.entry(again).or_insert_with(|| AtomicU64::new(EMPTY));
+        assert_eq!(tat.load(Ordering::Acquire), 10);
+        assert_eq!(table.len(), 2);
     }
 
     #[test]
