@@ -371,7 +371,10 @@ mod tests {
                 hash: 7,
                 bytes: bytes.into(),
             };
-            assert!(table.insert(key, AtomicU64::new(tat)).is_none(), "a new key");
+            assert!(
+                table.insert(key, AtomicU64::new(tat)).is_none(),
+                "a new key"
+            );
         }
         assert_eq!(table.len(), 2);
         let tat_of = |bytes: &[u8]| {
@@ -380,7 +383,10 @@ mod tests {
                 .get(&probe as &dyn KeyView)
                 .map(|tat| tat.load(Ordering::Acquire))
         };
-        assert_eq!((tat_of(b"a"), tat_of(b"b"), tat_of(b"c")), (Some(10), Some(20), None));
+        assert_eq!(
+            (tat_of(b"a"), tat_of(b"b"), tat_of(b"c")),
+            (Some(10), Some(20), None)
+        );
         // The write path: a thread that missed on its read lock and then takes the write lock
         // must find the entry another thread inserted meanwhile, not add a second, fresh one
         // (which would hand the key its burst twice).

@@ -240,7 +240,10 @@ mod tests {
         let wide = RateQuota::new(3, 100).unwrap();
         let narrow = RateQuota::new(1, 100).unwrap();
         let (_, spent) = decide(wide, None, 10, 3);
-        for limits in [[(narrow, None), (wide, spent)], [(wide, spent), (narrow, None)]] {
+        for limits in [
+            [(narrow, None), (wide, spent)],
+            [(wide, spent), (narrow, None)],
+        ] {
             let (multi, stores) = decide_all(&limits, 10, 2);
             assert!(!multi.decision.allowed);
             assert_eq!(multi.decision.retry_after_ms, u64::MAX, "{limits:?}");

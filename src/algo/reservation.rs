@@ -198,7 +198,10 @@ mod tests {
             (quota.limit(), quota.window_ms(), quota.lease_ms()),
             (3, 1_000, 250)
         );
-        assert_eq!(SuccessQuota::new(3, 1_000, 0).unwrap_err().field, "lease_ms");
+        assert_eq!(
+            SuccessQuota::new(3, 1_000, 0).unwrap_err().field,
+            "lease_ms"
+        );
         assert_eq!(SuccessQuota::new(0, 1_000, 250).unwrap_err().field, "limit");
         assert_eq!(SuccessQuota::new(3, 0, 250).unwrap_err().field, "window_ms");
     }
@@ -246,11 +249,24 @@ mod tests {
                 let held = state.successes.len() + state.reservations.len();
                 let mut at_reset = state.clone();
                 prune(quota, &mut at_reset, now_ms + decision.reset_after_ms);
-                assert_eq!(at_reset, State { last_id: state.last_id, ..State::default() });
+                assert_eq!(
+                    at_reset,
+                    State {
+                        last_id: state.last_id,
+                        ..State::default()
+                    }
+                );
                 if decision.reset_after_ms > 0 {
                     let mut before_reset = state.clone();
-                    prune(quota, &mut before_reset, now_ms + decision.reset_after_ms - 1);
-                    assert_ne!(before_reset.successes.len() + before_reset.reservations.len(), 0);
+                    prune(
+                        quota,
+                        &mut before_reset,
+                        now_ms + decision.reset_after_ms - 1,
+                    );
+                    assert_ne!(
+                        before_reset.successes.len() + before_reset.reservations.len(),
+                        0
+                    );
                 }
                 if let Some(id) = id {
                     // One call in seven never completes (a crashed gateway).

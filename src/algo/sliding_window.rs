@@ -206,7 +206,10 @@ mod tests {
                 state = Some(next);
                 let reset_ms = now_ms + decision.reset_after_ms;
                 let full = decide(quota, Some(next), reset_ms, 10).0;
-                assert!(full.allowed, "seed {seed}: state still weighs at {reset_ms}");
+                assert!(
+                    full.allowed,
+                    "seed {seed}: state still weighs at {reset_ms}"
+                );
                 if next.current > 0 {
                     checked += 1;
                     assert!(
