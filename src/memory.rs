@@ -343,6 +343,68 @@ mod tests {
         }
         assert_eq!(limiter.len(), keys.len());
         assert!(!limiter.is_empty());
+        // The point of the shards: keys spread over all of them, so that two hot keys seldom
+        // share a lock. With 20,000 keys each shard's share is near 312; allow 2x either way.
+        let sizes: Vec<usize> = limiter
+            .shards
+            .iter()
+            .map(|shard| shard.read().unwrap().len())
+            .collect();
+        let average = keys.len() / SHARDS;
+        assert!(
+            sizes
+                .iter()
+                .all(|&size| size > average / 2 && size < average * 2),
+            "{sizes:?}"
+        );
+    }
+
+    #[test]
+    fn shard_tables_tell_apart_keys_whose_hashes_collide() {
+        // Goal: two keys with the same 64-bit hash are two entries, and a lookup finds each by
+        // its bytes. SipHash collisions cannot be found without its keys, so the test builds
+        // the table's entries with a chosen hash; the limiter's own tests cannot reach this.
+        let mut table: HashMap<StoredKey, AtomicU64, BuildHasherDefault<PassThrough>> =
+            HashMap::default();
+        for (bytes, tat) in [(&b"a"[..], 10), (&b"b"[..], 20)] {
+            let key = StoredKey {
+                hash: 7,
+                bytes: bytes.into(),
+            };
+            assert!(
+                table.insert(key, AtomicU64::new(tat)).is_none(),
+                "a new key"
+            );
+        }
+        assert_eq!(table.len(), 2);
+        let tat_of = |bytes: &[u8]| {
+            let probe = Probe { hash: 7, bytes };
+            table
+                .get(&probe as &dyn KeyView)
+                .map(|tat| tat.load(Ordering::Acquire))
+        };
+        assert_eq!(
+            (tat_of(b"a"), tat_of(b"b"), tat_of(b"c")),
+            (Some(10), Some(20), None)
+        );
+        // The write path: a thread that missed on its read lock and then takes the write lock
+        // must find the entry another thread inserted meanwhile, not add a second, fresh one
+        // (which would hand the key its burst twice).
+        let again = StoredKey {
+            hash: 7,
+            bytes: b"a".as_slice().into(),
+        };
+        let tat = table.entry(again).or_insert_with(|| AtomicU64::new(EMPTY));
+        assert_eq!(tat.load(Ordering::Acquire), 10);
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "now_ms must be positive")]
+    fn memory_limiter_refuses_time_zero() {
+        // `check`'s documented contract: 0 is the stored "no state" marker, so time starts
+        // at 1; a caller passing 0 is told at once instead of getting a silent answer.
+        MemoryLimiter::with_seed(RateQuota::new(1, 100).unwrap(), 1).check(b"k", 0, 1);
     }
 
     #[test]

@@ -234,6 +234,44 @@ mod tests {
     }
 
     #[test]
+    fn gcra_all_or_nothing_never_fits_when_one_limit_is_too_small() {
+        // A cost above any one limit's burst can never be admitted, whatever the others say:
+        // "never" (u64::MAX) wins over every finite wait, in either order of the limits.
+        let wide = RateQuota::new(3, 100).unwrap();
+        let narrow = RateQuota::new(1, 100).unwrap();
+        let (_, spent) = decide(wide, None, 10, 3);
+        for limits in [
+            [(narrow, None), (wide, spent)],
+            [(wide, spent), (narrow, None)],
+        ] {
+            let (multi, stores) = decide_all(&limits, 10, 2);
+            assert!(!multi.decision.allowed);
+            assert_eq!(multi.decision.retry_after_ms, u64::MAX, "{limits:?}");
+            assert_eq!(stores, vec![None, None]);
+        }
+        let (multi, _) = decide_all(&[(wide, spent), (narrow, None)], 10, 1);
+        assert_eq!(
+            (multi.denied_by, multi.decision.retry_after_ms),
+            (Some(0), 100),
+            "a finite wait when every limit can hold the cost"
+        );
+    }
+
+    #[test]
+    fn gcra_all_or_nothing_peek_writes_nothing() {
+        // Cost 0 asks without spending: nothing is stored (the script skips its SET, whose
+        // PX would be 0 on a full key, which Redis refuses), and the answer is the remaining
+        // room of the tightest limit.
+        let total = RateQuota::new(3, 100).unwrap();
+        let per_model = RateQuota::new(2, 100).unwrap();
+        let (_, tat) = decide(per_model, None, 10, 1);
+        let (multi, stores) = decide_all(&[(total, None), (per_model, tat)], 10, 0);
+        assert!(multi.decision.allowed);
+        assert_eq!(multi.decision.remaining, 1);
+        assert_eq!(stores, vec![None, None]);
+    }
+
+    #[test]
     fn regression_gcra_after_a_backward_clock_step_has_nothing_remaining() {
         // Postmortem: found by `ratelab explore` (seed 2097). After the clock steps back further
         // than a key's free capacity, TAT - now exceeds the capacity; "remaining" was computed

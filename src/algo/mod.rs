@@ -256,3 +256,34 @@ pub(crate) mod testing {
         u64::try_from(best).expect("fits")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_errors_name_the_field_and_the_problem() {
+        let error = WindowQuota::new(0, 1_000).unwrap_err();
+        assert_eq!(error.field, "limit");
+        assert_eq!(
+            error.to_string(),
+            format!("invalid quota: limit: {}", error.problem)
+        );
+        assert!(error.to_string().contains("at least 1"), "{error}");
+    }
+
+    #[test]
+    fn per_window_spreads_the_limit_over_the_window() {
+        // `limit` per `window_ms` becomes a burst of `limit` refilled every window / limit
+        // ms, rounded down (a faster refill, never a slower one).
+        let quota = RateQuota::per_window(5, 1_000).unwrap();
+        assert_eq!((quota.burst(), quota.interval_ms()), (5, 200));
+        let quota = RateQuota::per_window(3, 1_000).unwrap();
+        assert_eq!((quota.burst(), quota.interval_ms()), (3, 333));
+        // The edge: one unit per millisecond is still whole.
+        let quota = RateQuota::per_window(4, 4).unwrap();
+        assert_eq!((quota.burst(), quota.interval_ms()), (4, 1));
+        assert_eq!(RateQuota::per_window(5, 4).unwrap_err().field, "window_ms");
+        assert_eq!(RateQuota::per_window(0, 1_000).unwrap_err().field, "limit");
+    }
+}

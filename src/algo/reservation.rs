@@ -192,6 +192,120 @@ mod tests {
     }
 
     #[test]
+    fn success_quota_keeps_its_values_and_refuses_zero() {
+        let quota = SuccessQuota::new(3, 1_000, 250).unwrap();
+        assert_eq!(
+            (quota.limit(), quota.window_ms(), quota.lease_ms()),
+            (3, 1_000, 250)
+        );
+        assert_eq!(
+            SuccessQuota::new(3, 1_000, 0).unwrap_err().field,
+            "lease_ms"
+        );
+        assert_eq!(SuccessQuota::new(0, 1_000, 250).unwrap_err().field, "limit");
+        assert_eq!(SuccessQuota::new(3, 0, 250).unwrap_err().field, "window_ms");
+    }
+
+    #[test]
+    fn a_success_leaves_the_window_exactly_one_window_after_it() {
+        // The window is `(now - W, now]`: a success stamped at 1_000 counts at 1_999 and not
+        // at 2_000, and the denial at 1_999 says so.
+        let quota = SuccessQuota::new(1, 1_000, 100).unwrap();
+        let mut state = State::default();
+        let (_, id) = reserve(quota, &mut state, 950);
+        assert!(complete(quota, &mut state, id.unwrap(), true, 1_000));
+        let denied = reserve(quota, &mut state, 1_999).0;
+        assert_eq!(
+            (denied.allowed, denied.retry_after_ms, denied.reset_after_ms),
+            (false, 1, 1)
+        );
+        assert!(reserve(quota, &mut state, 2_000).0.allowed);
+    }
+
+    #[test]
+    fn retry_after_and_reset_after_are_exact() {
+        // Goal: `retry_after_ms` is the first moment a slot frees (a success leaving the
+        // window or a lease expiring) and `reset_after_ms` the moment the state is empty.
+        // Method: seeded interleavings where leases are shorter than some calls and some
+        // calls never complete, so both successes and leases decide the waits; every answer
+        // is checked on a copy of the state one millisecond before and at the moment it names.
+        let quota = SuccessQuota::new(3, 1_000, 300).unwrap();
+        let (mut denials, mut by_success, mut by_lease) = (0, 0, 0);
+        for seed in 0..30u64 {
+            let mut state = State::default();
+            let mut in_flight: Vec<(u64, u64)> = Vec::new();
+            let times = crate::algo::testing::arrivals(seed, 300, 60);
+            for (step, now_ms) in times.into_iter().enumerate() {
+                let step = step as u64;
+                in_flight.retain(|&(id, done_ms)| {
+                    if done_ms > now_ms {
+                        return true;
+                    }
+                    complete(quota, &mut state, id, (id + seed) % 5 != 0, now_ms);
+                    false
+                });
+                let before = state.clone();
+                let (decision, id) = reserve(quota, &mut state, now_ms);
+                let held = state.successes.len() + state.reservations.len();
+                let mut at_reset = state.clone();
+                prune(quota, &mut at_reset, now_ms + decision.reset_after_ms);
+                assert_eq!(
+                    at_reset,
+                    State {
+                        last_id: state.last_id,
+                        ..State::default()
+                    }
+                );
+                if decision.reset_after_ms > 0 {
+                    let mut before_reset = state.clone();
+                    prune(
+                        quota,
+                        &mut before_reset,
+                        now_ms + decision.reset_after_ms - 1,
+                    );
+                    assert_ne!(
+                        before_reset.successes.len() + before_reset.reservations.len(),
+                        0
+                    );
+                }
+                if let Some(id) = id {
+                    // One call in seven never completes (a crashed gateway).
+                    if (id + seed) % 7 != 0 {
+                        in_flight.push((id, now_ms + (step * 53 + seed) % 500));
+                    }
+                    continue;
+                }
+                denials += 1;
+                let wait = decision.retry_after_ms;
+                assert!(wait > 0, "seed {seed} at {now_ms}: a denial waits");
+                let mut early = before.clone();
+                assert!(
+                    !reserve(quota, &mut early, now_ms + wait - 1).0.allowed,
+                    "seed {seed} at {now_ms}: a slot freed before {wait} ms"
+                );
+                if held == 3 {
+                    let mut on_time = before.clone();
+                    assert!(
+                        reserve(quota, &mut on_time, now_ms + wait).0.allowed,
+                        "seed {seed} at {now_ms}: no slot after {wait} ms"
+                    );
+                }
+                let success_frees = state.successes.values().min().map(|at| at + 1_000 - now_ms);
+                if success_frees == Some(wait) {
+                    by_success += 1;
+                } else {
+                    by_lease += 1;
+                }
+            }
+        }
+        assert!(
+            denials > 100 && by_success > 20 && by_lease > 20,
+            "the cases must exercise both waits: {denials} denials, {by_success} by a \
+             success, {by_lease} by a lease"
+        );
+    }
+
+    #[test]
     fn successes_in_any_window_stay_within_the_limit() {
         // Random interleavings of admissions and completions (leases longer than any call).
         let quota = SuccessQuota::new(3, 1_000, 1_000_000).unwrap();

@@ -156,25 +156,70 @@ mod tests {
 
     #[test]
     fn sliding_window_retry_after_is_when_the_request_fits() {
+        // Costs 1 to 3, so that a denial meets every shape: room left in this window once
+        // the previous one slides out, or none until the next window (with this window's
+        // count still weighing there). Postmortem: with cost 2 only, a current count one
+        // below the limit never occurred, and retry_after's `&&` -> `||` (which then
+        // subtracts past zero) survived.
         let quota = WindowQuota::new(10, 1_000).unwrap();
+        let (mut in_this_window, mut in_the_next) = (0, 0);
         for seed in 0..10 {
             let mut state = None;
-            for now_ms in arrivals(seed, 400, 120) {
-                let (decision, next) = decide(quota, state, now_ms, 2);
+            for (index, now_ms) in arrivals(seed, 400, 120).into_iter().enumerate() {
+                let cost = 1 + index as u64 % 3;
+                let (decision, next) = decide(quota, state, now_ms, cost);
                 if !decision.allowed {
                     let wait = decision.retry_after_ms;
                     assert!(
-                        !decide(quota, Some(next), now_ms + wait - 1, 2).0.allowed,
+                        !decide(quota, Some(next), now_ms + wait - 1, cost).0.allowed,
                         "seed {seed}: too early at {now_ms}+{wait}"
                     );
                     assert!(
-                        decide(quota, Some(next), now_ms + wait, 2).0.allowed,
+                        decide(quota, Some(next), now_ms + wait, cost).0.allowed,
                         "seed {seed}: not yet at {now_ms}+{wait}"
                     );
+                    if (now_ms + wait) / 1_000 == now_ms / 1_000 {
+                        in_this_window += 1;
+                    } else {
+                        in_the_next += 1;
+                    }
                 }
                 state = Some(next);
             }
         }
+        assert!(
+            in_this_window > 20 && in_the_next > 20,
+            "both kinds of wait: {in_this_window} in this window, {in_the_next} in the next"
+        );
+    }
+
+    #[test]
+    fn sliding_window_reset_after_is_when_the_state_stops_mattering() {
+        // `reset_after_ms` is the key's TTL: the stored counts weigh on decisions until then
+        // (a full-limit request is still refused one millisecond before) and not after.
+        let quota = WindowQuota::new(10, 1_000).unwrap();
+        let mut checked = 0;
+        for seed in 0..10 {
+            let mut state = None;
+            for (index, now_ms) in arrivals(seed, 300, 150).into_iter().enumerate() {
+                let (decision, next) = decide(quota, state, now_ms, 1 + index as u64 % 3);
+                state = Some(next);
+                let reset_ms = now_ms + decision.reset_after_ms;
+                let full = decide(quota, Some(next), reset_ms, 10).0;
+                assert!(
+                    full.allowed,
+                    "seed {seed}: state still weighs at {reset_ms}"
+                );
+                if next.current > 0 {
+                    checked += 1;
+                    assert!(
+                        !decide(quota, Some(next), reset_ms - 1, 10).0.allowed,
+                        "seed {seed}: state already forgotten at {reset_ms} - 1"
+                    );
+                }
+            }
+        }
+        assert!(checked > 1_000, "{checked}");
     }
 
     #[test]
