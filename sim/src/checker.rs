@@ -1693,12 +1693,20 @@ fn aligned_windows_verdict(
                 continue;
             }
             // The window before (empty when nothing of it was placed).
-            let previous: Vec<Point> = windows
+            let previous_all: Vec<Point> = windows
                 .get(&(start - i128::from(span)))
                 .map(|placed| placed.iter().map(|(point, _)| *point).collect())
                 .unwrap_or_default();
-            let previous_units: u64 = previous.iter().map(|point| point.2).sum();
             for &(admission, elapsed) in placed {
+                // Of the window before, only the units surely run before this admission: a
+                // clock stepped back revisits that window later in true time, and what it
+                // admits then was not in the count this admission saw.
+                let previous: Vec<Point> = previous_all
+                    .iter()
+                    .filter(|point| point.0 < admission.1)
+                    .copied()
+                    .collect();
+                let previous_units: u64 = previous.iter().map(|point| point.2).sum();
                 // Units of this window surely run before it, and itself.
                 let mut before: Vec<Point> = set
                     .iter()

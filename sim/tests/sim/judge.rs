@@ -19,6 +19,8 @@ const SLOW_LINK: &str = include_str!("../../scenarios/slow-link-lognormal.toml")
 const CLUSTER: &str = include_str!("../../scenarios/cluster-hot-keys.toml");
 const PIPELINED: &str = include_str!("../../scenarios/pipelined-fixed-window.toml");
 const PIPELINED_SKEW: &str = include_str!("../../scenarios/pipelined-fixed-window-clock-skew.toml");
+const SLIDING_STEP_BACK: &str =
+    include_str!("../../scenarios/sliding-window-redis-clock-step-back.toml");
 
 #[test]
 fn a_panicking_limiter_leaves_an_unresolved_request_and_fails_the_run() {
@@ -595,4 +597,30 @@ fn an_aligned_window_is_judged_on_the_limiters_clock() {
         "{skewed}"
     );
     assert!(skewed.violated("admissions_within_bound"), "{skewed}");
+}
+
+#[test]
+fn a_sliding_window_counts_as_previous_only_what_ran_before_the_admission() {
+    // Goal: after Redis's clock steps back into a window the script has left, what that
+    // window admits again is not part of the "previous" count that the next window's
+    // earlier admissions saw. Before the fix the checker put it there and judged this safe
+    // run an over-admission (found by the verdict table's clock-step cell). Method: the
+    // shipped step-back scenario holds every safety verdict, the step took effect, and one
+    // admission too many after the step is still caught.
+    let scenario = parse(SLIDING_STEP_BACK);
+    let (plain, events) = run_with_log(&scenario, 1);
+    plain.assert_safe();
+    assert!(
+        plain
+            .verdict("admissions_within_aligned_windows")
+            .is_some_and(|verdict| verdict.held),
+        "{plain}"
+    );
+    let (id, key, at_ms) = saturated_denial(&events, None, 1_300, &[]).expect("a denial");
+    let report = sim::checker::check(&scenario, 1, &inject_admission(&events, id, false));
+    assert!(
+        report.violated("admissions_within_aligned_windows")
+            || report.violated("admissions_within_bound"),
+        "one too many on key {key} at {at_ms} ms not caught\n{report}"
+    );
 }
