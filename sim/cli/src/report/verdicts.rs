@@ -322,9 +322,10 @@ pub enum Verdict {
     NotApplicable,
 }
 
-/// Whether a checker verdict is about a bound (admissions or successes per key).
+/// Whether a checker verdict is about a bound (admissions or successes per key; for the
+/// clock-aligned windows, their exact L per aligned window is the bound too).
 fn is_bound(name: &str) -> bool {
-    name.ends_with("_within_bound")
+    name.ends_with("_within_bound") || name == "admissions_within_aligned_windows"
 }
 
 impl Cell {
@@ -980,6 +981,19 @@ fail-open admission is counted apart, outside the bound, by design.
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_bound_verdict_of_the_checker_counts_as_the_bound() {
+        for name in [
+            "admissions_within_bound",
+            "group_admissions_within_bound",
+            "successes_within_bound",
+            "admissions_within_aligned_windows",
+        ] {
+            assert!(super::is_bound(name), "{name}");
+        }
+        assert!(!super::is_bound("every_key_has_ttl"));
+    }
+
     use super::*;
 
     /// Goal: the table can fail: an over-admitting limiter turns a cell that holds into
