@@ -54,6 +54,26 @@ pub struct Spec {
     pub handler: Handler,
 }
 
+/// A command whose handler sees the whole model and the session, with no fixed key positions
+/// (none at all, or, for EVAL, EVALSHA, FCALL and FCALL_RO, keys that follow a key count,
+/// which [`Spec::keys`] special-cases). One constructor for every family's table.
+pub const fn session(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        handler: Handler::Session(handler),
+    }
+}
+
 impl Spec {
     /// Whether `argc` arguments (the name included) fit the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cmd::is_opt;
-use super::command::{Handler, NOSCRIPT, READONLY, Spec};
+use super::command::{NOSCRIPT, READONLY, Spec, session};
 use super::reply::{Reply, err, ok, sanitize};
 use super::script::{self, lossy_text};
 use super::{Model, Session};
@@ -315,24 +315,6 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             pos += 1;
         }
         args.push(current);
-    }
-}
-
-const fn session(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        // FCALL's keys follow its key count; `Spec::keys` special-cases them.
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        handler: Handler::Session(handler),
     }
 }
 

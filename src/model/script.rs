@@ -67,31 +67,13 @@ use self::errors::{
 use super::busy::FunctionRun;
 use super::busy::{self, ScriptWatch};
 use super::cmd::{arg_i64, is_opt};
-use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE};
+use super::command::{self, Handler, NOSCRIPT, READONLY, Spec, WRITE, session};
 use super::functions::{self, FunctionFlags, FunctionInfo};
 use super::reply::{Protocol, Reply, err, msg, ok, sanitize};
 use super::{Core, Ctx, Model, NodeConfig, Session, cluster};
 // Used by `bit`, `cjson` and the rest of the model by these paths.
 pub(crate) use self::convert::{as_number, format_g, lua_string_to_number, lua_type_name};
 pub(crate) use self::errors::where_error;
-
-const fn session(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        // EVAL's keys follow its key count; `Spec::keys` special-cases these four.
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        handler: Handler::Session(handler),
-    }
-}
 
 /// The scripting commands.
 pub static COMMANDS: &[Spec] = &[

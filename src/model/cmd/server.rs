@@ -4,7 +4,7 @@
 
 use super::{arg_i64, introspect, is_opt};
 use crate::model::command::{
-    ADMIN, FAST, Handler, NO_QUEUE, NOSCRIPT, RANDOM, READONLY, Spec, WRITE,
+    ADMIN, FAST, Handler, NO_QUEUE, NOSCRIPT, RANDOM, READONLY, Spec, WRITE, session,
 };
 use crate::model::reply::{Reply, bulk, err, msg, ok};
 use crate::model::{Core, Ctx, DATABASES, Model, NodeConfig, Session};
@@ -25,23 +25,6 @@ const fn data(
         last_key: 0,
         step: 0,
         handler: Handler::Data(handler),
-    }
-}
-
-const fn session(
-    name: &'static str,
-    arity: i32,
-    flags: u32,
-    handler: fn(&mut Model, &mut Session, u64, &[Vec<u8>]) -> Reply,
-) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        handler: Handler::Session(handler),
     }
 }
 
