@@ -13,7 +13,7 @@
 use std::error::Error;
 use std::path::Path;
 
-use super::interop::start_server;
+use super::interop::{client_app_passed, skip, start_server};
 
 type TestResult = Result<(), Box<dyn Error + Send + Sync>>;
 
@@ -36,11 +36,7 @@ async fn go_redis_runs_an_application() -> TestResult {
         None
     };
     if let Some(why) = missing {
-        if std::env::var("RATELAB_REQUIRE_REDIS").as_deref() == Ok("1") {
-            return Err(format!("{test}: {why} (required by RATELAB_REQUIRE_REDIS=1)").into());
-        }
-        eprintln!("skipped {test}: {why}");
-        return Ok(());
+        return skip(test, why);
     }
     let (address, _model) = start_server().await?;
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis/go_redis_app");
@@ -58,15 +54,5 @@ async fn go_redis_runs_an_application() -> TestResult {
         )
         .output()
         .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    let summary = stdout
-        .lines()
-        .find(|line| line.starts_with("calls: passed"))
-        .ok_or("the application printed no summary")?;
-    assert!(
-        output.status.success(),
-        "go-redis calls failed ({summary}); every call is listed above"
-    );
-    Ok(())
+    client_app_passed("go-redis", &output)
 }

@@ -24,6 +24,31 @@ use tokio::net::{TcpListener, TcpStream};
 
 type TestResult = Result<(), Box<dyn Error + Send + Sync>>;
 
+/// A missing tool: an error under `RATELAB_REQUIRE_REDIS=1`, else a visible skip line.
+pub(crate) fn skip(test: &str, why: &str) -> TestResult {
+    if std::env::var("RATELAB_REQUIRE_REDIS").as_deref() == Ok("1") {
+        return Err(format!("{test}: {why} (required by RATELAB_REQUIRE_REDIS=1)").into());
+    }
+    eprintln!("skipped {test}: {why}");
+    Ok(())
+}
+
+/// Judges an outside client's application run (`tests/redis/*_app*`): its output is shown,
+/// it must print its `calls: passed` summary and exit 0 (every failed call is listed above).
+pub(crate) fn client_app_passed(client: &str, output: &std::process::Output) -> TestResult {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("calls: passed"))
+        .ok_or("the application printed no summary")?;
+    assert!(
+        output.status.success(),
+        "{client} calls failed ({summary}); every call is listed above"
+    );
+    Ok(())
+}
+
 /// Serves a fresh model on a free local port; the accept loop runs until the test's runtime
 /// ends. Returns the address and the model, so tests can look inside.
 pub(crate) async fn start_server() -> Result<(SocketAddr, SharedModel), Box<dyn Error + Send + Sync>>

@@ -15,18 +15,9 @@ use std::path::Path;
 
 use redis::{AsyncCommands, Value};
 
-use super::interop::start_server;
+use super::interop::{client_app_passed, skip, start_server};
 
 type TestResult = Result<(), Box<dyn Error + Send + Sync>>;
-
-/// A missing tool: an error under `RATELAB_REQUIRE_REDIS=1`, else a visible skip line.
-fn skip(test: &str, why: &str) -> TestResult {
-    if std::env::var("RATELAB_REQUIRE_REDIS").as_deref() == Ok("1") {
-        return Err(format!("{test}: {why} (required by RATELAB_REQUIRE_REDIS=1)").into());
-    }
-    eprintln!("skipped {test}: {why}");
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_with_defaults_runs_an_application() -> TestResult {
@@ -53,17 +44,7 @@ async fn redis_py_with_defaults_runs_an_application() -> TestResult {
         .arg(address.port().to_string())
         .output()
         .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    let summary = stdout
-        .lines()
-        .find(|line| line.starts_with("calls: passed"))
-        .ok_or("the application printed no summary")?;
-    assert!(
-        output.status.success(),
-        "redis-py calls failed ({summary}); every call is listed above"
-    );
-    Ok(())
+    client_app_passed("redis-py", &output)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
