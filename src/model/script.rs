@@ -383,6 +383,18 @@ struct Run {
     registered: Vec<(FunctionInfo, Function)>,
 }
 
+/// The call context of a script or function that `session` runs at `now_ms` (EVAL and FCALL
+/// alike). Every script starts in RESP2, whatever its caller speaks (`redis.setresp`).
+fn script_ctx(now_ms: u64, session: &Session) -> Ctx {
+    Ctx {
+        now_ms,
+        db: session.db,
+        in_script: true,
+        client_id: session.id,
+        resp: Protocol::Resp2,
+    }
+}
+
 impl Run {
     fn idle(watch: Arc<ScriptWatch>) -> Run {
         Run {
@@ -1111,14 +1123,7 @@ fn eval_generic(
     }
     let keys = &argv[3..3 + key_count];
     let start = RunStart {
-        ctx: Ctx {
-            now_ms,
-            db: session.db,
-            in_script: true,
-            client_id: session.id,
-            // Every script starts in RESP2, whatever its caller speaks (`redis.setresp`).
-            resp: Protocol::Resp2,
-        },
+        ctx: script_ctx(now_ms, session),
         name: &sha,
         keys,
         args: &argv[3 + key_count..],
@@ -1651,13 +1656,7 @@ pub(crate) fn fcall(
     }));
     let keys = &argv[3..3 + key_count];
     let start = RunStart {
-        ctx: Ctx {
-            now_ms,
-            db: session.db,
-            in_script: true,
-            client_id: session.id,
-            resp: Protocol::Resp2,
-        },
+        ctx: script_ctx(now_ms, session),
         name: name.as_bytes(),
         keys,
         args: &argv[3 + key_count..],
