@@ -969,6 +969,37 @@ fn cluster_routes_commands_pipelines_and_hash_tagged_scripts() {
                     "{strategy:?} user {user}: {reply:?}"
                 );
             }
+            // FUNCTION LOAD sent alone reaches every primary (the crate routes it to all of
+            // them), so after one "Function not found" and one load, FCALL works on every slot
+            // and no other node reports the function missing.
+            for &port in &cluster.ports {
+                node_command(port, &["FUNCTION", "FLUSH"]).expect("flushed functions");
+            }
+            for user in 20..32 {
+                let reply = run_script_with(
+                    &mut redis,
+                    Script::Gcra,
+                    vec![key(&format!("{{user:{user}}}:gcra"))],
+                    script_args(Script::Gcra),
+                    &Reload::Fcall,
+                )
+                .await
+                .expect("a reply");
+                assert!(
+                    matches!(&reply, Reply::Array(items) if items.first() == Some(&Reply::Integer(1))),
+                    "{strategy:?} user {user} by FCALL: {reply:?}"
+                );
+            }
+            for &port in &cluster.ports {
+                match node_command(port, &["FUNCTION", "LIST"]) {
+                    Some(Reply::Array(libraries)) => assert_eq!(
+                        libraries.len(),
+                        1,
+                        "{strategy:?}: node {port} holds the library once"
+                    ),
+                    other => panic!("FUNCTION LIST on {port}: {other:?}"),
+                }
+            }
             // Keys in different slots in one script: the server's own refusal, as a reply.
             let crossed = redis
                 .exec(Cmd::Eval {
