@@ -262,7 +262,17 @@ fn report(args: &ReportArgs) -> Result<(), ReportError> {
         args.quick,
         verdicts.then(|| command(VERDICTS, args, None)),
     );
-    write(&args.out.join("README.md"), readme.as_bytes())?;
+    // A partial run (`--only`) keeps the README a full run wrote: its other figures' sections
+    // would otherwise vanish (and CI's byte check would fail on results/README.md).
+    let readme_path = args.out.join("README.md");
+    if args.only.is_empty() || !readme_path.exists() {
+        write(&readme_path, readme.as_bytes())?;
+    } else {
+        println!(
+            "{} left as it was (--only: a partial run)",
+            readme_path.display()
+        );
+    }
     println!(
         "{} figure(s), {total} runs, written to {}",
         sections.len(),

@@ -68,6 +68,35 @@ fn golden_figure_bytes() {
     assert!(stdout.contains("tiny: At RTT = 2 ms"), "{stdout}");
 }
 
+/// Goal: a partial run (`--only`) leaves the README of a full run alone, and a full run
+/// rewrites it. Method: a sentinel README, then `--only tiny`, then the full sweep.
+#[test]
+fn only_keeps_the_readme_of_a_full_run() {
+    let sweep = Path::new(GOLDEN).join("tiny.toml");
+    let sweep = sweep.to_str().expect("utf-8 path");
+    let out = temp_dir("only-readme");
+    std::fs::create_dir_all(&out).expect("out dir");
+    std::fs::write(out.join("README.md"), "sentinel").expect("sentinel");
+    let partial = report(&["--sweep", sweep, "--only", "tiny"], &out);
+    assert!(
+        partial.status.success(),
+        "{}",
+        String::from_utf8_lossy(&partial.stderr)
+    );
+    assert_eq!(read(&out.join("README.md")), b"sentinel");
+    assert!(
+        out.join("tiny.csv").exists(),
+        "the figure itself is written"
+    );
+    let full = report(&["--sweep", sweep], &out);
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    assert!(String::from_utf8_lossy(&read(&out.join("README.md"))).contains("tiny"));
+}
+
 /// Goal: bad input is exit 2 with the field or the problem named, and nothing is run.
 /// Method: a broken sweep file, a missing one, an unknown `--only`, `--jobs 0`.
 #[test]
