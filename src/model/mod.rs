@@ -574,6 +574,12 @@ impl Core {
         });
     }
 
+    /// How many keys some client watches (tests: a session that ended left none behind).
+    #[cfg(test)]
+    pub(crate) fn watched_keys(&self) -> usize {
+        self.watched.len()
+    }
+
     /// Ends every watch of `session`.
     pub fn unwatch_all(&mut self, session: &mut Session) {
         for SessionWatch { db, key, .. } in session.watched.drain(..) {

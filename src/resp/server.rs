@@ -79,11 +79,12 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if !self.registered {
+        let pending = self.busy_call.take();
+        if !self.registered && pending.is_none() {
             return;
         }
         match self.model.try_lock() {
-            Ok(mut model) => model.disconnect(&mut self.session),
+            Ok(mut model) => end_session(&mut model, &mut self.session, pending),
             // A script holds the model: waiting here would block a runtime thread for as long
             // as the script runs, so a thread of its own waits instead.
             Err(std::sync::TryLockError::WouldBlock) => {
@@ -91,7 +92,7 @@ impl Drop for Registration {
                 let mut session = std::mem::take(&mut self.session);
                 std::thread::spawn(move || {
                     if let Ok(mut model) = model.lock() {
-                        model.disconnect(&mut session);
+                        end_session(&mut model, &mut session, pending);
                     }
                 });
             }
@@ -100,6 +101,19 @@ impl Drop for Registration {
             Err(std::sync::TryLockError::Poisoned(_)) => {}
         }
     }
+}
+
+/// Ends a connection's session with the model held. An allow-busy call the connection asked
+/// for and never collected (it left while a script was busy) is settled first: taken back if
+/// no hook ran it, and if one did (a WATCH, say) the session it left is the one to end, so
+/// its watches and the hook's answer do not outlive the connection.
+fn end_session(model: &mut Model, session: &mut Session, pending: Option<u64>) {
+    if let Some(ticket) = pending
+        && let BusyCall::Answered(answered, _) = model.scripts.watch().call(ticket, true)
+    {
+        *session = answered;
+    }
+    model.disconnect(session);
 }
 
 /// Redis's reply to a connection past `maxclients`, before it closes it.
@@ -643,6 +657,45 @@ mod tests {
                     "the client is deregistered"
                 );
             });
+        }
+    }
+
+    /// Goal: a connection that leaves while the WATCH it asked a busy script's hook to run
+    /// waits uncollected leaves no watch and no answer behind (registered or not, run by the
+    /// hook or not). Method: ask, let the hook serve (or not), drop the registration.
+    #[test]
+    fn a_connection_gone_with_its_busy_watch_uncollected_leaves_nothing_behind() {
+        for (registered, hook_ran) in [(true, true), (false, true), (true, false)] {
+            let model = shared_model();
+            let watch = lock(&model).scripts.watch();
+            let mut registration = Registration {
+                model: Arc::clone(&model),
+                session: Session::default(),
+                peer_addr: "127.0.0.1:1".to_owned(),
+                registered: false,
+                busy_call: None,
+            };
+            if registered {
+                assert!(register(&mut lock(&model), &mut registration));
+            }
+            let argv = vec![b"WATCH".to_vec(), b"k".to_vec()];
+            let ticket = watch.ask(registration.session.clone(), argv);
+            registration.busy_call = Some(ticket);
+            if hook_ran {
+                let mut guard = lock(&model);
+                watch.serve_calls(&mut guard, 0);
+                assert_eq!(guard.core.watched_keys(), 1, "the hook ran the WATCH");
+            }
+            drop(registration);
+            let guard = lock(&model);
+            let case = format!("registered {registered}, hook ran {hook_ran}");
+            assert_eq!(guard.core.watched_keys(), 0, "{case}: the watch ended");
+            assert!(guard.core.clients.is_empty(), "{case}");
+            assert!(!watch.has_calls(), "{case}: nothing left asked");
+            assert!(
+                matches!(watch.call(ticket, false), BusyCall::Withdrawn),
+                "{case}: no answer left behind"
+            );
         }
     }
 
