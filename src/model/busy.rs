@@ -59,6 +59,10 @@ pub struct ScriptWatch {
     is_function: AtomicBool,
     /// What FUNCTION STATS shows of the running function.
     function: Mutex<Option<FunctionRun>>,
+    /// The next client id. Here rather than behind the model's lock: a connection that
+    /// arrives while a script is busy gets its id at once, as Redis's accept handler (run
+    /// from the script's hook) gives it, so HELLO answers with it before the script ends.
+    next_client_id: AtomicU64,
 }
 
 /// The allow-busy commands (MULTI, WATCH, HELLO, ...) other connections asked for while a
@@ -111,6 +115,7 @@ impl Default for ScriptWatch {
             calls: Mutex::new(BusyCalls::default()),
             is_function: AtomicBool::new(false),
             function: Mutex::new(None),
+            next_client_id: AtomicU64::new(1),
         }
     }
 }
@@ -154,6 +159,11 @@ impl ScriptWatch {
         }
         self.kill.store(true, Ordering::Release);
         ok()
+    }
+
+    /// A new client id (ids start at 1 and never repeat on this node).
+    pub fn take_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, BusyCalls> {

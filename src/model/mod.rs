@@ -186,8 +186,6 @@ pub struct Core {
     pub stats: Stats,
     /// Connected clients by id.
     pub clients: BTreeMap<u64, ClientInfo>,
-    /// The next client id.
-    next_client_id: u64,
     /// Watched keys `(db, key)` and their modification count. Only keys some client watches
     /// are here, so writes to other keys cost one failed lookup.
     watched: BTreeMap<(usize, Vec<u8>), WatchedKey>,
@@ -300,8 +298,13 @@ impl Model {
 
     /// Registers a client and returns its session.
     pub fn connect(&mut self, addr: &str) -> Session {
-        let id = self.core.next_client_id;
-        self.core.next_client_id += 1;
+        let id = self.scripts.watch().take_client_id();
+        self.connect_as(id, addr)
+    }
+
+    /// Registers a client under an id taken earlier with [`busy::ScriptWatch::take_client_id`]
+    /// (a connection that arrived while a script was busy) and returns its session.
+    pub fn connect_as(&mut self, id: u64, addr: &str) -> Session {
         self.core.stats.total_connections_received += 1;
         self.core.clients.insert(
             id,
@@ -470,7 +473,6 @@ impl Core {
             dbs: (0..DATABASES).map(|_| Db::default()).collect(),
             stats: Stats::default(),
             clients: BTreeMap::new(),
-            next_client_id: 1,
             watched: BTreeMap::new(),
             rng,
             last_sweep_ms: 0,

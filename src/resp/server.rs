@@ -189,8 +189,12 @@ where
             limits.clone_from(&guard.core.config.limits);
             register(&mut guard, &mut registration)
         }
-        // Registered when it first gets the model.
-        Turn::Busy => true,
+        // Registered when it first gets the model, under the id it takes now (HELLO while
+        // busy reports it).
+        Turn::Busy => {
+            registration.session.id = watch.take_client_id();
+            true
+        }
     };
     if !admitted {
         // Best effort, as Redis's: the peer may not even read it.
@@ -324,7 +328,10 @@ fn register(model: &mut Model, registration: &mut Registration) -> bool {
         model.core.stats.rejected_connections += 1;
         return false;
     }
-    let session = model.connect(&registration.peer_addr);
+    let session = match registration.session.id {
+        0 => model.connect(&registration.peer_addr),
+        taken => model.connect_as(taken, &registration.peer_addr),
+    };
     // What the client did while a script was busy (a failed MULTI, say) carries over.
     registration.session.id = session.id;
     registration.registered = true;
@@ -341,22 +348,29 @@ enum Turn<'a> {
 /// Takes the model for one batch. Uncontended (always, under simulation) this is one
 /// `try_lock` and never awaits. While a script holds the model, the connection polls: it
 /// gets the model when the script ends, or [`Turn::Busy`] once the script has run past the
-/// threshold by `clock`. Without a script, a contended lock is another connection's short
-/// batch, waited for in place.
+/// threshold by `clock`. Without a script, a contended lock is usually another connection's
+/// short batch: the connection yields a few times, then polls as for a script. It never
+/// blocks on the lock: the batch holding it may be about to start a script (compiling it,
+/// creating the Lua state), and a connection parked in `lock` then would wait for the whole
+/// script, however long, instead of being answered BUSY.
 async fn take_turn<'a>(model: &'a SharedModel, watch: &ScriptWatch, clock: &Clock) -> Turn<'a> {
+    const YIELDS_BEFORE_POLLING: u32 = 64;
+    let mut tries: u32 = 0;
     loop {
         match model.try_lock() {
             Ok(guard) => return Turn::Model(guard),
             Err(TryLockError::Poisoned(_)) => return Turn::Model(lock(model)),
             Err(TryLockError::WouldBlock) => {}
         }
-        if !watch.running() {
-            return Turn::Model(lock(model));
-        }
         if watch.busy(clock()) {
             return Turn::Busy;
         }
-        tokio::time::sleep(SCRIPT_POLL).await;
+        tries = tries.saturating_add(1);
+        if !watch.running() && tries < YIELDS_BEFORE_POLLING {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(SCRIPT_POLL).await;
+        }
     }
 }
 

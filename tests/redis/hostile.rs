@@ -225,6 +225,19 @@ async fn a_pipeline_behind_a_killed_script_is_answered_and_new_clients_can_kill_
     wait_until_busy(&mut setup).await?;
     let mut late = client(address).await?;
     assert_eq!(ask(&mut late, &["PING"]).await?, error(BUSY));
+    // HELLO is allow-busy: it reports the late client's id before the script ends.
+    let hello = ask(&mut late, &["HELLO", "2"]).await?;
+    let hello_id = match &hello {
+        Reply::Array(items) => items
+            .iter()
+            .position(|item| *item == Reply::Bulk(b"id".to_vec()))
+            .and_then(|position| items.get(position + 1).cloned()),
+        _ => None,
+    };
+    assert!(
+        matches!(hello_id, Some(Reply::Integer(id)) if id > 0),
+        "HELLO while busy: {hello:?}"
+    );
     assert_eq!(
         ask(&mut late, &["SCRIPT", "KILL"]).await?,
         Reply::Status("OK".into())
@@ -238,7 +251,11 @@ async fn a_pipeline_behind_a_killed_script_is_answered_and_new_clients_can_kill_
     assert_eq!(String::from_utf8_lossy(&got), expected);
     // The late client was registered once the model was free.
     let id = ask(&mut late, &["CLIENT", "ID"]).await?;
-    assert!(matches!(id, Reply::Integer(id) if id > 0), "{id:?}");
+    assert_eq!(
+        Some(id),
+        hello_id,
+        "CLIENT ID is the id HELLO reported while busy"
+    );
     Ok(())
 }
 
