@@ -10,8 +10,9 @@ use std::ops::Range;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{
     AsRangedCoord, DefaultFormatting, KeyPointHint, KeyPointWeight, Ranged, SegmentValue,
-    ValueFormatter,
+    SegmentedCoord, ValueFormatter,
 };
+use plotters::coord::types::RangedCoordu32;
 use plotters::prelude::*;
 use sim::sweep::{Corner, PlotKind, Row, Sweep, series};
 
@@ -415,7 +416,7 @@ fn bars<DB: DrawingBackend>(
         let x_tick = |v: &f64| tick(*v);
         let count = named.len() as u32;
         let mut chart = builder(panel, None, (44, 170))
-            .build_cartesian_2d(0.0..high, (0..count).into_segmented())
+            .build_cartesian_2d(0.0..high, bar_slots(count))
             .map_err(failed)?;
         let names: Vec<String> = named.iter().map(|(name, _)| name.clone()).collect();
         let formatter = |value: &SegmentValue<u32>| match value {
@@ -439,7 +440,7 @@ fn bars<DB: DrawingBackend>(
                     let mut bar = Rectangle::new(
                         [
                             (0.0, SegmentValue::Exact(index)),
-                            (*value, SegmentValue::Exact(index + 1)),
+                            (*value, bar_end(index, count)),
                         ],
                         colour.filled(),
                     );
@@ -465,6 +466,23 @@ fn bars<DB: DrawingBackend>(
             .map_err(failed)?;
     }
     Ok(())
+}
+
+/// The category axis of a bar panel: exactly `count` slots. plotters counts an integer
+/// range's end as a value (`0..n` has n + 1), and its segmented axis adds one more past the
+/// last, so `0..count` left an empty slot at the top; `0..count − 1` has `count`.
+fn bar_slots(count: u32) -> SegmentedCoord<RangedCoordu32> {
+    (0..count.max(1) - 1).into_segmented()
+}
+
+/// Where bar `index` of `count` ends on [`bar_slots`]: the next slot, or the axis's end for
+/// the last bar.
+fn bar_end(index: u32, count: u32) -> SegmentValue<u32> {
+    if index + 1 >= count {
+        SegmentValue::Last
+    } else {
+        SegmentValue::Exact(index + 1)
+    }
 }
 
 /// The latency distribution: each metric is a percentile p drawn at x = 1/(1 − p).
@@ -557,6 +575,28 @@ fn percentile_label(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a bar panel has one slot per bar and no empty one: the first bar starts at
+    /// the axis's start, the last ends at its end, and all slots are one width. Method: map
+    /// the slots of 1 to 15 bars onto 0..1500 pixels.
+    #[test]
+    fn bar_slots_fill_the_axis_without_an_empty_one() {
+        for count in 1..=15u32 {
+            let slots = bar_slots(count);
+            let at = |value: &SegmentValue<u32>| slots.map(value, (0, 1500));
+            assert_eq!(at(&SegmentValue::Exact(0)), 0, "{count} bars");
+            assert_eq!(at(&bar_end(count - 1, count)), 1500, "{count} bars");
+            let width = 1500 / count as i32;
+            for index in 0..count {
+                let start = at(&SegmentValue::Exact(index));
+                let end = at(&bar_end(index, count));
+                assert!(
+                    (end - start - width).abs() <= 1,
+                    "{count} bars, bar {index}"
+                );
+            }
+        }
+    }
 
     /// Goal: a log axis labels 1, 2 and 5 in every decade it spans, the partial decade below
     /// its first power of ten included, each once; its light grid has 1 to 9. Method: the
