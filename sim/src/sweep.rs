@@ -62,6 +62,11 @@ struct SweepFile {
     quick: Quick,
     #[serde(default)]
     plot: Plot,
+    /// Per limiter: scenario field paths and their values, set (after the axis) only in
+    /// that limiter's runs, for a limiter that needs fields the others refuse
+    /// (`multi_limit`'s `gateways[i].limits`).
+    #[serde(default)]
+    overrides: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
 fn seeds_default() -> Vec<u64> {
@@ -204,6 +209,9 @@ pub struct Point {
     pub label: String,
     /// The scenario with the axis fields set, before the limiter is chosen.
     pub scenario: Scenario,
+    /// The limiters with `overrides`: their scenario at this point, limiter chosen and
+    /// overrides set.
+    pub overridden: Vec<(LimiterKind, Scenario)>,
 }
 
 /// A parsed, validated sweep.
@@ -251,7 +259,8 @@ impl Sweep {
         if file.seeds.is_empty() {
             return Err(problem("seeds", "must name at least one seed"));
         }
-        let points = build_points(&file.axis, &base, &limiters)?;
+        let overrides = limiter_overrides(&file.overrides, &file.limiters, &limiters)?;
+        let points = build_points(&file.axis, &base, &limiters, &overrides)?;
         validate_quick(&file.quick, points.len())?;
         validate_plot(&file.plot, &file.limiters, &points)?;
         let runs = points.len() * limiters.len() * file.seeds.len();
@@ -312,7 +321,10 @@ impl Sweep {
             }
             for &limiter in &self.limiters {
                 for &seed in seeds {
-                    let mut scenario = with_limiter(&point.scenario, limiter);
+                    let mut scenario = match point.overridden.iter().find(|o| o.0 == limiter) {
+                        Some((_, scenario)) => scenario.clone(),
+                        None => with_limiter(&point.scenario, limiter),
+                    };
                     if let Some(duration_ms) = self.quick.duration_ms.filter(|_| quick) {
                         scenario.duration_ms = duration_ms;
                     }
@@ -393,10 +405,39 @@ fn limiter_kinds(names: &[String]) -> Result<Vec<LimiterKind>, SweepError> {
         .collect()
 }
 
+/// A limiter's overrides: (its kind, `overrides.<name>`, [(the field naming the path in errors, the path, the
+/// value)]).
+type Overrides = Vec<(LimiterKind, String, Vec<(String, String, toml::Value)>)>;
+
+/// The `overrides` tables, each checked to name one of the sweep's limiters.
+fn limiter_overrides(
+    file: &BTreeMap<String, BTreeMap<String, toml::Value>>,
+    names: &[String],
+    kinds: &[LimiterKind],
+) -> Result<Overrides, SweepError> {
+    let mut overrides = Vec::new();
+    for (name, fields) in file {
+        let field = format!("overrides.{name}");
+        let Some(position) = names.iter().position(|limiter| limiter == name) else {
+            return Err(problem(field, "is not one of the sweep's limiters"));
+        };
+        if fields.is_empty() {
+            return Err(problem(field, "must set at least one scenario field"));
+        }
+        let paths = fields
+            .iter()
+            .map(|(path, value)| (format!("{field}.{path}"), path.clone(), value.clone()))
+            .collect();
+        overrides.push((kinds[position], field, paths));
+    }
+    Ok(overrides)
+}
+
 fn build_points(
     axis: &AxisFile,
     base: &toml::Value,
     limiters: &[LimiterKind],
+    overrides: &Overrides,
 ) -> Result<Vec<Point>, SweepError> {
     let assignments = assignments(axis)?;
     for (name, len) in [
@@ -431,17 +472,43 @@ fn build_points(
         for (path_field, path, value) in set {
             set_path(&mut scenario_value, &path, value).map_err(|why| problem(path_field, why))?;
         }
-        let scenario: Scenario = scenario_value
-            .try_into()
-            .map_err(|error: toml::de::Error| {
-                problem(&field, error.to_string().trim_end().to_owned())
+        let scenario: Scenario =
+            scenario_value
+                .clone()
+                .try_into()
+                .map_err(|error: toml::de::Error| {
+                    problem(&field, error.to_string().trim_end().to_owned())
+                })?;
+        let mut overridden = Vec::new();
+        for (limiter, override_field, paths) in overrides {
+            let mut value = scenario_value.clone();
+            for (path_field, path, override_value) in paths {
+                set_path(&mut value, path, override_value.clone())
+                    .map_err(|why| problem(path_field, why))?;
+            }
+            let parsed: Scenario = value.try_into().map_err(|error: toml::de::Error| {
+                problem(override_field, error.to_string().trim_end().to_owned())
             })?;
+            let parsed = with_limiter(&parsed, *limiter);
+            parsed
+                .validate()
+                .map_err(|error| problem(override_field, format!("at {field}: {error}")))?;
+            overridden.push((*limiter, parsed));
+        }
         for &limiter in limiters {
+            if overridden.iter().any(|o| o.0 == limiter) {
+                continue;
+            }
             with_limiter(&scenario, limiter)
                 .validate()
                 .map_err(|error| problem(&field, format!("with limiter {limiter:?}: {error}")))?;
         }
-        points.push(Point { x, label, scenario });
+        points.push(Point {
+            x,
+            label,
+            scenario,
+            overridden,
+        });
     }
     Ok(points)
 }

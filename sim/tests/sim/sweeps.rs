@@ -266,9 +266,91 @@ fn over_admission_per_fault_class() {
     assert!(at("atomic_gcra", "partition").metrics.fail_open > 0);
     assert_eq!(at("atomic_gcra", "none").metrics.fail_open, 0);
     assert!(at("legacy_memory_list", "none").metrics.over_admission_max > 0);
+    // multi_limit runs with its own limits (`overrides.multi_limit`) and they bind.
+    for label in &labels {
+        assert!(at("multi_limit", label).metrics.denied > 0, "{label}");
+    }
     assert!(
         rows.iter()
             .any(|row| row.faults > 0 && !sim::sweep::effective(row)),
         "some fault does not reach some limiter (the hybrid's local denials keep its requests off a partitioned link): the n/a cells"
     );
+}
+
+/// A two-limiter sweep, `multi_limit` among them, with `overrides` as given.
+fn with_overrides(overrides: &str) -> Result<Sweep, sim::sweep::SweepError> {
+    let text = format!(
+        r#"
+name = "overrides"
+title = "overrides"
+limiters = ["atomic_gcra", "multi_limit"]
+[base]
+duration_ms = 300
+[[base.gateways]]
+count = 2
+limiter = "atomic_gcra"
+[base.limit]
+limit = 5
+window_ms = 1000
+[base.load]
+rate_per_s = 100
+keys = 3
+[axis]
+name = "RTT"
+fields = ["network.min_latency_ms", "network.max_latency_ms"]
+values = [1, 2]
+{overrides}
+"#
+    );
+    Sweep::from_toml(&text, Path::new("."))
+}
+
+/// Goal: `overrides.<limiter>` sets fields in that limiter's runs only, so a limiter whose
+/// fields every other kind refuses (multi_limit's `limits`) shares a sweep with them; a bad
+/// override is refused with its field named. Method: a sweep with and without the override,
+/// and three broken ones.
+#[test]
+fn overrides_set_fields_for_one_limiter_only() {
+    let limits = r#"
+[overrides.multi_limit]
+"gateways[0].limits" = [{ key_scheme = "rl:u:{$group}:$user", limit = 5 }]
+"#;
+    let sweep = with_overrides(limits).unwrap_or_else(|error| panic!("{error}"));
+    let runs = sweep.runs(false);
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        let group = &run.scenario.gateways[0];
+        assert_eq!(group.limiter, run.limiter);
+        let multi = run.limiter == sim::scenario::LimiterKind::MultiLimit;
+        assert_eq!(group.limits.len(), usize::from(multi), "{:?}", run.limiter);
+        // The axis still applies to the overridden runs.
+        assert_eq!(
+            run.scenario.network.min_latency_ms,
+            [1, 2][run.point],
+            "{:?}",
+            run.limiter
+        );
+    }
+    let cases = [
+        ("", "multi_limit"),
+        (
+            "[overrides.gcra]\nlimit = { limit = 3 }\n",
+            "overrides.gcra",
+        ),
+        (
+            "[overrides.multi_limit]\n\"gateways[0].limits\" = 3\n",
+            "overrides.multi_limit",
+        ),
+        (
+            "[overrides.multi_limit]\n\"gateways[0].limits\" = [{ key_scheme = \"k:$user\", limit = 0 }]\n",
+            "overrides.multi_limit",
+        ),
+    ];
+    for (overrides, field) in cases {
+        let error = with_overrides(overrides)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {overrides}"))
+            .to_string();
+        assert!(error.contains(field), "{field} not named in: {error}");
+    }
 }
