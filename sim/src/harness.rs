@@ -203,12 +203,7 @@ fn skewed_ms(true_ms: u64, offset: &AtomicI64) -> u64 {
 /// simulated time. Every wait in the gateway has its own timeout, so these are only reached
 /// when something is stuck; hitting the hard bound fails the run loudly.
 fn drain_ms(scenario: &Scenario) -> u64 {
-    let worst_command = scenario
-        .gateways
-        .iter()
-        .map(|group| group.pool.worst_command_ms())
-        .max()
-        .unwrap_or(0);
+    let worst_command = scenario.worst_command_ms();
     // At most six sequential commands per request (the legacy model limit's worst case).
     scenario.upstream.latency.max_ms() + 6 * worst_command + 1_000
 }

@@ -1096,15 +1096,20 @@ impl Scenario {
         scenario
     }
 
+    /// The longest one pooled command may take in any gateway group (dial, write, read):
+    /// what a request waits for a command before its pool gives up.
+    pub fn worst_command_ms(&self) -> u64 {
+        self.gateways
+            .iter()
+            .map(|group| group.pool.worst_command_ms())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The reservation lease used by `success_reservation`.
     pub fn lease_ms(&self) -> u64 {
         self.limit.lease_ms.unwrap_or_else(|| {
-            let worst_pool = self
-                .gateways
-                .iter()
-                .map(|group| group.pool.worst_command_ms())
-                .max()
-                .unwrap_or(0);
+            let worst_pool = self.worst_command_ms();
             2 * self.upstream.latency.max_ms() + worst_pool + 1_000
         })
     }

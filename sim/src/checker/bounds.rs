@@ -82,12 +82,7 @@ pub(crate) fn judge(
     if let Some(bound) = success_bound(first_kind, scenario) {
         bound_checks.push(("successes_within_bound", "successes", bound, &*successes));
     }
-    let worst_command_ms = scenario
-        .gateways
-        .iter()
-        .map(|group| group.pool.worst_command_ms())
-        .max()
-        .unwrap_or(0);
+    let worst_command_ms = scenario.worst_command_ms();
     let success_resets = Resets {
         reach_ms: scenario.upstream.latency.max_ms() + worst_command_ms,
         ..resets.clone()

@@ -78,12 +78,7 @@ pub(crate) fn record<'a>(scenario: &Scenario, events: &'a [Event]) -> Ledger<'a>
         .filter(|fault| fault.kind.outage_ms() > 0)
         .map(|fault| (fault.at_ms, fault.at_ms + fault.kind.outage_ms()))
         .collect();
-    let reconnect_grace_ms = scenario
-        .gateways
-        .iter()
-        .map(|group| group.pool.worst_command_ms())
-        .max()
-        .unwrap_or(0);
+    let reconnect_grace_ms = scenario.worst_command_ms();
     let kind_of = |gateway: u32| {
         scenario
             .gateway_group(gateway)
