@@ -308,6 +308,37 @@ mod tests {
         assert_eq!(store.expiration_s(), Some(NEWAPI_KEY_TTL_S));
     }
 
+    /// Postmortem, the verdict table's "new-api in-memory list, none: violated" (one gateway,
+    /// no fault, up to 4 over at L = 10 per 1 s): the store keeps Unix **seconds**, and
+    /// `now - q[0] >= duration` compares whole seconds. Ten requests at 1.998 s fill the
+    /// queue with `1`; at 2.000 s, 2 − 1 ≥ 1 ages each `1` out in turn, so ten more pass:
+    /// 2L admitted within 2 ms where the stated limit is L per second. Faithful to new-api
+    /// (`time.Now().Unix()`), not a bug of ours; the Redis IP list truncates the same way.
+    #[test]
+    fn memory_list_counts_whole_seconds_so_2l_pass_across_a_second_boundary() {
+        let store = InMemoryRateLimiter::new();
+        let mut limiter =
+            MemoryListLogLimiter::newapi_ip(store.clone(), ListLogQuota::new(10, 1).unwrap());
+        let request = |now_ms| Request {
+            identity: Identity::new("GA").with("ip", "1.2.3.4"),
+            cost: 1,
+            now_ms,
+        };
+        let mut allowed = |now_ms| {
+            (0..11)
+                .filter(|_| {
+                    block_on(limiter.check(&request(now_ms)))
+                        .unwrap()
+                        .decision
+                        .allowed
+                })
+                .count()
+        };
+        assert_eq!(allowed(1_998), 10, "the 11th at 1.998 s is denied");
+        assert_eq!(allowed(2_000), 10, "2 ms later, ten more");
+        assert_eq!(store.queue(b"GA1.2.3.4"), Some(vec![2; 10]));
+    }
+
     #[test]
     fn memory_list_log_keys_by_mark_and_ip() {
         let store = InMemoryRateLimiter::new();
