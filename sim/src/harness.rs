@@ -1404,22 +1404,25 @@ pub fn identity(
         let namespace = match limiter {
             // new-api's mark for the global API limit (`GA`).
             LimiterKind::LegacyIpList => "GA",
+            // new-api's mark for the user limiter (`SR`).
+            LimiterKind::LegacyUserList => "SR",
             _ => "model",
         };
         return Identity::new(namespace)
             .with("ip", format!("10.0.{low}"))
-            .with("user", key.to_string())
+            .with("user", user_id(limiter, key))
             .with("group", group)
             .with("model", "gpt-4o");
     };
     let namespace = match limiter {
         // Path A, in Redis or in memory: new-api's global API mark for every request.
         LimiterKind::LegacyIpList | LimiterKind::LegacyMemoryList => "GA",
+        LimiterKind::LegacyUserList => "SR",
         _ if limiter.is_legacy() => "model",
         _ => kind.name(),
     };
     let user = match kind {
-        IdentityKind::User => key.to_string(),
+        IdentityKind::User => user_id(limiter, key),
         IdentityKind::Ip | IdentityKind::Model => format!("{}-{key}", kind.name()),
     };
     let model = match kind {
@@ -1431,6 +1434,15 @@ pub fn identity(
         .with("user", user)
         .with("group", group)
         .with("model", model)
+}
+
+/// A user id for logical key `key`: the key itself, but from 1 for new-api's user list,
+/// which refuses user 0 (new-api's 401 for a request without a user).
+fn user_id(limiter: LimiterKind, key: u64) -> String {
+    match limiter {
+        LimiterKind::LegacyUserList => (key + 1).to_string(),
+        _ => key.to_string(),
+    }
 }
 
 /// One admission's result, whichever limiter family made it.
@@ -1506,6 +1518,13 @@ async fn admit(shared: &Shared, redis: RequestRedis, request: &Request) -> Admis
         LimiterKind::LegacyIpList => match ListLogQuota::new(count(limit.limit), window_s) {
             Ok(quota) => {
                 let mut limiter = ListLogLimiter::newapi_ip(redis, quota, shared.clock);
+                decided(limiter.check(request).await)
+            }
+            Err(error) => quota_failed(error),
+        },
+        LimiterKind::LegacyUserList => match ListLogQuota::new(count(limit.limit), window_s) {
+            Ok(quota) => {
+                let mut limiter = ListLogLimiter::newapi_user(redis, quota, shared.clock);
                 decided(limiter.check(request).await)
             }
             Err(error) => quota_failed(error),

@@ -230,11 +230,17 @@ pub enum LimiterKind {
     /// per gateway in front of the atomic GCRA script, the authority. Its local parts only
     /// deny, so its bound is the authority's: B + ⌊Δ/T⌋.
     HybridGcra,
+    /// new-api path B (`userRedisRateLimiter`): path A's list log on the user's key
+    /// (`rateLimit:SR:user:<id>`, user ids from 1: id 0 is new-api's 401); stated bound L
+    /// per window; window in whole seconds.
+    LegacyUserList,
 }
 
 impl LimiterKind {
     /// Every kind, for swarm draws (the swarm draws the first [`LimiterKind::SWARM_FIRST`]
     /// first and the rest last, so that adding kinds kept the earlier seeds' scenarios).
+    /// `LegacyUserList` is left out: it is path A's code on another key (the swarm draws
+    /// path A), and adding a kind would change every later seed's draws.
     pub const ALL: [LimiterKind; 16] = [
         LimiterKind::LegacyIpList,
         LimiterKind::LegacyModelRequest,
@@ -277,6 +283,7 @@ impl LimiterKind {
         matches!(
             self,
             LimiterKind::LegacyIpList
+                | LimiterKind::LegacyUserList
                 | LimiterKind::LegacyModelRequest
                 | LimiterKind::LegacyTokenBucket
                 | LimiterKind::LegacyMemoryList
@@ -1384,6 +1391,7 @@ impl Scenario {
         at_most("limit.window_ms", limit.window_ms, 24 * 3_600_000)?;
         match kind {
             LimiterKind::LegacyIpList
+            | LimiterKind::LegacyUserList
             | LimiterKind::LegacyMemoryList
             | LimiterKind::LegacyEmail
                 if !limit.window_ms.is_multiple_of(1_000) =>

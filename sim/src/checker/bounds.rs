@@ -292,6 +292,7 @@ pub fn admission_bound(kind: LimiterKind, scenario: &Scenario) -> Option<Bound> 
     let window_ms = scenario.limit.window_ms;
     match kind {
         LimiterKind::LegacyIpList
+        | LimiterKind::LegacyUserList
         | LimiterKind::AtomicSlidingLog
         | LimiterKind::LegacyMemoryList => Some(Bound::Window {
             limit,

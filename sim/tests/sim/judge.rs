@@ -161,7 +161,9 @@ fn a_margin_wider_than_a_quarter_of_the_span_is_refused_not_passed() {
 /// sensitivity test needs a run that holds): the atomic limiter of the same bound family.
 fn atomic_twin(kind: LimiterKind, scenario: &Scenario) -> LimiterKind {
     match kind {
-        LimiterKind::LegacyIpList | LimiterKind::LegacyMemoryList => LimiterKind::AtomicSlidingLog,
+        LimiterKind::LegacyIpList | LimiterKind::LegacyUserList | LimiterKind::LegacyMemoryList => {
+            LimiterKind::AtomicSlidingLog
+        }
         // The pipelined window keys by the gateways' clocks (its race); the script by Redis's.
         LimiterKind::LegacyEmail | LimiterKind::PipelinedFixedWindow => {
             LimiterKind::AtomicFixedWindow

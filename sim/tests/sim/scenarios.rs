@@ -12,6 +12,7 @@ use sim::scenario::{FaultKind, LimiterKind, Mix, Persistence, Scenario};
 const GCRA: &str = include_str!("../../scenarios/gcra-two-gateways.toml");
 const R1: &str = include_str!("../../scenarios/r1-legacy-success-limit.toml");
 const R3: &str = include_str!("../../scenarios/r3-legacy-ip-list.toml");
+const R3_USER: &str = include_str!("../../scenarios/r3-legacy-user-list.toml");
 const NOSCRIPT: &str = include_str!("../../scenarios/noscript-legacy-token-bucket.toml");
 const R6: &str = include_str!("../../scenarios/r6-gateway-clock-skew.toml");
 const UPGRADE: &str = include_str!("../../scenarios/rolling-upgrade.toml");
@@ -90,6 +91,44 @@ fn r3_legacy_ip_list_over_admits_and_atomic_scripts_stay_in_bound() {
                 "{kind:?} never denied:\n{atomic}"
             );
         }
+    }
+}
+
+#[test]
+fn r3_on_path_b_the_user_list_over_admits_like_the_ip_list() {
+    // Goal: new-api's path B (the user limiter) is path A's list log on the user's key, so
+    // R3 is its race too, and its keys are the user's (`rateLimit:SR:user:<id>`, ids from
+    // 1: user 0 would be new-api's 401, a 5xx here). Method: R3's bursts on path B; it must
+    // exceed L with no 5xx, on user keys only; the atomic sliding log must not.
+    for seed in SEEDS {
+        let scenario = parse(R3_USER);
+        let output = sim::harness::run(&scenario, seed).expect("runs");
+        let legacy = sim::checker::check(&scenario, seed, &output.events);
+        assert!(
+            legacy.violated("admissions_within_bound"),
+            "seed {seed}: R3 on path B not found\n{legacy}"
+        );
+        assert!(
+            !legacy.violated("no_5xx_while_redis_healthy") && legacy.metrics.errors == 0,
+            "seed {seed}: a user id the limiter refused\n{legacy}"
+        );
+        let keys: Vec<String> = output
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                sim::event::Event::Snapshot { keys, .. } => {
+                    Some(keys.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(
+            !keys.is_empty() && keys.iter().all(|key| key.starts_with("rateLimit:SR:user:")),
+            "seed {seed}: {keys:?}"
+        );
+        let atomic = run(&with_limiter(R3_USER, LimiterKind::AtomicSlidingLog), seed);
+        atomic.assert_safe();
     }
 }
 

@@ -116,8 +116,7 @@ pub struct Row {
 }
 
 /// Every limiter of the library, legacy first. The scheduler has no hybrid and no in-memory
-/// limiter (they make no round trip to interleave: loom checks the latter); the simulation
-/// has no kind for path B (path A's code on another key).
+/// limiter (they make no round trip to interleave: loom checks the latter).
 pub const ROWS: [Row; 18] = [
     row(
         "new-api A: IP list",
@@ -129,7 +128,7 @@ pub const ROWS: [Row; 18] = [
     row(
         "new-api B: user list",
         "legacy-user-list",
-        None,
+        Some(LimiterKind::LegacyUserList),
         0,
         Some(Subject::PathB),
     ),
