@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use sim::sweep::{Row, Sweep};
 
+use super::glyphs::Png;
 use super::plot::{FONT, limiters};
 use super::summary::{describe, number};
 
@@ -71,7 +72,7 @@ pub fn svg(sweep: &Sweep, rows: &[Row]) -> Result<String, String> {
 
 /// The figure as a PNG file at `path`.
 pub fn png(sweep: &Sweep, rows: &[Row], path: &Path) -> Result<(), String> {
-    let root = BitMapBackend::new(path, size(sweep, rows)).into_drawing_area();
+    let root = Png::new(path, size(sweep, rows)).into_drawing_area();
     draw(&root, sweep, rows)?;
     root.present()
         .map_err(|error| format!("cannot write {}: {error}", path.display()))

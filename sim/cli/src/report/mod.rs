@@ -6,6 +6,7 @@
 //! machine name, floats printed at fixed precision, so CI can regenerate `results/` and
 //! demand the same bytes.
 
+mod glyphs;
 mod heatmap;
 mod plot;
 mod storage;

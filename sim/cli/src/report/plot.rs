@@ -1,7 +1,8 @@
 //! Drawing a figure with plotters, the same code for the SVG and the PNG backend.
 //!
 //! Text is drawn by ab_glyph from DejaVu Sans embedded in the binary (`sim/cli/assets/`), so
-//! nothing is read from the system and the PNG bytes do not depend on installed fonts.
+//! nothing is read from the system and the PNG bytes do not depend on installed fonts. PNGs are
+//! drawn through `glyphs::Png`, which places each glyph at its side bearing.
 
 use std::path::Path;
 
@@ -16,13 +17,14 @@ use plotters::coord::types::RangedCoordu32;
 use plotters::prelude::*;
 use sim::sweep::{Corner, PlotKind, Row, Sweep, series};
 
+use super::glyphs::Png;
 use super::summary::describe;
 
 /// The figure's size in pixels.
 const SIZE: (u32, u32) = (1000, 600);
 /// The font every text uses.
 pub const FONT: &str = "sans-serif";
-static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+pub(super) static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// Registers the embedded font with plotters (needed before any PNG text is drawn).
 pub fn register_font() -> Result<(), String> {
@@ -43,7 +45,7 @@ pub fn svg(sweep: &Sweep, rows: &[Row]) -> Result<String, String> {
 
 /// The figure as a PNG file at `path`.
 pub fn png(sweep: &Sweep, rows: &[Row], path: &Path) -> Result<(), String> {
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = Png::new(path, SIZE).into_drawing_area();
     draw(&root, sweep, rows)?;
     root.present()
         .map_err(|error| format!("cannot write {}: {error}", path.display()))

@@ -11,6 +11,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use sim::storage::{Row, Subject};
 
+use super::glyphs::Png;
 use super::plot::FONT;
 use super::summary::number;
 
@@ -32,7 +33,7 @@ pub fn svg(title: &str, rows: &[Row]) -> Result<String, String> {
 
 /// The figure as a PNG file at `path`.
 pub fn png(title: &str, rows: &[Row], path: &Path) -> Result<(), String> {
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = Png::new(path, SIZE).into_drawing_area();
     draw(&root, title, rows)?;
     root.present()
         .map_err(|error| format!("cannot write {}: {error}", path.display()))

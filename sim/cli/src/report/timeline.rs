@@ -13,6 +13,7 @@ use sim::timeline::Timeline;
 
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::glyphs::Png;
 use super::plot::{FONT, builder, legend, styled};
 
 /// The figure's size in pixels.
@@ -31,7 +32,7 @@ pub fn svg(timeline: &Timeline, title: &str) -> Result<String, String> {
 
 /// The figure as a PNG file.
 pub fn png(timeline: &Timeline, title: &str, path: &Path) -> Result<(), String> {
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let root = Png::new(path, SIZE).into_drawing_area();
     draw(&root, timeline, title)?;
     root.present()
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
