@@ -197,6 +197,7 @@ pub(crate) fn judge(
             bucket_margin,
             &resets,
             metrics,
+            &mut key_margins,
         ));
     }
 
@@ -1041,12 +1042,14 @@ pub(crate) fn aligned_windows_verdict(
 /// group, `rl:user:{$group}:$user` one user's), and each key must stay within its limit's
 /// B + ⌊Δ/T⌋ (L per `limit.window_ms` as a GCRA rate), with the usual margin and resets.
 /// A template several groups name is judged against the first group's limit for it.
+/// Each key's margin joins `key_margins` (the run's `margin_ms_max` and median).
 pub(crate) fn multi_limit_verdict(
     scenario: &Scenario,
     events: &[Event],
     extra_ms: u64,
     resets: &Resets,
     metrics: &mut Metrics,
+    key_margins: &mut Vec<u64>,
 ) -> Verdict {
     let mut bounds: BTreeMap<String, Bound> = BTreeMap::new();
     for group in &scenario.gateways {
@@ -1074,6 +1077,7 @@ pub(crate) fn multi_limit_verdict(
         admitted.sort_unstable();
         let margin = key_margin_ms(&admitted, extra_ms);
         margin_max = margin_max.max(margin);
+        key_margins.push(margin);
         let resets = &resets.for_key(on_restarted_shard(scenario, key));
         let walked = judge_windows(&admitted, bound, extra_ms, resets, true);
         metrics.over_admission_resolution =
