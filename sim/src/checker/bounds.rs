@@ -111,7 +111,8 @@ pub(crate) fn judge(
             let on_shard = on_restarted_shard(scenario, key);
             let resets = &all_resets.for_key(on_shard);
             let plain_resets = &plain_resets.for_key(on_shard);
-            finest = finer(finest, resolution(&points, bound, extra, resets));
+            let walked = judge_windows(&points, bound, extra, resets, true);
+            finest = finer(finest, walked.resolution);
             let margin = key_margin_ms(&points, extra);
             if what == "admissions" {
                 key_margins.push(margin);
@@ -127,9 +128,7 @@ pub(crate) fn judge(
             {
                 metrics.failover_excess = metrics.failover_excess.max(counted - allowed);
             }
-            if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, extra, resets)
-            {
+            if let Some((start_ms, end_ms, counted, allowed)) = walked.worst {
                 keys_over += 1;
                 let excess = Excess {
                     key: key.clone(),
@@ -193,6 +192,7 @@ pub(crate) fn judge(
             bucket_margin,
             &resets,
             metrics,
+            &mut key_margins,
         ));
     }
 
@@ -217,15 +217,14 @@ pub(crate) fn judge(
             key_margins.push(margin);
             metrics.unjudged_admissions += wide_points(&points, extra, bound);
             let resets = &resets.for_key(on_restarted_shard(scenario, key));
-            finest = finer(finest, resolution(&points, bound, extra, resets));
+            let walked = judge_windows(&points, bound, extra, resets, true);
+            finest = finer(finest, walked.resolution);
             if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
                 refusals.push(format!(
                     "group {group} key {key}: time margin {margin} ms against {bound}"
                 ));
             }
-            if let Some((start_ms, end_ms, counted, allowed)) =
-                worst_excess(&points, bound, extra, resets)
-            {
+            if let Some((start_ms, end_ms, counted, allowed)) = walked.worst {
                 metrics.over_admission_max = metrics.over_admission_max.max(counted - allowed);
                 over.push(format!(
                     "group {group} ({}) key {key}: {counted} admissions in [{start_ms} ms, {end_ms} ms] where {allowed} are allowed ({bound})",
@@ -531,7 +530,13 @@ impl Resets {
     /// What the resets inside `[start_ms, end_ms]` excuse in `set`: per reset, the set's
     /// weight that may lie before it (its earliest time at or before the reset, plus the
     /// reach), capped at `base_plus_one`.
-    fn allowance(&self, set: &[Point], start_ms: u64, end_ms: u64, base_plus_one: u64) -> u64 {
+    pub(super) fn allowance(
+        &self,
+        set: &[Point],
+        start_ms: u64,
+        end_ms: u64,
+        base_plus_one: u64,
+    ) -> u64 {
         self.at_ms
             .iter()
             .filter(|&&at| at + self.reach_ms >= start_ms && at <= end_ms)
@@ -549,20 +554,46 @@ impl Resets {
     }
 }
 
-/// The worst excess over `bound` in `points` sorted by their latest time, if any, as
-/// `(start_ms, end_ms, counted, allowed)`. For each end `e` (a point's latest time) the
-/// check takes every point that surely lies in a window or interval ending at `e`: latest
-/// at most `e`, earliest at or after the start. A window takes every such point whose
-/// earliest is within `span - 1` of `e`; an interval tries each start `s` (an earliest
-/// time) and is allowed `burst + floor((e - s + extra) / T)`. A slow point is left out of
-/// a set it cannot surely be in, without widening the set. `extra_ms` widens every span
-/// (new-api's bucket, whose Redis TIME has whole seconds).
-pub(crate) fn worst_excess(
+/// What one walk over a key's windows finds: the worst excess over the bound, if any, as
+/// `(start_ms, end_ms, counted, allowed)`, and the resolution (see [`judge_windows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Walked {
+    pub(crate) worst: Option<(u64, u64, u64, u64)>,
+    /// `None` for a key without admissions, or when the walk was not asked for it.
+    pub(crate) resolution: Option<u64>,
+}
+
+/// The one walk over every window or interval the check judges on `points` (sorted by
+/// their latest time), finding both the worst excess over `bound` and, when
+/// `with_resolution`, the resolution.
+///
+/// **The sets.** For each end `e` (a point's latest time) the walk takes every point that
+/// surely lies in a window or interval ending at `e`: latest at most `e`, earliest at or
+/// after the start. A window takes every such point whose earliest is within `span - 1`
+/// of `e` (and each tail of it that surely starts after a reset inside it: a tail may
+/// exceed the base limit while the whole, which earns the reset's allowance, does not); an
+/// interval tries each start `s` (an earliest time) and is allowed
+/// `burst + floor((e - s + extra) / T)`. A slow point is left out of a set it cannot surely
+/// be in, without widening the set. `extra_ms` widens every span (new-api's bucket, whose
+/// Redis TIME has whole seconds). Each set is allowed its base plus the reset allowances
+/// ([`Resets::allowance`]).
+///
+/// **Excess**: the set over its allowance by the most (the first found among equals).
+/// **Resolution**: the smallest over-admission (units) the check sees on this key's log:
+/// 1 plus the least headroom `allowed - counted` over every set, so one unit more admitted
+/// inside the tightest of them fails the verdict. Computed from the log, not from a
+/// formula on the margin: a saturated key's resolution is 1 whatever its margin, an idle
+/// key's is large.
+///
+/// Each finding prunes only what cannot change it, and the walk skips a set (or stops
+/// moving a start back) only when neither finding can change, so both are exact.
+pub(crate) fn judge_windows(
     points: &[Point],
     bound: Bound,
     extra_ms: u64,
     resets: &Resets,
-) -> Option<(u64, u64, u64, u64)> {
+    with_resolution: bool,
+) -> Walked {
     let mut worst: Option<(u64, u64, u64, u64)> = None;
     let mut consider = |start: u64, end: u64, counted: u64, allowed: u64| {
         if counted > allowed
@@ -573,13 +604,18 @@ pub(crate) fn worst_excess(
             worst = Some((start, end, counted, allowed));
         }
     };
+    // The least headroom seen so far.
+    let mut least: Option<u64> = None;
+    let note = |least: &mut Option<u64>, headroom: u64| {
+        *least = Some(least.map_or(headroom, |least| least.min(headroom)));
+    };
     let weight_of = |set: &[Point]| set.iter().map(|point| point.2).sum::<u64>();
     match bound {
         Bound::Window { limit, span_ms } => {
-            let span = span_ms.saturating_sub(extra_ms);
-            if span == 0 {
-                return None;
-            }
+            // A window no wider than `extra_ms` holds no excess to judge; its resolution is
+            // still taken over one-millisecond windows.
+            let with_excess = span_ms > extra_ms;
+            let span = span_ms.saturating_sub(extra_ms).max(1);
             for last in 0..points.len() {
                 let end = points[last].0;
                 // Points ending after `end - span` (earlier ones cannot start after it).
@@ -589,13 +625,18 @@ pub(crate) fn worst_excess(
                     .filter(|point| point.1 + span > end)
                     .copied()
                     .collect();
-                if weight_of(&set) <= limit {
+                let counted = weight_of(&set);
+                // A tail holds at most the whole's count and earns at least no allowance,
+                // so its headroom is at least the whole's bare headroom: a set at or below
+                // the limit has no excess, and one whose bare headroom is no less than the
+                // least seen cannot lower it.
+                let excess_here = with_excess && counted > limit;
+                let bare = limit.saturating_sub(counted);
+                let resolution_here = with_resolution && least.is_none_or(|least| bare < least);
+                if !excess_here && !resolution_here {
                     continue;
                 }
                 let start = set.iter().map(|point| point.1).min().unwrap_or(end);
-                // The whole, and each tail that surely starts after a reset inside it (a
-                // tail may exceed the base limit while the whole, which earns the reset's
-                // allowance, does not).
                 let mut sets = vec![set.clone()];
                 for &at in &resets.at_ms {
                     if at >= start && at <= end {
@@ -604,12 +645,18 @@ pub(crate) fn worst_excess(
                 }
                 for set in sets {
                     let counted = weight_of(&set);
-                    if counted <= limit {
+                    let over = excess_here && counted > limit;
+                    if !over && !resolution_here {
                         continue;
                     }
                     let set_start = set.iter().map(|point| point.1).min().unwrap_or(end);
                     let allowed = limit + resets.allowance(&set, set_start, end, limit + 1);
-                    consider(set_start, end, counted, allowed);
+                    if over {
+                        consider(set_start, end, counted, allowed);
+                    }
+                    if resolution_here {
+                        note(&mut least, allowed.saturating_sub(counted));
+                    }
                 }
             }
         }
@@ -628,22 +675,48 @@ pub(crate) fn worst_excess(
                     counted += by_earliest[index].2;
                     let start = by_earliest[index].1;
                     let base = burst + (end - start + extra_ms) / interval;
-                    if counted > base {
+                    let over = counted > base;
+                    let bare = base.saturating_sub(counted);
+                    let resolution_here = with_resolution && least.is_none_or(|least| bare < least);
+                    if over || resolution_here {
                         let set = &by_earliest[index..];
                         let allowed = base + resets.allowance(set, start, end, burst + 1);
-                        consider(start, end, counted, allowed);
+                        if over {
+                            consider(start, end, counted, allowed);
+                        }
+                        if resolution_here {
+                            note(&mut least, allowed.saturating_sub(counted));
+                        }
                     }
-                    // Earlier starts add at most what is left; once the base allowance is
-                    // ahead by more than that, no earlier start can exceed it (the allowance
-                    // only grows as the start moves back).
-                    if base.saturating_sub(counted) > total - counted {
+                    // Moving the start back adds at most `total - counted` to the count and
+                    // only grows the base. Once the base is ahead by more than that, no
+                    // earlier start can exceed it; once `base - total` is no less than the
+                    // least headroom, no earlier start can lower it.
+                    let no_excess_before = base.saturating_sub(counted) > total - counted;
+                    let no_finer_before = !with_resolution
+                        || least.is_some_and(|least| base.saturating_sub(total) >= least);
+                    if no_excess_before && no_finer_before {
                         break;
                     }
                 }
             }
         }
     }
-    worst
+    Walked {
+        worst,
+        resolution: least.map(|headroom| headroom + 1),
+    }
+}
+
+/// The worst excess over `bound` in `points` sorted by their latest time, if any, as
+/// `(start_ms, end_ms, counted, allowed)`: [`judge_windows`] without the resolution.
+pub(crate) fn worst_excess(
+    points: &[Point],
+    bound: Bound,
+    extra_ms: u64,
+    resets: &Resets,
+) -> Option<(u64, u64, u64, u64)> {
+    judge_windows(points, bound, extra_ms, resets, false).worst
 }
 
 /// The span a bound judges over, ms: the window, or for a rate the burst's refill time.
@@ -652,86 +725,6 @@ pub(crate) fn bound_span_ms(bound: Bound) -> u64 {
         Bound::Window { span_ms, .. } => span_ms,
         Bound::Rate { burst, interval_ms } => burst.saturating_mul(interval_ms),
     }
-}
-
-/// The smallest over-admission (units) the check sees on this key's log: 1 plus the least
-/// headroom `allowed - counted` over every window or interval the check judges (the sets
-/// [`worst_excess`] forms, reset allowances included), so one unit more admitted inside the
-/// tightest of them fails the verdict. Computed from the log, not from a formula on the
-/// margin: a saturated key's resolution is 1 whatever its margin, an idle key's is large.
-/// `None` for a key without admissions.
-pub(crate) fn resolution(
-    points: &[Point],
-    bound: Bound,
-    extra_ms: u64,
-    resets: &Resets,
-) -> Option<u64> {
-    let mut least: Option<u64> = None;
-    let note = |least: &mut Option<u64>, headroom: u64| {
-        *least = Some(least.map_or(headroom, |least| least.min(headroom)));
-    };
-    match bound {
-        Bound::Window { limit, span_ms } => {
-            let span = span_ms.saturating_sub(extra_ms).max(1);
-            for last in 0..points.len() {
-                let end = points[last].0;
-                let from = points.partition_point(|point| point.0 + span <= end);
-                let set: Vec<Point> = points[from..=last]
-                    .iter()
-                    .filter(|point| point.1 + span > end)
-                    .copied()
-                    .collect();
-                let counted: u64 = set.iter().map(|point| point.2).sum();
-                let bare = limit.saturating_sub(counted);
-                if least.is_some_and(|least| bare >= least) {
-                    continue;
-                }
-                let start = set.iter().map(|point| point.1).min().unwrap_or(end);
-                // The whole and each tail after a reset, as `worst_excess` judges them.
-                let mut sets = vec![set.clone()];
-                for &at in &resets.at_ms {
-                    if at >= start && at <= end {
-                        sets.push(set.iter().filter(|point| point.1 > at).copied().collect());
-                    }
-                }
-                for set in sets {
-                    let counted: u64 = set.iter().map(|point| point.2).sum();
-                    let set_start = set.iter().map(|point| point.1).min().unwrap_or(end);
-                    let allowance = resets.allowance(&set, set_start, end, limit + 1);
-                    note(&mut least, (limit + allowance).saturating_sub(counted));
-                }
-            }
-        }
-        Bound::Rate { burst, interval_ms } => {
-            let interval = interval_ms.max(1);
-            let mut by_earliest: Vec<Point> = Vec::with_capacity(points.len());
-            let mut total = 0;
-            for &point in points {
-                let position = by_earliest.partition_point(|other| other.1 <= point.1);
-                by_earliest.insert(position, point);
-                total += point.2;
-                let end = point.0;
-                let mut counted = 0;
-                for index in (0..by_earliest.len()).rev() {
-                    counted += by_earliest[index].2;
-                    let start = by_earliest[index].1;
-                    let base = burst + (end - start + extra_ms) / interval;
-                    let bare = base.saturating_sub(counted);
-                    if least.is_none_or(|least| bare < least) {
-                        let set = &by_earliest[index..];
-                        let allowance = resets.allowance(set, start, end, burst + 1);
-                        note(&mut least, (base + allowance).saturating_sub(counted));
-                    }
-                    // Earlier starts have at least `base - total` of headroom (their base
-                    // only grows, their count is at most the total).
-                    if least.is_some_and(|least| base.saturating_sub(total) >= least) {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    least.map(|headroom| headroom + 1)
 }
 
 /// The smaller of two resolutions, where 0 means none judged.
@@ -1045,12 +1038,14 @@ pub(crate) fn aligned_windows_verdict(
 /// group, `rl:user:{$group}:$user` one user's), and each key must stay within its limit's
 /// B + ⌊Δ/T⌋ (L per `limit.window_ms` as a GCRA rate), with the usual margin and resets.
 /// A template several groups name is judged against the first group's limit for it.
+/// Each key's margin joins `key_margins` (the run's `margin_ms_max` and median).
 pub(crate) fn multi_limit_verdict(
     scenario: &Scenario,
     events: &[Event],
     extra_ms: u64,
     resets: &Resets,
     metrics: &mut Metrics,
+    key_margins: &mut Vec<u64>,
 ) -> Verdict {
     let mut bounds: BTreeMap<String, Bound> = BTreeMap::new();
     for group in &scenario.gateways {
@@ -1078,18 +1073,16 @@ pub(crate) fn multi_limit_verdict(
         admitted.sort_unstable();
         let margin = key_margin_ms(&admitted, extra_ms);
         margin_max = margin_max.max(margin);
+        key_margins.push(margin);
         let resets = &resets.for_key(on_restarted_shard(scenario, key));
-        metrics.over_admission_resolution = finer(
-            metrics.over_admission_resolution,
-            resolution(&admitted, bound, extra_ms, resets),
-        );
+        let walked = judge_windows(&admitted, bound, extra_ms, resets, true);
+        metrics.over_admission_resolution =
+            finer(metrics.over_admission_resolution, walked.resolution);
         metrics.unjudged_admissions += wide_points(&admitted, extra_ms, bound);
         if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
             refused.get_or_insert((key.clone(), margin));
         }
-        let Some((start_ms, end_ms, counted, allowed)) =
-            worst_excess(&admitted, bound, extra_ms, resets)
-        else {
+        let Some((start_ms, end_ms, counted, allowed)) = walked.worst else {
             continue;
         };
         keys_over += 1;

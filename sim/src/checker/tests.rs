@@ -5,6 +5,11 @@ use super::*;
 use crate::harness::EPOCH_MS;
 use crate::scenario::{FaultKind, LimiterKind, Scenario};
 
+/// The resolution [`judge_windows`] finds.
+fn resolution(points: &[Point], bound: Bound, extra_ms: u64, resets: &Resets) -> Option<u64> {
+    judge_windows(points, bound, extra_ms, resets, true).resolution
+}
+
 /// `worst_excess` over `times` (weight 1 each, each decided `margin` ms after it
 /// arrived; times start at 1000 so that the arrival is not before zero) for `bound`:
 /// the excess `counted - allowed`, or 0 when within the bound.
@@ -422,4 +427,104 @@ fn percentiles() {
     let hundred: Vec<u64> = (1..=100).collect();
     assert_eq!(percentile(&hundred, 500), 50);
     assert_eq!(percentile(&hundred, 990), 99);
+}
+
+/// The least headroom plus one over every set the check judges, with no pruning: each
+/// window ending at a point's latest time (and its tails after resets), each interval
+/// start for a rate.
+fn resolution_unpruned(points: &[Point], bound: Bound, resets: &Resets) -> Option<u64> {
+    let weight = |set: &[Point]| set.iter().map(|point| point.2).sum::<u64>();
+    let mut headrooms = Vec::new();
+    for last in 0..points.len() {
+        let end = points[last].0;
+        match bound {
+            Bound::Window { limit, span_ms } => {
+                let set: Vec<Point> = points[..=last]
+                    .iter()
+                    .filter(|point| point.1 + span_ms > end)
+                    .copied()
+                    .collect();
+                let start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                let mut sets = vec![set.clone()];
+                for &at in resets.at_ms.iter().filter(|&&at| at >= start && at <= end) {
+                    sets.push(set.iter().filter(|point| point.1 > at).copied().collect());
+                }
+                for set in sets {
+                    let set_start = set.iter().map(|point| point.1).min().unwrap_or(end);
+                    let allowed = limit + resets.allowance(&set, set_start, end, limit + 1);
+                    headrooms.push(allowed.saturating_sub(weight(&set)));
+                }
+            }
+            Bound::Rate { burst, interval_ms } => {
+                let mut seen: Vec<Point> = points[..=last].to_vec();
+                seen.sort_unstable_by_key(|point| point.1);
+                for index in 0..seen.len() {
+                    let start = seen[index].1;
+                    let set = &seen[index..];
+                    let allowed = burst
+                        + (end - start) / interval_ms
+                        + resets.allowance(set, start, end, burst + 1);
+                    headrooms.push(allowed.saturating_sub(weight(set)));
+                }
+            }
+        }
+    }
+    headrooms.into_iter().min().map(|headroom| headroom + 1)
+}
+
+/// Goal: the one walk that finds both the worst excess and the resolution prunes only what
+/// changes neither. Method: seeded random logs (bursts, gaps, weights 1-3, margins 0-40
+/// ms) against a window and a rate, with and without a reset: the excess with the
+/// resolution asked for equals the excess alone, and the resolution equals the least
+/// headroom + 1 over every set, found without pruning.
+#[test]
+fn one_walk_finds_the_excess_and_the_exact_resolution() {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |below: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % below
+    };
+    let bounds = [
+        Bound::Window {
+            limit: 4,
+            span_ms: 1_000,
+        },
+        Bound::Rate {
+            burst: 4,
+            interval_ms: 250,
+        },
+    ];
+    let reset = Resets {
+        at_ms: vec![2_000],
+        ..Resets::default()
+    };
+    let mut over_seen = 0;
+    for _ in 0..300 {
+        let mut time = 1_000;
+        let mut points: Vec<Point> = (0..next(20))
+            .map(|_| {
+                time += if next(3) == 0 { next(600) } else { next(40) };
+                (time, time - next(41), 1 + next(3))
+            })
+            .collect();
+        points.sort_unstable();
+        for bound in bounds {
+            for resets in [&Resets::default(), &reset] {
+                let both = judge_windows(&points, bound, 0, resets, true);
+                assert_eq!(both.worst, worst_excess(&points, bound, 0, resets));
+                assert_eq!(
+                    both.resolution,
+                    resolution_unpruned(&points, bound, resets),
+                    "{points:?} against {bound}"
+                );
+                over_seen += u64::from(both.worst.is_some());
+            }
+        }
+    }
+    assert!(
+        over_seen > 0,
+        "some logs go over, so the excess is compared"
+    );
 }

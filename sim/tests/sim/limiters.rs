@@ -257,6 +257,28 @@ rate_per_s = 10
 }
 
 #[test]
+fn the_multi_limit_records_its_keys_margins() {
+    // Goal: the multi-limit's keys carry their time margin into the run's metrics (it was 0:
+    // only the single-bound checks recorded margins). Method: the shipped multi-limit
+    // scenario on every seed: `margin_ms_max` is above 0 (every admission crosses a link
+    // of at least 1 ms) and is the widest margin the multi-limit verdict names.
+    for seed in SEEDS {
+        let report = run(&parse(MULTI), seed);
+        let margin = report.metrics.margin_ms_max;
+        assert!(margin > 0, "seed {seed}: no margin recorded\n{report}");
+        let verdict = report
+            .verdict("admissions_within_bound")
+            .expect("the multi-limit is judged");
+        assert!(
+            verdict
+                .detail
+                .contains(&format!("widest time margin {margin} ms")),
+            "seed {seed}: margin_ms_max {margin} is not the verdict's widest\n{report}"
+        );
+    }
+}
+
+#[test]
 fn the_hybrid_answers_denials_locally_and_never_admits_without_redis() {
     // Goal: the hybrid's local parts only deny, and they save round trips. Method: the
     // overloaded hot-key scenario on three seeds; every admission must have made a round

@@ -1,4 +1,5 @@
-//! The remaining named races (R2, R5, R7, R9, R11, R12, path D's lost EXPIRE) and
+//! The remaining named races (R2, R5, R7, R9, R11, R12, path D's lost EXPIRE, the memory
+//! list's whole-second clock, C2's bucket without TTL) and
 //! shrinking: each race is FOUND with new-api's limiter and NOT with its replacement, with
 //! fixed seeds and runs of a few simulated seconds.
 
@@ -11,6 +12,7 @@ const R2: &str = include_str!("../../scenarios/r2-legacy-list-full.toml");
 const R7: &str = include_str!("../../scenarios/r7-flush-legacy-ip-list.toml");
 const R11: &str = include_str!("../../scenarios/r11-memory-cleanup.toml");
 const R12: &str = include_str!("../../scenarios/r12-memory-instances.toml");
+const C2: &str = include_str!("../../scenarios/noscript-legacy-token-bucket.toml");
 const EMAIL: &str = include_str!("../../scenarios/d-email-lost-expire.toml");
 
 /// Seeds every race test runs: a race must show on each, a fix must hold on each.
@@ -215,5 +217,93 @@ fn r5_group_limits_on_one_user_key_over_admit_the_strict_group_and_per_group_key
             "{fixed}"
         );
         assert!(fixed.metrics.denied > 0, "{fixed}");
+    }
+}
+
+#[test]
+fn memory_list_whole_second_clock_over_admits_up_to_l_with_one_gateway() {
+    // Postmortem: new-api's in-memory list (`common/rate-limit.go`, path A/B in memory mode)
+    // over-admits with ONE gateway and no fault, and that is faithful, not a bug of ours nor
+    // of the checker. Its queue holds Unix SECONDS (`time.Now().Unix()`) and admits when
+    // `now - q[0] >= duration`, so "one second later" is the next whole second, which can be
+    // 1 ms later. Smallest case, L = 1 per 1 s: admitted at 0.999 s (second 0) and at 1.000 s
+    // (second 1): 2 admissions 1 ms apart where 1 is allowed, over by 1. At most L more per
+    // window (a true window spans two whole seconds, L each): L = 10 gives 20 in 2 ms.
+    // The verdict table's `legacy-memory-list--none` cell (over by 4, Poisson load) is this.
+    let store = ratelab::newapi_memory::InMemoryRateLimiter::new();
+    let second = |ms: u64| i64::try_from(ms / 1_000).expect("small");
+    assert!(store.request(b"k", 1, 1, second(999)));
+    assert!(
+        store.request(b"k", 1, 1, second(1_000)),
+        "1 ms later, a new second"
+    );
+    assert!(!store.request(b"k", 1, 1, second(1_998)));
+    let store = ratelab::newapi_memory::InMemoryRateLimiter::new();
+    let admitted = (0..11)
+        .map(|_| store.request(b"k", 10, 1, second(999)))
+        .chain((0..11).map(|_| store.request(b"k", 10, 1, second(1_000))))
+        .filter(|&admitted| admitted)
+        .count();
+    assert_eq!(admitted, 20, "L in each of two whole seconds, 1 ms apart");
+
+    // Method, simulated: R12's load (150/s on one key, L = 5 per 1 s, Poisson) on ONE
+    // gateway: the list must exceed L in some true window, by at most L (the whole-second
+    // clock's worst), and the Redis sliding log (ms timestamps, same bound) must not.
+    let mut one = parse(R12);
+    one.gateways[0].count = 1;
+    let text = one.to_toml();
+    found_then_fixed(
+        &text,
+        "admissions_within_bound",
+        LimiterKind::AtomicSlidingLog,
+    );
+    for seed in SEEDS {
+        let report = run(&one, seed);
+        let over = report.metrics.over_admission_max;
+        assert!(
+            (1..=one.limit.limit).contains(&over),
+            "seed {seed}: over by {over}, not 1..=L\n{report}"
+        );
+    }
+}
+
+#[test]
+fn c2_legacy_token_bucket_leaves_its_hash_without_ttl_by_design() {
+    // Postmortem: new-api's C2 token bucket script (HMSET of tokens and last_time on a hash
+    // `rateLimit:<userId>`) never sets a TTL, so every user's bucket stays in Redis for good:
+    // `every_key_has_ttl` fails for it in every cell of the verdict table (the †), and that
+    // is faithful to new-api (reference: "The hash is never given a TTL"). Method: the
+    // NOSCRIPT scenario's load without its fault on the legacy bucket fails the property,
+    // naming only bucket keys; the same run on the atomic token bucket holds it, so the
+    // script, not the harness, leaves the key.
+    let mut quiet = parse(C2);
+    quiet.faults.clear();
+    for seed in SEEDS {
+        let legacy = run(&quiet, seed);
+        let verdict = legacy
+            .verdict("every_key_has_ttl")
+            .expect("judged with a snapshot");
+        assert!(
+            !verdict.held,
+            "seed {seed}: the bucket hash had a TTL\n{legacy}"
+        );
+        let listed = verdict
+            .detail
+            .split(": ")
+            .nth(1)
+            .expect("the keys are named");
+        assert!(
+            listed.split(", ").all(|key| key.starts_with("rateLimit:")),
+            "seed {seed}: a key other than a bucket lacks a TTL: {listed}"
+        );
+        let mut atomic = quiet.clone();
+        atomic.gateways[0].limiter = LimiterKind::AtomicTokenBucket;
+        let atomic = run(&atomic, seed);
+        assert!(
+            atomic
+                .verdict("every_key_has_ttl")
+                .is_some_and(|verdict| verdict.held),
+            "{atomic}"
+        );
     }
 }
