@@ -305,6 +305,10 @@ fn run_inner(
     scenario
         .validate()
         .map_err(|error| HarnessError(error.to_string()))?;
+    // A time-scaled scenario runs as its k = 1 equivalent (every duration × k); the events
+    // are in that slower clock (`Scenario::scaled`).
+    let scaled = scenario.scaled();
+    let scenario = &scaled;
     // The Redis seed is the network master's first draw, the gateways' the load master's
     // next ones (so with one seed for both, every draw is the one a single master made).
     let mut master = ChaCha8Rng::seed_from_u64(seeds.network);

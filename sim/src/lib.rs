@@ -53,6 +53,7 @@ pub fn simulate_tampered(
     tamper: Option<harness::Tamper>,
 ) -> Result<(checker::Report, Vec<event::Event>), harness::HarnessError> {
     let output = harness::run_tampered(scenario, seed, tamper)?;
-    let report = checker::check(scenario, seed, &output.events);
+    // The log is in the scaled run's clock: judged against the scenario the harness ran.
+    let report = checker::check(&scenario.scaled(), seed, &output.events);
     Ok((report, output.events))
 }

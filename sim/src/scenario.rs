@@ -61,7 +61,17 @@ pub struct Scenario {
     /// Scheduled faults, fired by the harness at their time.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Runs the scenario through a clock `time_scale` times slower: every duration (latencies,
+    /// windows, timeouts, fault times, the run's length, the load's gaps) is multiplied by it
+    /// and the recorded decision latencies are divided by it again, so that a one-way latency
+    /// below the simulation's 1 ms tick (`network.min_latency_us`) can be run. `None`: derived
+    /// from the µs latencies (the smallest scale that makes them whole ms), else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<u64>,
 }
+
+/// Largest `time_scale` accepted (the scaled run takes that many more turmoil steps).
+pub const TIME_SCALE_MAX: u64 = 100;
 
 /// Link latency for every message (turmoil's `min/max_message_latency`), and per-link
 /// latency distributions.
@@ -79,6 +89,13 @@ pub struct Network {
     /// Links whose latency follows their own distribution instead of the network's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkLatencySpec>,
+    /// Smallest one-way latency in µs, instead of `min_latency_ms` (give both µs fields or
+    /// neither). A latency that is not a whole ms runs time-scaled (see `time_scale`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_latency_us: Option<u64>,
+    /// Largest one-way latency in µs, instead of `max_latency_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency_us: Option<u64>,
 }
 
 /// Default `network.resample_ms`: a new draw every 10 simulated ms.
@@ -91,6 +108,8 @@ impl Default for Network {
             max_latency_ms: 1,
             resample_ms: RESAMPLE_MS_DEFAULT,
             links: Vec::new(),
+            min_latency_us: None,
+            max_latency_us: None,
         }
     }
 }
@@ -731,6 +750,31 @@ impl Latency {
         }
     }
 
+    /// The distribution with every ms value multiplied by `k`.
+    pub fn scaled(&self, k: u64) -> Latency {
+        let ms = |value: u64| value.saturating_mul(k);
+        match *self {
+            Latency::Fixed { ms: value } => Latency::Fixed { ms: ms(value) },
+            Latency::Uniform { min_ms, max_ms } => Latency::Uniform {
+                min_ms: ms(min_ms),
+                max_ms: ms(max_ms),
+            },
+            Latency::Exponential { mean_ms, max_ms } => Latency::Exponential {
+                mean_ms: ms(mean_ms),
+                max_ms: ms(max_ms),
+            },
+            Latency::Lognormal {
+                median_ms,
+                sigma,
+                max_ms,
+            } => Latency::Lognormal {
+                median_ms: ms(median_ms),
+                sigma,
+                max_ms: ms(max_ms),
+            },
+        }
+    }
+
     /// Draws one latency.
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
         match self {
@@ -948,10 +992,12 @@ impl FaultKind {
     /// does so periodically (`aof_everysec`, `rdb`).
     pub fn sync_every_ms(&self) -> Option<u64> {
         match self {
+            // A time-scaled scenario carries the scaled fsync period in `rdb_every_ms`
+            // (`Scenario::scaled`; a file may not set it for AOF).
             FaultKind::RedisRestart {
                 persistence: Persistence::AofEverysec,
-                ..
-            } => Some(AOF_FSYNC_EVERY_MS),
+                rdb_every_ms,
+            } => Some(rdb_every_ms.unwrap_or(AOF_FSYNC_EVERY_MS)),
             FaultKind::RedisRestart {
                 persistence: Persistence::Rdb,
                 rdb_every_ms,
@@ -1033,6 +1079,10 @@ fn validate_latency(field: &str, latency: &Latency) -> Result<(), ScenarioError>
         }
         _ => Ok(()),
     }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn at_most(field: &str, value: u64, max: u64) -> Result<(), ScenarioError> {
@@ -1121,8 +1171,176 @@ impl Scenario {
         })
     }
 
+    /// The time scale k the scenario runs at: `time_scale`, else the smallest k that makes
+    /// the µs latencies whole ms (1000 / gcd(1000, µs)), else 1.
+    pub fn time_scale(&self) -> u64 {
+        if let Some(scale) = self.time_scale {
+            return scale;
+        }
+        match (self.network.min_latency_us, self.network.max_latency_us) {
+            (None, None) => 1,
+            (min, max) => {
+                let us = gcd(min.unwrap_or(0), max.unwrap_or(0));
+                1_000 / gcd(1_000, us)
+            }
+        }
+    }
+
+    /// The same run seen through a clock [`Scenario::time_scale`] times slower, as the
+    /// harness runs it: every field with a time unit multiplied by k (µs latencies turned into
+    /// the whole ms they then are; defaults that hold a duration made explicit and scaled),
+    /// the load's rate divided by k, and `time_scale` 1. At k = 1 (no µs latencies) it is the
+    /// scenario itself. Call on a validated scenario.
+    pub fn scaled(&self) -> Scenario {
+        let k = self.time_scale();
+        let micros = self.network.min_latency_us.is_some() || self.network.max_latency_us.is_some();
+        if k == 1 && !micros {
+            let mut same = self.clone();
+            same.time_scale = None;
+            return same;
+        }
+        let ms = |value: u64| value.saturating_mul(k);
+        let signed = |value: i64| value.saturating_mul(k as i64);
+        let mut out = self.clone();
+        out.time_scale = None;
+        out.duration_ms = ms(self.duration_ms);
+        let network = &mut out.network;
+        network.min_latency_ms = match self.network.min_latency_us {
+            Some(us) => us.saturating_mul(k) / 1_000,
+            None => ms(self.network.min_latency_ms),
+        };
+        network.max_latency_ms = match self.network.max_latency_us {
+            Some(us) => us.saturating_mul(k) / 1_000,
+            None => ms(self.network.max_latency_ms),
+        };
+        network.min_latency_us = None;
+        network.max_latency_us = None;
+        network.resample_ms = ms(self.network.resample_ms);
+        for link in &mut network.links {
+            link.latency = link.latency.scaled(k);
+        }
+        out.redis.clock_offset_ms = signed(self.redis.clock_offset_ms);
+        out.redis.replication_lag_ms = ms(self.redis.replication_lag_ms);
+        for group in &mut out.gateways {
+            group.clock_offset_ms = signed(group.clock_offset_ms);
+            group.tz_offset_s = signed(group.tz_offset_s);
+            group.memory_cleanup_ms = Some(ms(group.memory_cleanup_ms()));
+            let pool = &mut group.pool;
+            pool.pool_timeout_ms = ms(pool.pool_timeout_ms);
+            pool.read_timeout_ms = ms(pool.read_timeout_ms);
+            pool.dial_timeout_ms = ms(pool.dial_timeout_ms);
+            pool.backoff_min_ms = ms(pool.backoff_min_ms);
+            pool.backoff_max_ms = ms(pool.backoff_max_ms);
+        }
+        out.limit.window_ms = ms(self.limit.window_ms);
+        out.limit.lease_ms = Some(ms(self.lease_ms()));
+        out.load.rate_per_s = self.load.rate_per_s / k as f64;
+        out.upstream.latency = self.upstream.latency.scaled(k);
+        for fault in &mut out.faults {
+            fault.at_ms = ms(fault.at_ms);
+            match &mut fault.kind {
+                FaultKind::Partition { duration_ms, .. } | FaultKind::Hold { duration_ms, .. } => {
+                    *duration_ms = ms(*duration_ms);
+                }
+                FaultKind::RedisRestart {
+                    persistence,
+                    rdb_every_ms,
+                } => {
+                    if *persistence == Persistence::AofEverysec {
+                        *rdb_every_ms = Some(AOF_FSYNC_EVERY_MS);
+                    }
+                    *rdb_every_ms = rdb_every_ms.map(ms);
+                }
+                FaultKind::ClockStep { step_ms, .. } => *step_ms = signed(*step_ms),
+                FaultKind::LinkLatency { latency_ms, .. } => *latency_ms = ms(*latency_ms),
+                FaultKind::GatewayRestart { down_ms, .. } => *down_ms = ms(*down_ms),
+                FaultKind::Flush {} | FaultKind::Failover {} => {}
+            }
+        }
+        out
+    }
+
+    /// Checks `time_scale` and the µs latencies, naming the field.
+    fn validate_time_scale(&self) -> Result<(), ScenarioError> {
+        if let Some(scale) = self.time_scale {
+            if scale == 0 {
+                return Err(problem("time_scale", "must be at least 1"));
+            }
+            at_most("time_scale", scale, TIME_SCALE_MAX)?;
+        }
+        let network = &self.network;
+        let (min_us, max_us) = match (network.min_latency_us, network.max_latency_us) {
+            (None, None) => return Ok(()),
+            (Some(min), Some(max)) => (min, max),
+            (None, Some(_)) => {
+                return Err(problem(
+                    "network.min_latency_us",
+                    "missing: give both network.min_latency_us and network.max_latency_us",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(problem(
+                    "network.max_latency_us",
+                    "missing: give both network.min_latency_us and network.max_latency_us",
+                ));
+            }
+        };
+        let defaults = Network::default();
+        if network.min_latency_ms != defaults.min_latency_ms
+            || network.max_latency_ms != defaults.max_latency_ms
+        {
+            return Err(problem(
+                "network.min_latency_us",
+                "give the network latency in ms or in µs, not both",
+            ));
+        }
+        if min_us > max_us {
+            return Err(problem(
+                "network.min_latency_us",
+                "must not exceed network.max_latency_us",
+            ));
+        }
+        at_most("network.max_latency_us", max_us, SPAN_MS_MAX * 1_000)?;
+        let k = self.time_scale();
+        for (field, us) in [
+            ("network.min_latency_us", min_us),
+            ("network.max_latency_us", max_us),
+        ] {
+            if self.time_scale.is_some() && us.saturating_mul(k) % 1_000 != 0 {
+                return Err(problem(
+                    field,
+                    format!(
+                        "{us} µs is not a whole ms at time_scale {k} (the simulation ticks in \
+                         ms: {us} × {k} must be a multiple of 1000)"
+                    ),
+                ));
+            }
+            if self.time_scale.is_none() && k > TIME_SCALE_MAX {
+                return Err(problem(
+                    field,
+                    format!(
+                        "{us} µs is below what the simulation represents: it needs time_scale \
+                         {k}, and at most {TIME_SCALE_MAX} is accepted (use a multiple of 10 µs)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every value the harness relies on.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        self.validate_time_scale()?;
+        let k = self.time_scale();
+        if k > 1 && self.duration_ms.saturating_mul(k) > DURATION_MS_MAX {
+            return Err(problem(
+                "time_scale",
+                format!(
+                    "duration_ms × time_scale ({} × {k}) must be at most {DURATION_MS_MAX}",
+                    self.duration_ms
+                ),
+            ));
+        }
         if self.duration_ms == 0 {
             return Err(problem("duration_ms", "must be at least 1"));
         }
@@ -1843,6 +2061,7 @@ impl Scenario {
             load,
             upstream,
             faults,
+            time_scale: None,
         }
     }
 }

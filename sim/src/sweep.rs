@@ -721,6 +721,9 @@ pub struct Row {
     /// Of those, how many took effect (the checker's `fault_<i>_took_effect` and
     /// `clock_drift_took_effect` coverage verdicts, from what the harness saw).
     pub faults_took_effect: u64,
+    /// The run's time scale k (`Scenario::time_scale`): the log's times are k times the
+    /// scenario's, so the latency columns are divided by it.
+    pub time_scale: u64,
 }
 
 impl Row {
@@ -758,6 +761,9 @@ impl Row {
     /// The numeric column `name`, if it is one.
     pub fn value(&self, name: &str) -> Option<f64> {
         let m = &self.metrics;
+        // The log's ms are the scaled run's; in the scenario's own clock they are k times
+        // shorter (at k = 1 the integer itself).
+        let ms = |value: u64| value as f64 / self.time_scale as f64;
         let value = match name {
             "x" => self.x,
             "seed" => self.seed as f64,
@@ -767,16 +773,16 @@ impl Row {
             "denied" => m.denied as f64,
             "fail_open" => m.fail_open as f64,
             "errors" => m.errors as f64,
-            "latency_p50_ms" => m.latency_p50_ms as f64,
-            "latency_p90_ms" => self.latency_p90_ms as f64,
-            "latency_p99_ms" => m.latency_p99_ms as f64,
-            "latency_p999_ms" => self.latency_p999_ms as f64,
-            "latency_p9999_ms" => self.latency_p9999_ms as f64,
-            "latency_max_ms" => m.latency_max_ms as f64,
+            "latency_p50_ms" => ms(m.latency_p50_ms),
+            "latency_p90_ms" => ms(self.latency_p90_ms),
+            "latency_p99_ms" => ms(m.latency_p99_ms),
+            "latency_p999_ms" => ms(self.latency_p999_ms),
+            "latency_p9999_ms" => ms(self.latency_p9999_ms),
+            "latency_max_ms" => ms(m.latency_max_ms),
             "round_trips_per_decision" => m.round_trips_per_decision,
             "commands_per_decision" => m.commands_per_decision,
-            "pool_wait_p50_ms" => m.pool_wait_p50_ms as f64,
-            "pool_wait_p99_ms" => m.pool_wait_p99_ms as f64,
+            "pool_wait_p50_ms" => ms(m.pool_wait_p50_ms),
+            "pool_wait_p99_ms" => ms(m.pool_wait_p99_ms),
             "hottest_node_share_pct" => share_pct(m.hottest_node.as_ref().map(|n| n.1), m),
             "hottest_slot_share_pct" => share_pct(m.hottest_slot.map(|s| s.1), m),
             "over_admission_max" => m.over_admission_max as f64,
@@ -892,6 +898,7 @@ pub fn row(sweep: &Sweep, run: &Run, metrics: Metrics, events: &[Event]) -> Row 
         duration_ms: run.scenario.duration_ms,
         faults: 0,
         faults_took_effect: 0,
+        time_scale: run.scenario.time_scale(),
     }
 }
 

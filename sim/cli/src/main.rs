@@ -167,6 +167,12 @@ fn run(args: &RunArgs) -> ExitCode {
     if args.format == Format::Text {
         println!("# seed {seed}; replay: {replay}");
         println!("{}", scenario.to_toml());
+        let scale = scenario.time_scale();
+        if scale > 1 {
+            println!(
+                "# time_scale {scale}: run as its {scale}x slower equivalent; the times below are in that clock"
+            );
+        }
     }
     let (report, events) = match sim::simulate(&scenario, seed) {
         Ok(outcome) => outcome,

@@ -80,7 +80,10 @@ fn every_shipped_sweep_parses() {
 fn atomic_limiters_decide_below_legacy_path_a_at_every_rtt() {
     let (_, rows) = quick_rows("latency-vs-rtt");
     let legacy = series(&rows, "legacy_ip_list", "latency_p50_ms");
-    assert!(legacy.len() >= 3 && legacy.iter().all(|(x, _)| *x >= 1.0));
+    // The axis runs from 0.1 ms (time-scaled runs) to 20 ms.
+    assert!(legacy.len() >= 3, "{legacy:?}");
+    assert_eq!(legacy.first().map(|(x, _)| *x), Some(0.1));
+    assert_eq!(legacy.last().map(|(x, _)| *x), Some(20.0));
     for atomic in atomic_scripts(&rows) {
         for metric in ["latency_p50_ms", "latency_p99_ms"] {
             let legacy = series(&rows, "legacy_ip_list", metric);
@@ -92,9 +95,149 @@ fn atomic_limiters_decide_below_legacy_path_a_at_every_rtt() {
             }
         }
     }
-    let a = value_at(&rows, "legacy_ip_list", "latency_p50_ms", Some(2.0)).expect("point");
-    let b = value_at(&rows, "atomic_gcra", "latency_p50_ms", Some(2.0)).expect("point");
-    assert!(a / b >= 2.5, "path A {a} ms vs GCRA {b} ms");
+    for rtt in [0.1, 1.0] {
+        let a = value_at(&rows, "legacy_ip_list", "latency_p50_ms", Some(rtt)).expect("point");
+        let b = value_at(&rows, "atomic_gcra", "latency_p50_ms", Some(rtt)).expect("point");
+        assert!(a / b >= 2.5, "RTT {rtt} ms: path A {a} ms vs GCRA {b} ms");
+        // Sub-ms latencies are real: one RTT is the atomic script's floor.
+        assert!(b >= rtt && b < 2.0 * rtt, "RTT {rtt} ms: GCRA p50 {b} ms");
+    }
+}
+
+/// A one-limiter-pair sweep of `base` (a TOML table body) at one point: its rows.
+fn one_point(name: &str, base: &str) -> Vec<Row> {
+    let text = format!(
+        "name = \"{name}\"\ntitle = \"t\"\nlimiters = [\"legacy_ip_list\", \"atomic_gcra\"]\n\
+         seeds = [1, 2]\n[base]\n{base}\n[axis]\nname = \"keys\"\nunit = \"\"\n\
+         fields = [\"load.keys\"]\nvalues = [3]\n[plot]\nkind = \"bars\"\n\
+         metrics = [\"latency_p50_ms\"]\ny_label = \"ms\"\n"
+    );
+    let sweep =
+        Sweep::from_toml(&text, Path::new(SWEEPS)).unwrap_or_else(|error| panic!("{error}"));
+    sim::sweep::run(std::slice::from_ref(&sweep), false, 2, || {})
+        .unwrap_or_else(|error| panic!("{error}"))
+        .remove(0)
+}
+
+/// Goal: a time-scaled run is the same system seen through a k times slower clock: RTT
+/// 0.2 ms (100 µs one way, so k = 10) gives the same admissions and denials as its unscaled
+/// equivalent (RTT 2 ms and every other duration and the load's gaps 10 times longer,
+/// written out by hand) and latencies exactly 10 times smaller. Method: two one-point sweeps
+/// with path A and GCRA, a partition and a clock step among the scaled fields; then the
+/// check that the two differ as soon as one field of the equivalent is not scaled.
+#[test]
+fn a_time_scaled_run_is_its_unscaled_equivalent_with_latencies_k_times_smaller() {
+    let scaled_base = "duration_ms = 2000\n[base.network]\nmin_latency_us = 100\n\
+         max_latency_us = 100\n[[base.gateways]]\ncount = 2\nlimiter = \"atomic_gcra\"\n\
+         pool = { size = 2, pool_timeout_ms = 40, read_timeout_ms = 30 }\n\
+         [base.limit]\nlimit = 10\nwindow_ms = 1000\n[base.load]\nrate_per_s = 300\n\
+         [base.upstream]\nlatency = { kind = \"uniform\", min_ms = 5, max_ms = 50 }\n\
+         [[base.faults]]\nat_ms = 500\nkind = \"partition\"\na = \"gateway-0\"\n\
+         b = \"redis-0\"\nduration_ms = 100\n\
+         [[base.faults]]\nat_ms = 900\nkind = \"clock_step\"\nhost = \"gateway-1\"\n\
+         step_ms = -300\n";
+    let equivalent = |window_ms: u64| {
+        format!(
+            "duration_ms = 20000\n[base.network]\nmin_latency_ms = 1\nmax_latency_ms = 1\n\
+             resample_ms = 100\n[[base.gateways]]\ncount = 2\nlimiter = \"atomic_gcra\"\n\
+             pool = {{ size = 2, pool_timeout_ms = 400, read_timeout_ms = 300, \
+             dial_timeout_ms = 50000, backoff_min_ms = 80, backoff_max_ms = 5120 }}\n\
+             [base.limit]\nlimit = 10\nwindow_ms = {window_ms}\n[base.load]\nrate_per_s = 30\n\
+             [base.upstream]\nlatency = {{ kind = \"uniform\", min_ms = 50, max_ms = 500 }}\n\
+             [[base.faults]]\nat_ms = 5000\nkind = \"partition\"\na = \"gateway-0\"\n\
+             b = \"redis-0\"\nduration_ms = 1000\n\
+             [[base.faults]]\nat_ms = 9000\nkind = \"clock_step\"\nhost = \"gateway-1\"\n\
+             step_ms = -3000\n"
+        )
+    };
+    let scaled = one_point("scaled", scaled_base);
+    let unscaled = one_point("unscaled", &equivalent(10_000));
+    assert_eq!(scaled.len(), 4);
+    assert_eq!(scaled.len(), unscaled.len());
+    let metrics = [
+        "latency_p50_ms",
+        "latency_p90_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "pool_wait_p99_ms",
+    ];
+    for (ours, theirs) in scaled.iter().zip(&unscaled) {
+        let what = format!("{} seed {}", ours.limiter, ours.seed);
+        assert_eq!(ours.time_scale, 10, "{what}");
+        assert_eq!(theirs.time_scale, 1, "{what}");
+        for count in ["requests", "allowed", "denied", "fail_open", "errors"] {
+            assert_eq!(ours.value(count), theirs.value(count), "{what}: {count}");
+        }
+        assert!(
+            ours.metrics.denied > 0 && ours.metrics.allowed > 0,
+            "{what}"
+        );
+        assert_eq!(
+            (ours.faults, ours.faults_took_effect),
+            (2, 2),
+            "{what}: both faults bit"
+        );
+        assert!(
+            theirs.metrics.latency_p50_ms >= 2,
+            "{what}: at least one RTT"
+        );
+        for metric in metrics {
+            let (a, b) = (ours.value(metric).unwrap(), theirs.value(metric).unwrap());
+            assert!((a * 10.0 - b).abs() < 1e-9, "{what}: {metric} {a} vs {b}");
+        }
+    }
+    // The check can fail: the equivalent with one field left unscaled (the window) is
+    // another system, and admits differently.
+    let wrong = one_point("wrong", &equivalent(1_000));
+    assert!(
+        wrong
+            .iter()
+            .zip(&scaled)
+            .any(|(w, s)| w.metrics.allowed != s.metrics.allowed),
+        "an unscaled window went unnoticed"
+    );
+}
+
+/// Goal: a time scale the simulation cannot run is an error naming the field. Method: parse
+/// bad scenarios.
+#[test]
+fn bad_time_scales_name_the_field() {
+    let base = "duration_ms = 1000\n[limit]\nlimit = 5\nwindow_ms = 1000\n\
+        [[gateways]]\nlimiter = \"atomic_gcra\"\n[load]\nrate_per_s = 10\n";
+    let cases = [
+        (format!("time_scale = 0\n{base}"), "time_scale"),
+        (format!("time_scale = -2\n{base}"), "time_scale"),
+        (format!("time_scale = 1000\n{base}"), "time_scale"),
+        (
+            format!("time_scale = 10\n{base}[network]\nmin_latency_us = 50\nmax_latency_us = 50\n"),
+            "network.min_latency_us",
+        ),
+        (
+            format!("{base}[network]\nmin_latency_us = 1\nmax_latency_us = 1\n"),
+            "network.min_latency_us",
+        ),
+        (
+            format!("{base}[network]\nmin_latency_us = 100\n"),
+            "network.max_latency_us",
+        ),
+        (
+            format!(
+                "{base}[network]\nmin_latency_ms = 2\nmax_latency_ms = 2\nmin_latency_us = 100\nmax_latency_us = 100\n"
+            ),
+            "network.min_latency_us",
+        ),
+    ];
+    for (text, field) in cases {
+        let error = sim::scenario::Scenario::from_toml(&text)
+            .expect_err(&format!("accepted: {text}"))
+            .to_string();
+        assert!(error.contains(field), "{field}: {error}");
+    }
+    let fine =
+        format!("time_scale = 20\n{base}[network]\nmin_latency_us = 50\nmax_latency_us = 50\n");
+    let scenario = sim::scenario::Scenario::from_toml(&fine).expect("50 µs at k = 20 is 1 ms");
+    assert_eq!(scenario.scaled().network.min_latency_ms, 1);
+    assert_eq!(scenario.scaled().duration_ms, 20_000);
 }
 
 /// Goal: figure 5's fact: every atomic script decides in one round trip and one command (the

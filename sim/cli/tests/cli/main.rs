@@ -51,6 +51,14 @@ fn bad_scenario_files_name_the_field_and_exit_2() {
             MIXED.replace("ip = 2,", "ip = -2,"),
             "load.mix.ip: must be a weight",
         ),
+        (format!("time_scale = 0\n{GCRA}"), "time_scale"),
+        (format!("time_scale = -1\n{GCRA}"), "time_scale"),
+        (
+            format!(
+                "time_scale = 4\n{GCRA}\n[network]\nmin_latency_us = 100\nmax_latency_us = 100\n"
+            ),
+            "network.min_latency_us",
+        ),
     ];
     for (index, (text, field)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad-{index}.toml"));
