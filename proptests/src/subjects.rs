@@ -12,6 +12,7 @@ use ratelab::limiter::atomic::{
     Algorithm, MultiLimiter, PipelinedFixedWindow, ScriptClock, ScriptLimiter, ShardedLimiter,
     SuccessLimiter as ReservationLimiter,
 };
+use ratelab::limiter::hybrid::{HybridLimiter, SLACK_PERCENT_DEFAULT as SLACK};
 use ratelab::limiter::legacy::GatewayClock;
 use ratelab::limiter::legacy::email::{EmailLimiter, EmailQuota};
 use ratelab::limiter::legacy::list_log::{ListLogLimiter, ListLogQuota};
@@ -57,11 +58,14 @@ pub enum Subject {
     Reservation,
     /// GCRA split over two shards, with one retry on the next shard.
     Sharded,
+    /// The hybrid: a local GCRA pre-check and deny cache per gateway (each task its own),
+    /// then the GCRA script (one round trip when the local parts let the request through).
+    Hybrid,
 }
 
 impl Subject {
     /// Every subject.
-    pub const ALL: [Subject; 15] = [
+    pub const ALL: [Subject; 16] = [
         Subject::PathA,
         Subject::PathB,
         Subject::SuccessList,
@@ -77,6 +81,7 @@ impl Subject {
         Subject::MultiLimit,
         Subject::Reservation,
         Subject::Sharded,
+        Subject::Hybrid,
     ];
 
     /// new-api as built (multi-step, expected to race) rather than the redesign.
@@ -125,7 +130,8 @@ impl Subject {
                     decisions.push(decision.allowed);
                 }
             }
-            Subject::Gcra | Subject::MultiLimit => {
+            // The hybrid's local parts only deny what the authority would deny at that instant.
+            Subject::Gcra | Subject::MultiLimit | Subject::Hybrid => {
                 let mut tat = None;
                 for &now_ms in times_ms {
                     let (decision, stored) = algo::gcra::decide(rate, tat, now_ms, 1);
@@ -247,6 +253,12 @@ impl Subject {
                     ScriptClock::Redis,
                 )
                 .expect("limit of at least 2");
+                plain(n, h, g, r, limiter)
+            }
+            Subject::Hybrid => {
+                let limiter =
+                    HybridLimiter::new(script(Algorithm::Gcra(rate)), scheme(), rate, SLACK)
+                        .expect("a valid quota");
                 plain(n, h, g, r, limiter)
             }
         }

@@ -10,9 +10,11 @@
 //! that it can fail: its gateways send more requests than the allowance. The number of orders
 //! is kept under a budget by choosing how many requests each gateway sends.
 
+use crate::random::{self, Case};
 use crate::sched::{Execution, Fault, History, Node, Op, Scenario, Task, execute, fault};
 use crate::sched::{for_each_interleaving, shortest_violation};
 use crate::subjects::{Subject, WINDOW_MS};
+use proptest::prelude::*;
 
 /// A fault class the scheduler can place inside an interleaving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -152,21 +154,25 @@ fn clock_aligned(subject: Subject) -> bool {
     )
 }
 
-/// The checks of one cell, sized under `budget` orders each, or an explanation of why there
-/// are none (one request already needs more orders than the budget).
-pub fn plan(subject: Subject, class: Class, budget: u128) -> Result<Vec<Check>, String> {
-    let steps = round_trips(subject);
-    // One-step limiters get L = 2, so that two gateways' requests interleave around it;
-    // multi-step ones L = 1, so that few requests exceed it, except the sharded limiter,
-    // whose two shards need a share each.
-    let limit: u64 = if steps > 1 && subject != Subject::Sharded {
+/// The limit a subject is checked at: one-step limiters get L = 2, so that two gateways'
+/// requests interleave around it; multi-step ones L = 1, so that few requests exceed it,
+/// except the sharded limiter, whose two shards need a share each.
+fn limit_of(subject: Subject, steps: usize) -> u64 {
+    if steps > 1 && subject != Subject::Sharded {
         1
     } else {
         2
-    };
-    let l = usize::try_from(limit).expect("small");
+    }
+}
+
+/// The faults of a class with their allowances at limit `l`.
+fn faults_of(
+    subject: Subject,
+    class: Class,
+    l: usize,
+) -> Vec<(Option<Fault>, usize, &'static str)> {
     let window = i64::try_from(WINDOW_MS).expect("fits");
-    let faults: Vec<(Option<Fault>, usize, &'static str)> = match class {
+    match class {
         Class::None | Class::Gateways => vec![(None, l, "L")],
         Class::Restart => vec![(Some(Fault::Restart), 2 * l, "2L")],
         Class::Flush => vec![(Some(Fault::FlushAll), 2 * l, "2L")],
@@ -179,10 +185,24 @@ pub fn plan(subject: Subject, class: Class, budget: u128) -> Result<Vec<Check>, 
                 (Some(Fault::ClockStep(-window / 2)), l, "L")
             },
         ],
-    };
+    }
+}
+
+/// The checks of one cell, or an explanation of why there are none (one request already
+/// needs more orders than `budget`). Each check sends the fewest requests that can exceed
+/// its allowance, then more (up to 4 a gateway) while the orders stay within `grow_budget`.
+pub fn plan(
+    subject: Subject,
+    class: Class,
+    budget: u128,
+    grow_budget: u128,
+) -> Result<Vec<Check>, String> {
+    let steps = round_trips(subject);
+    let limit = limit_of(subject, steps);
+    let l = usize::try_from(limit).expect("small");
     let gateways = if class == Class::Gateways { 3 } else { 2 };
     let mut checks = Vec::new();
-    for (fault, allowance, allowance_text) in faults {
+    for (fault, allowance, allowance_text) in faults_of(subject, class, l) {
         let one_step = usize::from(fault.is_some());
         // The fewest requests that can exceed the allowance, then more while in budget.
         let least = allowance / gateways + 1;
@@ -194,7 +214,7 @@ pub fn plan(subject: Subject, class: Class, budget: u128) -> Result<Vec<Check>, 
             ));
         }
         let mut requests = least;
-        while requests < 4 && size(requests + 1) <= budget {
+        while requests < 4 && size(requests + 1) <= grow_budget.min(budget) {
             requests += 1;
         }
         checks.push(Check {
@@ -336,4 +356,144 @@ pub fn named(outcome: &Outcome) -> Option<&'static Named> {
             && named.subject == outcome.check.subject
             && named.schedule == schedule
     })
+}
+
+/// Cases each random check draws.
+pub const RANDOM_CASES: u32 = 256;
+
+/// Most gateways (and most requests each) a random case draws; at least
+/// [`RANDOM_GATEWAYS_MIN`] gateways and one request.
+pub const RANDOM_MAX: usize = 4;
+
+/// Fewest gateways a random case draws.
+pub const RANDOM_GATEWAYS_MIN: usize = 3;
+
+/// Most clock jumps forward by a whole window (every key expires, every window turns) a
+/// random case adds; each is one more window in which the class's allowance applies again.
+pub const RANDOM_JUMPS_MAX: usize = 2;
+
+/// The random checks of one cell: the same faults and allowances as [`plan`]'s, drawn at
+/// [`RANDOM_GATEWAYS_MIN`]..=[`RANDOM_MAX`] gateways × 1..=[`RANDOM_MAX`] requests (the
+/// check's `gateways` and `requests` are those maxima). There is no budget: a case is one
+/// execution.
+pub fn random_plan(subject: Subject, class: Class) -> Vec<Check> {
+    let limit = limit_of(subject, round_trips(subject));
+    let l = usize::try_from(limit).expect("small");
+    faults_of(subject, class, l)
+        .into_iter()
+        .map(|(fault, allowance, allowance_text)| Check {
+            subject,
+            gateways: RANDOM_MAX,
+            requests: RANDOM_MAX,
+            limit,
+            fault,
+            allowance,
+            allowance_text,
+        })
+        .collect()
+}
+
+/// The cases of a random check: 3 or 4 gateways, 1 to 4 requests each, 0 to 2 clock jumps
+/// of a window, the check's fault, and a schedule of picks (the fault and the jumps are
+/// one-step tasks, so the schedule places them anywhere).
+pub fn random_cases(check: Check) -> impl Strategy<Value = Case> {
+    let window = i64::try_from(WINDOW_MS).expect("fits");
+    (
+        RANDOM_GATEWAYS_MIN..=RANDOM_MAX,
+        1..=RANDOM_MAX,
+        0..=RANDOM_JUMPS_MAX,
+        prop::collection::vec(0usize..8, 0..120),
+    )
+        .prop_map(move |(gateways, requests, jumps, picks)| {
+            let mut faults = vec![Fault::ClockStep(window); jumps];
+            faults.extend(check.fault);
+            Case {
+                subject: check.subject,
+                limit: check.limit,
+                gateways,
+                requests,
+                faults,
+                picks,
+            }
+        })
+}
+
+/// The allowance of one random case of `check`: the class's once per window the clock
+/// visits, `(1 + jumps) ×` it. Not `+ L` a jump: a request stamped before a jump can reach
+/// Redis after it (the pipelined window keys by the gateway's clock), so a restart or a flush
+/// after a jump resets every window still in use, each by up to the class's allowance
+/// (random search found this at once with `+ L`).
+pub fn random_allowance(check: &Check, case: &Case) -> usize {
+    let jumps = case.faults.len() - usize::from(check.fault.is_some());
+    check.allowance * (1 + jumps)
+}
+
+/// What a random check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RandomOutcome {
+    /// What ran (`gateways`, `requests`: the largest drawn).
+    pub check: Check,
+    /// Cases drawn.
+    pub cases: u32,
+    /// Cases that admitted more than their allowance.
+    pub violating: u32,
+    /// Cases that could have failed: more requests than their allowance, some denied.
+    pub failable: u32,
+    /// Decisions that could not be made (an error reply), over every case.
+    pub errors: u64,
+    /// The first violating case, shrunk by proptest.
+    pub minimal: Option<Case>,
+    /// Its schedule, cut to the shortest prefix that violates.
+    pub schedule: Option<Vec<usize>>,
+}
+
+impl RandomOutcome {
+    /// Some case could have failed.
+    pub fn could_fail(&self) -> bool {
+        self.failable > 0
+    }
+}
+
+/// Draws [`RANDOM_CASES`] cases of `check` with a pinned seed (the same for every check, so
+/// the table repeats byte for byte) and judges each against its allowance.
+pub fn run_random(check: Check, tamper: Tamper, cases: u32) -> RandomOutcome {
+    let strategy = random_cases(check);
+    let (mut failable, mut errors) = (0, 0);
+    let found = random::search(&strategy, 5, cases, 2_000, |case, drawn| {
+        let history = case.run();
+        let allowance = random_allowance(&check, case);
+        let count = judged(&history, tamper);
+        if drawn {
+            let requests = case.gateways * case.requests;
+            let denied = history.iter().any(|op| op.outcome == Ok(false));
+            failable += u32::from(requests > allowance && denied);
+            errors += history.iter().filter(|op| op.outcome.is_err()).count() as u64;
+        }
+        count > allowance
+    });
+    let schedule = found.minimal.as_ref().map(|case| {
+        let execution = case.execute();
+        let allowance = random_allowance(&check, case);
+        let node = Node::new();
+        let scenario = case.scenario();
+        let schedule = execution.schedule;
+        let cut = (1..=schedule.len())
+            .find(|&steps| {
+                judged(
+                    &execute(&node, &scenario, &schedule[..steps], steps).history,
+                    tamper,
+                ) > allowance
+            })
+            .unwrap_or(schedule.len());
+        schedule[..cut].to_vec()
+    });
+    RandomOutcome {
+        check,
+        cases: found.cases,
+        violating: found.violating,
+        failable,
+        errors,
+        minimal: found.minimal,
+        schedule,
+    }
 }

@@ -5,14 +5,16 @@
 //! order Redis ran them, whatever the schedule (their histories are linearizable with the
 //! script's round trip as the linearization point); and random search finds new-api's
 //! path-A race unaided and shrinks it to a short schedule.
-//! Method: a case is a limiter, a limit, gateways × requests, clock jumps (each a one-step
-//! task) and a schedule (each entry picks among the unfinished tasks, modulo their count).
+//! Method: a case (`proptests::random::Case`, shared with the verdict table's R checks) is a
+//! limiter, a limit, gateways × requests, clock jumps (each a one-step task) and a schedule
+//! (each entry picks among the unfinished tasks, modulo their count).
 
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngAlgorithm, TestError, TestRng, TestRunner,
 };
-use proptests::sched::{Fault, History, Node, Op, Scenario, Task, admitted, execute_with, fault};
+use proptests::random::Case;
+use proptests::sched::{Fault, admitted};
 use proptests::subjects::Subject;
 
 fn config() -> Config {
@@ -20,43 +22,6 @@ fn config() -> Config {
         cases: 64,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..Config::default()
-    }
-}
-
-/// A drawn case.
-#[derive(Clone, Debug)]
-struct Case {
-    subject: Subject,
-    limit: u64,
-    gateways: usize,
-    requests: usize,
-    jumps_ms: Vec<i64>,
-    picks: Vec<usize>,
-}
-
-impl Case {
-    fn scenario(&self) -> impl Scenario + '_ {
-        move |node: &Node, history: &History| -> Vec<Task> {
-            let mut tasks: Vec<Task> = (0..self.gateways)
-                .map(|gateway| {
-                    self.subject
-                        .task(node, history, gateway, self.requests, self.limit)
-                })
-                .collect();
-            for &jump_ms in &self.jumps_ms {
-                tasks.push(fault(node, Fault::ClockStep(jump_ms)));
-            }
-            tasks
-        }
-    }
-
-    /// Runs the case: the picks become a schedule over whichever tasks are unfinished.
-    fn run(&self) -> Vec<Op> {
-        let choose = |step: usize, ready: &[usize]| {
-            let pick = self.picks.get(step).copied().unwrap_or(0);
-            ready[pick % ready.len()]
-        };
-        execute_with(&Node::new(), &self.scenario(), choose, usize::MAX).history
     }
 }
 
@@ -88,7 +53,7 @@ fn atomic_case() -> impl Strategy<Value = Case> {
                 limit,
                 gateways,
                 requests,
-                jumps_ms,
+                faults: jumps_ms.into_iter().map(Fault::ClockStep).collect(),
                 picks,
             },
         )
@@ -129,7 +94,7 @@ fn random_search_finds_and_shrinks_path_a_r3() {
             limit,
             gateways,
             requests,
-            jumps_ms: Vec::new(),
+            faults: Vec::new(),
             picks,
         });
     let config = Config {

@@ -428,12 +428,13 @@ fn write_verdicts(out: &Path, args: &ReportArgs, jobs: usize) -> Result<(), Repo
             .count()
     };
     println!(
-        "{VERDICTS}: {} cells hold, {} violated, {} unproven, {} n/a ({} exhaustive orders, {} simulated runs)",
+        "{VERDICTS}: {} cells hold, {} violated, {} unproven, {} n/a ({} exhaustive orders, {} random cases, {} simulated runs)",
         count(verdicts::Verdict::Holds),
         count(verdicts::Verdict::Violated),
         count(verdicts::Verdict::Unproven),
         count(verdicts::Verdict::NotApplicable),
         table.orders,
+        table.cases,
         table.runs
     );
     Ok(())

@@ -1,9 +1,11 @@
 //! The verdict table (`verdicts.md`): every limiter against every fault class, each cell
 //! computed by running the checks, never written by hand.
 //!
-//! A cell has up to two kinds of evidence. **Exhaustive**: every interleaving of a few
+//! A cell has up to three kinds of evidence. **Exhaustive**: every interleaving of a few
 //! gateways' round trips and the fault (`proptests::verdict`, the scheduler library of the
-//! interleaving tests, real limiter code on the synchronous model). **Simulation**: the
+//! interleaving tests, real limiter code on the synchronous model). **Random**: schedules of
+//! more gateways and requests with clock jumps, drawn and shrunk by proptest with a pinned
+//! seed (`proptests::verdict::run_random`). **Simulation**: the
 //! cell's scenario (a base per limiter, changed by the column's fault) run with fixed seeds
 //! through `sim::simulate` and judged by the checker. A cell is *violated* when either
 //! finds a violation, *holds* when every check that ran holds and could have failed
@@ -15,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptests::subjects::Subject;
-use proptests::verdict::{self as exhaustive, Check, Outcome};
+use proptests::verdict::{self as exhaustive, Check, Outcome, RandomOutcome};
 use sim::checker::Report;
 use sim::harness::{Tamper, TamperAction};
 use sim::scenario::{Fault, FaultKind, LimiterKind, MultiLimitSpec, Scenario, Topology};
@@ -115,8 +117,8 @@ pub struct Row {
     subject: Option<Subject>,
 }
 
-/// Every limiter of the library, legacy first. The scheduler has no hybrid and no in-memory
-/// limiter (they make no round trip to interleave: loom checks the latter).
+/// Every limiter of the library, legacy first. The scheduler has no in-memory limiter (they
+/// make no round trip to interleave: loom checks them, `LOOM`).
 pub const ROWS: [Row; 18] = [
     row(
         "new-api A: IP list",
@@ -242,7 +244,7 @@ pub const ROWS: [Row; 18] = [
         "hybrid-gcra",
         Some(LimiterKind::HybridGcra),
         0,
-        None,
+        Some(Subject::Hybrid),
     ),
 ];
 
@@ -269,6 +271,11 @@ pub struct Options {
     pub seeds: Vec<u64>,
     /// Most interleavings one exhaustive check may enumerate.
     pub budget: u128,
+    /// A check sends more requests (up to 4 a gateway) than the fewest that can exceed its
+    /// allowance only while its orders stay within this.
+    pub grow_budget: u128,
+    /// Cases per random check.
+    pub random_cases: u32,
     /// Worker threads.
     pub jobs: usize,
     /// Test only: a limiter that over-admits (the table must say "violated").
@@ -282,7 +289,9 @@ impl Options {
     pub fn new(quick: bool, jobs: usize) -> Options {
         Options {
             seeds: if quick { vec![1] } else { vec![1, 2] },
-            budget: if quick { 300 } else { 2_000 },
+            budget: if quick { 300 } else { 40_000 },
+            grow_budget: if quick { 300 } else { 2_000 },
+            random_cases: if quick { 32 } else { exhaustive::RANDOM_CASES },
             jobs,
             tamper: false,
             only: Vec::new(),
@@ -304,6 +313,10 @@ pub struct Cell {
     notes: Vec<String>,
     /// The exhaustive checks that ran.
     pub outcomes: Vec<Outcome>,
+    /// The random checks that ran.
+    pub random: Vec<RandomOutcome>,
+    /// The row's threads are checked by loom instead (in-memory limiters, classes E has).
+    pub loom: bool,
     /// The simulation, if it ran.
     pub simulated: Option<Simulated>,
 }
@@ -340,17 +353,23 @@ impl Cell {
                 })
             })
         });
-        if sim_violated || self.outcomes.iter().any(|o| o.violating.is_some()) {
+        if sim_violated
+            || self.outcomes.iter().any(|o| o.violating.is_some())
+            || self.random.iter().any(|r| r.violating > 0)
+        {
             return Verdict::Violated;
         }
-        if self.simulated.is_none() && self.outcomes.is_empty() {
+        if self.simulated.is_none() && self.outcomes.is_empty() && self.random.is_empty() {
             return Verdict::NotApplicable;
         }
         let sim_covered = self
             .simulated
             .as_ref()
             .is_none_or(|sim| sim.reports.iter().all(Report::covered));
-        if sim_covered && self.outcomes.iter().all(Outcome::could_fail) {
+        if sim_covered
+            && self.outcomes.iter().all(Outcome::could_fail)
+            && self.random.iter().all(RandomOutcome::could_fail)
+        {
             Verdict::Holds
         } else {
             Verdict::Unproven
@@ -362,8 +381,10 @@ impl Cell {
 pub struct Table {
     /// `cells[row][column]`.
     pub cells: Vec<Vec<Cell>>,
-    /// Exhaustive orders and simulated runs in all.
+    /// Exhaustive orders in all.
     pub orders: u64,
+    /// Random cases in all.
+    pub cases: u64,
     /// Simulated runs in all.
     pub runs: usize,
 }
@@ -494,12 +515,14 @@ fn scenario(row: &Row, column: Column) -> Result<Scenario, String> {
 /// One unit of work for the pool.
 enum Job {
     Exhaustive { cell: (usize, usize), check: Check },
+    Random { cell: (usize, usize), check: Check },
     Simulate { cell: (usize, usize), seed: u64 },
 }
 
 /// A job's result.
 enum Done {
     Exhaustive(Outcome),
+    Random(RandomOutcome),
     Simulated(Result<Box<Report>, String>),
 }
 
@@ -540,7 +563,15 @@ pub fn compute(
             let cell = &mut cells[r][c];
             match (row.subject, column.exhaustive()) {
                 (Some(subject), Some(class)) => {
-                    match exhaustive::plan(subject, class, options.budget) {
+                    jobs.extend(
+                        exhaustive::random_plan(subject, class)
+                            .into_iter()
+                            .map(|check| Job::Random {
+                                cell: (r, c),
+                                check,
+                            }),
+                    );
+                    match exhaustive::plan(subject, class, options.budget, options.grow_budget) {
                         Ok(checks) => {
                             jobs.extend(checks.into_iter().map(|check| Job::Exhaustive {
                                 cell: (r, c),
@@ -550,9 +581,10 @@ pub fn compute(
                         Err(why) => cell.notes.push(format!("exhaustive: not run ({why})")),
                     }
                 }
-                (None, Some(_)) => cell.notes.push(
-                    "exhaustive: no scheduler task (no round trips to interleave)".to_owned(),
-                ),
+                (None, Some(_)) => {
+                    cell.loom = true;
+                    cell.notes.push(LOOM_NOTE.to_owned());
+                }
                 (_, None) => {}
             }
             match scenario(row, column) {
@@ -595,6 +627,15 @@ pub fn compute(
                     exhaustive::Tamper::None
                 },
             )),
+            Job::Random { check, .. } => Done::Random(exhaustive::run_random(
+                *check,
+                if options.tamper {
+                    exhaustive::Tamper::AdmitFirstDenial
+                } else {
+                    exhaustive::Tamper::None
+                },
+                options.random_cases,
+            )),
             Job::Simulate { cell: (r, c), seed } => {
                 let scenario = scenarios[*r][*c].as_ref().expect("a simulated cell");
                 let tamper = options.tamper.then(admit_all);
@@ -619,6 +660,7 @@ pub fn compute(
         },
     );
     let mut orders = 0;
+    let mut cases = 0;
     let mut runs = 0;
     for (index, done) in results {
         let job = &jobs[usize::try_from(index).expect("fits")];
@@ -626,6 +668,10 @@ pub fn compute(
             (Job::Exhaustive { cell: (r, c), .. }, Done::Exhaustive(outcome)) => {
                 orders += outcome.orders;
                 cells[*r][*c].outcomes.push(outcome);
+            }
+            (Job::Random { cell: (r, c), .. }, Done::Random(outcome)) => {
+                cases += u64::from(outcome.cases);
+                cells[*r][*c].random.push(outcome);
             }
             (Job::Simulate { cell: (r, c), .. }, Done::Simulated(report)) => {
                 runs += 1;
@@ -642,6 +688,7 @@ pub fn compute(
     Ok(Table {
         cells,
         orders,
+        cases,
         runs,
     })
 }
@@ -693,7 +740,7 @@ fn resolution(cell: &Cell) -> Option<u64> {
             .filter(|&resolution| resolution > 0)
             .max()
     });
-    match (sim, cell.outcomes.is_empty()) {
+    match (sim, cell.outcomes.is_empty() && cell.random.is_empty()) {
         (Some(resolution), _) => Some(resolution),
         (None, false) => Some(1),
         (None, true) => None,
@@ -703,9 +750,10 @@ fn resolution(cell: &Cell) -> Option<u64> {
 /// The strictest allowance among the cell's exhaustive checks, in words.
 fn allowance(cell: &Cell) -> Option<String> {
     let mut texts: Vec<&str> = Vec::new();
-    for outcome in &cell.outcomes {
-        if !texts.contains(&outcome.check.allowance_text) {
-            texts.push(outcome.check.allowance_text);
+    let checks = cell.outcomes.iter().map(|o| &o.check);
+    for check in checks.chain(cell.random.iter().map(|r| &r.check)) {
+        if !texts.contains(&check.allowance_text) {
+            texts.push(check.allowance_text);
         }
     }
     (!texts.is_empty()).then(|| format!("≤{}", texts.join("/")))
@@ -734,6 +782,17 @@ fn short(cell: &Cell) -> String {
             "E"
         };
         evidence.push(format!("{mark} {orders}"));
+    } else if cell.loom {
+        evidence.push("E: loom".to_owned());
+    }
+    if !cell.random.is_empty() {
+        let mark = if cell.random.iter().any(|r| r.violating > 0) {
+            "R✗"
+        } else {
+            "R"
+        };
+        let cases: u32 = cell.random.iter().map(|r| r.cases).sum();
+        evidence.push(format!("{mark} {cases}"));
     }
     if let Some(sim) = &cell.simulated {
         let failed = failed(sim);
@@ -810,6 +869,45 @@ fn describe_outcome(outcome: &Outcome) -> String {
     text
 }
 
+/// One random check in words.
+fn describe_random(outcome: &RandomOutcome) -> String {
+    let check = &outcome.check;
+    let mut text = format!(
+        "{} cases of {}–{} gateways × 1–{} requests, L = {}, 0–{} clock jumps of a window, {}, allowance {} = {} per window visited (× (1 + jumps)): {} over, {} could fail",
+        outcome.cases,
+        exhaustive::RANDOM_GATEWAYS_MIN,
+        check.gateways,
+        check.requests,
+        check.limit,
+        exhaustive::RANDOM_JUMPS_MAX,
+        match check.fault {
+            None => "no fault".to_owned(),
+            Some(_) => fault_text(check.fault).replace("placed at every point", "placed at random"),
+        },
+        check.allowance_text,
+        check.allowance,
+        outcome.violating,
+        outcome.failable,
+    );
+    if outcome.errors > 0 {
+        let _ = write!(text, ", {} undecided (error) decisions", outcome.errors);
+    }
+    if let (Some(case), Some(schedule)) = (&outcome.minimal, &outcome.schedule) {
+        let jumps = case.faults.len() - usize::from(check.fault.is_some());
+        let _ = write!(
+            text,
+            "; **shrunk**: {} gateways × {} requests, {jumps} jumps, schedule `{schedule:?}` ({} steps; tasks {}.. are the jumps, then the fault)",
+            case.gateways,
+            case.requests,
+            schedule.len(),
+            case.gateways,
+        );
+    } else if !outcome.could_fail() {
+        text.push_str(" (cannot fail: no case had a denial and more requests than its allowance)");
+    }
+    text
+}
+
 /// The simulation of one cell in words.
 fn describe_simulated(row: &Row, column: Column, sim: &Simulated, out: &Path) -> String {
     let kind = sim.scenario.gateways[0].limiter;
@@ -873,7 +971,14 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
         "Generated by `{command}`; do not edit (CI regenerates it and fails on any difference). \
          Each cell is computed by running its checks: **E** every interleaving of a few gateways' \
          round trips with the fault placed at every point (`proptests::verdict` on the \
-         in-process model; `E n`: orders enumerated), **S** the cell's scenario simulated \
+         in-process model; `E n`: orders enumerated; `E: loom`: the row keeps its state in \
+         the gateway's threads, whose interleavings loom checks, not this report: \
+         `loom-tests/tests/loom_memory.rs` for the in-memory GCRA, \
+         `loom-tests/tests/loom_newapi_memory.rs` for new-api's in-memory list), **R** random \
+         schedules of 3 or 4 gateways × 1 to 4 requests with up to two clock jumps of a window \
+         (keys expire, windows turn; the allowance applies once per window visited) and the fault placed \
+         at random, drawn by proptest with a pinned seed, the first violation shrunk \
+         (`proptests::verdict::run_random`; `R n`: cases), **S** the cell's scenario simulated \
          (`sim::simulate`, judged by the checker; `S n`: seeds). ✗ marks the check that found \
          the violation. `≤L`, `≤2L`, `≤L+1`: the exhaustive allowance for the class (all \
          requests at one instant on one key); the simulation's bound is in the row's details. \
@@ -883,8 +988,8 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
          Redis was healthy; named in the details). *holds*: every check held and could have failed (denials, each fault \
          took effect, more requests than the allowance); *unproven*: held, but some check \
          could not have failed; *n/a*: the class means nothing to the limiter.\n\n\
-         {} exhaustive orders and {} simulated runs.\n\n",
-        table.orders, table.runs
+         {} exhaustive orders, {} random cases and {} simulated runs.\n\n",
+        table.orders, table.cases, table.runs
     );
     text.push_str("| limiter |");
     for column in Column::ALL {
@@ -927,6 +1032,9 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
             for outcome in &cell.outcomes {
                 let _ = writeln!(text, "  - E: {}", describe_outcome(outcome));
             }
+            for outcome in &cell.random {
+                let _ = writeln!(text, "  - R: {}", describe_random(outcome));
+            }
             if let Some(sim) = &cell.simulated
                 && !sim.reports.is_empty()
             {
@@ -943,6 +1051,12 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
     (text, files)
 }
 
+/// What an in-memory row's cell says in place of E.
+const LOOM_NOTE: &str = "exhaustive: loom, not this report (the state is the gateway's threads: \
+`loom-tests/tests/loom_memory.rs` for the in-memory GCRA, \
+`loom-tests/tests/loom_newapi_memory.rs` for new-api's in-memory list; run with \
+`RUSTFLAGS=\"--cfg loom\" cargo test -p loom-tests --release`)";
+
 /// A kind's name in scenario files.
 fn kind_name(kind: LimiterKind) -> String {
     serde_json::to_value(kind)
@@ -956,10 +1070,15 @@ const CAVEATS: &str = "\
 model (its fidelity is tested against real Redis separately); a Redis bug or a behaviour the \
 model lacks is outside every cell.
 - **Exhaustive means small.** E enumerates every order of 2 gateways (3 for G gateways) with \
-1 to 4 requests each and at most one fault, on one key, all requests at one instant. Orders \
-beyond the budget are not run (the row's details say so). A longer race (more gateways or \
-requests than enumerated) is only sampled: by the random schedules of \
+1 to 4 requests each and at most one fault, on one key, all requests at one instant; a check \
+runs if its fewest requests need at most 40,000 orders (3 gateways × 4 round trips is \
+34,650) and sends more requests while it stays within 2,000. Orders beyond the budget are \
+not run (the row's details say so). A longer race (more gateways or requests than \
+enumerated) is only sampled: by R, by the random schedules of \
 `tests/props/interleavings_random.rs` and by the simulation.
+- **Random samples.** R draws 256 cases per check from one pinned seed; a holds there is for \
+those cases, and its allowance is the class's once per window the clock visits, \
+(1 + jumps) × it (a jump is an expiry of every key at once, not a partial one).
 - **The simulation samples.** S runs each cell's scenario with the listed seeds; a holds \
 there is for those runs, judged with a time margin per key (the resolution says how coarse).
 - **A round trip is the unit of interleaving.** Each Redis command or script runs \
@@ -971,8 +1090,9 @@ command behind); the simulation's failover loses what a 300 ms lag had not shipp
 Persistence (AOF, RDB), partial flushes, eviction of single keys, network duplication and \
 Byzantine clients are not modelled. A clock step moves the clock the limiter reads (in E \
 every clock at once); drift is 5 % on gateways and Redis.
-- **In-process state.** The in-memory limiters make no round trips, so E does not apply; their \
-locking is checked by loom (`loom-tests/`, preemption bound 2), not here; the simulation \
+- **In-process state.** The in-memory limiters make no round trips, so E and R do not apply \
+(`E: loom`); their locking is checked by loom (`loom-tests/tests/loom_memory.rs`, \
+`loom-tests/tests/loom_newapi_memory.rs`, preemption bound 2), not by this report; the simulation \
 judges them against the one global bound, so G gateways show what N separate stores admit.
 - **Bounds are per key** as each limiter states them (`sim::checker::admission_bound`); a \
 fail-open admission is counted apart, outside the bound, by design.
