@@ -1,20 +1,28 @@
-//! A small mutator for `lua/`: how much of the script-versus-`algo` property can fail.
+//! A small mutator for `lua/`: how much of the script-versus-reference properties can fail.
 //!
-//! Each mutant changes one token outside comments of one window or rate script: a comparison
-//! (`<` `<=` `>` `>=` `==` `~=` flipped to its neighbour), an arithmetic `+`/`-`/`*` swapped, or
-//! an integer literal moved by one. The mutant runs on the Redis model through EVAL against
-//! the script's `algo` reference on request sequences drawn by proptest from a pinned seed
-//! (the same shapes as `tests/props/scripts_vs_algo.rs`: bursts, gaps across windows, costs
-//! 0-4); it is killed when any decision differs or the script errors. A survivor is printed
-//! with its line so that it can be explained or killed by a new case.
+//! Each mutant changes one token outside comments of one script: a comparison (`<` `<=` `>`
+//! `>=` `==` `~=` flipped to its neighbour), an arithmetic `+`/`-`/`*` swapped, or an integer
+//! literal moved by one. The mutant runs on the Redis model through EVAL against its reference
+//! on cases drawn by proptest from a pinned seed; it is killed when any reply differs or the
+//! script errors. A survivor is printed with its line so that it can be explained or killed.
+//!
+//! - The five single-limit scripts: their `algo` reference, decision by decision (the same
+//!   shapes as `tests/props/scripts_vs_algo.rs`: bursts, gaps across windows, costs 0-4).
+//! - `multi_limit`: `algo::gcra::decide_all` over one, two and three limits, every field of
+//!   the reply (`denied_by` included).
+//! - `success_reserve` and `success_complete` (each mutated with the other intact):
+//!   `algo::reservation`'s `reserve`/`complete` on admissions and completions (succeeded or
+//!   failed, oldest ticket first), the reserve decision, whether it got an id, the completion's
+//!   `{held, recorded}`, and after every call a TTL on each key that exists.
+//! - `newapi_token_bucket` (legacy, no Rust twin): [`newapi_reference`], new-api's bucket as
+//!   the script documents it (whole seconds, no clamp when the clock steps back), with clock
+//!   steps back among the gaps.
 //!
 //! Run: `cargo run -p proptests --example lua_mutants` (add a script name to run only it).
 //! The cases are drawn from a fixed ChaCha seed, so every run tests the same mutants on the
-//! same cases: two strategies, ordinary gaps and clients that retry exactly when told (or a
-//! millisecond early), 64 cases each per quota and clock.
-//!
-//! Result at the time of writing: 203 of 219 killed. Every survivor is explained as
-//! equivalent in `proptests/MUTANTS.md`.
+//! same cases: 64 cases per strategy (ordinary gaps, and clients that retry exactly when told
+//! or a millisecond early), quota and clock. Results and every survivor's explanation:
+//! `proptests/MUTANTS.md`.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
