@@ -577,7 +577,7 @@ fn targets() -> Vec<Target> {
             })
         })
     };
-    let judge = success_judge.clone();
+    let judge = success_judge;
     all.push(Target {
         name: Script::SuccessReserve.name(),
         source: Script::SuccessReserve.source(),
