@@ -320,10 +320,14 @@ proptest! {
     fn success_scripts_agree_with_the_reservation_reference(
         steps in prop::collection::vec((0u64..400, 0u8..4), 1..60),
         limit in 1u64..4,
+        lease_ms in prop_oneof![Just(1u64), Just(700), 1u64..1_500],
     ) {
         runtime().block_on(async {
             let node = Node::new();
-            let quota = SuccessQuota::new(limit, 1_000, 700).unwrap();
+            // A lease of 1 ms: an admission into empty keys then has reset_after_ms = 1, and
+            // the keys it creates must still get their TTL.
+            let quota = SuccessQuota::new(limit, 1_000, lease_ms).unwrap();
+            let mut observer = node.client();
             let scheme = KeyScheme::parse("rl:ok:{u:$user}", 1).unwrap();
             let mut limiter = SuccessLimiter::new(node.client(), scheme, quota, ScriptClock::Redis);
             let mut state = reservation::State::default();
@@ -343,6 +347,9 @@ proptest! {
                     let succeeded = action != 1;
                     limiter.complete(ticket, succeeded, now_ms).await.unwrap();
                     reservation::complete(quota, &mut state, id, succeeded, now_ms);
+                }
+                for suffix in [":ok", ":res", ":seq"] {
+                    assert_ttl_set(&mut observer, format!("rl:ok:{{u:42}}{suffix}").as_bytes()).await;
                 }
             }
         });
