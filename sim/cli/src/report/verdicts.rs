@@ -1132,6 +1132,14 @@ mod tests {
         let cell = &honest.cells[row][0];
         assert_eq!(cell.verdict(), Verdict::Holds, "{cell:?}");
         assert!(cell.outcomes.iter().all(|o| o.worst == 2 && o.could_fail()));
+        // The random schedules too: none over, and some could have been.
+        assert!(!cell.random.is_empty(), "{cell:?}");
+        assert!(
+            cell.random
+                .iter()
+                .all(|r| r.violating == 0 && r.could_fail()),
+            "{cell:?}"
+        );
         options.tamper = true;
         let tampered = compute(&options, |_, _| {}).expect("runs");
         let cell = &tampered.cells[row][0];
@@ -1140,6 +1148,13 @@ mod tests {
             cell.outcomes
                 .iter()
                 .all(|o| o.worst == 3 && o.violating.is_some())
+        );
+        // R alone sees the one admission too many: violating cases, a shrunk schedule.
+        assert!(
+            cell.random
+                .iter()
+                .all(|r| r.violating > 0 && r.minimal.is_some() && r.schedule.is_some()),
+            "{cell:?}"
         );
         let sim = cell.simulated.as_ref().expect("simulated");
         assert!(
