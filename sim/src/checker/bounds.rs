@@ -10,7 +10,7 @@ use crate::dynamics::drift_ms;
 use crate::event::{Event, Outcome};
 use crate::harness::EPOCH_MS;
 use crate::scenario::{
-    Durability, FaultKind, LimiterKind, SHARDED_SCHEME_DEFAULT, Scenario, Topology,
+    Durability, Fault, FaultKind, LimiterKind, SHARDED_SCHEME_DEFAULT, Scenario, Topology,
 };
 
 use super::*;
@@ -108,9 +108,8 @@ pub(crate) fn judge(
         for (key, points) in per_key {
             let mut points = points.clone();
             points.sort_unstable();
-            let on_shard = on_restarted_shard(scenario, key);
-            let resets = &all_resets.for_key(on_shard);
-            let plain_resets = &plain_resets.for_key(on_shard);
+            let resets = &all_resets.for_key(scenario, key);
+            let plain_resets = &plain_resets.for_key(scenario, key);
             let walked = judge_windows(&points, bound, extra, resets, true);
             finest = finer(finest, walked.resolution);
             let margin = key_margin_ms(&points, extra);
@@ -166,7 +165,7 @@ pub(crate) fn judge(
             None => format!(
                 "every key within {bound} (widest time margin {margin} ms on key {widest_key}; sees an over-admission of {finest} at the tightest place; {} admissions too slow to place; {} reset allowances, each only where a key had admitted before it; {} fail-open admissions not counted)",
                 metrics.unjudged_admissions,
-                all_resets.at_ms.len() + all_resets.shard_restart_ms.len(),
+                all_resets.at_ms.len() + all_resets.shard_resets.len(),
                 metrics.fail_open
             ),
             Some(excess) => format!(
@@ -216,7 +215,7 @@ pub(crate) fn judge(
             let margin = key_margin_ms(&points, extra);
             key_margins.push(margin);
             metrics.unjudged_admissions += wide_points(&points, extra, bound);
-            let resets = &resets.for_key(on_restarted_shard(scenario, key));
+            let resets = &resets.for_key(scenario, key);
             let walked = judge_windows(&points, bound, extra, resets, true);
             finest = finer(finest, walked.resolution);
             if margin * MARGIN_SHARE_MAX > bound_span_ms(bound) {
@@ -350,22 +349,23 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
             .and_then(|index| scenario.gateway_group(index))
             .is_some_and(|group| group.limiter.is_in_memory())
     };
+    let is_reset = |fault: &&Fault| match &fault.kind {
+        FaultKind::RedisRestart { .. } => restart_reset(&fault.kind, fault.at_ms).is_some(),
+        FaultKind::Flush {} | FaultKind::Failover {} => true,
+        // A step back only makes a limiter stricter (its state looks newer), except
+        // where windows are aligned to the clock: stepping into an earlier window finds
+        // no count for it.
+        FaultKind::ClockStep { host, step_ms } => {
+            (legacy || host.starts_with("redis-"))
+                && (*step_ms > 0 || kinds.iter().any(|kind| clock_aligned(*kind)))
+        }
+        FaultKind::GatewayRestart { host, .. } => in_memory_gateway(host),
+        _ => false,
+    };
     let mut at_ms: Vec<u64> = scenario
         .faults
         .iter()
-        .filter(|fault| match &fault.kind {
-            FaultKind::RedisRestart { .. } => restart_reset(&fault.kind, fault.at_ms).is_some(),
-            FaultKind::Flush {} | FaultKind::Failover {} => true,
-            // A step back only makes a limiter stricter (its state looks newer), except
-            // where windows are aligned to the clock: stepping into an earlier window finds
-            // no count for it.
-            FaultKind::ClockStep { host, step_ms } => {
-                (legacy || host.starts_with("redis-"))
-                    && (*step_ms > 0 || kinds.iter().any(|kind| clock_aligned(*kind)))
-            }
-            FaultKind::GatewayRestart { host, .. } => in_memory_gateway(host),
-            _ => false,
-        })
+        .filter(is_reset)
         .map(|fault| fault.at_ms)
         .collect();
     at_ms.sort_unstable();
@@ -387,34 +387,45 @@ pub fn resets(scenario: &Scenario, kinds: &[LimiterKind]) -> Resets {
                 })
                 .count()
     });
-    // On a cluster a Redis restart bounces `redis-0`, one shard: only the keys whose slot
-    // that node owns lose their state (`Resets::for_key`).
-    let mut shard_restart_ms = Vec::new();
+    // On a cluster a Redis restart bounces `redis-0`, and a Redis clock step moves one
+    // node's clock: only the keys whose slot that node owns are reset (`Resets::for_key`).
+    let mut shard_resets = Vec::new();
     if scenario.redis.topology == Topology::Cluster {
-        for fault in &scenario.faults {
-            if matches!(fault.kind, FaultKind::RedisRestart { .. })
-                && restart_reset(&fault.kind, fault.at_ms).is_some()
+        for fault in scenario.faults.iter().filter(is_reset) {
+            let node = match &fault.kind {
+                FaultKind::RedisRestart { .. } => Some(0),
+                FaultKind::ClockStep { host, .. } if !legacy => redis_node(host),
+                _ => None,
+            };
+            if let Some(node) = node
                 && let Some(position) = at_ms.iter().position(|&at| at == fault.at_ms)
             {
                 at_ms.remove(position);
-                shard_restart_ms.push(fault.at_ms);
+                shard_resets.push((node, fault.at_ms));
             }
         }
     }
     Resets {
         at_ms,
         reach_ms: 0,
-        shard_restart_ms,
+        shard_resets,
         kept_as_of_ms,
     }
 }
 
 /// Whether a key of the log (`k3`, `ip:k3`) or a rendered Redis key lives, on a cluster, on
-/// the node a Redis restart bounces (`redis-0`, the first slot range): rendered as each
-/// gateway group renders it (its template, every shard of a sharded key), any of its Redis
-/// keys in `redis-0`'s slots. A key the log cannot name is taken to be there (the
-/// allowance is then granted, never wrongly withheld). Always true off a cluster.
+/// the node a Redis restart bounces (`redis-0`, the first slot range). Always true off a
+/// cluster. [`key_on_node`] for node 0.
 pub fn on_restarted_shard(scenario: &Scenario, key: &str) -> bool {
+    key_on_node(scenario, key, 0)
+}
+
+/// Whether a key of the log (`k3`, `ip:k3`) or a rendered Redis key lives, on a cluster, on
+/// `redis-<node>`: rendered as each gateway group renders it (its template, every shard of
+/// a sharded key), any of its Redis keys in that node's slots. A key the log cannot name is
+/// taken to be there (a reset's allowance is then granted, never wrongly withheld). Always
+/// true off a cluster.
+pub fn key_on_node(scenario: &Scenario, key: &str, node: u32) -> bool {
     use crate::harness::{identity, parse_key_name};
     use crate::topology::shard_slots;
     use ratelab::keys::{KeyScheme, key_slot};
@@ -422,11 +433,11 @@ pub fn on_restarted_shard(scenario: &Scenario, key: &str) -> bool {
     if scenario.redis.topology != Topology::Cluster {
         return true;
     }
-    let (low, high) = shard_slots(0, scenario.redis.shards.max(1));
-    let on_first = |rendered: &[u8]| (low..=high).contains(&key_slot(rendered));
+    let (low, high) = shard_slots(node, scenario.redis.shards.max(1));
+    let on_node = |rendered: &[u8]| (low..=high).contains(&key_slot(rendered));
     let Some((kind, number)) = parse_key_name(key) else {
         // A rendered key (the multi-limit's per-limit keys).
-        return on_first(key.as_bytes());
+        return on_node(key.as_bytes());
     };
     scenario.gateways.iter().any(|group| {
         let (template, shards) = match group.limiter {
@@ -444,10 +455,29 @@ pub fn on_restarted_shard(scenario: &Scenario, key: &str) -> bool {
             return true;
         };
         match scheme.render_all(&who) {
-            Ok(keys) => keys.iter().any(|rendered| on_first(rendered)),
+            Ok(keys) => keys.iter().any(|rendered| on_node(rendered)),
             Err(_) => true,
         }
     })
+}
+
+/// The one cluster node that holds `key` (what [`key_on_node`] says of exactly one node),
+/// or `None` when it is on several or cannot be told. Off a cluster, node 0.
+fn key_node(scenario: &Scenario, key: &str) -> Option<u32> {
+    if scenario.redis.topology != Topology::Cluster {
+        return Some(0);
+    }
+    let mut nodes =
+        (0..scenario.redis.shards.max(1)).filter(|&node| key_on_node(scenario, key, node));
+    match (nodes.next(), nodes.next()) {
+        (Some(node), None) => Some(node),
+        _ => None,
+    }
+}
+
+/// The node number of a Redis host name (`redis-2` → 2).
+fn redis_node(host: &str) -> Option<u32> {
+    host.strip_prefix("redis-")?.parse().ok()
 }
 
 /// The reset a Redis restart at `at_ms` is, by its persistence: `None` when it is none;
@@ -495,9 +525,10 @@ pub(crate) struct Excess {
 pub struct Resets {
     /// Sorted times, ms: resets of every key.
     pub at_ms: Vec<u64>,
-    /// Cluster: Redis restarts of one shard (`redis-0`), resets only of the keys whose slot
-    /// it owns; [`Resets::for_key`] adds them for those keys.
-    pub shard_restart_ms: Vec<u64>,
+    /// Cluster: resets of one node only, `(node, at_ms)`: a Redis restart (it bounces
+    /// `redis-0`) or a clock step of `redis-<node>`. They reset only the keys whose slot that
+    /// node owns; [`Resets::for_key`] adds them for those keys.
+    pub shard_resets: Vec<(u32, u64)>,
     /// How long after a reset its effect lasts, ms: 0 for admissions; for successes, the
     /// longest a request admitted before it can take to complete after it (its success lands
     /// on the fresh state that no longer holds its reservation).
@@ -510,19 +541,25 @@ pub struct Resets {
 }
 
 impl Resets {
-    /// The resets of one key: every reset, plus the cluster shard restarts when the key
-    /// lives on the restarted node (`on_restarted_shard`). The one place that decides which
-    /// resets a key earns an allowance for.
-    pub fn for_key(&self, on_restarted_shard: bool) -> Resets {
+    /// The resets of `key`: every reset, plus each cluster node's own resets when the key
+    /// lives on that node ([`key_on_node`]). The one place that decides which resets a key
+    /// earns an allowance for.
+    pub fn for_key(&self, scenario: &Scenario, key: &str) -> Resets {
         let mut at_ms = self.at_ms.clone();
-        if on_restarted_shard {
-            at_ms.extend(&self.shard_restart_ms);
-            at_ms.sort_unstable();
+        let mut on_node: BTreeMap<u32, bool> = BTreeMap::new();
+        for &(node, at) in &self.shard_resets {
+            if *on_node
+                .entry(node)
+                .or_insert_with(|| key_on_node(scenario, key, node))
+            {
+                at_ms.push(at);
+            }
         }
+        at_ms.sort_unstable();
         Resets {
             at_ms,
             reach_ms: self.reach_ms,
-            shard_restart_ms: Vec::new(),
+            shard_resets: Vec::new(),
             kept_as_of_ms: self.kept_as_of_ms.clone(),
         }
     }
@@ -865,7 +902,8 @@ impl HostClock {
 ///   run before it (decided before it arrived) and the largest `e` its interval allows,
 ///   both lower bounds of what the script saw.
 ///
-/// The clock: Redis's for the scripts (`redis-0`; `redis-1` after a failover promotes it);
+/// The clock: Redis's for the scripts (`redis-0`; `redis-1` after a failover promotes it;
+/// on a cluster, the node that holds the key);
 /// each admitting gateway's own clock, read at the request's arrival, for the pipelined
 /// window. So a clock-skewed pair of gateways keeps L per window id (each counts on its own
 /// key) while the trailing check, in true time, still shows the 2L breach it causes.
@@ -899,6 +937,7 @@ pub(crate) fn aligned_windows_verdict(
         HostClock::of(scenario, crate::harness::REDIS_HOST),
         HostClock::of(scenario, crate::harness::PROMOTED_HOST),
     ];
+    let mut node_clocks: BTreeMap<u32, HostClock> = BTreeMap::new();
     let mut gateway_clocks: BTreeMap<u32, HostClock> = BTreeMap::new();
     let mut worst: Option<Excess> = None;
     let mut keys_over = 0;
@@ -906,7 +945,9 @@ pub(crate) fn aligned_windows_verdict(
     let mut finest: Option<u64> = None;
     let mut windows_judged = 0;
     for (key, points) in per_key {
-        let resets = resets.for_key(on_restarted_shard(scenario, key));
+        let resets = resets.for_key(scenario, key);
+        // On a cluster the scripts read the clock of the node that holds the key.
+        let node = (scenario.redis.topology == Topology::Cluster).then(|| key_node(scenario, key));
         // Window start (on its clock) -> (point, elapsed at its latest).
         let mut windows: BTreeMap<i128, Vec<(Point, u64)>> = BTreeMap::new();
         for &(point, gateway) in points {
@@ -917,6 +958,14 @@ pub(crate) fn aligned_windows_verdict(
                     .entry(gateway)
                     .or_insert_with(|| HostClock::of(scenario, &format!("gateway-{gateway}")))
                     .window(earliest, earliest, span)
+            } else if let Some(node) = node {
+                // A key on no one node (unnamed, or split) is placed nowhere.
+                node.and_then(|node| {
+                    node_clocks
+                        .entry(node)
+                        .or_insert_with(|| HostClock::of(scenario, &format!("redis-{node}")))
+                        .window(earliest, latest, span)
+                })
             } else {
                 match failover_ms {
                     Some(at) if earliest <= at && latest >= at => None,
@@ -1074,7 +1123,7 @@ pub(crate) fn multi_limit_verdict(
         let margin = key_margin_ms(&admitted, extra_ms);
         margin_max = margin_max.max(margin);
         key_margins.push(margin);
-        let resets = &resets.for_key(on_restarted_shard(scenario, key));
+        let resets = &resets.for_key(scenario, key);
         let walked = judge_windows(&admitted, bound, extra_ms, resets, true);
         metrics.over_admission_resolution =
             finer(metrics.over_admission_resolution, walked.resolution);

@@ -48,8 +48,9 @@
 //! **Resets** (restarts, flushes, failovers, clock steps that can reset a window) excuse at
 //! most one more `base + 1` per window, and only as much as the key admitted in that window
 //! before them; the stretch after a reset is held to the base bound alone. On a cluster a
-//! Redis restart bounces one node (`redis-0`): only keys whose slot it owns earn it
-//! (`Resets::for_key`, `on_restarted_shard`).
+//! Redis restart bounces one node (`redis-0`) and a Redis clock step moves one node's
+//! clock: only keys whose slot that node owns earn it (`Resets::for_key`, `key_on_node`),
+//! and the aligned windows of a key are read on its node's clock.
 //!
 //! **Resolution** (`Metrics::over_admission_resolution`): computed from the log, the least
 //! headroom (allowed − counted) over every window or interval the checks judge, plus one:

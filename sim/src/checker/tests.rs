@@ -528,3 +528,66 @@ fn one_walk_finds_the_excess_and_the_exact_resolution() {
         "some logs go over, so the excess is compared"
     );
 }
+
+/// Goal: on a cluster a Redis clock step moves one node's clock. The aligned-window check
+/// reads, for each key, the clock of the node that holds the key's slot, and the step
+/// resets only that node's keys. Method: two shards, a fixed window of 2 per second,
+/// `redis-1` stepped 500 ms forward at 100 ms. The same four admissions (1400, 1450, 1550,
+/// 1600 ms true time) are judged on a key of each node. On `redis-1` they fall in two
+/// windows of two (its windows are true [500, 1500) and [1500, 2500)), so they hold. On
+/// `redis-0` all four fall in [1000, 2000), two over. Before this, every key was read on
+/// `redis-0`'s clock, so the `redis-1` key failed falsely, and the step excused keys on
+/// both nodes.
+#[test]
+fn a_cluster_clock_step_moves_only_its_nodes_windows() {
+    let scenario = Scenario::from_toml(
+        r#"
+duration_ms = 3000
+[redis]
+topology = "cluster"
+shards = 2
+[limit]
+limit = 2
+window_ms = 1000
+[[gateways]]
+limiter = "atomic_fixed_window"
+[load]
+rate_per_s = 10
+keys = 20
+[[faults]]
+at_ms = 100
+kind = "clock_step"
+host = "redis-1"
+step_ms = 500
+"#,
+    )
+    .expect("a valid scenario");
+    let only_on = |node: u32| {
+        (0..20)
+            .map(|number| format!("k{number}"))
+            .find(|key| key_on_node(&scenario, key, node) && !key_on_node(&scenario, key, 1 - node))
+            .expect("a key on each node")
+    };
+    let (on_0, on_1) = (only_on(0), only_on(1));
+    let kinds = [LimiterKind::AtomicFixedWindow];
+    let resets = resets(&scenario, &kinds);
+    assert_eq!(resets.for_key(&scenario, &on_1).at_ms, vec![100]);
+    assert_eq!(
+        resets.for_key(&scenario, &on_0).at_ms,
+        Vec::<u64>::new(),
+        "redis-1's step resets nothing of redis-0's keys"
+    );
+    let points: Vec<AlignedPoint> = [1_400, 1_450, 1_550, 1_600]
+        .into_iter()
+        .map(|at| ((at, at, 1), 0))
+        .collect();
+    let judge = |key: &str| {
+        let per_key = std::collections::BTreeMap::from([(key.to_owned(), points.clone())]);
+        aligned_windows_verdict(&scenario, &per_key, &resets, &mut Metrics::default())
+    };
+    let on_stepped = judge(&on_1);
+    assert!(on_stepped.held, "{}", on_stepped.detail);
+    let unstepped = judge(&on_0);
+    assert!(!unstepped.held, "{}", unstepped.detail);
+    assert!(unstepped.detail.contains("4 units"), "{}", unstepped.detail);
+}
