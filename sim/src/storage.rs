@@ -14,9 +14,10 @@
 //! `1000 / mean decision ms`, and an in-memory limiter, which makes no round trip, decides in
 //! 0 ms: its rate is unbounded here (`None`), which is the point of the measured version
 //! (`ratelab bench --only storage`), which feeds the same requests to the same limiters
-//! against a real redis-server and reads the wall clock. The turmoil harness ticks in whole
-//! ms and so cannot run a 1 ms RTT; a sequential caller has nothing to queue behind, so
-//! round trips × RTT is what the harness would give it.
+//! against a real redis-server and reads the wall clock. The turmoil harness is not used:
+//! its load is open (arrivals at a rate, over a pool), not one caller that awaits each
+//! decision, and a sequential caller has nothing to queue behind, so round trips × RTT is
+//! all the harness would add (at 1 ms RTT it runs time-scaled, `network.min_latency_us`).
 //!
 //! The scripts take the request's time (`ScriptClock::Gateway`), so both versions make the
 //! same decisions whatever the machine's clock says.
