@@ -151,6 +151,8 @@ pub(crate) fn judge(
                 .as_ref()
                 .map_or(0, |excess| excess.counted - excess.allowed);
             metrics.over_admission_resolution = finest;
+        } else {
+            metrics.success_resolution = finest;
         }
         let detail = match &worst {
             _ if refused => format!(

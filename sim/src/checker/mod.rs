@@ -166,6 +166,9 @@ pub struct Metrics {
     /// interval its admission checks judge on any key, computed from the log (a saturated
     /// key gives 1 whatever its margin). 0 when no admission bound was judged.
     pub over_admission_resolution: u64,
+    /// The same for the success bound (a success limit's): the smallest excess of
+    /// successes its check sees. 0 when no success bound was judged.
+    pub success_resolution: u64,
     /// The largest per-key time margin, ms: for each key, the 90th percentile of the
     /// intervals in which its admissions may have happened in Redis (arrival to decision:
     /// each request's own path), plus the legacy bucket's whole second.
@@ -285,9 +288,14 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  over-admission max {} (the check sees {} or more; {} admissions too slow to place); time margin per key max {} ms, median {} ms; per gateway {:?}; {} requests unresolved",
+            "  over-admission max {} (the check sees {} or more{}; {} admissions too slow to place); time margin per key max {} ms, median {} ms; per gateway {:?}; {} requests unresolved",
             m.over_admission_max,
             m.over_admission_resolution,
+            if m.success_resolution > 0 {
+                format!(", successes {} or more", m.success_resolution)
+            } else {
+                String::new()
+            },
             m.unjudged_admissions,
             m.margin_ms_max,
             m.margin_ms_p50_key,

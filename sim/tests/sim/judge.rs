@@ -393,11 +393,15 @@ fn sensitivity(path: &std::path::Path) -> Option<Sensitivity> {
     }
     let m = &plain.metrics;
     // The resolution is computed from the plain log: where one too many was caught, it
-    // must say 1 (a success limit's is not an admission figure: not compared).
-    if any_caught && !with_success && m.over_admission_resolution != 1 {
+    // must say 1 (for a success limit, its success bound's resolution).
+    let resolution = if with_success {
+        m.success_resolution
+    } else {
+        m.over_admission_resolution
+    };
+    if any_caught && resolution != 1 {
         result.disagreements.push(format!(
-            "{name}: resolution {} but one too many was caught",
-            m.over_admission_resolution
+            "{name}: resolution {resolution} but one too many was caught"
         ));
     }
     let bound = admission_bound(kind, &scenario).map_or_else(
@@ -414,7 +418,7 @@ fn sensitivity(path: &std::path::Path) -> Option<Sensitivity> {
         m.margin_ms_max,
         m.margin_ms_p50_key,
         m.margin_ms_per_gateway,
-        m.over_admission_resolution,
+        resolution,
         m.denied,
         faults_took_effect,
         scenario.faults.len(),

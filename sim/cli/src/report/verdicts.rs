@@ -731,12 +731,18 @@ fn quiet(sim: &Simulated) -> Vec<&str> {
 }
 
 /// The smallest over-admission the cell's checks are sure to see: 1 for an exhaustive
-/// count, the checker's resolution (worst seed) for the simulation.
+/// count; for the simulation, the checker's resolution, the coarser of its admission and
+/// success bounds' where a run judged both, worst seed.
 fn resolution(cell: &Cell) -> Option<u64> {
     let sim = cell.simulated.as_ref().and_then(|sim| {
         sim.reports
             .iter()
-            .map(|report| report.metrics.over_admission_resolution)
+            .flat_map(|report| {
+                [
+                    report.metrics.over_admission_resolution,
+                    report.metrics.success_resolution,
+                ]
+            })
             .filter(|&resolution| resolution > 0)
             .max()
     });
@@ -983,8 +989,8 @@ pub fn render(table: &Table, out: &Path, command: &str) -> (String, Vec<(String,
          the violation. `≤L`, `≤2L`, `≤L+1`: the exhaustive allowance for the class (all \
          requests at one instant on one key); the simulation's bound is in the row's details. \
          `rN`: the smallest over-admission the cell's checks are sure to see (1 for an \
-         exhaustive count; the checker's `over_admission_resolution`, worst seed, for the \
-         simulation). † another safety property failed (a key without TTL, a 5xx while \
+         exhaustive count; for the simulation the checker's `over_admission_resolution`, or \
+         `success_resolution` for a success bound, the coarser, worst seed). † another safety property failed (a key without TTL, a 5xx while \
          Redis was healthy; named in the details). *holds*: every check held and could have failed (denials, each fault \
          took effect, more requests than the allowance); *unproven*: held, but some check \
          could not have failed; *n/a*: the class means nothing to the limiter.\n\n\
