@@ -479,35 +479,13 @@ fn library_command(cmd: &Cmd) -> redis::Cmd {
     command
 }
 
-/// The key a cluster routes `cmd` by: its first key; `None` for keyless commands.
-fn routing_key(cmd: &Cmd) -> Option<&[u8]> {
-    match cmd {
-        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } | Cmd::FunctionLoad => None,
-        Cmd::Get { key }
-        | Cmd::Incr { key }
-        | Cmd::IncrBy { key, .. }
-        | Cmd::Expire { key, .. }
-        | Cmd::PExpire { key, .. }
-        | Cmd::Ttl { key }
-        | Cmd::Del { key }
-        | Cmd::LLen { key }
-        | Cmd::LPush { key, .. }
-        | Cmd::LIndex { key, .. }
-        | Cmd::LTrim { key, .. } => Some(key),
-        Cmd::EvalSha { keys, .. }
-        | Cmd::EvalShaDigest { keys, .. }
-        | Cmd::Eval { keys, .. }
-        | Cmd::FCall { keys, .. } => keys.first().map(Vec::as_slice),
-    }
-}
-
 /// Splits a pipeline into groups that each go to one cluster slot, keeping every command's
 /// position: `(slot or None for keyless, [(position, cmd)])`, in order of first appearance.
 /// Keyless commands go together in their own group, which the crate sends to any node.
 fn group_by_slot(cmds: &[Cmd]) -> Vec<(Option<u16>, Vec<usize>)> {
     let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
     for (position, cmd) in cmds.iter().enumerate() {
-        let slot = routing_key(cmd).map(crate::keys::key_slot);
+        let slot = cmd.first_key().map(crate::keys::key_slot);
         match groups
             .iter_mut()
             .find(|(group_slot, _)| *group_slot == slot)
@@ -964,19 +942,20 @@ mod tests {
             keys: vec![key("{user:7}:a"), key("{user:7}:b")],
             args: vec![key("1")],
         };
-        assert_eq!(routing_key(&eval), Some(&b"{user:7}:a"[..]));
+        assert_eq!(eval.first_key(), Some(&b"{user:7}:a"[..]));
         let keyless = Cmd::Eval {
             script: Script::Gcra,
             keys: vec![],
             args: vec![key("1")],
         };
-        assert_eq!(routing_key(&keyless), None);
+        assert_eq!(keyless.first_key(), None);
         assert_eq!(
-            routing_key(&Cmd::LTrim {
+            Cmd::LTrim {
                 key: key("l"),
                 start: 0,
                 stop: 1
-            }),
+            }
+            .first_key(),
             Some(&b"l"[..])
         );
         let cmds = [

@@ -312,6 +312,29 @@ pub enum Cmd {
 }
 
 impl Cmd {
+    /// The key a cluster routes the command by: its first key; `None` for keyless commands
+    /// (and a script called with no keys).
+    pub fn first_key(&self) -> Option<&[u8]> {
+        match self {
+            Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } | Cmd::FunctionLoad => None,
+            Cmd::Get { key }
+            | Cmd::Incr { key }
+            | Cmd::IncrBy { key, .. }
+            | Cmd::Expire { key, .. }
+            | Cmd::PExpire { key, .. }
+            | Cmd::Ttl { key }
+            | Cmd::Del { key }
+            | Cmd::LLen { key }
+            | Cmd::LPush { key, .. }
+            | Cmd::LIndex { key, .. }
+            | Cmd::LTrim { key, .. } => Some(key),
+            Cmd::EvalSha { keys, .. }
+            | Cmd::EvalShaDigest { keys, .. }
+            | Cmd::Eval { keys, .. }
+            | Cmd::FCall { keys, .. } => keys.first().map(Vec::as_slice),
+        }
+    }
+
     /// The command as RESP arguments.
     pub fn argv(&self) -> Vec<Vec<u8>> {
         fn words(parts: &[&[u8]]) -> Vec<Vec<u8>> {

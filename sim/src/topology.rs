@@ -140,28 +140,6 @@ impl ClusterClient {
     }
 }
 
-/// The key a command is routed by (its first), if it has one.
-pub fn first_key(cmd: &Cmd) -> Option<&[u8]> {
-    match cmd {
-        Cmd::Get { key }
-        | Cmd::Incr { key }
-        | Cmd::IncrBy { key, .. }
-        | Cmd::Expire { key, .. }
-        | Cmd::PExpire { key, .. }
-        | Cmd::Ttl { key }
-        | Cmd::Del { key }
-        | Cmd::LLen { key }
-        | Cmd::LPush { key, .. }
-        | Cmd::LIndex { key, .. }
-        | Cmd::LTrim { key, .. } => Some(key),
-        Cmd::EvalSha { keys, .. }
-        | Cmd::EvalShaDigest { keys, .. }
-        | Cmd::Eval { keys, .. }
-        | Cmd::FCall { keys, .. } => keys.first().map(Vec::as_slice),
-        Cmd::Ping | Cmd::Time | Cmd::ScriptLoad { .. } | Cmd::FunctionLoad => None,
-    }
-}
-
 /// `MOVED <slot> <host>:<port>` as (slot, host).
 fn moved(reply: &Reply) -> Option<(u16, String)> {
     let Reply::Error(line) = reply else {
@@ -218,7 +196,7 @@ impl ClusterRedis {
             }
             return one(first.unwrap_or_else(|| Err(Error::Protocol("no node".to_owned()))));
         }
-        let slot = first_key(&cmd).map(key_slot);
+        let slot = cmd.first_key().map(key_slot);
         let mut host = self.client.owner(slot);
         let mut redirects = 0;
         loop {
@@ -258,7 +236,7 @@ impl Redis for ClusterRedis {
     async fn pipeline(&mut self, cmds: Vec<Cmd>) -> Result<Vec<Reply>, Error> {
         let slots: Vec<Option<u16>> = cmds
             .iter()
-            .map(|cmd| first_key(cmd).map(key_slot))
+            .map(|cmd| cmd.first_key().map(key_slot))
             .collect();
         let hosts: Vec<String> = slots.iter().map(|slot| self.client.owner(*slot)).collect();
         let one_node = !cmds
