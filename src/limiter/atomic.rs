@@ -72,6 +72,23 @@ pub enum ScriptClock {
     Gateway,
 }
 
+impl ScriptClock {
+    /// The time a script is given: the request's for [`ScriptClock::Gateway`], none (the
+    /// script reads TIME) for [`ScriptClock::Redis`].
+    pub fn now_ms(self, request_ms: u64) -> Option<u64> {
+        match self {
+            ScriptClock::Redis => None,
+            ScriptClock::Gateway => Some(request_ms),
+        }
+    }
+
+    /// [`ScriptClock::now_ms`] as the script's ARGV entry: empty when the script reads TIME.
+    pub fn now_arg(self, request_ms: u64) -> Vec<u8> {
+        self.now_ms(request_ms)
+            .map_or_else(Vec::new, |ms| ms.to_string().into_bytes())
+    }
+}
+
 /// Parses the scripts' reply `{allowed, remaining, retry_after_ms (-1 = never), reset_after_ms}`.
 pub fn parse_decision(reply: &Reply) -> Result<Decision, LimiterError> {
     let Reply::Array(items) = reply else {
@@ -150,10 +167,7 @@ impl<R: Redis> ScriptLimiter<R> {
 impl<R: Redis> Limiter for ScriptLimiter<R> {
     async fn check(&mut self, request: &Request) -> Result<Verdict, LimiterError> {
         let key = self.scheme.render(&request.identity, 0)?;
-        let now_ms = match self.clock {
-            ScriptClock::Redis => None,
-            ScriptClock::Gateway => Some(request.now_ms),
-        };
+        let now_ms = self.clock.now_ms(request.now_ms);
         let before = self.redis.usage();
         let reply = run_script_with(
             &mut self.redis,
@@ -308,10 +322,7 @@ impl<R: Redis> MultiLimiter<R> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut args = vec![
             request.cost.to_string().into_bytes(),
-            match self.clock {
-                ScriptClock::Redis => Vec::new(),
-                ScriptClock::Gateway => request.now_ms.to_string().into_bytes(),
-            },
+            self.clock.now_arg(request.now_ms),
         ];
         for (_, quota) in &self.limits {
             args.push(quota.burst().to_string().into_bytes());
@@ -418,13 +429,6 @@ impl<R: Redis> SuccessLimiter<R> {
         self.reload = reload;
         self
     }
-
-    fn now_arg(&self, now_ms: u64) -> Vec<u8> {
-        match self.clock {
-            ScriptClock::Redis => Vec::new(),
-            ScriptClock::Gateway => now_ms.to_string().into_bytes(),
-        }
-    }
 }
 
 impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
@@ -443,7 +447,7 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
             self.quota.limit().to_string().into_bytes(),
             self.quota.window_ms().to_string().into_bytes(),
             self.quota.lease_ms().to_string().into_bytes(),
-            self.now_arg(request.now_ms),
+            self.clock.now_arg(request.now_ms),
         ];
         let before = self.redis.usage();
         let reply = run_script_with(
@@ -496,7 +500,7 @@ impl<R: Redis> super::OutcomeLimiter for SuccessLimiter<R> {
                 b"0".to_vec()
             },
             self.quota.window_ms().to_string().into_bytes(),
-            self.now_arg(now_ms),
+            self.clock.now_arg(now_ms),
         ];
         let before = self.redis.usage();
         let reply = run_script_with(
@@ -607,10 +611,7 @@ impl<R: Redis> ShardedLimiter<R> {
             u32::try_from(shard).expect("shard count is a u32"),
         )?;
         let algorithm = self.shards[shard];
-        let now_ms = match self.clock {
-            ScriptClock::Redis => None,
-            ScriptClock::Gateway => Some(request.now_ms),
-        };
+        let now_ms = self.clock.now_ms(request.now_ms);
         let reply = run_script_with(
             &mut self.redis,
             algorithm.script(),
@@ -1061,5 +1062,13 @@ mod tests {
             ]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_script_clock_gives_the_request_time_or_none() {
+        assert_eq!(ScriptClock::Gateway.now_ms(1_234), Some(1_234));
+        assert_eq!(ScriptClock::Redis.now_ms(1_234), None);
+        assert_eq!(ScriptClock::Gateway.now_arg(1_234), b"1234".to_vec());
+        assert!(ScriptClock::Redis.now_arg(1_234).is_empty());
     }
 }
