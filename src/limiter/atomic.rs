@@ -4,7 +4,7 @@
 //! window counter, token bucket, GCRA) with EVALSHA, falling back to EVAL when the server lost
 //! its script cache (one extra round trip, counted). [`PipelinedFixedWindow`] is the fixed
 //! window without Lua, as Envoy's ratelimit does it. [`Rollout`] switches one limit between a
-//! legacy and an atomic implementation, the plan's rollback requirement.
+//! legacy and an atomic implementation, so a rollout can be rolled back one limit at a time.
 
 use crate::algo::{Decision, RateQuota, WindowQuota};
 use crate::keys::KeyScheme;
@@ -259,7 +259,7 @@ impl<R: Redis> Limiter for PipelinedFixedWindow<R> {
     }
 }
 
-/// One limit that can run either implementation: the plan's rollback switch. A gateway
+/// One limit that can run either implementation: the rollback switch of a rollout. A gateway
 /// fleet can mix them during a rollout (old and new gateways sharing one Redis).
 pub enum Rollout<L, A> {
     /// The legacy implementation.
@@ -278,9 +278,9 @@ impl<L: Limiter, A: Limiter> Limiter for Rollout<L, A> {
 }
 
 /// Several GCRA limits on one request, all or nothing, in one script call
-/// (`lua/multi_limit.lua`): the plan's merged check of the global, per-user and per-model
+/// (`lua/multi_limit.lua`): the global, per-user and per-model limits merged into one check
 /// limits. Each limit has its own key scheme; on Redis Cluster all of one request's keys must
-/// share a hash tag (the plan's `{u:<user>}`), which `KeyScheme::plan_user` provides.
+/// share a hash tag (`{u:<user>}`), which `KeyScheme::plan_user` provides.
 pub struct MultiLimiter<R> {
     redis: Metered<R>,
     limits: Vec<(KeyScheme, RateQuota)>,

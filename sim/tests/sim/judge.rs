@@ -441,7 +441,7 @@ fn every_shipped_scenario_catches_one_admission_too_many() {
     // very first; never within 20 ms of a fault (a reset there excuses up to L + 1). A
     // bound's verdict must fail, with `over_admission_max` of at least 1 (success limits:
     // the successes verdict). Scenarios run on two threads (`sim::explore::run_ordered`,
-    // output in file order). Prints, per scenario, the numbers the issue asks for: margins,
+    // output in file order). Prints, per scenario, what shows the check could fail: margins,
     // resolution, denials, faults that took effect.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)

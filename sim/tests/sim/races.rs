@@ -195,7 +195,7 @@ fn r9_legacy_bucket_goes_negative_after_a_redis_clock_step_back_and_the_atomic_o
 fn r5_group_limits_on_one_user_key_over_admit_the_strict_group_and_per_group_keys_do_not() {
     // Goal: R5, new-api's group override changes the numbers but keeps the per-user key.
     // Method: a strict group (3 per minute) and a vip group (1000 per minute) on one user's
-    // bucket; the strict group must exceed its own bound. With the plan's per-group keys
+    // bucket; the strict group must exceed its own bound. With per-group keys
     // (`$group` in the key) and the atomic bucket, every group stays in its own bound.
     const R5: &str = include_str!("../../scenarios/r5-legacy-group-quotas.toml");
     for seed in SEEDS {

@@ -119,7 +119,7 @@ fn a_cluster_with_hot_keys_reports_the_hottest_node() {
 
 #[test]
 fn hash_tagged_scripts_never_cross_slots_on_a_cluster() {
-    // Goal: the plan's keys (`rl:$ns:{u:$user}`) keep a multi-key script (the success
+    // Goal: the redesign's keys (`rl:$ns:{u:$user}`) keep a multi-key script (the success
     // reservation's :ok/:res/:seq) in one slot, so a cluster never answers CROSSSLOT; the
     // same keys without the hash tag do hit CROSSSLOT (the check can fail). Method: the hot
     // cluster scenario with each atomic limiter, then the reservation with `rl:$ns:$user`.
