@@ -292,110 +292,19 @@ fn run_inner(
         .tcp_capacity(1 << 16)
         .build();
 
-    let log: Log = Arc::new(Mutex::new(Vec::new()));
-    let trace: Option<Trace> = traced.then(|| Arc::new(Mutex::new(Vec::new())));
-    // Each host's clock offset, by name; clock-step faults add to them.
-    let mut offsets: BTreeMap<String, Arc<AtomicI64>> = BTreeMap::new();
-    let redis_hosts = scenario.redis.hosts();
-    for host in &redis_hosts {
-        offsets.insert(
-            host.clone(),
-            Arc::new(AtomicI64::new(scenario.redis.clock_offset_ms)),
-        );
-    }
-    for index in 0..gateway_count {
-        let group = scenario
-            .gateway_group(index)
-            .expect("index below the count");
-        offsets.insert(
-            format!("gateway-{index}"),
-            Arc::new(AtomicI64::new(group.clock_offset_ms)),
-        );
-    }
+    let world = World::new(scenario, traced);
+    world.add_redis_hosts(&mut sim, scenario, redis_seed);
+    let gateways = GatewayPlan {
+        seeds: gateway_seeds,
+        drain_ms: drain,
+        tamper,
+        schemes,
+    };
+    world.add_gateways(&mut sim, scenario, gateways);
 
-    // Each Redis host's live model, replaced by a fresh one at each (re)start of the host.
-    let models: BTreeMap<String, ModelSlot> = redis_hosts
-        .iter()
-        .map(|host| (host.clone(), Arc::new(Mutex::new(None))))
-        .collect();
-    let replication_stopped = Arc::new(AtomicBool::new(false));
-    // What a restarting `redis-0` loads before it serves: set by the fault loop just before
-    // the bounce, taken by the new process.
-    let restore: Restore = Arc::new(Mutex::new(None));
-    let shards = u32::try_from(redis_hosts.len()).expect("at most REDIS_NODES_MAX");
-    for (index, host) in (0u32..).zip(&redis_hosts) {
-        let cluster =
-            (scenario.redis.topology == Topology::Cluster).then(|| cluster_config(index, shards));
-        let replica_of =
-            (scenario.redis.topology == Topology::Replicated && index > 0).then(|| ReplicaLink {
-                primary: Arc::clone(&models[REDIS_HOST]),
-                lag_ms: scenario.redis.replication_lag_ms,
-                stopped: Arc::clone(&replication_stopped),
-            });
-        let node = RedisHost {
-            host: host.clone(),
-            // Every node its own seed, derived, so that adding nodes changes nothing else.
-            seed: redis_seed.wrapping_add(u64::from(index) << 32),
-            cluster,
-            replica_of,
-            model: Arc::clone(&models[host]),
-            offset: Arc::clone(&offsets[host]),
-            restore: if host == REDIS_HOST {
-                Arc::clone(&restore)
-            } else {
-                Arc::new(Mutex::new(None))
-            },
-        };
-        node.add_to(&mut sim);
-    }
-
-    // Where gateways send commands: the current primary (moved by a failover), or the
-    // cluster's nodes; the cluster's load counters.
-    let primary: Target = Arc::new(Mutex::new(REDIS_HOST.to_owned()));
-    let load: Arc<Mutex<Load>> = Arc::new(Mutex::new(Load::default()));
-
-    for index in 0..gateway_count {
-        let group = scenario
-            .gateway_group(index)
-            .expect("index below the count")
-            .clone();
-        let gateway = Gateway {
-            index,
-            group,
-            // The group's own limit (new-api's group override), if it has one.
-            scenario: scenario.for_group(
-                scenario
-                    .gateway_group(index)
-                    .expect("index below the count"),
-            ),
-            seed: gateway_seeds[usize::try_from(index).expect("small")],
-            offset: Arc::clone(&offsets[&format!("gateway-{index}")]),
-            log: Arc::clone(&log),
-            drain_ms: drain,
-            primary: Arc::clone(&primary),
-            redis_hosts: redis_hosts.clone(),
-            load: Arc::clone(&load),
-            tamper: tamper.clone(),
-            schemes: schemes.clone(),
-            trace: trace.clone(),
-        };
-        sim.client(format!("gateway-{index}"), gateway.run());
-    }
-
-    // Fault actions in time order: (at_ms, fault index, is_end).
-    let mut actions: Vec<(u64, usize, bool)> = Vec::new();
-    for (index, fault) in scenario.faults.iter().enumerate() {
-        actions.push((fault.at_ms, index, false));
-        if matches!(
-            fault.kind,
-            FaultKind::Partition { .. } | FaultKind::Hold { .. }
-        ) {
-            actions.push((fault.at_ms + fault.kind.outage_ms(), index, true));
-        }
-    }
-    actions.sort();
+    let actions = fault_actions(scenario);
     let mut next_action = 0;
-    let mut dynamics = Dynamics::new(scenario, seed, &offsets);
+    let mut dynamics = Dynamics::new(scenario, seed, &world.offsets);
     // Redis restarts: (fault index, the model that served before): the restart took effect
     // when another model serves at the end.
     let mut restarted: Vec<(usize, Option<SharedModel>)> = Vec::new();
@@ -404,55 +313,18 @@ fn run_inner(
         let now_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
         dynamics.advance(&mut sim, now_ms);
         // Fsyncs and snapshots due now happen before any fault of this instant.
-        disk.sync(now_ms, &models[REDIS_HOST]);
+        disk.sync(now_ms, &world.models[REDIS_HOST]);
         while let Some(&(at_ms, index, is_end)) = actions.get(next_action) {
             if at_ms > now_ms {
                 break;
             }
             next_action += 1;
-            let kind = &scenario.faults[index].kind;
-            let (what, took_effect) = if let FaultKind::Flush {} = kind {
-                // FLUSHALL on whichever node is the primary now.
-                let host = primary
-                    .lock()
-                    .expect("the target lock is never held across a panic")
-                    .clone();
-                flush(&models[&host], now_ms, &offsets[&host])
-            } else {
-                // What the harness can tell now; a restart is judged at the end, by which
-                // model serves then.
-                let took_effect = match kind {
-                    FaultKind::RedisRestart { .. } => {
-                        let before = current_model(&models[REDIS_HOST]);
-                        *restore
-                            .lock()
-                            .expect("the restore lock is never held across a panic") =
-                            disk.durable_at_restart(kind, now_ms, before.as_ref());
-                        restarted.push((index, before));
-                        None
-                    }
-                    FaultKind::ClockStep { host, step_ms } => {
-                        Some(offsets.contains_key(host) && *step_ms != 0)
-                    }
-                    FaultKind::Failover {} if !is_end => Some(true),
-                    _ => None,
-                };
-                let failover = Failover {
-                    primary: &primary,
-                    replication_stopped: &replication_stopped,
-                };
-                let what = apply_fault(&mut sim, kind, is_end, &offsets, &failover);
-                (what, took_effect)
+            let fault = DueFault {
+                index,
+                is_end,
+                now_ms,
             };
-            push(
-                &log,
-                Event::Fault {
-                    index,
-                    at_ms: now_ms,
-                    what,
-                    took_effect,
-                },
-            );
+            world.apply(&mut sim, scenario, fault, &mut disk, &mut restarted);
         }
         match sim.step() {
             Ok(true) => break,
@@ -461,10 +333,10 @@ fn run_inner(
         }
     }
     let simulated_ms = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
-    mark_restarts(&log, &restarted, &models[REDIS_HOST]);
+    mark_restarts(&world.log, &restarted, &world.models[REDIS_HOST]);
     for (host, drift_ms) in dynamics.drifted() {
         push(
-            &log,
+            &world.log,
             Event::ClockDrift {
                 at_ms: simulated_ms,
                 host,
@@ -473,14 +345,223 @@ fn run_inner(
         );
     }
     if scenario.redis.topology == Topology::Cluster {
-        let load = load
+        world.push_cluster_load(simulated_ms);
+    }
+    world.push_snapshot(scenario, simulated_ms);
+    drop(sim);
+    Ok(world.output(simulated_ms))
+}
+
+/// The handles every part of one run shares: the log, the hosts' clocks and models, where
+/// gateways send commands, and the cluster's load counters.
+struct World {
+    log: Log,
+    trace: Option<Trace>,
+    /// Each host's clock offset, by name; clock-step faults add to them.
+    offsets: BTreeMap<String, Arc<AtomicI64>>,
+    redis_hosts: Vec<String>,
+    /// Each Redis host's live model, replaced by a fresh one at each (re)start of the host.
+    models: BTreeMap<String, ModelSlot>,
+    replication_stopped: Arc<AtomicBool>,
+    /// What a restarting `redis-0` loads before it serves: set by the fault loop just before
+    /// the bounce, taken by the new process.
+    restore: Restore,
+    /// Where gateways send commands: the current primary (moved by a failover), or the
+    /// cluster's nodes.
+    primary: Target,
+    load: Arc<Mutex<Load>>,
+}
+
+/// What every gateway of a run gets besides its group: its seed (by index), how long it
+/// drains, the checker-test tamper and the per-limit key plan.
+struct GatewayPlan {
+    seeds: Vec<u64>,
+    drain_ms: u64,
+    tamper: Option<Tamper>,
+    schemes: Option<Arc<SchemePlan>>,
+}
+
+/// A fault action due now: the fault's index, whether it is the end of an outage, and the
+/// instant.
+#[derive(Clone, Copy)]
+struct DueFault {
+    index: usize,
+    is_end: bool,
+    now_ms: u64,
+}
+
+impl World {
+    fn new(scenario: &Scenario, traced: bool) -> World {
+        let redis_hosts = scenario.redis.hosts();
+        let mut offsets: BTreeMap<String, Arc<AtomicI64>> = BTreeMap::new();
+        for host in &redis_hosts {
+            offsets.insert(
+                host.clone(),
+                Arc::new(AtomicI64::new(scenario.redis.clock_offset_ms)),
+            );
+        }
+        for index in 0..scenario.gateway_count() {
+            let group = scenario
+                .gateway_group(index)
+                .expect("index below the count");
+            offsets.insert(
+                format!("gateway-{index}"),
+                Arc::new(AtomicI64::new(group.clock_offset_ms)),
+            );
+        }
+        let models = redis_hosts
+            .iter()
+            .map(|host| (host.clone(), Arc::new(Mutex::new(None))))
+            .collect();
+        World {
+            log: Arc::new(Mutex::new(Vec::new())),
+            trace: traced.then(|| Arc::new(Mutex::new(Vec::new()))),
+            offsets,
+            redis_hosts,
+            models,
+            replication_stopped: Arc::new(AtomicBool::new(false)),
+            restore: Arc::new(Mutex::new(None)),
+            primary: Arc::new(Mutex::new(REDIS_HOST.to_owned())),
+            load: Arc::new(Mutex::new(Load::default())),
+        }
+    }
+
+    /// Adds every Redis host to the simulation, in name order.
+    fn add_redis_hosts(&self, sim: &mut turmoil::Sim<'_>, scenario: &Scenario, redis_seed: u64) {
+        let shards = u32::try_from(self.redis_hosts.len()).expect("at most REDIS_NODES_MAX");
+        for (index, host) in (0u32..).zip(&self.redis_hosts) {
+            let cluster = (scenario.redis.topology == Topology::Cluster)
+                .then(|| cluster_config(index, shards));
+            let replica_of =
+                (scenario.redis.topology == Topology::Replicated && index > 0).then(|| {
+                    ReplicaLink {
+                        primary: Arc::clone(&self.models[REDIS_HOST]),
+                        lag_ms: scenario.redis.replication_lag_ms,
+                        stopped: Arc::clone(&self.replication_stopped),
+                    }
+                });
+            let node = RedisHost {
+                host: host.clone(),
+                // Every node its own seed, derived, so that adding nodes changes nothing else.
+                seed: redis_seed.wrapping_add(u64::from(index) << 32),
+                cluster,
+                replica_of,
+                model: Arc::clone(&self.models[host]),
+                offset: Arc::clone(&self.offsets[host]),
+                restore: if host == REDIS_HOST {
+                    Arc::clone(&self.restore)
+                } else {
+                    Arc::new(Mutex::new(None))
+                },
+            };
+            node.add_to(sim);
+        }
+    }
+
+    /// Adds every gateway to the simulation, in index order, each with its group's settings
+    /// and its own seed.
+    fn add_gateways(&self, sim: &mut turmoil::Sim<'_>, scenario: &Scenario, plan: GatewayPlan) {
+        for index in 0..scenario.gateway_count() {
+            let group = scenario
+                .gateway_group(index)
+                .expect("index below the count")
+                .clone();
+            let gateway = Gateway {
+                index,
+                group,
+                // The group's own limit (new-api's group override), if it has one.
+                scenario: scenario.for_group(
+                    scenario
+                        .gateway_group(index)
+                        .expect("index below the count"),
+                ),
+                seed: plan.seeds[usize::try_from(index).expect("small")],
+                offset: Arc::clone(&self.offsets[&format!("gateway-{index}")]),
+                log: Arc::clone(&self.log),
+                drain_ms: plan.drain_ms,
+                primary: Arc::clone(&self.primary),
+                redis_hosts: self.redis_hosts.clone(),
+                load: Arc::clone(&self.load),
+                tamper: plan.tamper.clone(),
+                schemes: plan.schemes.clone(),
+                trace: self.trace.clone(),
+            };
+            sim.client(format!("gateway-{index}"), gateway.run());
+        }
+    }
+
+    /// Applies one due fault action and logs it, with whether it took effect where the
+    /// harness can tell now (a restart is judged at the end, by which model serves then).
+    fn apply(
+        &self,
+        sim: &mut turmoil::Sim<'_>,
+        scenario: &Scenario,
+        due: DueFault,
+        disk: &mut Disk,
+        restarted: &mut Vec<(usize, Option<SharedModel>)>,
+    ) {
+        let DueFault {
+            index,
+            is_end,
+            now_ms,
+        } = due;
+        let kind = &scenario.faults[index].kind;
+        let (what, took_effect) = if let FaultKind::Flush {} = kind {
+            // FLUSHALL on whichever node is the primary now.
+            let host = self
+                .primary
+                .lock()
+                .expect("the target lock is never held across a panic")
+                .clone();
+            flush(&self.models[&host], now_ms, &self.offsets[&host])
+        } else {
+            let took_effect = match kind {
+                FaultKind::RedisRestart { .. } => {
+                    let before = current_model(&self.models[REDIS_HOST]);
+                    *self
+                        .restore
+                        .lock()
+                        .expect("the restore lock is never held across a panic") =
+                        disk.durable_at_restart(kind, now_ms, before.as_ref());
+                    restarted.push((index, before));
+                    None
+                }
+                FaultKind::ClockStep { host, step_ms } => {
+                    Some(self.offsets.contains_key(host) && *step_ms != 0)
+                }
+                FaultKind::Failover {} if !is_end => Some(true),
+                _ => None,
+            };
+            let failover = Failover {
+                primary: &self.primary,
+                replication_stopped: &self.replication_stopped,
+            };
+            let what = apply_fault(sim, kind, is_end, &self.offsets, &failover);
+            (what, took_effect)
+        };
+        push(
+            &self.log,
+            Event::Fault {
+                index,
+                at_ms: now_ms,
+                what,
+                took_effect,
+            },
+        );
+    }
+
+    /// Logs the cluster's load: commands per node and per slot, and MOVED redirects.
+    fn push_cluster_load(&self, simulated_ms: u64) {
+        let load = self
+            .load
             .lock()
             .expect("the load lock is never held across a panic");
         push(
-            &log,
+            &self.log,
             Event::Load {
                 at_ms: simulated_ms,
-                nodes: redis_hosts
+                nodes: self
+                    .redis_hosts
                     .iter()
                     .map(|host| (host.clone(), load.nodes.get(host).copied().unwrap_or(0)))
                     .collect(),
@@ -493,62 +574,87 @@ fn run_inner(
             },
         );
     }
-    // The data the gateways see at the end: the current primary's, or every shard's.
-    let serving: Vec<String> = match scenario.redis.topology {
-        Topology::Cluster => redis_hosts.clone(),
-        _ => vec![
-            primary
+
+    /// Logs the data the gateways see at the end (the current primary's, or every
+    /// shard's): each key's TTL and each bucket's level, when any node is up.
+    fn push_snapshot(&self, scenario: &Scenario, simulated_ms: u64) {
+        let serving: Vec<String> = match scenario.redis.topology {
+            Topology::Cluster => self.redis_hosts.clone(),
+            _ => vec![
+                self.primary
+                    .lock()
+                    .expect("the target lock is never held across a panic")
+                    .clone(),
+            ],
+        };
+        let mut keys = Vec::new();
+        let mut levels = Vec::new();
+        let mut any = false;
+        for host in &serving {
+            let model = self.models[host]
                 .lock()
-                .expect("the target lock is never held across a panic")
-                .clone(),
-        ],
-    };
-    let mut keys = Vec::new();
-    let mut levels = Vec::new();
-    let mut any = false;
-    for host in &serving {
-        let model = models[host]
-            .lock()
-            .expect("the model slot lock is never held across a panic")
-            .clone();
-        if let Some(model) = model {
-            any = true;
-            let node_ms = skewed_ms(simulated_ms, &offsets[host]);
-            let host_keys = snapshot(&model, node_ms);
-            levels.extend(bucket_levels(&model, node_ms, &host_keys));
-            keys.extend(host_keys);
+                .expect("the model slot lock is never held across a panic")
+                .clone();
+            if let Some(model) = model {
+                any = true;
+                let node_ms = skewed_ms(simulated_ms, &self.offsets[host]);
+                let host_keys = snapshot(&model, node_ms);
+                levels.extend(bucket_levels(&model, node_ms, &host_keys));
+                keys.extend(host_keys);
+            }
+        }
+        if any {
+            keys.sort();
+            levels.sort();
+            push(
+                &self.log,
+                Event::Snapshot {
+                    at_ms: simulated_ms,
+                    keys,
+                    levels,
+                },
+            );
         }
     }
-    if any {
-        keys.sort();
-        levels.sort();
-        push(
-            &log,
-            Event::Snapshot {
-                at_ms: simulated_ms,
-                keys,
-                levels,
-            },
-        );
-    }
-    drop(sim);
-    let events = std::mem::take(
-        &mut *log
-            .lock()
-            .expect("the event log lock is never held across a panic"),
-    );
-    let round_trips = trace.map_or_else(Vec::new, |trace| {
-        std::mem::take(
-            &mut *trace
+
+    /// The run's output: the event log and the traced round trips, taken out.
+    fn output(self, simulated_ms: u64) -> RunOutput {
+        let events = std::mem::take(
+            &mut *self
+                .log
                 .lock()
-                .expect("the trace lock is never held across a panic"),
-        )
-    });
-    Ok(RunOutput {
-        events,
-        simulated_ms,
-        round_trips,
-    })
+                .expect("the event log lock is never held across a panic"),
+        );
+        let round_trips = self.trace.map_or_else(Vec::new, |trace| {
+            std::mem::take(
+                &mut *trace
+                    .lock()
+                    .expect("the trace lock is never held across a panic"),
+            )
+        });
+        RunOutput {
+            events,
+            simulated_ms,
+            round_trips,
+        }
+    }
+}
+
+/// Fault actions in time order: (at_ms, fault index, is_end); a partition or hold also
+/// ends.
+fn fault_actions(scenario: &Scenario) -> Vec<(u64, usize, bool)> {
+    let mut actions: Vec<(u64, usize, bool)> = Vec::new();
+    for (index, fault) in scenario.faults.iter().enumerate() {
+        actions.push((fault.at_ms, index, false));
+        if matches!(
+            fault.kind,
+            FaultKind::Partition { .. } | FaultKind::Hold { .. }
+        ) {
+            actions.push((fault.at_ms + fault.kind.outage_ms(), index, true));
+        }
+    }
+    actions.sort();
+    actions
 }
 
 #[cfg(test)]
