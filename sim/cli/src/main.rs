@@ -110,7 +110,27 @@ struct ExploreArgs {
     jobs: Option<usize>,
 }
 
+/// A reader that closes our standard output early (`ratelab run … | head`) ends the process
+/// quietly with 141, as SIGPIPE ends a C tool, instead of a panic and a backtrace: `print!`
+/// panics on a broken pipe, and this hook tells that panic from every other one.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(&args),

@@ -249,3 +249,23 @@ fn bench_csv_output_parses_as_one_csv_table() {
     }
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_run_quietly() {
+    // Goal: `ratelab run … | head` does not panic when `head` leaves: the process ends with
+    // 141 (as SIGPIPE ends a C tool) and nothing on stderr. Method: the reading end of its
+    // stdout is closed before it prints; before the fix it panicked ("failed printing to
+    // stdout: Broken pipe") with exit code 101 and a backtrace.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ratelab"))
+        .args(["run", "--seed", "1", "--scenario"])
+        .arg(format!("{SCENARIOS}/gcra-two-gateways.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ratelab runs");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("ratelab ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
